@@ -1,0 +1,118 @@
+"""Module-level encoders and decoders, and the byte surgery on bodies.
+
+The request is decoded twice, cheaply: once into a typed Struct that validates every
+documented field (contents are skipped over, not kept), and, only when the upstream
+body must differ from the client's, into ``dict[str, Raw]`` whose values are views
+into the original buffer, so unknown fields and message contents are copied, never
+re-encoded. Responses are enriched by splicing ``extra_fields`` before the closing
+brace: the upstream's ``choices`` are never decoded.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+from msgspec import Raw
+
+from gateway.errors import InvalidRequest, UpstreamProtocolError
+from gateway.schemas.chat import ChatCompletionRequest
+from gateway.schemas.completions import CompletionRequest
+from gateway.schemas.response import ExtraFields, ResponseHead
+
+T = TypeVar("T")
+
+encode = msgspec.json.Encoder().encode
+_fields = msgspec.json.Decoder(dict[str, Raw]).decode
+_response_head = msgspec.json.Decoder(ResponseHead).decode
+
+# Keys the gateway consumes and never forwards.
+GATEWAY_FIELDS = (b"fallbacks",)
+_GATEWAY_KEYS = tuple(k.decode() for k in GATEWAY_FIELDS)
+
+# msgspec's messages end with " - at `$.path`" when the problem is below the root.
+_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+
+
+def _param(message: str) -> tuple[str, str | None]:
+    """Split a msgspec validation message into (message, OpenAI ``param``)."""
+    m = _AT.search(message)
+    path = m.group("path") if m else ""
+    text = message[: m.start()] if m else message
+    missing = _MISSING.match(text)
+    if missing:
+        field = missing.group("field")
+        path = f"{path}.{field}" if path else field
+    return text, (path or None)
+
+
+def _decode_request(decode: "msgspec.json.Decoder[T]", body: bytes) -> T:
+    if not body:
+        raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        return decode.decode(body)
+    except msgspec.ValidationError as e:
+        text, param = _param(str(e))
+        where = f" at '{param}'" if param else ""
+        raise InvalidRequest(f"invalid request{where}: {text}", param=param, code="invalid_value") from None
+    except msgspec.DecodeError as e:
+        raise InvalidRequest(f"request body is not valid JSON: {e}", code="invalid_json") from None
+
+
+_chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
+_completion_decoder = msgspec.json.Decoder(CompletionRequest)
+
+
+def decode_chat(body: bytes) -> ChatCompletionRequest:
+    return _decode_request(_chat_decoder, body)
+
+
+def decode_completion(body: bytes) -> CompletionRequest:
+    req = _decode_request(_completion_decoder, body)
+    prompt = req.prompt
+    if isinstance(prompt, list):
+        kind = type(prompt[0])
+        if any(type(p) is not kind for p in prompt):
+            raise InvalidRequest(
+                "invalid request at 'prompt': expected a string, a list of strings, "
+                "a list of token ids, or a list of token id lists, not a mix",
+                param="prompt",
+                code="invalid_value",
+            )
+    return req
+
+
+def upstream_body(body: bytes, *, model: str, rewrite_model: bool, has_gateway_fields: bool) -> bytes:
+    """The body to send upstream: the client's bytes, with ``model`` swapped and the
+    gateway's own fields removed. Untouched when neither is needed."""
+    if not rewrite_model and not has_gateway_fields:
+        return body
+    fields = _fields(body)
+    for key in _GATEWAY_KEYS:
+        fields.pop(key, None)
+    if rewrite_model:
+        fields["model"] = Raw(encode(model))
+    return encode(fields)
+
+
+def response_head(body: bytes) -> ResponseHead:
+    try:
+        return _response_head(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise UpstreamProtocolError(f"upstream returned a body that is not a completion object: {e}") from None
+
+
+def enrich(body: bytes, head: ResponseHead, extra: ExtraFields) -> bytes:
+    """``body`` with ``extra_fields`` set; ``body`` must be a JSON object (as
+    ``response_head`` has checked)."""
+    if head.extra_fields is not msgspec.UNSET:
+        # An upstream that is itself a gateway: replace its field, rarely taken.
+        fields = _fields(body)
+        fields["extra_fields"] = Raw(encode(extra))
+        return encode(fields)
+    end = body.rstrip()
+    inner = end[:-1].rstrip()
+    sep = b"" if inner.endswith(b"{") else b","
+    return b"".join((inner, sep, b'"extra_fields":', encode(extra), b"}"))

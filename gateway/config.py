@@ -1,0 +1,164 @@
+"""Configuration: frozen msgspec Structs, decoded once at start-up.
+
+A config file may be JSON, YAML or TOML (chosen by suffix). Unknown keys are
+errors naming the key and the file. Secrets are written as ``env.VAR_NAME`` and
+resolved here, the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Mapping
+
+import msgspec
+from msgspec import Meta, Struct
+
+Seconds = Annotated[float, Meta(gt=0)]
+Share = Annotated[float, Meta(ge=0, le=1)]
+
+ENV_PREFIX = "env."
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be served; the message names the file and key."""
+
+
+class KeyConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    value: str  # the secret, or "env.VAR_NAME"
+    name: str = "default"
+    weight: Annotated[float, Meta(gt=0)] = 1.0
+
+
+class TimeoutConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    connect_s: Seconds = 10.0
+    # A whole unary call. Long reasoning models take minutes; 30 s defaults are the
+    # reference system's most reported complaint, so the default is generous.
+    request_s: Seconds = 300.0
+    # Between two reads of a stream, and before its first byte.
+    stream_idle_s: Seconds = 120.0
+
+
+class MockConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The built-in fake LLM: size, pace and faults of its answers."""
+
+    tokens: Annotated[int, Meta(ge=0, le=1_000_000)] = 16
+    ttft_ms: Annotated[float, Meta(ge=0)] = 0.0
+    itl_ms: Annotated[float, Meta(ge=0)] = 0.0
+    error_rate: Share = 0.0
+    error_status: tuple[Annotated[int, Meta(ge=400, le=599)], ...] = (429, 500)
+    reset_rate: Share = 0.0
+    models: tuple[str, ...] = ("mock-chat", "mock-instruct")
+
+
+class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    dialect: Literal["openai", "mock"] = "openai"
+    base_url: str = ""
+    keys: tuple[KeyConfig, ...] = ()
+    headers: dict[str, str] = {}
+    # Listed by GET /v1/models; empty means "ask the upstream's /models".
+    models: tuple[str, ...] = ()
+    timeouts: TimeoutConfig = TimeoutConfig()
+    mock: MockConfig = MockConfig()
+
+
+class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    # Images sent inline as base64 make large chat bodies legitimate; 16 MiB covers
+    # OpenAI's own image limits while bounding memory per request.
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
+    # One request line or header line; aiohttp's default.
+    max_header_bytes: Annotated[int, Meta(ge=1024, le=65536)] = 8190
+    max_headers: Annotated[int, Meta(ge=8, le=1024)] = 128
+
+
+class GatewayConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    server: ServerConfig = ServerConfig()
+    providers: dict[str, ProviderConfig] = {}
+    # Where a bare model ("gpt-4o", no "provider/") goes.
+    default_provider: str | None = None
+    # "fast": "openai/gpt-4o-mini"; resolved before routing.
+    aliases: dict[str, str] = {}
+
+
+def _resolve(value: str, *, where: str, env: Mapping[str, str]) -> str:
+    if not value.startswith(ENV_PREFIX):
+        return value
+    var = value[len(ENV_PREFIX) :]
+    if var not in env:
+        raise ConfigError(f"{where}: environment variable {var} is not set")
+    return env[var]
+
+
+def _resolve_provider(name: str, p: ProviderConfig, *, source: str, env: Mapping[str, str]) -> ProviderConfig:
+    where = f"{source}: providers.{name}"
+    keys = tuple(
+        msgspec.structs.replace(k, value=_resolve(k.value, where=f"{where}.keys[{i}].value", env=env))
+        for i, k in enumerate(p.keys)
+    )
+    headers = {h: _resolve(v, where=f"{where}.headers.{h}", env=env) for h, v in p.headers.items()}
+    base_url = _resolve(p.base_url, where=f"{where}.base_url", env=env).rstrip("/")
+    if p.dialect != "mock":
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.base_url: expected an http:// or https:// URL, got {base_url!r}")
+    names = [k.name for k in keys]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.keys: key names must be unique, got {names}")
+    return msgspec.structs.replace(p, keys=keys, headers=headers, base_url=base_url)
+
+
+def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> GatewayConfig:
+    for name in cfg.providers:
+        if not name or "/" in name:
+            raise ConfigError(f"{source}: providers: invalid provider name {name!r} (no '/' allowed)")
+    providers = {n: _resolve_provider(n, p, source=source, env=env) for n, p in cfg.providers.items()}
+    if cfg.default_provider is not None and cfg.default_provider not in providers:
+        raise ConfigError(f"{source}: default_provider: {cfg.default_provider!r} is not a configured provider")
+    for alias, target in cfg.aliases.items():
+        provider, sep, model = target.partition("/")
+        if not sep or not model or provider not in providers:
+            raise ConfigError(
+                f"{source}: aliases.{alias}: expected 'provider/model' with a configured provider, got {target!r}"
+            )
+    return msgspec.structs.replace(cfg, providers=providers)
+
+
+def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Decode a config file straight into Structs; every problem is a ConfigError."""
+    p = Path(path)
+    env = os.environ if env is None else env
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config file: {e.strerror}") from None
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            cfg = msgspec.json.decode(raw, type=GatewayConfig)
+        elif suffix in (".yaml", ".yml"):
+            cfg = msgspec.yaml.decode(raw, type=GatewayConfig)
+        elif suffix == ".toml":
+            cfg = msgspec.toml.decode(raw, type=GatewayConfig)
+        else:
+            raise ConfigError(f"{p}: unknown config format {suffix!r}; use .json, .yaml, .yml or .toml")
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"{p}: not valid {suffix[1:].upper()}: {e}") from None
+    return _check(cfg, source=str(p), env=env)
+
+
+def from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """The embedded default: the mock provider, plus ``openai`` when the variables the
+    OpenAI SDK itself reads are set (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)."""
+    env = os.environ if env is None else env
+    providers: dict[str, ProviderConfig] = {"mock": ProviderConfig(dialect="mock")}
+    default = "mock"
+    if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
+        keys = (KeyConfig(value="env.OPENAI_API_KEY"),) if env.get("OPENAI_API_KEY") else ()
+        base = env.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
+        providers["openai"] = ProviderConfig(dialect="openai", base_url=base, keys=keys)
+        default = "openai"
+    return _check(GatewayConfig(providers=providers, default_provider=default), source="environment", env=env)

@@ -1,0 +1,119 @@
+"""The error tree and the one place errors become OpenAI error bodies.
+
+Every failure the gateway reports is a ``GatewayError``; its class fixes the HTTP
+status and the OpenAI ``type``. Upstream failures are classified once, where they
+are caught (``gateway.upstream``), into the ``Upstream*`` subclasses.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=False):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers with."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> bytes:
+        return _encode(ErrorBody(ErrorDetail(self.message, self.type, self.param, self.code)))
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "unknown_url"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class UpstreamError(GatewayError):
+    """The provider could not give a usable answer."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamConnectError(UpstreamError):
+    """Connection refused, reset before a response, DNS failure, TLS failure."""
+
+    code = "upstream_connect_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered with something that is not the dialect it speaks."""
+
+    code = "upstream_bad_response"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status; its body is relayed as is when it
+    is already an OpenAI error body."""
+
+    def __init__(self, message: str, *, status: int, body: bytes | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.upstream_body = body
+
+    def body(self) -> bytes:
+        return self.upstream_body if self.upstream_body is not None else super().body()
+
+
+def render_unexpected() -> tuple[int, bytes]:
+    """The answer for a bug in the gateway: no detail leaks to the client."""
+    err = GatewayError("internal gateway error; see the gateway log", code="internal_error")
+    return err.status, err.body()

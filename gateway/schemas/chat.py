@@ -1,0 +1,88 @@
+"""POST /v1/chat/completions: the request as the seed API documents it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
+
+from gateway.schemas.common import SamplingFields
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class ContentPart(Struct, kw_only=True):
+    """One part of a multi-part message; its payload stays unread."""
+
+    type: Annotated[str, Meta(min_length=1)]
+
+
+class FunctionCall(Struct, kw_only=True):
+    name: str
+    arguments: str
+
+
+class ToolCall(Struct, kw_only=True):
+    function: FunctionCall
+    id: str | UnsetType = UNSET
+    type: str | UnsetType = UNSET
+    index: int | UnsetType = UNSET
+
+
+class ChatMessage(Struct, kw_only=True):
+    role: Role
+    content: str | list[ContentPart] | None | UnsetType = UNSET
+    name: str | None | UnsetType = UNSET
+    tool_call_id: str | None | UnsetType = UNSET
+    refusal: str | None | UnsetType = UNSET
+    reasoning: str | None | UnsetType = UNSET
+    annotations: list[Raw] | None | UnsetType = UNSET
+    tool_calls: list[ToolCall] | None | UnsetType = UNSET
+
+
+class FunctionDefinition(Struct, kw_only=True):
+    name: Annotated[str, Meta(min_length=1)]
+    description: str | None | UnsetType = UNSET
+    parameters: dict[str, Raw] | None | UnsetType = UNSET
+    strict: bool | None | UnsetType = UNSET
+
+
+class CacheControl(Struct, kw_only=True):
+    type: Literal["ephemeral"]
+    ttl: str | UnsetType = UNSET
+
+
+class Tool(Struct, kw_only=True):
+    type: Annotated[str, Meta(min_length=1)] = "function"
+    function: FunctionDefinition | UnsetType = UNSET
+    custom: dict[str, Raw] | UnsetType = UNSET
+    cache_control: CacheControl | UnsetType = UNSET
+
+
+class NamedFunction(Struct, kw_only=True):
+    name: Annotated[str, Meta(min_length=1)]
+
+
+class NamedToolChoice(Struct, kw_only=True):
+    """``{"type": "function", "function": {"name": ...}}``: OpenAI's object form."""
+
+    type: str
+    function: NamedFunction | UnsetType = UNSET
+
+
+class ResponseFormat(Struct, kw_only=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Raw] | UnsetType = UNSET
+
+
+class ChatCompletionRequest(SamplingFields, kw_only=True, omit_defaults=True):
+    messages: Annotated[list[ChatMessage], Meta(min_length=1)]
+    max_completion_tokens: Annotated[int, Meta(ge=1)] | None | UnsetType = UNSET
+    logprobs: bool | None | UnsetType = UNSET
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None | UnsetType = UNSET
+    tools: list[Tool] | None | UnsetType = UNSET
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None | UnsetType = UNSET
+    parallel_tool_calls: bool | None | UnsetType = UNSET
+    response_format: ResponseFormat | None | UnsetType = UNSET
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None | UnsetType = UNSET
+    service_tier: str | None | UnsetType = UNSET

@@ -1,0 +1,45 @@
+"""What the gateway reads of, and adds to, responses."""
+
+from __future__ import annotations
+
+from msgspec import UNSET, Raw, Struct, UnsetType
+
+
+class ResponseHead(Struct, kw_only=True):
+    """The part of an upstream completion the gateway reads; choices stay unread."""
+
+    id: str | UnsetType = UNSET
+    model: str | UnsetType = UNSET
+    usage: Raw | None | UnsetType = UNSET
+    extra_fields: Raw | UnsetType = UNSET
+
+
+class ExtraFields(Struct, kw_only=True, omit_defaults=True):
+    request_type: str
+    provider: str
+    model_requested: str
+    model_deployment: str
+    latency: float  # milliseconds, as the reference API reports it
+    chunk_index: int | UnsetType = UNSET
+    raw_request: Raw | UnsetType = UNSET
+    raw_response: Raw | UnsetType = UNSET
+
+
+class Model(Struct, kw_only=True):
+    id: str
+    owned_by: str
+    object: str = "model"
+    created: int = 0
+
+
+class ModelList(Struct, kw_only=True):
+    data: list[Model]
+    object: str = "list"
+
+
+class UpstreamModel(Struct, kw_only=True):
+    id: str
+
+
+class UpstreamModelList(Struct, kw_only=True):
+    data: list[UpstreamModel]
