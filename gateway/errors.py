@@ -69,12 +69,6 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
-class UnsupportedMediaType(GatewayError):
-    status = 415
-    type = "invalid_request_error"
-    code = "unsupported_media_type"
-
-
 class UpstreamError(GatewayError):
     """The provider could not give a usable answer."""
 

@@ -10,7 +10,7 @@ class ResponseHead(Struct, kw_only=True):
 
     id: str | UnsetType = UNSET
     model: str | UnsetType = UNSET
-    usage: Raw | None | UnsetType = UNSET
+    usage: Raw | UnsetType = UNSET  # Raw cannot sit in a union with None; null stays Raw
     extra_fields: Raw | UnsetType = UNSET
 
 

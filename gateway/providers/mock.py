@@ -1,0 +1,213 @@
+"""The built-in fake LLM: deterministic text, realistic usage, settable size, pace and
+faults. Served in-process for ``mock/...`` models and over HTTP by ``gateway mock``.
+
+A request may override the configured behaviour with an extension field, which any
+gateway forwards untouched (so load tests can steer the fake through a gateway):
+``"mock": {"tokens": 50, "ttft_ms": 20, "itl_ms": 5, "fail_status": 429,
+"reset_after": 3}``. ``max_tokens`` / ``max_completion_tokens`` cap the size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
+
+from gateway.config import MockConfig
+from gateway.providers import Endpoint
+
+ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text"})
+
+_WORDS = (
+    "the gateway relays every token as it arrives while counting what passes through "
+    "a stream of synthetic words with realistic usage and pacing for load tests"
+).split()
+# Prompt-size estimate for usage: OpenAI's rule of thumb of ~4 bytes of JSON text per token.
+_BYTES_PER_TOKEN = 4
+
+
+class MockOverrides(Struct, kw_only=True):
+    tokens: Annotated[int, Meta(ge=0, le=1_000_000)] | UnsetType = UNSET
+    ttft_ms: Annotated[float, Meta(ge=0, le=600_000)] | UnsetType = UNSET
+    itl_ms: Annotated[float, Meta(ge=0, le=60_000)] | UnsetType = UNSET
+    fail_status: Annotated[int, Meta(ge=400, le=599)] | None | UnsetType = UNSET
+    reset_after: Annotated[int, Meta(ge=0)] | None | UnsetType = UNSET
+
+
+class StreamOptions(Struct, kw_only=True):
+    include_usage: bool | None = None
+
+
+class MockRequest(Struct, kw_only=True):
+    model: str = "mock"
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    seed: int | None = None
+    messages: Raw | UnsetType = UNSET
+    prompt: Raw | UnsetType = UNSET
+    mock: MockOverrides | None = None
+
+
+_decode_request = msgspec.json.Decoder(MockRequest).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class Plan(Struct, kw_only=True, frozen=True):
+    """Everything about one answer, decided before the first byte."""
+
+    endpoint: Endpoint
+    model: str
+    id: str
+    created: int
+    tokens: int
+    finish_reason: str
+    prompt_tokens: int
+    seed: int
+    ttft_s: float
+    itl_s: float
+    fail_status: int | None
+    reset_after: int | None
+    stream: bool
+    include_usage: bool
+
+
+def decode(body: bytes) -> MockRequest:
+    """Raises msgspec.ValidationError / DecodeError on a bad body."""
+    return _decode_request(body)
+
+
+def plan(
+    req: MockRequest,
+    *,
+    endpoint: Endpoint,
+    config: MockConfig,
+    rolls: tuple[float, float, float],
+    created: int,
+    serial: int,
+) -> Plan:
+    """Decide the answer. ``rolls`` are three uniform [0, 1) draws (fault, fault kind,
+    reset point) from the caller, so this stays pure and testable."""
+    o = req.mock or MockOverrides()
+    wanted = config.tokens if o.tokens is UNSET else o.tokens
+    cap = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    tokens = min(wanted, cap) if cap is not None else wanted
+    fail: int | None
+    if o.fail_status is not UNSET:
+        fail = o.fail_status
+    elif config.error_status and rolls[0] < config.error_rate:
+        fail = config.error_status[int(rolls[1] * len(config.error_status))]
+    else:
+        fail = None
+    reset: int | None
+    if o.reset_after is not UNSET:
+        reset = o.reset_after
+    elif rolls[0] >= 1 - config.reset_rate:
+        reset = int(rolls[2] * max(tokens, 1))
+    else:
+        reset = None
+    src = req.messages if req.messages is not UNSET else req.prompt
+    prompt_bytes = len(src) if src is not UNSET else 0
+    stream = bool(req.stream)
+    return Plan(
+        endpoint=endpoint,
+        model=req.model,
+        id=f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-mock{serial:012d}",
+        created=created,
+        tokens=tokens,
+        finish_reason="length" if cap is not None and cap < wanted else "stop",
+        prompt_tokens=max(1, prompt_bytes // _BYTES_PER_TOKEN),
+        seed=req.seed or 0,
+        ttft_s=(config.ttft_ms if o.ttft_ms is UNSET else o.ttft_ms) / 1000,
+        itl_s=(config.itl_ms if o.itl_ms is UNSET else o.itl_ms) / 1000,
+        fail_status=fail,
+        reset_after=reset if stream else None,
+        stream=stream,
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+    )
+
+
+def words(p: Plan) -> Iterator[str]:
+    n = len(_WORDS)
+    for i in range(p.tokens):
+        w = _WORDS[(p.seed + i) % n]
+        yield w if i == 0 else " " + w
+
+
+def _usage(p: Plan) -> bytes:
+    return (
+        b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}'
+        % (p.prompt_tokens, p.tokens, p.prompt_tokens + p.tokens)
+    )
+
+
+def _object(p: Plan, *, chunk: bool) -> str:
+    if p.endpoint == "chat":
+        return "chat.completion.chunk" if chunk else "chat.completion"
+    return "text_completion"
+
+
+def _prefix(p: Plan, *, chunk: bool) -> bytes:
+    return b'{"id":%s,"object":%s,"created":%d,"model":%s,' % (
+        _encode(p.id),
+        _encode(_object(p, chunk=chunk)),
+        p.created,
+        _encode(p.model),
+    )
+
+
+def completion_body(p: Plan) -> bytes:
+    text = _encode("".join(words(p)))
+    if p.endpoint == "chat":
+        choice = b'{"index":0,"message":{"role":"assistant","content":%s},"logprobs":null,"finish_reason":%s}'
+    else:
+        choice = b'{"index":0,"text":%s,"logprobs":null,"finish_reason":%s}'
+    choices = choice % (text, _encode(p.finish_reason))
+    return b"%s\"choices\":[%s],\"usage\":%s}" % (_prefix(p, chunk=False), choices, _usage(p))
+
+
+def error_body(status: int) -> bytes:
+    kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+    msg = _encode(f"mock provider: injected HTTP {status}")
+    return b'{"error":{"message":%s,"type":"%s","param":null,"code":"mock_injected"}}' % (msg, kind.encode())
+
+
+def frames(p: Plan) -> Iterator[bytes]:
+    """The SSE frames of a streamed answer, ``data: [DONE]`` included."""
+    head = b"data: " + _prefix(p, chunk=True) + b'"choices":[{"index":0,'
+    if p.endpoint == "chat":
+        yield head + b'"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+        before, after = head + b'"delta":{"content":', b'},"logprobs":null,"finish_reason":null}]}\n\n'
+        last = head + b'"delta":{},"logprobs":null,"finish_reason":%s}]}\n\n'
+    else:
+        before, after = head + b'"text":', b',"logprobs":null,"finish_reason":null}]}\n\n'
+        last = head + b'"text":"","logprobs":null,"finish_reason":%s}]}\n\n'
+    for w in words(p):
+        yield before + _encode(w) + after
+    yield last % _encode(p.finish_reason)
+    if p.include_usage:
+        yield b"data: " + _prefix(p, chunk=True) + b'"choices":[],"usage":' + _usage(p) + b"}\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+class MockReset(Exception):
+    """The plan says: drop the connection here."""
+
+
+async def paced(p: Plan) -> AsyncIterator[bytes]:
+    """``frames`` at the planned pace; raises MockReset at the planned reset point.
+    The first content frame waits ``ttft_s``, every later one ``itl_s``."""
+    sleep, itl = asyncio.sleep, p.itl_s
+    for i, frame in enumerate(frames(p)):
+        if p.reset_after is not None and i >= p.reset_after:
+            raise MockReset(f"mock provider: stream reset after {p.reset_after} chunks")
+        if i == 0:
+            if p.ttft_s:
+                await sleep(p.ttft_s)
+        elif itl and not frame.startswith(b"data: [DONE]"):
+            await sleep(itl)
+        yield frame

@@ -1,0 +1,92 @@
+"""One client request on its way through the relay."""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from gateway.providers import Endpoint
+from gateway.routing.table import Target
+
+# Upstream statuses worth another provider: overload and server faults. A 4xx other
+# than 429 is the request's own fault and would fail everywhere.
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# Response headers named as the reference API names them.
+PROVIDER_HEADER = "x-bifrost-provider"
+FALLBACK_HEADER = "x-bifrost-fallback-index"  # only when a fallback served
+
+
+class Call:
+    """The request's routing facts, fixed before the first upstream attempt."""
+
+    __slots__ = ("endpoint", "request_type", "requested", "targets", "body", "t0", "raw_request", "raw_response")
+
+    def __init__(
+        self,
+        *,
+        endpoint: Endpoint,
+        request_type: str,
+        requested: str,
+        targets: list[tuple[Target, bytes]],
+        body: bytes,
+        t0: float,
+        raw_request: bool,
+        raw_response: bool,
+    ) -> None:
+        self.endpoint = endpoint
+        self.request_type = request_type
+        self.requested = requested
+        # (target, upstream body) per attempt: the primary, then each fallback.
+        self.targets = targets
+        self.body = body
+        self.t0 = t0
+        self.raw_request = raw_request
+        self.raw_response = raw_response
+
+
+def may_fall_back(err: UpstreamError) -> bool:
+    if isinstance(err, (UpstreamConnectError, UpstreamTimeout)):
+        return True
+    if isinstance(err, UpstreamStatusError):
+        return err.status in RETRYABLE_STATUS
+    return True  # a protocol error (garbage, reset) is the provider's fault
+
+
+class _ErrorObject(msgspec.Struct):
+    message: str
+
+
+class _OpenAIError(msgspec.Struct):
+    error: _ErrorObject
+
+
+class _LooseError(msgspec.Struct):
+    """Ollama's ``{"error": "text"}``, older vLLM's ``{"message": "text"}``."""
+
+    error: str | None = None
+    message: str | None = None
+
+
+_openai_error = msgspec.json.Decoder(_OpenAIError).decode
+_loose_error = msgspec.json.Decoder(_LooseError).decode
+
+
+def status_error(provider: str, status: int, data: bytes) -> UpstreamStatusError:
+    """An upstream error answer, relayed as is when it is already an OpenAI error body,
+    otherwise wrapped into one that quotes the upstream's message."""
+    try:
+        _openai_error(data)
+        return UpstreamStatusError(f"provider '{provider}' answered HTTP {status}", status=status, body=data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    try:
+        loose = _loose_error(data)
+        text = loose.error or loose.message or ""
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        text = data[:200].decode("utf-8", "replace")
+    err = UpstreamStatusError(
+        f"provider '{provider}' answered HTTP {status}" + (f": {text}" if text else ""), status=status, body=None
+    )
+    err.type = "rate_limit_error" if status == 429 else "upstream_error" if status >= 500 else "invalid_request_error"
+    err.code = f"upstream_http_{status}"
+    return err

@@ -1,0 +1,1 @@
+"""From a requested model to a provider that can serve it."""

@@ -1,0 +1,55 @@
+"""The model table: ``provider/model`` (or an alias, or a bare model) to a target.
+
+Rule: if the text before the first ``/`` names a configured provider, that provider
+serves the rest; otherwise the whole string is a bare model for the default provider
+(so ``meta-llama/Llama-3.1-8B`` reaches a vLLM default provider unchanged).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from gateway.errors import InvalidRequest
+from gateway.routing.providers import Provider
+
+
+class Target(NamedTuple):
+    provider: Provider
+    model: str  # the upstream's model id
+    rewrite: bool  # the forwarded body's "model" must be replaced by ``model``
+
+
+class ModelTable:
+    __slots__ = ("_providers", "_default", "_aliases")
+
+    def __init__(self, providers: dict[str, Provider], *, default: str | None, aliases: dict[str, str]) -> None:
+        self._providers = providers
+        self._default = providers[default] if default is not None else None
+        self._aliases = aliases
+
+    def resolve(self, requested: str, *, param: str = "model") -> Target:
+        name = self._aliases.get(requested, requested)
+        prefix, sep, rest = name.partition("/")
+        if sep and rest:
+            provider = self._providers.get(prefix)
+            if provider is not None:
+                return Target(provider, rest, True)
+        if self._default is not None:
+            return Target(self._default, name, name != requested)
+        if sep:
+            known = ", ".join(sorted(self._providers)) or "none"
+            raise InvalidRequest(
+                f"unknown provider '{prefix}' in model '{requested}'; configured providers: {known}",
+                param=param,
+                code="unknown_provider",
+            )
+        raise InvalidRequest(
+            f"model '{requested}' names no provider and no default_provider is configured; "
+            "use 'provider/model'",
+            param=param,
+            code="unknown_provider",
+        )
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        return self._providers

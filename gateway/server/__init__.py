@@ -1,0 +1,1 @@
+"""The HTTP side: aiohttp's low-level server, a dict route table, the handlers."""

@@ -1,0 +1,100 @@
+"""The gateway process: built from config, started, drained, stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import aiohttp
+from aiohttp import web
+
+from gateway.config import GatewayConfig
+from gateway.routing.providers import build
+from gateway.routing.table import ModelTable
+from gateway.server.dispatch import Dispatcher, Routes
+from gateway.server.handlers import Handlers, routes
+from gateway.upstream import new_session
+
+log = logging.getLogger("gateway")
+
+# Queue of not-yet-accepted connections; a burst of new clients waits here instead
+# of being refused.
+BACKLOG = 2048
+SHUTDOWN_GRACE_S = 10.0
+
+
+def low_level_server(handler: Dispatcher, *, cfg: GatewayConfig) -> web.Server:
+    s = cfg.server
+    return web.Server(
+        handler,
+        handler_cancellation=True,
+        access_log=None,
+        max_line_size=s.max_header_bytes,
+        max_field_size=s.max_header_bytes,
+        max_headers=s.max_headers,
+    )
+
+
+class Gateway:
+    """Every component, wired from one config; nothing module-level."""
+
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self._session: aiohttp.ClientSession | None = None
+        self._server: web.Server | None = None
+        self._listener: asyncio.base_events.Server | None = None
+
+    def build_routes(self, session: aiohttp.ClientSession) -> Routes:
+        cfg = self.cfg
+        providers = {name: build(name, p, session=session) for name, p in cfg.providers.items()}
+        table = ModelTable(providers, default=cfg.default_provider, aliases=cfg.aliases)
+        return routes(Handlers(table, max_body_bytes=cfg.server.max_body_bytes))
+
+    async def start(self, *, host: str | None = None, port: int | None = None) -> int:
+        """Listen; returns the bound port (useful with port 0)."""
+        self._session = new_session()
+        self._server = low_level_server(Dispatcher(self.build_routes(self._session)), cfg=self.cfg)
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            self._server,
+            host=host or self.cfg.server.host,
+            port=self.cfg.server.port if port is None else port,
+            backlog=BACKLOG,
+            reuse_address=True,
+        )
+        sock: socket.socket = self._listener.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        if self._server is not None:
+            await self._server.shutdown(SHUTDOWN_GRACE_S)
+        if self._listener is not None:
+            await self._listener.wait_closed()
+        if self._session is not None:
+            await self._session.close()
+
+
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(cfg: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
+    gateway = Gateway(cfg)
+    bound = await gateway.start(host=host, port=port)
+    providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
+    log.info("gateway listening on http://%s:%d; providers: %s; default: %s",
+             host or cfg.server.host, bound, providers or "none", cfg.default_provider)
+    try:
+        await wait_for_signal()
+    finally:
+        log.info("gateway stopping")
+        await gateway.stop()

@@ -1,0 +1,55 @@
+"""Route table lookup and the one place any error becomes an HTTP answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, render_unexpected
+
+log = logging.getLogger("gateway.server")
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+Routes = dict[str, dict[str, Handler]]
+
+JSON = "application/json"
+
+
+def error_response(err: GatewayError) -> web.Response:
+    resp = web.Response(status=err.status, body=err.body(), content_type=JSON)
+    if isinstance(err, MethodNotAllowed):
+        resp.headers["Allow"] = ", ".join(err.allow)
+    return resp
+
+
+class Dispatcher:
+    """``web.Server``'s handler: path, then method, from dicts built at start-up."""
+
+    __slots__ = ("_routes",)
+
+    def __init__(self, routes: Routes) -> None:
+        self._routes = routes
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        methods = self._routes.get(request.path)
+        if methods is None:
+            return error_response(NotFound(f"Invalid URL ({request.method} {request.path})"))
+        handler = methods.get(request.method)
+        if handler is None:
+            allow = tuple(methods)
+            return error_response(
+                MethodNotAllowed(
+                    f"Method {request.method} not allowed for {request.path}; allowed: {', '.join(allow)}",
+                    allow=allow,
+                )
+            )
+        try:
+            return await handler(request)
+        except GatewayError as e:
+            return error_response(e)
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            status, body = render_unexpected()
+            return web.Response(status=status, body=body, content_type=JSON)

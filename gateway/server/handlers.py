@@ -1,0 +1,125 @@
+"""Handlers for the OpenAI routes, under every drop-in prefix."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from msgspec import UNSET
+
+from gateway import codec
+from gateway.errors import InvalidRequest, UpstreamError
+from gateway.providers import Endpoint
+from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
+from gateway.relay.stream import stream
+from gateway.relay.unary import unary
+from gateway.routing.table import ModelTable, Target
+from gateway.schemas.chat import ChatCompletionRequest
+from gateway.schemas.completions import CompletionRequest
+from gateway.schemas.response import Model, ModelList
+from gateway.server.body import read_bounded
+from gateway.server.dispatch import JSON, Handler, Routes
+
+log = logging.getLogger("gateway.server")
+
+# Drop-in prefixes: each SDK's base URL points at one of these.
+PREFIXES = ("", "/openai", "/langchain", "/pydanticai")
+RAW_REQUEST_HEADER = "x-bf-send-back-raw-request"
+RAW_RESPONSE_HEADER = "x-bf-send-back-raw-response"
+_HEALTH = b'{"status":"ok"}'
+
+
+def _flag(request: web.BaseRequest, name: str) -> bool:
+    return request.headers.get(name, "").lower() == "true"
+
+
+class Handlers:
+    __slots__ = ("_table", "_max_body")
+
+    def __init__(self, table: ModelTable, *, max_body_bytes: int) -> None:
+        self._table = table
+        self._max_body = max_body_bytes
+
+    def _targets(self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint) -> list[tuple[Target, bytes]]:
+        strip = req.fallbacks is not UNSET
+        models = [("model", req.model)]
+        if req.fallbacks:
+            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(req.fallbacks)]
+        out = []
+        for param, model in models:
+            target = self._table.resolve(model, param=param)
+            if endpoint not in target.provider.endpoints:
+                raise InvalidRequest(
+                    f"provider '{target.provider.name}' does not serve this endpoint", param=param,
+                    code="unsupported_endpoint",
+                )
+            out.append((target, codec.upstream_body(body, model=target.model, rewrite_model=target.rewrite,
+                                                    has_gateway_fields=strip)))
+        return out
+
+    async def _complete(
+        self, request: web.BaseRequest, body: bytes, req: ChatCompletionRequest | CompletionRequest,
+        *, endpoint: Endpoint, t0: float,
+    ) -> web.StreamResponse:
+        kind = "chat_completion" if endpoint == "chat" else "text_completion"
+        call = Call(
+            endpoint=endpoint,
+            request_type=kind + "_stream" if req.stream else kind,
+            requested=req.model,
+            targets=self._targets(req, body, endpoint),
+            body=body,
+            t0=t0,
+            raw_request=_flag(request, RAW_REQUEST_HEADER),
+            raw_response=_flag(request, RAW_RESPONSE_HEADER),
+        )
+        if req.stream:
+            return await stream(call, request)
+        data, index = await unary(call)
+        resp = web.Response(body=data, content_type=JSON)
+        resp.headers[PROVIDER_HEADER] = call.targets[index][0].provider.name
+        if index:
+            resp.headers[FALLBACK_HEADER] = str(index)
+        return resp
+
+    async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        body = await read_bounded(request, limit=self._max_body)
+        return await self._complete(request, body, codec.decode_chat(body), endpoint="chat", t0=t0)
+
+    async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        body = await read_bounded(request, limit=self._max_body)
+        return await self._complete(request, body, codec.decode_completion(body), endpoint="text", t0=t0)
+
+    async def models(self, request: web.BaseRequest) -> web.StreamResponse:
+        providers = self._table.providers
+        results = await asyncio.gather(*(p.list_models() for p in providers.values()), return_exceptions=True)
+        data: list[Model] = []
+        for (name, _), result in zip(providers.items(), results):
+            if isinstance(result, UpstreamError):
+                log.warning("model list of provider '%s' unavailable: %s", name, result.message)
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            data.extend(Model(id=f"{name}/{m}", owned_by=name) for m in result)
+        return web.Response(body=codec.encode(ModelList(data=data)), content_type=JSON)
+
+    async def health(self, request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(body=_HEALTH, content_type=JSON)
+
+
+def routes(h: Handlers) -> Routes:
+    table: Routes = {"/health": {"GET": h.health}}
+    endpoints: dict[str, dict[str, Handler]] = {
+        "/chat/completions": {"POST": h.chat},
+        "/completions": {"POST": h.completions},
+        "/models": {"GET": h.models},
+    }
+    for prefix in PREFIXES:
+        for path, methods in endpoints.items():
+            table[f"{prefix}/v1{path}"] = methods
+            if prefix == "/openai":  # the reference API also serves /openai/... without v1
+                table[f"{prefix}{path}"] = methods
+    return table

@@ -1,0 +1,136 @@
+"""``gateway mock``: the built-in fake LLM as a standalone OpenAI-compatible server.
+
+The upstream for the test suite and the benchmarks, and a load-testing target of its
+own. It can record what it receives (``--record N``; ``GET /mock/requests``) so tests
+assert on exactly what a gateway forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import logging
+import random
+import time
+
+import msgspec
+from aiohttp import web
+
+from gateway.config import MockConfig
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.providers import Endpoint
+from gateway.providers import mock as dialect
+from gateway.server.app import BACKLOG, wait_for_signal
+from gateway.server.body import read_bounded
+from gateway.server.dispatch import JSON, Dispatcher, Routes
+
+log = logging.getLogger("gateway.mock")
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class Recorded(msgspec.Struct):
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str
+
+
+class AuthError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class MockServer:
+    __slots__ = ("_config", "_api_key", "_recorded", "_serial")
+
+    def __init__(self, config: MockConfig, *, api_key: str | None, record: int) -> None:
+        self._config = config
+        self._api_key = api_key.encode() if api_key else None
+        self._recorded: collections.deque[Recorded] = collections.deque(maxlen=record)
+        self._serial = 0
+
+    def _check_auth(self, request: web.BaseRequest) -> None:
+        if self._api_key is None:
+            return
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(given, self._api_key):
+            raise AuthError("mock provider: invalid API key")
+
+    async def _serve(self, request: web.BaseRequest, endpoint: Endpoint) -> web.StreamResponse:
+        body = await read_bounded(request, limit=MAX_BODY_BYTES)
+        if self._recorded.maxlen:
+            self._recorded.append(
+                Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
+            )
+        self._check_auth(request)
+        try:
+            req = dialect.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise InvalidRequest(f"mock provider: invalid request: {e}") from None
+        self._serial += 1
+        rnd = random.random
+        plan = dialect.plan(
+            req, endpoint=endpoint, config=self._config, rolls=(rnd(), rnd(), rnd()),
+            created=int(time.time()), serial=self._serial,
+        )
+        if plan.fail_status:
+            return web.Response(status=plan.fail_status, body=dialect.error_body(plan.fail_status), content_type=JSON)
+        if not plan.stream:
+            return web.Response(body=dialect.completion_body(plan), content_type=JSON)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        try:
+            async for frame in dialect.paced(plan):
+                await resp.write(frame)
+        except dialect.MockReset:
+            if request.transport is not None:
+                request.transport.abort()  # a real reset: RST, no chunked terminator
+            return resp
+        await resp.write_eof()
+        return resp
+
+    async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self._serve(request, "chat")
+
+    async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self._serve(request, "text")
+
+    async def models(self, request: web.BaseRequest) -> web.StreamResponse:
+        self._check_auth(request)
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in self._config.models]
+        return web.Response(body=msgspec.json.encode({"object": "list", "data": data}), content_type=JSON)
+
+    async def health(self, request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(body=b'{"status":"ok"}', content_type=JSON)
+
+    async def requests(self, request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(body=msgspec.json.encode(list(self._recorded)), content_type=JSON)
+
+    async def clear(self, request: web.BaseRequest) -> web.StreamResponse:
+        self._recorded.clear()
+        return web.Response(status=204)
+
+    def routes(self) -> Routes:
+        table: Routes = {"/health": {"GET": self.health}, "/mock/requests": {"GET": self.requests, "DELETE": self.clear}}
+        for prefix in ("/v1", ""):
+            table[f"{prefix}/chat/completions"] = {"POST": self.chat}
+            table[f"{prefix}/completions"] = {"POST": self.completions}
+            table[f"{prefix}/models"] = {"GET": self.models}
+        return table
+
+
+async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str | None, record: int) -> None:
+    server = web.Server(Dispatcher(MockServer(config, api_key=api_key, record=record).routes()),
+                        handler_cancellation=True, access_log=None)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, host=host, port=port, backlog=BACKLOG, reuse_address=True)
+    bound = listener.sockets[0].getsockname()[1]
+    log.info("mock provider listening on http://%s:%d/v1", host, bound)
+    try:
+        await wait_for_signal()
+    finally:
+        listener.close()
+        await server.shutdown(1.0)

@@ -1,0 +1,131 @@
+"""The one upstream session per process, and the classification of its failures.
+
+Every aiohttp exception is turned into a ``gateway.errors.Upstream*`` error here, at
+the boundary; nothing above this module sees aiohttp's client exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+import aiohttp
+
+from gateway import __version__
+from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+
+USER_AGENT = f"gateway/{__version__}"
+# Streams are read as they arrive; 64 KiB holds many SSE frames per read without
+# letting one slow client pin much memory.
+READ_BUFSIZE = 64 * 1024
+# Connections kept open per upstream host: enough for a busy edge process, bounded
+# so a stuck upstream cannot exhaust file descriptors.
+MAX_CONNECTIONS_PER_HOST = 1000
+DNS_CACHE_TTL_S = 30
+
+
+class Reply(Protocol):
+    """What the relay reads from any upstream, over HTTP or in-process."""
+
+    status: int
+
+    async def read(self) -> bytes: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+def classify(exc: BaseException, *, provider: str) -> UpstreamError:
+    """One aiohttp/asyncio failure to one gateway error class."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeout(f"provider '{provider}' timed out")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError(f"cannot connect to provider '{provider}': {exc.os_error or exc}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return UpstreamProtocolError(f"provider '{provider}' closed the connection before answering")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamProtocolError(f"provider '{provider}' sent a broken body: {exc}")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return UpstreamConnectError(f"provider '{provider}' failed: {type(exc).__name__}: {exc}")
+    raise exc
+
+
+class HTTPReply:
+    __slots__ = ("_resp", "_provider", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, *, provider: str) -> None:
+        self._resp = resp
+        self._provider = provider
+        self.status = resp.status
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except Exception as e:
+            raise classify(e, provider=self._provider) from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        it = self._resp.content.iter_any()
+        try:
+            async for data in it:
+                yield data
+        except Exception as e:
+            raise classify(e, provider=self._provider) from None
+
+    def close(self) -> None:
+        # close(), not release(): a half-read body must not go back to the pool.
+        self._resp.close()
+
+
+def new_session() -> aiohttp.ClientSession:
+    """Built once per process at start-up, closed at shutdown."""
+    connector = aiohttp.TCPConnector(
+        resolver=aiohttp.AsyncResolver(),
+        limit=0,
+        limit_per_host=MAX_CONNECTIONS_PER_HOST,
+        ttl_dns_cache=DNS_CACHE_TTL_S,
+        enable_cleanup_closed=False,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        read_bufsize=READ_BUFSIZE,
+        headers={"User-Agent": USER_AGENT},
+        raise_for_status=False,
+        trust_env=False,
+    )
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: aiohttp.ClientTimeout,
+    provider: str,
+) -> HTTPReply:
+    try:
+        resp = await session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    except Exception as e:
+        raise classify(e, provider=provider) from None
+    return HTTPReply(resp, provider=provider)
+
+
+async def get(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: aiohttp.ClientTimeout,
+    provider: str,
+) -> HTTPReply:
+    try:
+        resp = await session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
+    except Exception as e:
+        raise classify(e, provider=provider) from None
+    return HTTPReply(resp, provider=provider)
