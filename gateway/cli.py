@@ -16,36 +16,58 @@ def _parser() -> argparse.ArgumentParser:
         description="An OpenAI-compatible LLM gateway that adds almost nothing to each request.",
     )
     p.add_argument("--version", action="version", version=f"gateway {__version__}")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="log verbosity (default: INFO)")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default: INFO)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="run the gateway",
-                       description="Run the gateway. With no --config: the built-in mock provider, plus the "
-                                   "'openai' provider when OPENAI_API_KEY or OPENAI_BASE_URL is set.")
+    s = sub.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway. With no --config: the built-in mock provider, plus the "
+        "'openai' provider when OPENAI_API_KEY or OPENAI_BASE_URL is set.",
+    )
     s.add_argument("--config", metavar="FILE", help="config file (.json, .yaml, .yml or .toml)")
     s.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080; 0 picks a free one)")
 
-    c = sub.add_parser("check", help="validate a config file and exit",
-                       description="Load a config file as 'serve' would, print any problem, exit 0 if valid.")
+    c = sub.add_parser(
+        "check",
+        help="validate a config file and exit",
+        description="Load a config file as 'serve' would, print any problem, exit 0 if valid.",
+    )
     c.add_argument("config", metavar="FILE", help="config file to check")
 
-    m = sub.add_parser("mock", help="run the built-in fake LLM as an OpenAI-compatible server",
-                       description="Serve /v1/chat/completions, /v1/completions and /v1/models with synthetic "
-                                   "answers. A request's \"mock\" field overrides these defaults per request.")
+    m = sub.add_parser(
+        "mock",
+        help="run the built-in fake LLM as an OpenAI-compatible server",
+        description="Serve /v1/chat/completions, /v1/completions and /v1/models with synthetic "
+        'answers. A request\'s "mock" field overrides these defaults per request.',
+    )
     m.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     m.add_argument("--port", type=int, default=9000, help="port to listen on (default: 9000)")
     m.add_argument("--tokens", type=int, default=16, help="completion tokens per answer (default: 16)")
     m.add_argument("--ttft-ms", type=float, default=0.0, help="delay before the first chunk, ms (default: 0)")
     m.add_argument("--itl-ms", type=float, default=0.0, help="delay between chunks, ms (default: 0)")
     m.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered with an error (0..1)")
-    m.add_argument("--error-status", type=int, action="append",
-                   help="status used for injected errors; repeat for several (default: 429 and 500)")
+    m.add_argument(
+        "--error-status",
+        type=int,
+        action="append",
+        help="status used for injected errors; repeat for several (default: 429 and 500)",
+    )
     m.add_argument("--reset-rate", type=float, default=0.0, help="share of streams reset mid-way (0..1)")
     m.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: no auth)")
-    m.add_argument("--record", type=int, default=0, metavar="N",
-                   help="keep the last N requests for GET /mock/requests (default: 0, off)")
+    m.add_argument(
+        "--record",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep the last N requests for GET /mock/requests (default: 0, off)",
+    )
     return p
 
 
@@ -57,8 +79,9 @@ def _run(coro: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command is None:
         _parser().print_help()
         return 2
@@ -81,9 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             mock_cfg = msgspec.convert(
-                {"tokens": args.tokens, "ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms,
-                 "error_rate": args.error_rate, "reset_rate": args.reset_rate,
-                 **({"error_status": args.error_status} if args.error_status else {})},
+                {
+                    "tokens": args.tokens,
+                    "ttft_ms": args.ttft_ms,
+                    "itl_ms": args.itl_ms,
+                    "error_rate": args.error_rate,
+                    "reset_rate": args.reset_rate,
+                    **({"error_status": args.error_status} if args.error_status else {}),
+                },
                 type=config.MockConfig,
             )
         except msgspec.ValidationError as e:

@@ -48,7 +48,7 @@ def _param(message: str) -> tuple[str, str | None]:
     return text, (path or None)
 
 
-def _decode_request(decode: "msgspec.json.Decoder[T]", body: bytes) -> T:
+def _decode_request(decode: msgspec.json.Decoder[T], body: bytes) -> T:
     if not body:
         raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
     try:

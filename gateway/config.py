@@ -8,8 +8,9 @@ resolved here, the only module that reads the environment.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, Mapping
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -100,9 +101,8 @@ def _resolve_provider(name: str, p: ProviderConfig, *, source: str, env: Mapping
     )
     headers = {h: _resolve(v, where=f"{where}.headers.{h}", env=env) for h, v in p.headers.items()}
     base_url = _resolve(p.base_url, where=f"{where}.base_url", env=env).rstrip("/")
-    if p.dialect != "mock":
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.base_url: expected an http:// or https:// URL, got {base_url!r}")
+    if p.dialect != "mock" and not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.base_url: expected an http:// or https:// URL, got {base_url!r}")
     names = [k.name for k in keys]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.keys: key names must be unique, got {names}")

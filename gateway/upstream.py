@@ -55,7 +55,7 @@ def classify(exc: BaseException, *, provider: str) -> UpstreamError:
 
 
 class HTTPReply:
-    __slots__ = ("_resp", "_provider", "status")
+    __slots__ = ("_provider", "_resp", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse, *, provider: str) -> None:
         self._resp = resp

@@ -21,10 +21,34 @@ from gateway.providers import Endpoint
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text"})
 
-_WORDS = (
-    "the gateway relays every token as it arrives while counting what passes through "
-    "a stream of synthetic words with realistic usage and pacing for load tests"
-).split()
+_WORDS = [
+    "the",
+    "gateway",
+    "relays",
+    "every",
+    "token",
+    "as",
+    "it",
+    "arrives",
+    "while",
+    "counting",
+    "what",
+    "passes",
+    "through",
+    "a",
+    "stream",
+    "of",
+    "synthetic",
+    "words",
+    "with",
+    "realistic",
+    "usage",
+    "and",
+    "pacing",
+    "for",
+    "load",
+    "tests",
+]
 # Prompt-size estimate for usage: OpenAI's rule of thumb of ~4 bytes of JSON text per token.
 _BYTES_PER_TOKEN = 4
 
@@ -33,8 +57,8 @@ class MockOverrides(Struct, kw_only=True):
     tokens: Annotated[int, Meta(ge=0, le=1_000_000)] | UnsetType = UNSET
     ttft_ms: Annotated[float, Meta(ge=0, le=600_000)] | UnsetType = UNSET
     itl_ms: Annotated[float, Meta(ge=0, le=60_000)] | UnsetType = UNSET
-    fail_status: Annotated[int, Meta(ge=400, le=599)] | None | UnsetType = UNSET
-    reset_after: Annotated[int, Meta(ge=0)] | None | UnsetType = UNSET
+    fail_status: Annotated[int, Meta(ge=400, le=599)] | UnsetType | None = UNSET
+    reset_after: Annotated[int, Meta(ge=0)] | UnsetType | None = UNSET
 
 
 class StreamOptions(Struct, kw_only=True):
@@ -139,9 +163,10 @@ def words(p: Plan) -> Iterator[str]:
 
 
 def _usage(p: Plan) -> bytes:
-    return (
-        b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}'
-        % (p.prompt_tokens, p.tokens, p.prompt_tokens + p.tokens)
+    return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}' % (
+        p.prompt_tokens,
+        p.tokens,
+        p.prompt_tokens + p.tokens,
     )
 
 
@@ -167,7 +192,7 @@ def completion_body(p: Plan) -> bytes:
     else:
         choice = b'{"index":0,"text":%s,"logprobs":null,"finish_reason":%s}'
     choices = choice % (text, _encode(p.finish_reason))
-    return b"%s\"choices\":[%s],\"usage\":%s}" % (_prefix(p, chunk=False), choices, _usage(p))
+    return b'%s"choices":[%s],"usage":%s}' % (_prefix(p, chunk=False), choices, _usage(p))
 
 
 def error_body(status: int) -> bytes:
@@ -192,6 +217,11 @@ def frames(p: Plan) -> Iterator[bytes]:
     if p.include_usage:
         yield b"data: " + _prefix(p, chunk=True) + b'"choices":[],"usage":' + _usage(p) + b"}\n\n"
     yield b"data: [DONE]\n\n"
+
+
+def unary_delay_s(p: Plan) -> float:
+    """A whole answer takes as long as its stream would have."""
+    return p.ttft_s + p.itl_s * max(p.tokens - 1, 0)
 
 
 class MockReset(Exception):

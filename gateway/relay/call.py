@@ -19,7 +19,7 @@ FALLBACK_HEADER = "x-bifrost-fallback-index"  # only when a fallback served
 class Call:
     """The request's routing facts, fixed before the first upstream attempt."""
 
-    __slots__ = ("endpoint", "request_type", "requested", "targets", "body", "t0", "raw_request", "raw_response")
+    __slots__ = ("body", "endpoint", "raw_request", "raw_response", "request_type", "requested", "t0", "targets")
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ answers in-process with the same generator ``gateway mock`` serves over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -36,8 +37,19 @@ class Provider(Protocol):
 class HTTPProvider:
     """An OpenAI-compatible server reached over HTTP."""
 
-    __slots__ = ("name", "endpoints", "_urls", "_models_url", "_keys", "_weights", "_secrets",
-                 "_unary", "_stream", "_session", "_models")
+    __slots__ = (
+        "_keys",
+        "_models",
+        "_models_url",
+        "_secrets",
+        "_session",
+        "_stream",
+        "_unary",
+        "_urls",
+        "_weights",
+        "endpoints",
+        "name",
+    )
 
     def __init__(self, name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession) -> None:
         self.name = name
@@ -106,7 +118,7 @@ class _UpstreamModels(msgspec.Struct):
 
 
 class MockReply:
-    __slots__ = ("status", "_plan", "_body")
+    __slots__ = ("_body", "_plan", "status")
 
     def __init__(self, plan: mock_dialect.Plan) -> None:
         self._plan = plan
@@ -114,7 +126,12 @@ class MockReply:
         self._body = mock_dialect.error_body(plan.fail_status) if plan.fail_status else b""
 
     async def read(self) -> bytes:
-        return self._body or mock_dialect.completion_body(self._plan)
+        if self._body:
+            return self._body
+        delay = mock_dialect.unary_delay_s(self._plan)
+        if delay:
+            await asyncio.sleep(delay)
+        return mock_dialect.completion_body(self._plan)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -130,7 +147,7 @@ class MockReply:
 class MockProvider:
     """The built-in fake LLM, answering in-process."""
 
-    __slots__ = ("name", "endpoints", "_config", "_serial")
+    __slots__ = ("_config", "_serial", "endpoints", "name")
 
     def __init__(self, name: str, cfg: MockConfig) -> None:
         self.name = name
@@ -146,8 +163,12 @@ class MockProvider:
         self._serial += 1
         rnd = random.random
         plan = mock_dialect.plan(
-            req, endpoint=endpoint, config=self._config, rolls=(rnd(), rnd(), rnd()),
-            created=int(time.time()), serial=self._serial,
+            req,
+            endpoint=endpoint,
+            config=self._config,
+            rolls=(rnd(), rnd(), rnd()),
+            created=int(time.time()),
+            serial=self._serial,
         )
         return MockReply(plan)
 

@@ -20,7 +20,7 @@ class Target(NamedTuple):
 
 
 class ModelTable:
-    __slots__ = ("_providers", "_default", "_aliases")
+    __slots__ = ("_aliases", "_default", "_providers")
 
     def __init__(self, providers: dict[str, Provider], *, default: str | None, aliases: dict[str, str]) -> None:
         self._providers = providers
@@ -44,8 +44,7 @@ class ModelTable:
                 code="unknown_provider",
             )
         raise InvalidRequest(
-            f"model '{requested}' names no provider and no default_provider is configured; "
-            "use 'provider/model'",
+            f"model '{requested}' names no provider and no default_provider is configured; use 'provider/model'",
             param=param,
             code="unknown_provider",
         )

@@ -31,20 +31,20 @@ class ToolCall(Struct, kw_only=True):
 
 class ChatMessage(Struct, kw_only=True):
     role: Role
-    content: str | list[ContentPart] | None | UnsetType = UNSET
-    name: str | None | UnsetType = UNSET
-    tool_call_id: str | None | UnsetType = UNSET
-    refusal: str | None | UnsetType = UNSET
-    reasoning: str | None | UnsetType = UNSET
-    annotations: list[Raw] | None | UnsetType = UNSET
-    tool_calls: list[ToolCall] | None | UnsetType = UNSET
+    content: str | list[ContentPart] | UnsetType | None = UNSET
+    name: str | UnsetType | None = UNSET
+    tool_call_id: str | UnsetType | None = UNSET
+    refusal: str | UnsetType | None = UNSET
+    reasoning: str | UnsetType | None = UNSET
+    annotations: list[Raw] | UnsetType | None = UNSET
+    tool_calls: list[ToolCall] | UnsetType | None = UNSET
 
 
 class FunctionDefinition(Struct, kw_only=True):
     name: Annotated[str, Meta(min_length=1)]
-    description: str | None | UnsetType = UNSET
-    parameters: dict[str, Raw] | None | UnsetType = UNSET
-    strict: bool | None | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
+    parameters: dict[str, Raw] | UnsetType | None = UNSET
+    strict: bool | UnsetType | None = UNSET
 
 
 class CacheControl(Struct, kw_only=True):
@@ -77,12 +77,12 @@ class ResponseFormat(Struct, kw_only=True):
 
 class ChatCompletionRequest(SamplingFields, kw_only=True, omit_defaults=True):
     messages: Annotated[list[ChatMessage], Meta(min_length=1)]
-    max_completion_tokens: Annotated[int, Meta(ge=1)] | None | UnsetType = UNSET
-    logprobs: bool | None | UnsetType = UNSET
-    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None | UnsetType = UNSET
-    tools: list[Tool] | None | UnsetType = UNSET
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None | UnsetType = UNSET
-    parallel_tool_calls: bool | None | UnsetType = UNSET
-    response_format: ResponseFormat | None | UnsetType = UNSET
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None | UnsetType = UNSET
-    service_tier: str | None | UnsetType = UNSET
+    max_completion_tokens: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
+    logprobs: bool | UnsetType | None = UNSET
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | UnsetType | None = UNSET
+    tools: list[Tool] | UnsetType | None = UNSET
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | UnsetType | None = UNSET
+    parallel_tool_calls: bool | UnsetType | None = UNSET
+    response_format: ResponseFormat | UnsetType | None = UNSET
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | UnsetType | None = UNSET
+    service_tier: str | UnsetType | None = UNSET

@@ -16,8 +16,8 @@ Stop = str | Annotated[list[str], Meta(max_length=4)] | None
 
 
 class StreamOptions(Struct, kw_only=True, omit_defaults=True):
-    include_usage: bool | None | UnsetType = UNSET
-    include_obfuscation: bool | None | UnsetType = UNSET
+    include_usage: bool | UnsetType | None = UNSET
+    include_obfuscation: bool | UnsetType | None = UNSET
 
 
 class SamplingFields(Struct, kw_only=True, omit_defaults=True):
@@ -26,16 +26,16 @@ class SamplingFields(Struct, kw_only=True, omit_defaults=True):
 
     model: ModelName
     stream: bool | None = None
-    stream_options: StreamOptions | None | UnsetType = UNSET
-    max_tokens: PositiveInt | None | UnsetType = UNSET
-    temperature: Temperature | None | UnsetType = UNSET
-    top_p: TopP | None | UnsetType = UNSET
-    frequency_penalty: Penalty | None | UnsetType = UNSET
-    presence_penalty: Penalty | None | UnsetType = UNSET
-    logit_bias: dict[str, Annotated[float, Meta(ge=-100, le=100)]] | None | UnsetType = UNSET
-    n: Annotated[int, Meta(ge=1, le=128)] | None | UnsetType = UNSET
+    stream_options: StreamOptions | UnsetType | None = UNSET
+    max_tokens: PositiveInt | UnsetType | None = UNSET
+    temperature: Temperature | UnsetType | None = UNSET
+    top_p: TopP | UnsetType | None = UNSET
+    frequency_penalty: Penalty | UnsetType | None = UNSET
+    presence_penalty: Penalty | UnsetType | None = UNSET
+    logit_bias: dict[str, Annotated[float, Meta(ge=-100, le=100)]] | UnsetType | None = UNSET
+    n: Annotated[int, Meta(ge=1, le=128)] | UnsetType | None = UNSET
     stop: Stop | UnsetType = UNSET
-    seed: int | None | UnsetType = UNSET
-    user: str | None | UnsetType = UNSET
+    seed: int | UnsetType | None = UNSET
+    user: str | UnsetType | None = UNSET
     # Gateway-only: validated here, removed from what goes upstream (codec.upstream_body).
-    fallbacks: list[ModelName] | None | UnsetType = UNSET
+    fallbacks: list[ModelName] | UnsetType | None = UNSET

@@ -16,7 +16,7 @@ Prompt = str | Annotated[list[str | int | list[int]], Meta(min_length=1)]
 
 class CompletionRequest(SamplingFields, kw_only=True, omit_defaults=True):
     prompt: Prompt
-    suffix: str | None | UnsetType = UNSET
-    echo: bool | None | UnsetType = UNSET
-    best_of: Annotated[int, Meta(ge=1, le=20)] | None | UnsetType = UNSET
-    logprobs: Annotated[int, Meta(ge=0, le=5)] | None | UnsetType = UNSET
+    suffix: str | UnsetType | None = UNSET
+    echo: bool | UnsetType | None = UNSET
+    best_of: Annotated[int, Meta(ge=1, le=20)] | UnsetType | None = UNSET
+    logprobs: Annotated[int, Meta(ge=0, le=5)] | UnsetType | None = UNSET

@@ -15,6 +15,7 @@ from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
 from gateway.server.dispatch import Dispatcher, Routes
 from gateway.server.handlers import Handlers, routes
+from gateway.server.protocol import Server
 from gateway.upstream import new_session
 
 log = logging.getLogger("gateway")
@@ -27,7 +28,7 @@ SHUTDOWN_GRACE_S = 10.0
 
 def low_level_server(handler: Dispatcher, *, cfg: GatewayConfig) -> web.Server:
     s = cfg.server
-    return web.Server(
+    return Server(
         handler,
         handler_cancellation=True,
         access_log=None,
@@ -91,8 +92,13 @@ async def serve(cfg: GatewayConfig, *, host: str | None = None, port: int | None
     gateway = Gateway(cfg)
     bound = await gateway.start(host=host, port=port)
     providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
-    log.info("gateway listening on http://%s:%d; providers: %s; default: %s",
-             host or cfg.server.host, bound, providers or "none", cfg.default_provider)
+    log.info(
+        "gateway listening on http://%s:%d; providers: %s; default: %s",
+        host or cfg.server.host,
+        bound,
+        providers or "none",
+        cfg.default_provider,
+    )
     try:
         await wait_for_signal()
     finally:

@@ -36,13 +36,15 @@ def _flag(request: web.BaseRequest, name: str) -> bool:
 
 
 class Handlers:
-    __slots__ = ("_table", "_max_body")
+    __slots__ = ("_max_body", "_table")
 
     def __init__(self, table: ModelTable, *, max_body_bytes: int) -> None:
         self._table = table
         self._max_body = max_body_bytes
 
-    def _targets(self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint) -> list[tuple[Target, bytes]]:
+    def _targets(
+        self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint
+    ) -> list[tuple[Target, bytes]]:
         strip = req.fallbacks is not UNSET
         models = [("model", req.model)]
         if req.fallbacks:
@@ -52,16 +54,28 @@ class Handlers:
             target = self._table.resolve(model, param=param)
             if endpoint not in target.provider.endpoints:
                 raise InvalidRequest(
-                    f"provider '{target.provider.name}' does not serve this endpoint", param=param,
+                    f"provider '{target.provider.name}' does not serve this endpoint",
+                    param=param,
                     code="unsupported_endpoint",
                 )
-            out.append((target, codec.upstream_body(body, model=target.model, rewrite_model=target.rewrite,
-                                                    has_gateway_fields=strip)))
+            out.append(
+                (
+                    target,
+                    codec.upstream_body(
+                        body, model=target.model, rewrite_model=target.rewrite, has_gateway_fields=strip
+                    ),
+                )
+            )
         return out
 
     async def _complete(
-        self, request: web.BaseRequest, body: bytes, req: ChatCompletionRequest | CompletionRequest,
-        *, endpoint: Endpoint, t0: float,
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        req: ChatCompletionRequest | CompletionRequest,
+        *,
+        endpoint: Endpoint,
+        t0: float,
     ) -> web.StreamResponse:
         kind = "chat_completion" if endpoint == "chat" else "text_completion"
         call = Call(
@@ -97,7 +111,7 @@ class Handlers:
         providers = self._table.providers
         results = await asyncio.gather(*(p.list_models() for p in providers.values()), return_exceptions=True)
         data: list[Model] = []
-        for (name, _), result in zip(providers.items(), results):
+        for (name, _), result in zip(providers.items(), results, strict=True):
             if isinstance(result, UpstreamError):
                 log.warning("model list of provider '%s' unavailable: %s", name, result.message)
                 continue

@@ -24,6 +24,7 @@ from gateway.providers import mock as dialect
 from gateway.server.app import BACKLOG, wait_for_signal
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Dispatcher, Routes
+from gateway.server.protocol import Server
 
 log = logging.getLogger("gateway.mock")
 
@@ -44,7 +45,7 @@ class AuthError(GatewayError):
 
 
 class MockServer:
-    __slots__ = ("_config", "_api_key", "_recorded", "_serial")
+    __slots__ = ("_api_key", "_config", "_recorded", "_serial")
 
     def __init__(self, config: MockConfig, *, api_key: str | None, record: int) -> None:
         self._config = config
@@ -55,9 +56,11 @@ class MockServer:
     def _check_auth(self, request: web.BaseRequest) -> None:
         if self._api_key is None:
             return
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-        if not hmac.compare_digest(given, self._api_key):
-            raise AuthError("mock provider: invalid API key")
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), self._api_key):
+            # Echoes the key back, as OpenAI's own 401 does (partly masked there): a
+            # gateway in front must scrub it.
+            raise AuthError(f"mock provider: incorrect API key provided: {given}")
 
     async def _serve(self, request: web.BaseRequest, endpoint: Endpoint) -> web.StreamResponse:
         body = await read_bounded(request, limit=MAX_BODY_BYTES)
@@ -73,12 +76,19 @@ class MockServer:
         self._serial += 1
         rnd = random.random
         plan = dialect.plan(
-            req, endpoint=endpoint, config=self._config, rolls=(rnd(), rnd(), rnd()),
-            created=int(time.time()), serial=self._serial,
+            req,
+            endpoint=endpoint,
+            config=self._config,
+            rolls=(rnd(), rnd(), rnd()),
+            created=int(time.time()),
+            serial=self._serial,
         )
         if plan.fail_status:
             return web.Response(status=plan.fail_status, body=dialect.error_body(plan.fail_status), content_type=JSON)
         if not plan.stream:
+            delay = dialect.unary_delay_s(plan)
+            if delay:
+                await asyncio.sleep(delay)
             return web.Response(body=dialect.completion_body(plan), content_type=JSON)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -114,7 +124,10 @@ class MockServer:
         return web.Response(status=204)
 
     def routes(self) -> Routes:
-        table: Routes = {"/health": {"GET": self.health}, "/mock/requests": {"GET": self.requests, "DELETE": self.clear}}
+        table: Routes = {
+            "/health": {"GET": self.health},
+            "/mock/requests": {"GET": self.requests, "DELETE": self.clear},
+        }
         for prefix in ("/v1", ""):
             table[f"{prefix}/chat/completions"] = {"POST": self.chat}
             table[f"{prefix}/completions"] = {"POST": self.completions}
@@ -123,8 +136,11 @@ class MockServer:
 
 
 async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str | None, record: int) -> None:
-    server = web.Server(Dispatcher(MockServer(config, api_key=api_key, record=record).routes()),
-                        handler_cancellation=True, access_log=None)
+    server = Server(
+        Dispatcher(MockServer(config, api_key=api_key, record=record).routes()),
+        handler_cancellation=True,
+        access_log=None,
+    )
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(server, host=host, port=port, backlog=BACKLOG, reuse_address=True)
     bound = listener.sockets[0].getsockname()[1]

@@ -1,0 +1,29 @@
+# Two commands a new user needs (see README):
+#   make run    install into .venv and start the gateway on 127.0.0.1:8080
+#   make test   install the test dependencies into .venv and run the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: run test lint install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+
+run: install
+	$(BIN)/gateway serve
+
+test: install-test
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""aiohttp's low-level server, with HTTP-level failures (a header line too long, too
+many headers, a malformed request line) answered as OpenAI error bodies too."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway.server")
+
+
+class _HTTPError(GatewayError):
+    type = "invalid_request_error"
+    code = "malformed_http"
+
+
+class _Protocol(RequestHandler):
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send an error response")
+        if status >= 500:
+            log.error("error handling request", exc_info=exc)
+            err: GatewayError = GatewayError("internal gateway error; see the gateway log", code="internal_error")
+        else:
+            detail = exc.message if isinstance(exc, HttpProcessingError) else (message or str(exc or ""))
+            log.debug("malformed HTTP request from %s: %s", request.remote, detail)
+            err = _HTTPError(f"malformed HTTP request: {detail}".strip())
+            err.status = status
+        resp = web.Response(status=err.status, body=err.body(), content_type="application/json")
+        resp.force_close()
+        return resp
+
+
+class Server(web.Server):
+    """``web.Server`` whose connections use ``_Protocol``. Relies on ``web.Server``
+    keeping its loop and handler kwargs in ``_loop`` / ``_kwargs`` (aiohttp 3.x)."""
+
+    def __call__(self) -> RequestHandler:
+        kwargs: dict[str, Any] = self._kwargs
+        return _Protocol(self, loop=self._loop, **kwargs)

@@ -1,0 +1,126 @@
+"""Real servers on 127.0.0.1: a ``gateway mock`` upstream process and a gateway
+process in front of it, started once per session and reached over real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+START_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A gateway CLI process, its port and its log."""
+
+    def __init__(self, args: list[str], *, port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        full_env = {**os.environ, **(env or {})}
+        with log.open("wb") as out:
+            self.p = subprocess.Popen(
+                [sys.executable, "-m", "gateway", *args], stdout=out, stderr=subprocess.STDOUT, env=full_env
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise RuntimeError(f"{args} exited with {self.p.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{args} did not become healthy:\n{log.read_text()}")
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """``gateway mock`` as a separate OpenAI-compatible server that records requests."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("upstream") / "mock.log"
+    proc = Proc(["mock", "--port", str(port), "--api-key", UPSTREAM_KEY, "--record", "50"], port=port, log=log)
+    yield proc
+    proc.stop()
+
+
+def gateway_config(upstream: Proc) -> dict[str, object]:
+    up = f"{upstream.url}/v1"
+    return {
+        "server": {"max_body_bytes": 64 * 1024},
+        "default_provider": "up",
+        "aliases": {"fast": "up/gpt-fast"},
+        "providers": {
+            "up": {"dialect": "openai", "base_url": up, "keys": [{"value": "env.TEST_UPSTREAM_KEY"}]},
+            "mock": {"dialect": "mock"},
+            "badkey": {"dialect": "openai", "base_url": up, "keys": [{"value": "sk-wrong-key-abcdefgh"}]},
+            "down": {"dialect": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
+            "nodns": {"dialect": "openai", "base_url": "http://no-such-host.invalid/v1"},
+            "slow": {
+                "dialect": "openai",
+                "base_url": up,
+                "keys": [{"value": "env.TEST_UPSTREAM_KEY"}],
+                "timeouts": {"request_s": 0.5, "stream_idle_s": 0.5},
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """The gateway under test, in front of ``upstream``, from a JSON config file."""
+    d = tmp_path_factory.mktemp("gateway")
+    cfg = d / "gateway.json"
+    cfg.write_text(json.dumps(gateway_config(upstream)))
+    port = free_port()
+    proc = Proc(
+        ["serve", "--config", str(cfg), "--port", str(port)],
+        port=port,
+        log=d / "gateway.log",
+        env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY},
+    )
+    yield proc
+    proc.stop()
+    # Provider keys never reach the log.
+    assert UPSTREAM_KEY not in proc.log.read_text()
+
+
+@pytest.fixture
+def received(upstream: Proc) -> Callable[[], list[dict[str, Any]]]:
+    """Clears the upstream's record; the returned function reads what it received since."""
+    httpx.delete(upstream.url + "/mock/requests").raise_for_status()
+
+    def read() -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = httpx.get(upstream.url + "/mock/requests").json()
+        return data
+
+    return read
