@@ -7,7 +7,7 @@ the boundary; nothing above this module sees aiohttp's client exceptions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -32,7 +32,7 @@ class Reply(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    def chunks(self) -> AsyncGenerator[bytes, None]: ...
 
     def close(self) -> None: ...
 
@@ -68,7 +68,7 @@ class HTTPReply:
         except Exception as e:
             raise classify(e, provider=self._provider) from None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         it = self._resp.content.iter_any()
         try:
             async for data in it:

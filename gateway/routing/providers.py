@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 import aiohttp
@@ -133,7 +133,7 @@ class MockReply:
             await asyncio.sleep(delay)
         return mock_dialect.completion_body(self._plan)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:
             async for frame in mock_dialect.paced(self._plan):
                 yield frame

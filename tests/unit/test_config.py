@@ -1,0 +1,333 @@
+"""gateway.config: file loading (JSON, YAML, TOML), validation and the env default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.config import OPENAI_DEFAULT_BASE_URL, ConfigError, from_env, load
+
+
+def write_json(tmp_path: Path, data: object, name: str = "gateway.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_load_json_reads_providers_server_and_aliases(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path,
+        {
+            "server": {"host": "0.0.0.0", "port": 9999},
+            "default_provider": "up",
+            "aliases": {"fast": "up/gpt-fast"},
+            "providers": {
+                "up": {
+                    "dialect": "openai",
+                    "base_url": "http://127.0.0.1:1234/v1",
+                    "keys": [{"value": "sk-literal", "name": "main", "weight": 2}],
+                    "headers": {"X-Team": "infra"},
+                    "models": ["gpt-fast"],
+                    "timeouts": {"request_s": 12.5},
+                },
+                "mock": {"dialect": "mock", "mock": {"tokens": 3}},
+            },
+        },
+    )
+    cfg = load(path, env={})
+    assert cfg.server.host == "0.0.0.0"
+    assert cfg.server.port == 9999
+    assert cfg.default_provider == "up"
+    assert cfg.aliases == {"fast": "up/gpt-fast"}
+    up = cfg.providers["up"]
+    assert up.dialect == "openai"
+    assert up.base_url == "http://127.0.0.1:1234/v1"
+    assert [(k.name, k.value, k.weight) for k in up.keys] == [("main", "sk-literal", 2.0)]
+    assert up.headers == {"X-Team": "infra"}
+    assert up.models == ("gpt-fast",)
+    assert up.timeouts.request_s == 12.5
+    assert up.timeouts.connect_s == 10.0  # default kept
+    assert cfg.providers["mock"].dialect == "mock"
+    assert cfg.providers["mock"].mock.tokens == 3
+
+
+def test_load_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "default_provider: local\n"
+        "providers:\n"
+        "  local:\n"
+        "    base_url: http://localhost:8000/v1\n"
+        "    keys:\n"
+        "      - value: env.LOCAL_KEY\n"
+        "server:\n"
+        "  port: 8181\n"
+    )
+    cfg = load(path, env={"LOCAL_KEY": "sk-from-env"})
+    assert cfg.default_provider == "local"
+    assert cfg.server.port == 8181
+    assert cfg.providers["local"].base_url == "http://localhost:8000/v1"
+    assert cfg.providers["local"].keys[0].value == "sk-from-env"
+
+
+def test_load_yml_suffix_is_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yml"
+    path.write_text("providers:\n  m:\n    dialect: mock\n")
+    cfg = load(path, env={})
+    assert cfg.providers["m"].dialect == "mock"
+
+
+def test_load_toml_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        'default_provider = "up"\n'
+        "\n"
+        "[aliases]\n"
+        'fast = "up/small"\n'
+        "\n"
+        "[providers.up]\n"
+        'base_url = "https://example.test/v1"\n'
+        'models = ["small", "big"]\n'
+        "\n"
+        "[[providers.up.keys]]\n"
+        'value = "env.UP_KEY"\n'
+        'name = "a"\n'
+        "\n"
+        "[[providers.up.keys]]\n"
+        'value = "sk-b"\n'
+        'name = "b"\n'
+    )
+    cfg = load(path, env={"UP_KEY": "sk-a"})
+    up = cfg.providers["up"]
+    assert cfg.default_provider == "up"
+    assert cfg.aliases == {"fast": "up/small"}
+    assert up.base_url == "https://example.test/v1"
+    assert up.models == ("small", "big")
+    assert [(k.name, k.value) for k in up.keys] == [("a", "sk-a"), ("b", "sk-b")]
+
+
+def test_load_unknown_top_level_key_names_key_and_file(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {}, "bogus_option": 1})
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert "bogus_option" in str(exc.value)
+    assert str(path) in str(exc.value)
+
+
+def test_load_unknown_nested_key_names_key_and_file(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {"p": {"base_url": "http://x", "api_key": "sk-oops"}}})
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert "api_key" in str(exc.value)
+    assert str(path) in str(exc.value)
+
+
+def test_load_unknown_key_in_yaml_names_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("server:\n  hostname: 0.0.0.0\n")
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert "hostname" in str(exc.value)
+    assert str(path) in str(exc.value)
+
+
+def test_load_env_reference_resolved_in_keys_headers_and_base_url(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path,
+        {
+            "providers": {
+                "p": {
+                    "base_url": "env.P_BASE",
+                    "keys": [{"value": "env.P_KEY"}],
+                    "headers": {"X-Org": "env.P_ORG", "X-Plain": "literal"},
+                }
+            }
+        },
+    )
+    cfg = load(path, env={"P_BASE": "https://p.test/v1/", "P_KEY": "sk-secret", "P_ORG": "org-1"})
+    p = cfg.providers["p"]
+    assert p.base_url == "https://p.test/v1"
+    assert p.keys[0].value == "sk-secret"
+    assert p.headers == {"X-Org": "org-1", "X-Plain": "literal"}
+
+
+def test_load_env_reference_uses_given_mapping_not_os_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TEST_ONLY_IN_OS", "sk-os")
+    path = write_json(tmp_path, {"providers": {"p": {"base_url": "http://x", "keys": [{"value": "env.GW_TEST_ONLY_IN_OS"}]}}})
+    with pytest.raises(ConfigError, match="GW_TEST_ONLY_IN_OS"):
+        load(path, env={})
+
+
+def test_load_missing_env_variable_names_variable(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {"p": {"base_url": "http://x", "keys": [{"value": "env.MISSING_KEY_VAR"}]}}})
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={"OTHER": "x"})
+    message = str(exc.value)
+    assert "MISSING_KEY_VAR" in message
+    assert str(path) in message
+    assert "providers.p.keys[0].value" in message
+
+
+def test_load_missing_env_variable_in_header_names_variable(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {"p": {"dialect": "mock", "headers": {"X-Key": "env.HDR_VAR"}}}})
+    with pytest.raises(ConfigError, match="HDR_VAR"):
+        load(path, env={})
+
+
+@pytest.mark.parametrize("base_url", ["", "ftp://example.test/v1", "example.test/v1", "localhost:8000"])
+def test_load_bad_base_url_rejected(tmp_path: Path, base_url: str) -> None:
+    path = write_json(tmp_path, {"providers": {"p": {"dialect": "openai", "base_url": base_url}}})
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert "providers.p.base_url" in str(exc.value)
+    assert str(path) in str(exc.value)
+
+
+def test_load_mock_provider_needs_no_base_url(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {"m": {"dialect": "mock"}}})
+    assert load(path, env={}).providers["m"].base_url == ""
+
+
+def test_load_base_url_trailing_slash_stripped(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {"p": {"base_url": "https://p.test/v1/"}}})
+    assert load(path, env={}).providers["p"].base_url == "https://p.test/v1"
+
+
+def test_load_default_provider_not_configured(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"default_provider": "nope", "providers": {"m": {"dialect": "mock"}}})
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert "default_provider" in str(exc.value)
+    assert "nope" in str(exc.value)
+
+
+def test_load_alias_to_unknown_provider(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {"m": {"dialect": "mock"}}, "aliases": {"fast": "other/model"}})
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert "aliases.fast" in str(exc.value)
+    assert "other/model" in str(exc.value)
+
+
+@pytest.mark.parametrize("target", ["m", "m/", "/model"])
+def test_load_alias_without_provider_slash_model_rejected(tmp_path: Path, target: str) -> None:
+    path = write_json(tmp_path, {"providers": {"m": {"dialect": "mock"}}, "aliases": {"fast": target}})
+    with pytest.raises(ConfigError, match="aliases.fast"):
+        load(path, env={})
+
+
+def test_load_alias_to_configured_provider_accepted(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {"m": {"dialect": "mock"}}, "aliases": {"fast": "m/mock-chat"}})
+    assert load(path, env={}).aliases == {"fast": "m/mock-chat"}
+
+
+def test_load_duplicate_key_names_rejected(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path,
+        {"providers": {"p": {"base_url": "http://x", "keys": [{"value": "sk-1"}, {"value": "sk-2"}]}}},
+    )
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert "providers.p.keys" in str(exc.value)
+    assert "unique" in str(exc.value)
+
+
+def test_load_distinct_key_names_accepted(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path,
+        {
+            "providers": {
+                "p": {"base_url": "http://x", "keys": [{"value": "sk-1", "name": "a"}, {"value": "sk-2", "name": "b"}]}
+            }
+        },
+    )
+    assert [k.name for k in load(path, env={}).providers["p"].keys] == ["a", "b"]
+
+
+def test_load_provider_name_with_slash_rejected(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"providers": {"a/b": {"dialect": "mock"}}})
+    with pytest.raises(ConfigError, match="a/b"):
+        load(path, env={})
+
+
+def test_load_value_out_of_range_is_config_error(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"server": {"port": 70000}})
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert "port" in str(exc.value)
+    assert str(path) in str(exc.value)
+
+
+def test_load_invalid_syntax_is_config_error(tmp_path: Path) -> None:
+    for name, text in [("bad.json", "{"), ("bad.yaml", "a: ["), ("bad.toml", "x = [")]:
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(ConfigError) as exc:
+            load(path, env={})
+        assert str(path) in str(exc.value)
+        assert "not valid" in str(exc.value)
+
+
+def test_load_unknown_suffix_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.ini"
+    path.write_text("[server]\n")
+    with pytest.raises(ConfigError, match=r"\.ini"):
+        load(path, env={})
+
+
+def test_load_missing_file_is_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.json"
+    with pytest.raises(ConfigError) as exc:
+        load(path, env={})
+    assert str(path) in str(exc.value)
+
+
+def test_from_env_empty_gives_only_mock() -> None:
+    cfg = from_env({})
+    assert list(cfg.providers) == ["mock"]
+    assert cfg.providers["mock"].dialect == "mock"
+    assert cfg.default_provider == "mock"
+
+
+def test_from_env_empty_values_ignored() -> None:
+    cfg = from_env({"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    assert list(cfg.providers) == ["mock"]
+    assert cfg.default_provider == "mock"
+
+
+def test_from_env_api_key_adds_openai() -> None:
+    cfg = from_env({"OPENAI_API_KEY": "sk-test-123"})
+    assert set(cfg.providers) == {"mock", "openai"}
+    openai = cfg.providers["openai"]
+    assert openai.dialect == "openai"
+    assert openai.base_url == "https://api.openai.com/v1"
+    assert OPENAI_DEFAULT_BASE_URL == "https://api.openai.com/v1"
+    assert [k.value for k in openai.keys] == ["sk-test-123"]
+    assert cfg.default_provider == "openai"
+
+
+def test_from_env_base_url_only_has_no_keys() -> None:
+    cfg = from_env({"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1"})
+    openai = cfg.providers["openai"]
+    assert openai.base_url == "http://127.0.0.1:8000/v1"
+    assert openai.keys == ()
+    assert cfg.default_provider == "openai"
+
+
+def test_from_env_key_and_base_url() -> None:
+    cfg = from_env({"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "https://proxy.test/v1"})
+    openai = cfg.providers["openai"]
+    assert openai.base_url == "https://proxy.test/v1"
+    assert [k.value for k in openai.keys] == ["sk-x"]
+
+
+def test_from_env_base_url_trailing_slash_stripped() -> None:
+    cfg = from_env({"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1/"})
+    assert cfg.providers["openai"].base_url == "http://127.0.0.1:8000/v1"
+
+
+def test_from_env_bad_base_url_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="base_url"):
+        from_env({"OPENAI_BASE_URL": "localhost:8000/v1"})
