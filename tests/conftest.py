@@ -124,3 +124,15 @@ def received(upstream: Proc) -> Callable[[], list[dict[str, Any]]]:
         return data
 
     return read
+
+
+@pytest.fixture(scope="session")
+def unrouted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A gateway with no default provider (YAML config): bare and unknown models are errors."""
+    d = tmp_path_factory.mktemp("unrouted")
+    cfg = d / "gateway.yaml"
+    cfg.write_text("providers:\n  mock:\n    dialect: mock\n")
+    port = free_port()
+    proc = Proc(["serve", "--config", str(cfg), "--port", str(port)], port=port, log=d / "gateway.log")
+    yield proc
+    proc.stop()

@@ -114,7 +114,12 @@ def test_relay_unreachable_upstream_is_502(gateway: Proc, model: str, stream: bo
 @pytest.mark.parametrize("stream", [False, True])
 def test_relay_upstream_timeout_is_504(gateway: Proc, stream: bool) -> None:
     body = json.dumps(
-        {"model": "slow/x", "messages": [{"role": "user", "content": "hi"}], "stream": stream, "mock": {"ttft_ms": 3000}}
+        {
+            "model": "slow/x",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": stream,
+            "mock": {"ttft_ms": 3000},
+        }
     )
     t = time.monotonic()
     r = post(gateway, body)
@@ -125,7 +130,9 @@ def test_relay_upstream_timeout_is_504(gateway: Proc, stream: bool) -> None:
 
 @pytest.mark.parametrize("status", [400, 404, 429, 500, 503])
 def test_relay_upstream_error_status_relayed(gateway: Proc, status: int) -> None:
-    body = json.dumps({"model": "up/x", "messages": [{"role": "user", "content": "hi"}], "mock": {"fail_status": status}})
+    body = json.dumps(
+        {"model": "up/x", "messages": [{"role": "user", "content": "hi"}], "mock": {"fail_status": status}}
+    )
     r = post(gateway, body)
     assert r.status_code == status
     err = r.json()["error"]
@@ -134,8 +141,12 @@ def test_relay_upstream_error_status_relayed(gateway: Proc, status: int) -> None
 
 def test_relay_mid_stream_reset_gives_error_frame(gateway: Proc) -> None:
     body = json.dumps(
-        {"model": "up/x", "messages": [{"role": "user", "content": "hi"}], "stream": True,
-         "mock": {"tokens": 10, "reset_after": 4}}
+        {
+            "model": "up/x",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "mock": {"tokens": 10, "reset_after": 4},
+        }
     )
     with httpx.stream("POST", gateway.url + "/v1/chat/completions", content=body, timeout=10) as r:
         assert r.status_code == 200

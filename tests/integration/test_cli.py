@@ -1,0 +1,94 @@
+"""The command line: the embedded default from the environment, config errors, help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import openai
+
+from tests.conftest import UPSTREAM_KEY, Proc, free_port
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_cli_default_serves_mock_with_no_config(tmp_path: Path) -> None:
+    port = free_port()
+    proc = Proc(
+        ["serve", "--port", str(port)],
+        port=port,
+        log=tmp_path / "gw.log",
+        env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""},
+    )
+    try:
+        sdk = openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0)
+        c = sdk.chat.completions.create(model="mock/mock-chat", messages=[{"role": "user", "content": "hi"}])
+        assert c.choices[0].message.content
+        # A bare model goes to the default provider, which is the mock here.
+        c = sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert (c.model_extra or {})["extra_fields"]["provider"] == "mock"
+        assert {m.id for m in sdk.models.list()} == {"mock/mock-chat", "mock/mock-instruct"}
+    finally:
+        proc.stop()
+
+
+def test_cli_openai_provider_from_sdk_environment(upstream: Proc, tmp_path: Path) -> None:
+    """OPENAI_API_KEY and OPENAI_BASE_URL put the gateway in front of any compatible server."""
+    port = free_port()
+    env = {"OPENAI_API_KEY": UPSTREAM_KEY, "OPENAI_BASE_URL": upstream.url + "/v1"}
+    proc = Proc(["serve", "--port", str(port)], port=port, log=tmp_path / "gw.log", env=env)
+    try:
+        sdk = openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0)
+        c = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        extra = (c.model_extra or {})["extra_fields"]
+        assert (extra["provider"], c.model) == ("openai", "gpt-4o-mini")
+        c = sdk.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert c.model == "gpt-4o"
+        assert "openai/mock-chat" in {m.id for m in sdk.models.list()}
+        assert UPSTREAM_KEY not in proc.log.read_text()
+    finally:
+        proc.stop()
+
+
+def test_cli_config_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[providers.up]\nbase_url = "http://127.0.0.1:1/v1"\ntimeout = 3\n')
+    for args in (["check", str(cfg)], ["serve", "--config", str(cfg)]):
+        r = run(*args)
+        assert r.returncode == 1
+        assert "timeout" in r.stderr and str(cfg) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_config_missing_env_var(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.json"
+    cfg.write_text('{"providers":{"up":{"base_url":"http://x/v1","keys":[{"value":"env.GATEWAY_TEST_UNSET_VAR"}]}}}')
+    r = run("check", str(cfg))
+    assert r.returncode == 1 and "GATEWAY_TEST_UNSET_VAR" in r.stderr
+
+
+def test_cli_check_accepts_example_config() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "gateway.example.yaml"
+    r = run("check", str(example), env={"OPENAI_API_KEY": "sk-test", "GROQ_API_KEY": "gsk-test", "PATH": ""})
+    assert r.returncode == 0, r.stderr
+
+
+def test_cli_port_in_use_is_a_clear_error(gateway: Proc) -> None:
+    r = run("serve", "--port", str(gateway.port))
+    assert r.returncode == 1 and "cannot listen" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_sigterm_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    proc = Proc(["serve", "--port", str(port)], port=port, log=tmp_path / "gw.log")
+    proc.p.terminate()
+    assert proc.p.wait(10) == 0
+    assert "gateway stopping" in proc.log.read_text()
+    try:
+        httpx.get(proc.url + "/health", timeout=1)
+        raise AssertionError("still listening")
+    except httpx.ConnectError:
+        pass
