@@ -207,13 +207,14 @@ def frames(p: Plan) -> Iterator[bytes]:
     if p.endpoint == "chat":
         yield head + b'"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
         before, after = head + b'"delta":{"content":', b'},"logprobs":null,"finish_reason":null}]}\n\n'
-        last = head + b'"delta":{},"logprobs":null,"finish_reason":%s}]}\n\n'
+        last = head + b'"delta":{},"logprobs":null,"finish_reason":'
     else:
         before, after = head + b'"text":', b',"logprobs":null,"finish_reason":null}]}\n\n'
-        last = head + b'"text":"","logprobs":null,"finish_reason":%s}]}\n\n'
+        last = head + b'"text":"","logprobs":null,"finish_reason":'
     for w in words(p):
         yield before + _encode(w) + after
-    yield last % _encode(p.finish_reason)
+    # Concatenated, never %-formatted: ``head`` holds the client's model name.
+    yield last + _encode(p.finish_reason) + b"}]}\n\n"
     if p.include_usage:
         yield b"data: " + _prefix(p, chunk=True) + b'"choices":[],"usage":' + _usage(p) + b"}\n\n"
     yield b"data: [DONE]\n\n"

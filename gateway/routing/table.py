@@ -30,10 +30,13 @@ class ModelTable:
     def resolve(self, requested: str, *, param: str = "model") -> Target:
         name = self._aliases.get(requested, requested)
         prefix, sep, rest = name.partition("/")
-        if sep and rest:
-            provider = self._providers.get(prefix)
-            if provider is not None:
-                return Target(provider, rest, True)
+        provider = self._providers.get(prefix) if sep else None
+        if provider is not None:
+            if not rest:
+                raise InvalidRequest(
+                    f"model '{requested}' names provider '{prefix}' but no model", param=param, code="invalid_value"
+                )
+            return Target(provider, rest, True)
         if self._default is not None:
             return Target(self._default, name, name != requested)
         if sep:

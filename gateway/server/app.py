@@ -72,6 +72,7 @@ class Gateway:
         if self._listener is not None:
             self._listener.close()
         if self._server is not None:
+            self._server.pre_shutdown()  # idle keep-alive connections close now
             await self._server.shutdown(SHUTDOWN_GRACE_S)
         if self._listener is not None:
             await self._listener.wait_closed()

@@ -149,4 +149,5 @@ async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str |
         await wait_for_signal()
     finally:
         listener.close()
+        server.pre_shutdown()
         await server.shutdown(1.0)

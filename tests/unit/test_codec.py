@@ -144,8 +144,8 @@ def test_decode_chat_tool_choice_object() -> None:
     assert not isinstance(req.tool_choice, str)
     assert req.tool_choice is not None
     assert req.tool_choice is not msgspec.UNSET
-    assert req.tool_choice.type == "function"  # type: ignore[union-attr]
-    assert req.tool_choice.function.name == "f"  # type: ignore[union-attr]
+    assert req.tool_choice.type == "function"
+    assert req.tool_choice.function.name == "f"
 
 
 @pytest.mark.parametrize("choice", ["none", "auto", "required"])

@@ -155,13 +155,17 @@ def test_load_env_reference_resolved_in_keys_headers_and_base_url(tmp_path: Path
 
 def test_load_env_reference_uses_given_mapping_not_os_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GW_TEST_ONLY_IN_OS", "sk-os")
-    path = write_json(tmp_path, {"providers": {"p": {"base_url": "http://x", "keys": [{"value": "env.GW_TEST_ONLY_IN_OS"}]}}})
+    path = write_json(
+        tmp_path, {"providers": {"p": {"base_url": "http://x", "keys": [{"value": "env.GW_TEST_ONLY_IN_OS"}]}}}
+    )
     with pytest.raises(ConfigError, match="GW_TEST_ONLY_IN_OS"):
         load(path, env={})
 
 
 def test_load_missing_env_variable_names_variable(tmp_path: Path) -> None:
-    path = write_json(tmp_path, {"providers": {"p": {"base_url": "http://x", "keys": [{"value": "env.MISSING_KEY_VAR"}]}}})
+    path = write_json(
+        tmp_path, {"providers": {"p": {"base_url": "http://x", "keys": [{"value": "env.MISSING_KEY_VAR"}]}}}
+    )
     with pytest.raises(ConfigError) as exc:
         load(path, env={"OTHER": "x"})
     message = str(exc.value)
@@ -214,7 +218,7 @@ def test_load_alias_to_unknown_provider(tmp_path: Path) -> None:
 @pytest.mark.parametrize("target", ["m", "m/", "/model"])
 def test_load_alias_without_provider_slash_model_rejected(tmp_path: Path, target: str) -> None:
     path = write_json(tmp_path, {"providers": {"m": {"dialect": "mock"}}, "aliases": {"fast": target}})
-    with pytest.raises(ConfigError, match="aliases.fast"):
+    with pytest.raises(ConfigError, match=r"aliases\.fast"):
         load(path, env={})
 
 
