@@ -1,0 +1,1 @@
+"""Benchmarks: micro (per request and per chunk, in-process) and load (over loopback)."""
