@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
 from tests.conftest import UPSTREAM_KEY, Proc, free_port
 
@@ -92,3 +93,40 @@ def test_cli_sigterm_stops_cleanly(tmp_path: Path) -> None:
         raise AssertionError("still listening")
     except httpx.ConnectError:
         pass
+
+
+def test_cli_mock_fault_flags(tmp_path: Path) -> None:
+    port = free_port()
+    proc = Proc(
+        ["mock", "--port", str(port), "--error-rate", "1", "--error-status", "503"],
+        port=port,
+        log=tmp_path / "mock.log",
+    )
+    try:
+        r = httpx.post(proc.url + "/v1/chat/completions", json={"model": "m", "messages": []})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "mock_injected"
+    finally:
+        proc.stop()
+    port = free_port()
+    proc = Proc(
+        ["mock", "--port", str(port), "--reset-rate", "1", "--tokens", "20", "--itl-ms", "1"],
+        port=port,
+        log=tmp_path / "mock2.log",
+    )
+    try:
+        body = {"model": "m", "messages": [], "stream": True}
+        frames: list[str] = []
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream("POST", proc.url + "/v1/chat/completions", json=body) as r,
+        ):
+            assert r.status_code == 200
+            frames.extend(line for line in r.iter_lines() if line)
+        assert frames and len(frames) < 22  # cut before the 20 tokens, finish and [DONE]
+    finally:
+        proc.stop()
+
+
+def test_cli_mock_rejects_invalid_options() -> None:
+    r = run("mock", "--error-rate", "2")
+    assert r.returncode == 2 and "error_rate" in r.stderr and "Traceback" not in r.stderr
