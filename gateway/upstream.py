@@ -100,32 +100,19 @@ def new_session() -> aiohttp.ClientSession:
     )
 
 
-async def post(
+async def send(
     session: aiohttp.ClientSession,
+    method: str,
     url: str,
     *,
-    body: bytes,
+    body: bytes | None = None,
     headers: Mapping[str, str],
     timeout: aiohttp.ClientTimeout,
     provider: str,
 ) -> HTTPReply:
+    """One upstream request; the reply's body is read (or streamed) by the caller."""
     try:
-        resp = await session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-    except Exception as e:
-        raise classify(e, provider=provider) from None
-    return HTTPReply(resp, provider=provider)
-
-
-async def get(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    headers: Mapping[str, str],
-    timeout: aiohttp.ClientTimeout,
-    provider: str,
-) -> HTTPReply:
-    try:
-        resp = await session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
+        resp = await session.request(method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
     except Exception as e:
         raise classify(e, provider=provider) from None
     return HTTPReply(resp, provider=provider)

@@ -10,13 +10,16 @@ gateway forwards untouched (so load tests can steer the fake through a gateway):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import random as _random
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated
 
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
 from gateway.config import MockConfig
+from gateway.errors import InvalidRequest
 from gateway.providers import Endpoint
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text"})
@@ -153,6 +156,42 @@ def plan(
         stream=stream,
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
     )
+
+
+class Planner:
+    """Plans answers for one server: numbers them and draws their random faults.
+    ``random`` and ``clock`` are injectable so tests can fix them."""
+
+    __slots__ = ("_clock", "_config", "_random", "_serial")
+
+    def __init__(
+        self,
+        config: MockConfig,
+        *,
+        random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._random = random
+        self._clock = clock
+        self._serial = 0
+
+    def __call__(self, body: bytes, *, endpoint: Endpoint) -> Plan:
+        """Raises InvalidRequest (param ``mock``) for a body the fake cannot read."""
+        try:
+            req = decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise InvalidRequest(f"mock provider: invalid request: {e}", param="mock") from None
+        self._serial += 1
+        r = self._random
+        return plan(
+            req,
+            endpoint=endpoint,
+            config=self._config,
+            rolls=(r(), r(), r()),
+            created=int(self._clock()),
+            serial=self._serial,
+        )
 
 
 def words(p: Plan) -> Iterator[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import AsyncGenerator
 from typing import Protocol
 
@@ -16,11 +15,11 @@ import aiohttp
 import msgspec
 
 from gateway.config import MockConfig, ProviderConfig
-from gateway.errors import InvalidRequest, UpstreamProtocolError
+from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
 from gateway.providers import mock as mock_dialect
 from gateway.providers import openai as openai_dialect
-from gateway.upstream import USER_AGENT, Reply, get, post
+from gateway.upstream import USER_AGENT, Reply, send
 
 
 class Provider(Protocol):
@@ -76,8 +75,9 @@ class HTTPProvider:
         return random.choices(keys, weights=self._weights)[0]
 
     async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool) -> Reply:
-        return await post(
+        return await send(
             self._session,
+            "POST",
             self._urls[endpoint],
             body=body,
             headers=self._headers(),
@@ -88,8 +88,8 @@ class HTTPProvider:
     async def list_models(self) -> list[str]:
         if self._models:
             return self._models
-        reply = await get(
-            self._session, self._models_url, headers=self._headers(), timeout=self._unary, provider=self.name
+        reply = await send(
+            self._session, "GET", self._models_url, headers=self._headers(), timeout=self._unary, provider=self.name
         )
         try:
             data = await reply.read()
@@ -147,33 +147,19 @@ class MockReply:
 class MockProvider:
     """The built-in fake LLM, answering in-process."""
 
-    __slots__ = ("_config", "_serial", "endpoints", "name")
+    __slots__ = ("_models", "_plan", "endpoints", "name")
 
     def __init__(self, name: str, cfg: MockConfig) -> None:
         self.name = name
         self.endpoints = mock_dialect.ENDPOINTS
-        self._config = cfg
-        self._serial = 0
+        self._plan = mock_dialect.Planner(cfg)
+        self._models = list(cfg.models)
 
     async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool) -> Reply:
-        try:
-            req = mock_dialect.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise InvalidRequest(f"invalid 'mock' options: {e}", param="mock") from None
-        self._serial += 1
-        rnd = random.random
-        plan = mock_dialect.plan(
-            req,
-            endpoint=endpoint,
-            config=self._config,
-            rolls=(rnd(), rnd(), rnd()),
-            created=int(time.time()),
-            serial=self._serial,
-        )
-        return MockReply(plan)
+        return MockReply(self._plan(body, endpoint=endpoint))
 
     async def list_models(self) -> list[str]:
-        return list(self._config.models)
+        return self._models
 
     def redact(self, data: bytes) -> bytes:
         return data

@@ -11,14 +11,12 @@ import asyncio
 import collections
 import hmac
 import logging
-import random
-import time
 
 import msgspec
 from aiohttp import web
 
 from gateway.config import MockConfig
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import GatewayError
 from gateway.providers import Endpoint
 from gateway.providers import mock as dialect
 from gateway.server.app import BACKLOG, wait_for_signal
@@ -45,13 +43,13 @@ class AuthError(GatewayError):
 
 
 class MockServer:
-    __slots__ = ("_api_key", "_config", "_recorded", "_serial")
+    __slots__ = ("_api_key", "_config", "_plan", "_recorded")
 
     def __init__(self, config: MockConfig, *, api_key: str | None, record: int) -> None:
         self._config = config
         self._api_key = api_key.encode() if api_key else None
         self._recorded: collections.deque[Recorded] = collections.deque(maxlen=record)
-        self._serial = 0
+        self._plan = dialect.Planner(config)
 
     def _check_auth(self, request: web.BaseRequest) -> None:
         if self._api_key is None:
@@ -69,20 +67,7 @@ class MockServer:
                 Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
             )
         self._check_auth(request)
-        try:
-            req = dialect.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise InvalidRequest(f"mock provider: invalid request: {e}") from None
-        self._serial += 1
-        rnd = random.random
-        plan = dialect.plan(
-            req,
-            endpoint=endpoint,
-            config=self._config,
-            rolls=(rnd(), rnd(), rnd()),
-            created=int(time.time()),
-            serial=self._serial,
-        )
+        plan = self._plan(body, endpoint=endpoint)
         if plan.fail_status:
             return web.Response(status=plan.fail_status, body=dialect.error_body(plan.fail_status), content_type=JSON)
         if not plan.stream:
