@@ -17,8 +17,15 @@ from collections.abc import Callable
 import msgspec
 
 from gateway import codec
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.pricing import GenaiPrices
+from gateway.accounting.tokens import Tokenizers
+from gateway.accounting.usage import decode_usage
 from gateway.config import ProviderConfig
-from gateway.routing.providers import MockProvider
+from gateway.metrics import Metrics
+from gateway.relay.call import Call
+from gateway.relay.unary import account
+from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
 from gateway.schemas.response import ExtraFields
 
@@ -54,24 +61,39 @@ RESPONSE = msgspec.json.encode(
         "usage": {"prompt_tokens": 250, "completion_tokens": 64, "total_tokens": 314},
     }
 )
-TABLE = ModelTable({"mock": MockProvider("mock", ProviderConfig(dialect="mock").mock)}, default="mock", aliases={})
+LEDGER = Ledger(metrics=Metrics(), tokenizers=Tokenizers())
+USAGE = decode_usage(b'{"prompt_tokens":250,"completion_tokens":64,"total_tokens":314}')
+TABLE = ModelTable(
+    {"mock": build("mock", ProviderConfig(dialect="mock"), session=None, genai=GenaiPrices(), ledger=LEDGER)},  # type: ignore[arg-type]
+    default="mock",
+    aliases={},
+)
 
 
 def pipeline() -> bytes:
     """What one non-streaming request costs the gateway besides sockets and the
-    upstream: validate, route, build the upstream body, read the answer's head, enrich."""
+    upstream: validate, route, build the upstream body, read the answer's head,
+    price its usage, splice usage.cost and extra_fields, record metrics."""
+    t0 = time.perf_counter()
     req = codec.decode_chat(REQUEST)
     target = TABLE.resolve(req.model)
-    codec.upstream_body(REQUEST, model=target.model, rewrite_model=target.rewrite, has_gateway_fields=False)
-    head = codec.response_head(RESPONSE)
-    extra = ExtraFields(
+    body = codec.upstream_body(REQUEST, model=target.model, rewrite_model=target.rewrite, has_gateway_fields=False)
+    call = Call(
+        endpoint="chat",
         request_type="chat_completion",
-        provider=target.provider.name,
-        model_requested=req.model,
-        model_deployment=target.model,
-        latency=1.234,
+        requested=req.model,
+        targets=[(target, body)],
+        body=REQUEST,
+        t0=t0,
+        raw_request=False,
+        raw_response=False,
+        client_usage=False,
+        ledger=LEDGER,
+        timeouts=None,
     )
-    return codec.enrich(RESPONSE, head, extra)
+    head = codec.response_head(RESPONSE)
+    data, estimated = account(call, target, RESPONSE, bytes(head.usage))  # type: ignore[arg-type]
+    return codec.enrich(data, head, call.extra_fields(target, estimated=estimated))
 
 
 CASES: dict[str, Callable[[], object]] = {
@@ -88,6 +110,9 @@ CASES: dict[str, Callable[[], object]] = {
         codec.response_head(RESPONSE),
         ExtraFields(request_type="c", provider="p", model_requested="m", model_deployment="m", latency=1.0),
     ),
+    "price usage (cached model)": lambda: (
+        TABLE.resolve("mock/gpt-4o-mini").provider.pricing.lookup("gpt-4o-mini").cost(USAGE)
+    ),  # type: ignore[union-attr]
     "whole in-process pipeline": pipeline,
 }
 

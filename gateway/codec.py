@@ -84,16 +84,30 @@ def decode_completion(body: bytes) -> CompletionRequest:
     return req
 
 
-def upstream_body(body: bytes, *, model: str, rewrite_model: bool, has_gateway_fields: bool) -> bytes:
-    """The body to send upstream: the client's bytes, with ``model`` swapped and the
-    gateway's own fields removed. Untouched when neither is needed."""
-    if not rewrite_model and not has_gateway_fields:
+_INCLUDE_USAGE = Raw(b'{"include_usage":true}')
+
+
+def upstream_body(
+    body: bytes, *, model: str, rewrite_model: bool, has_gateway_fields: bool, force_usage: bool = False
+) -> bytes:
+    """The body to send upstream: the client's bytes, with ``model`` swapped, the
+    gateway's own fields removed and, with ``force_usage``, the stream's usage asked
+    for (``stream_options.include_usage``). Untouched when none is needed."""
+    if not rewrite_model and not has_gateway_fields and not force_usage:
         return body
     fields = _fields(body)
     for key in _GATEWAY_KEYS:
         fields.pop(key, None)
     if rewrite_model:
         fields["model"] = Raw(encode(model))
+    if force_usage:
+        options = fields.get("stream_options")
+        if options is None or bytes(options) == b"null":
+            fields["stream_options"] = _INCLUDE_USAGE
+        else:
+            opts = _fields(options)
+            opts["include_usage"] = Raw(b"true")
+            fields["stream_options"] = Raw(encode(opts))
     return encode(fields)
 
 
@@ -104,6 +118,14 @@ def response_head(body: bytes) -> ResponseHead:
         raise UpstreamProtocolError(f"upstream returned a body that is not a completion object: {e}") from None
 
 
+def splice_field(body: bytes, key: bytes, value: bytes) -> bytes:
+    """``body`` (a JSON object with no ``key``) with ``"key": value`` appended."""
+    end = body.rstrip()
+    inner = end[:-1].rstrip()
+    sep = b"" if inner.endswith(b"{") else b","
+    return b"".join((inner, sep, b'"', key, b'":', value, b"}"))
+
+
 def enrich(body: bytes, head: ResponseHead, extra: ExtraFields) -> bytes:
     """``body`` with ``extra_fields`` set; ``body`` must be a JSON object (as
     ``response_head`` has checked)."""
@@ -112,7 +134,4 @@ def enrich(body: bytes, head: ResponseHead, extra: ExtraFields) -> bytes:
         fields = _fields(body)
         fields["extra_fields"] = Raw(encode(extra))
         return encode(fields)
-    end = body.rstrip()
-    inner = end[:-1].rstrip()
-    sep = b"" if inner.endswith(b"{") else b","
-    return b"".join((inner, sep, b'"extra_fields":', encode(extra), b"}"))
+    return splice_field(body, b"extra_fields", encode(extra))

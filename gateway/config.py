@@ -37,8 +37,10 @@ class TimeoutConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     # A whole unary call. Long reasoning models take minutes; 30 s defaults are the
     # reference system's most reported complaint, so the default is generous.
     request_s: Seconds = 300.0
-    # Between two reads of a stream, and before its first byte.
+    # Between two reads of a stream.
     stream_idle_s: Seconds = 120.0
+    # Before a stream's first chunk (a reasoning model may think first); default: stream_idle_s.
+    first_byte_s: Seconds | None = None
 
 
 class MockConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -53,6 +55,15 @@ class MockConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     models: tuple[str, ...] = ("mock-chat", "mock-instruct")
 
 
+class PriceConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """USD prices of one model, overriding the pricing data (self-hosted models)."""
+
+    input_mtok: Annotated[float, Meta(ge=0)] = 0.0
+    output_mtok: Annotated[float, Meta(ge=0)] = 0.0
+    cache_read_mtok: Annotated[float, Meta(ge=0)] | None = None  # None: billed as input
+    request_kcount: Annotated[float, Meta(ge=0)] = 0.0  # per 1000 requests
+
+
 class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dialect: Literal["openai", "mock"] = "openai"
     base_url: str = ""
@@ -62,6 +73,15 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     models: tuple[str, ...] = ()
     timeouts: TimeoutConfig = TimeoutConfig()
     mock: MockConfig = MockConfig()
+    # The provider's id in the pricing data (openai, anthropic, groq, google, ...);
+    # default: matched from base_url. The mock provider prices by model name alone.
+    pricing_provider: str | None = None
+    # Per-model prices that win over the pricing data, e.g. for a self-hosted model.
+    prices: dict[str, PriceConfig] = {}
+    # Stream usage: "upstream" trusts the upstream to report it (no decoding per chunk),
+    # "count" always counts deltas with the tokenizer, "auto" counts until the upstream
+    # has reported usage once, then trusts it.
+    stream_usage: Literal["auto", "upstream", "count"] = "auto"
 
 
 class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohttp
 
@@ -23,6 +23,13 @@ READ_BUFSIZE = 64 * 1024
 # so a stuck upstream cannot exhaust file descriptors.
 MAX_CONNECTIONS_PER_HOST = 1000
 DNS_CACHE_TTL_S = 30
+
+
+class Timeouts(NamedTuple):
+    """Per-request overrides (``x-bf-request-timeout``, ``x-bf-stream-idle-timeout``)."""
+
+    request_s: float | None
+    stream_idle_s: float | None
 
 
 class Reply(Protocol):

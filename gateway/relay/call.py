@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import msgspec
+import time
 
+import msgspec
+from msgspec import UNSET, Raw, UnsetType
+
+from gateway.accounting.ledger import Ledger
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamStatusError, UpstreamTimeout
 from gateway.providers import Endpoint
 from gateway.routing.table import Target
+from gateway.schemas.response import ExtraFields
+from gateway.upstream import Timeouts
 
 # Upstream statuses worth another provider: overload and server faults. A 4xx other
 # than 429 is the request's own fault and would fail everywhere.
@@ -19,7 +25,19 @@ FALLBACK_HEADER = "x-bifrost-fallback-index"  # only when a fallback served
 class Call:
     """The request's routing facts, fixed before the first upstream attempt."""
 
-    __slots__ = ("body", "endpoint", "raw_request", "raw_response", "request_type", "requested", "t0", "targets")
+    __slots__ = (
+        "body",
+        "client_usage",
+        "endpoint",
+        "ledger",
+        "raw_request",
+        "raw_response",
+        "request_type",
+        "requested",
+        "t0",
+        "targets",
+        "timeouts",
+    )
 
     def __init__(
         self,
@@ -32,6 +50,9 @@ class Call:
         t0: float,
         raw_request: bool,
         raw_response: bool,
+        client_usage: bool,
+        ledger: Ledger,
+        timeouts: Timeouts | None,
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
@@ -42,6 +63,34 @@ class Call:
         self.t0 = t0
         self.raw_request = raw_request
         self.raw_response = raw_response
+        # The client asked for the stream's usage chunk (stream_options.include_usage).
+        self.client_usage = client_usage
+        self.ledger = ledger
+        self.timeouts = timeouts  # per-request overrides from headers, or None
+
+    def latency_ms(self) -> float:
+        return round((time.perf_counter() - self.t0) * 1000, 3)
+
+    def extra_fields(
+        self,
+        target: Target,
+        *,
+        chunk_index: int | UnsetType = UNSET,
+        estimated: bool = False,
+        raw_request: bytes | None = None,
+        raw_response: bytes | None = None,
+    ) -> ExtraFields:
+        return ExtraFields(
+            request_type=self.request_type,
+            provider=target.provider.name,
+            model_requested=self.requested,
+            model_deployment=target.model,
+            latency=self.latency_ms(),
+            chunk_index=chunk_index,
+            usage_estimated=True if estimated else UNSET,
+            raw_request=Raw(raw_request) if raw_request is not None else UNSET,
+            raw_response=Raw(raw_response) if raw_response is not None else UNSET,
+        )
 
 
 def may_fall_back(err: UpstreamError) -> bool:

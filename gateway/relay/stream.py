@@ -1,19 +1,29 @@
-"""Streaming: upstream SSE bytes go to the client as they arrive.
+"""Streaming: upstream SSE bytes go to the client as they arrive, counted as they pass.
 
-The upstream is opened before the client's headers are written, so a failure before
-the first byte is an ordinary HTTP error (and may fall back); after it, failures are
-reported in-band as an OpenAI error frame and the stream ends.
+The upstream is opened, and its first chunk awaited, before the client's headers are
+written: a failure or silence before the first byte is an ordinary HTTP error (504 for
+a timeout) and may fall back. After it, failures are reported in-band as an OpenAI
+error frame and the stream ends. Each upstream read is framed (``sse.Framer``) and
+watched (``watch.StreamWatch``); what they return is written as one slice.
+Backpressure: ``write`` waits while the client's socket buffer is full, and no read of
+the upstream happens meanwhile, so aiohttp stops reading the upstream socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
-from gateway.errors import UpstreamError, UpstreamProtocolError
+from gateway.accounting.tokens import CompletionCounter
+from gateway.accounting.usage import Usage, encode
+from gateway.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call, may_fall_back, status_error
+from gateway.relay.sse import Framer
+from gateway.relay.watch import Finisher, StreamWatch
+from gateway.routing.table import Target
 from gateway.upstream import Reply
 
 log = logging.getLogger("gateway.relay")
@@ -29,62 +39,113 @@ SSE_HEADERS = {
 class _Opened:
     """An upstream stream whose first chunk has arrived, not yet sent to the client."""
 
-    __slots__ = ("reply", "chunks", "first", "index")
+    __slots__ = ("chunks", "first", "index", "reply")
 
     def __init__(self, reply: Reply, chunks: AsyncGenerator[bytes, None], first: bytes, index: int) -> None:
         self.reply, self.chunks, self.first, self.index = reply, chunks, first, index
 
 
-async def _first_chunk(reply: Reply, provider: str) -> tuple[AsyncGenerator[bytes, None], bytes]:
-    chunks = reply.chunks()
-    first = await anext(chunks, b"")
-    if not first:
-        raise UpstreamProtocolError(f"provider '{provider}' closed the stream before sending anything")
-    return chunks, first
+async def _first_chunk(call: Call, target: Target, body: bytes) -> tuple[Reply, AsyncGenerator[bytes, None], bytes]:
+    provider = target.provider
+    reply = await provider.send(call.endpoint, body, stream=True, timeouts=call.timeouts)
+    try:
+        if not 200 <= reply.status < 300:
+            data = await reply.read()
+            raise status_error(provider.name, reply.status, provider.redact(data))
+        chunks = reply.chunks()
+        first = await anext(chunks, b"")
+        if not first:
+            raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before sending anything")
+    except BaseException:
+        reply.close()
+        raise
+    return reply, chunks, first
 
 
 async def _open(call: Call) -> _Opened:
-    """The first target whose stream yields a first chunk. Waiting for that chunk
-    before answering the client makes a silent upstream a 504 (or a fallback), not an
-    in-band error after a 200."""
+    """The first target whose stream yields a first chunk in time."""
     first_error: UpstreamError | None = None
     for index, (target, body) in enumerate(call.targets):
-        provider = target.provider
-        reply: Reply | None = None
+        wait_s = call.timeouts.stream_idle_s if call.timeouts and call.timeouts.stream_idle_s else None
         try:
-            reply = await provider.send(call.endpoint, body, stream=True)
-            if not 200 <= reply.status < 300:
-                data = await reply.read()
-                raise status_error(provider.name, reply.status, provider.redact(data))
-            chunks, first = await _first_chunk(reply, provider.name)
+            async with asyncio.timeout(wait_s or target.provider.first_byte_s):
+                reply, chunks, first = await _first_chunk(call, target, body)
             return _Opened(reply, chunks, first, index)
+        except TimeoutError:
+            err: UpstreamError = UpstreamTimeout(f"provider '{target.provider.name}' sent no first byte in time")
         except UpstreamError as e:
-            if reply is not None:
-                reply.close()
-            first_error = first_error or e
-            if not may_fall_back(e):
-                break
+            err = e
+        first_error = first_error or err
+        if not may_fall_back(err):
+            break
     assert first_error is not None
     raise first_error
+
+
+def _finisher(call: Call, target: Target) -> Finisher:
+    ledger, provider = call.ledger, target.provider
+
+    def extra(chunk_index: int, estimated: bool) -> bytes:
+        return encode(call.extra_fields(target, chunk_index=chunk_index, estimated=estimated))
+
+    def cost(usage: Usage) -> bytes | None:
+        return ledger.encode_cost(ledger.cost(provider.pricing.lookup(target.model), usage))
+
+    def counted(completion_tokens: int) -> Usage:
+        prompt = ledger.prompt_tokens(endpoint=call.endpoint, model=target.model, body=call.body)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=prompt + completion_tokens)
+
+    return Finisher(extra=extra, cost=cost, counted=counted)
+
+
+def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> None:
+    provider, ledger = target.provider, call.ledger
+    usage, estimated = watch.final_usage()
+    cost = ledger.cost(provider.pricing.lookup(target.model), usage)
+    ledger.record(provider=provider.name, usage=usage, cost=cost, estimated=estimated)
+    ledger.metrics.for_provider(provider.name).streams[outcome] += 1
+    if outcome == "completed":
+        provider.stream_usage.learn(reported=watch.usage is not None)
 
 
 async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
     opened = await _open(call)
     reply, chunks = opened.reply, opened.chunks
+    target = call.targets[opened.index][0]
+    counter = (
+        CompletionCounter(call.ledger.tokenizers.for_model(target.model))
+        if target.provider.stream_usage.must_count()
+        else None
+    )
+    watch = StreamWatch(client_usage=call.client_usage, counter=counter, finish=_finisher(call, target))
+    feed, process = Framer().feed, watch.process
     resp = web.StreamResponse(headers=SSE_HEADERS)
+    resp.headers[PROVIDER_HEADER] = target.provider.name
+    if opened.index:
+        resp.headers[FALLBACK_HEADER] = str(opened.index)
+    outcome = "client_gone"
     try:
-        resp.headers[PROVIDER_HEADER] = call.targets[opened.index][0].provider.name
-        if opened.index:
-            resp.headers[FALLBACK_HEADER] = str(opened.index)
         await resp.prepare(request)
         write = resp.write
-        await write(opened.first)
         try:
+            out = process(feed(opened.first))
+            if out:
+                await write(out)
             async for chunk in chunks:
-                await write(chunk)
+                region = feed(chunk)
+                if region:
+                    out = process(region)
+                    if out:
+                        await write(out)
+            if not watch.done:
+                raise UpstreamProtocolError(
+                    f"provider '{target.provider.name}' closed the stream before its completion marker"
+                )
+            outcome = "completed"
         except UpstreamError as e:
+            outcome = "upstream_error"
             log.warning("stream from provider failed mid-way: %s", e.message)
-            await write(b"data: " + e.body() + b"\n\n")
+            await write(watch.flush_held() + b"data: " + e.body() + b"\n\n")
         await resp.write_eof()
     except ConnectionError:
         # The client went away; closing the reply (below) closes the upstream.
@@ -92,4 +153,6 @@ async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
     finally:
         reply.close()
         await chunks.aclose()
+        # Charged for what passed, however the stream ended.
+        _record(call, target, watch, outcome)
     return resp

@@ -1,21 +1,55 @@
-"""Non-streaming: read the whole upstream answer, enrich it, one write."""
+"""Non-streaming: read the whole upstream answer, account, enrich, one write."""
 
 from __future__ import annotations
 
-import time
-
-from msgspec import UNSET, Raw
+import msgspec
+from msgspec import UNSET
 
 from gateway import codec
-from gateway.errors import UpstreamError
+from gateway.accounting.tokens import count_completion
+from gateway.accounting.usage import Usage, decode_usage, encode
+from gateway.errors import UpstreamError, UpstreamProtocolError
 from gateway.relay.call import Call, may_fall_back, status_error
+from gateway.relay.watch import add_cost
 from gateway.routing.table import Target
-from gateway.schemas.response import ExtraFields
+
+
+def account(call: Call, target: Target, data: bytes, usage_raw: bytes | None) -> tuple[bytes, bool]:
+    """``data`` with ``usage.cost`` (and, for an answer without usage, the gateway's
+    count); whether the usage is estimated. Records the request."""
+    provider, ledger = target.provider, call.ledger
+    estimated = usage_raw is None
+    if usage_raw is not None:
+        try:
+            usage = decode_usage(usage_raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise UpstreamProtocolError(f"provider '{provider.name}' sent an unreadable usage object: {e}") from None
+    else:
+        tok = ledger.tokenizers.for_model(target.model)
+        prompt = ledger.prompt_tokens(endpoint=call.endpoint, model=target.model, body=call.body)
+        try:
+            completion = count_completion(tok, data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            completion = 0
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    cost = ledger.cost(provider.pricing.lookup(target.model), usage)
+    ledger.record(provider=provider.name, usage=usage, cost=cost, estimated=estimated)
+    if usage_raw is not None:
+        if cost is not None:
+            data = add_cost(data, usage_raw, encode(cost))
+        return data, False
+    counted = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%s}' % (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.prompt_tokens + usage.completion_tokens,
+        b',"cost":' + encode(cost) if cost is not None else b"",
+    )
+    return codec.splice_field(data, b"usage", counted), True
 
 
 async def _attempt(call: Call, target: Target, body: bytes) -> bytes:
     provider = target.provider
-    reply = await provider.send(call.endpoint, body, stream=False)
+    reply = await provider.send(call.endpoint, body, stream=False, timeouts=call.timeouts)
     try:
         data = await reply.read()
     finally:
@@ -23,14 +57,16 @@ async def _attempt(call: Call, target: Target, body: bytes) -> bytes:
     if not 200 <= reply.status < 300:
         raise status_error(provider.name, reply.status, provider.redact(data))
     head = codec.response_head(data)
-    extra = ExtraFields(
-        request_type=call.request_type,
-        provider=provider.name,
-        model_requested=call.requested,
-        model_deployment=target.model,
-        latency=round((time.perf_counter() - call.t0) * 1000, 3),
-        raw_request=Raw(body) if call.raw_request else UNSET,
-        raw_response=Raw(data) if call.raw_response else UNSET,
+    usage_raw = bytes(head.usage) if head.usage is not UNSET else None
+    if usage_raw == b"null":
+        usage_raw = None
+    upstream_data = data
+    data, estimated = account(call, target, data, usage_raw)
+    extra = call.extra_fields(
+        target,
+        estimated=estimated,
+        raw_request=body if call.raw_request else None,
+        raw_response=upstream_data if call.raw_response else None,
     )
     return codec.enrich(data, head, extra)
 

@@ -14,19 +14,41 @@ from typing import Protocol
 import aiohttp
 import msgspec
 
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.pricing import GenaiPrices, Pricing
 from gateway.config import MockConfig, ProviderConfig
 from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
 from gateway.providers import mock as mock_dialect
 from gateway.providers import openai as openai_dialect
-from gateway.upstream import USER_AGENT, Reply, send
+from gateway.upstream import USER_AGENT, Reply, Timeouts, send
+
+
+class StreamUsage:
+    """Whether streams from a provider need counting: config mode plus what was learned."""
+
+    __slots__ = ("mode", "reported")
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.reported: bool | None = None  # learned in "auto" mode
+
+    def must_count(self) -> bool:
+        return self.mode == "count" or (self.mode == "auto" and not self.reported)
+
+    def learn(self, *, reported: bool) -> None:
+        self.reported = reported
 
 
 class Provider(Protocol):
     name: str
     endpoints: frozenset[Endpoint]
+    pricing: Pricing
+    stream_usage: StreamUsage
 
-    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool) -> Reply: ...
+    first_byte_s: float
+
+    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply: ...
 
     async def list_models(self) -> list[str]: ...
 
@@ -37,12 +59,16 @@ class HTTPProvider:
     """An OpenAI-compatible server reached over HTTP."""
 
     __slots__ = (
+        "first_byte_s",
+        "pricing",
+        "stream_usage",
         "_keys",
         "_models",
         "_models_url",
         "_secrets",
         "_session",
         "_stream",
+        "_timeouts",
         "_unary",
         "_urls",
         "_weights",
@@ -50,8 +76,10 @@ class HTTPProvider:
         "name",
     )
 
-    def __init__(self, name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession, pricing: Pricing) -> None:
         self.name = name
+        self.pricing = pricing
+        self.stream_usage = StreamUsage(cfg.stream_usage)
         self.endpoints = openai_dialect.ENDPOINTS
         self._urls = openai_dialect.urls(cfg.base_url)
         self._models_url = cfg.base_url + openai_dialect.MODELS_PATH
@@ -63,8 +91,10 @@ class HTTPProvider:
         # Provider keys are scrubbed from anything relayed back (upstream error texts).
         self._secrets = tuple(k.value.encode() for k in keys if len(k.value) >= 8)
         t = cfg.timeouts
+        self._timeouts = t
         self._unary = aiohttp.ClientTimeout(total=t.request_s, connect=t.connect_s)
         self._stream = aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_read=t.stream_idle_s)
+        self.first_byte_s = t.first_byte_s or t.stream_idle_s
         self._session = session
         self._models = list(cfg.models)
 
@@ -74,14 +104,24 @@ class HTTPProvider:
             return keys[0]
         return random.choices(keys, weights=self._weights)[0]
 
-    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool) -> Reply:
+    def _timeout(self, stream: bool, o: Timeouts | None) -> aiohttp.ClientTimeout:
+        if o is None:
+            return self._stream if stream else self._unary
+        t = self._timeouts
+        if stream:
+            return aiohttp.ClientTimeout(
+                total=o.request_s, connect=t.connect_s, sock_read=o.stream_idle_s or t.stream_idle_s
+            )
+        return aiohttp.ClientTimeout(total=o.request_s or t.request_s, connect=t.connect_s)
+
+    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
         return await send(
             self._session,
             "POST",
             self._urls[endpoint],
             body=body,
             headers=self._headers(),
-            timeout=self._stream if stream else self._unary,
+            timeout=self._timeout(stream, timeouts),
             provider=self.name,
         )
 
@@ -147,15 +187,18 @@ class MockReply:
 class MockProvider:
     """The built-in fake LLM, answering in-process."""
 
-    __slots__ = ("_models", "_plan", "endpoints", "name")
+    __slots__ = ("_models", "_plan", "endpoints", "first_byte_s", "name", "pricing", "stream_usage")
 
-    def __init__(self, name: str, cfg: MockConfig) -> None:
+    def __init__(self, name: str, cfg: MockConfig, *, pricing: Pricing, stream_usage: str, first_byte_s: float) -> None:
         self.name = name
+        self.first_byte_s = first_byte_s
+        self.pricing = pricing
+        self.stream_usage = StreamUsage(stream_usage)
         self.endpoints = mock_dialect.ENDPOINTS
         self._plan = mock_dialect.Planner(cfg)
         self._models = list(cfg.models)
 
-    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool) -> Reply:
+    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
         return MockReply(self._plan(body, endpoint=endpoint))
 
     async def list_models(self) -> list[str]:
@@ -165,7 +208,26 @@ class MockProvider:
         return data
 
 
-def build(name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession) -> Provider:
-    if cfg.dialect == "mock":
-        return MockProvider(name, cfg.mock)
-    return HTTPProvider(name, cfg, session=session)
+def build(
+    name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession, genai: GenaiPrices, ledger: Ledger
+) -> Provider:
+    mock = cfg.dialect == "mock"
+    pricing = Pricing(
+        provider=name,
+        overrides=cfg.prices,
+        provider_id=cfg.pricing_provider,
+        # The mock prices by model name alone, so "mock/gpt-4o" costs what gpt-4o does.
+        provider_url=None if mock or cfg.pricing_provider else cfg.base_url,
+        genai=genai,
+        on_unpriced=ledger.unpriced,
+    )
+    if mock:
+        t = cfg.timeouts
+        return MockProvider(
+            name,
+            cfg.mock,
+            pricing=pricing,
+            stream_usage=cfg.stream_usage,
+            first_byte_s=t.first_byte_s or t.stream_idle_s,
+        )
+    return HTTPProvider(name, cfg, session=session, pricing=pricing)

@@ -21,6 +21,7 @@ class ExtraFields(Struct, kw_only=True, omit_defaults=True):
     model_deployment: str
     latency: float  # milliseconds, as the reference API reports it
     chunk_index: int | UnsetType = UNSET
+    usage_estimated: bool | UnsetType = UNSET  # usage counted by the gateway, not reported
     raw_request: Raw | UnsetType = UNSET
     raw_response: Raw | UnsetType = UNSET
 

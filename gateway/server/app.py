@@ -10,7 +10,11 @@ import socket
 import aiohttp
 from aiohttp import web
 
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.pricing import GenaiPrices
+from gateway.accounting.tokens import Tokenizers
 from gateway.config import GatewayConfig
+from gateway.metrics import Metrics
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
 from gateway.server.dispatch import Dispatcher, Routes
@@ -49,9 +53,14 @@ class Gateway:
 
     def build_routes(self, session: aiohttp.ClientSession) -> Routes:
         cfg = self.cfg
-        providers = {name: build(name, p, session=session) for name, p in cfg.providers.items()}
+        genai = GenaiPrices()
+        genai.warm()
+        ledger = Ledger(metrics=Metrics(), tokenizers=Tokenizers())
+        providers = {
+            name: build(name, p, session=session, genai=genai, ledger=ledger) for name, p in cfg.providers.items()
+        }
         table = ModelTable(providers, default=cfg.default_provider, aliases=cfg.aliases)
-        return routes(Handlers(table, max_body_bytes=cfg.server.max_body_bytes))
+        return routes(Handlers(table, max_body_bytes=cfg.server.max_body_bytes, ledger=ledger))
 
     async def start(self, *, host: str | None = None, port: int | None = None) -> int:
         """Listen; returns the bound port (useful with port 0)."""

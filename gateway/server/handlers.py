@@ -10,7 +10,9 @@ from aiohttp import web
 from msgspec import UNSET
 
 from gateway import codec
+from gateway.accounting.ledger import Ledger
 from gateway.errors import InvalidRequest, UpstreamError
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.providers import Endpoint
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
 from gateway.relay.stream import stream
@@ -21,6 +23,7 @@ from gateway.schemas.completions import CompletionRequest
 from gateway.schemas.response import Model, ModelList
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Handler, Routes
+from gateway.upstream import Timeouts
 
 log = logging.getLogger("gateway.server")
 
@@ -28,6 +31,10 @@ log = logging.getLogger("gateway.server")
 PREFIXES = ("", "/openai", "/langchain", "/pydanticai")
 RAW_REQUEST_HEADER = "x-bf-send-back-raw-request"
 RAW_RESPONSE_HEADER = "x-bf-send-back-raw-response"
+REQUEST_TIMEOUT_HEADER = "x-bf-request-timeout"
+IDLE_TIMEOUT_HEADER = "x-bf-stream-idle-timeout"
+# Per-request timeouts are clamped as the reference system clamps them (30 min).
+MAX_TIMEOUT_S = 1800.0
 _HEALTH = b'{"status":"ok"}'
 
 
@@ -35,15 +42,39 @@ def _flag(request: web.BaseRequest, name: str) -> bool:
     return request.headers.get(name, "").lower() == "true"
 
 
-class Handlers:
-    __slots__ = ("_max_body", "_table")
+def _seconds(request: web.BaseRequest, name: str) -> float | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        s = float(value)
+    except ValueError:
+        s = -1.0
+    if not 0 < s <= MAX_TIMEOUT_S:
+        raise InvalidRequest(
+            f"header {name} must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {value!r}",
+            param=name,
+            code="invalid_header",
+        )
+    return s
 
-    def __init__(self, table: ModelTable, *, max_body_bytes: int) -> None:
+
+def _timeouts(request: web.BaseRequest) -> Timeouts | None:
+    total = _seconds(request, REQUEST_TIMEOUT_HEADER)
+    idle = _seconds(request, IDLE_TIMEOUT_HEADER)
+    return None if total is None and idle is None else Timeouts(total, idle)
+
+
+class Handlers:
+    __slots__ = ("_ledger", "_max_body", "_table")
+
+    def __init__(self, table: ModelTable, *, max_body_bytes: int, ledger: Ledger) -> None:
         self._table = table
         self._max_body = max_body_bytes
+        self._ledger = ledger
 
     def _targets(
-        self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint
+        self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint, *, force_usage: bool
     ) -> list[tuple[Target, bytes]]:
         strip = req.fallbacks is not UNSET
         models = [("model", req.model)]
@@ -62,7 +93,11 @@ class Handlers:
                 (
                     target,
                     codec.upstream_body(
-                        body, model=target.model, rewrite_model=target.rewrite, has_gateway_fields=strip
+                        body,
+                        model=target.model,
+                        rewrite_model=target.rewrite,
+                        has_gateway_fields=strip,
+                        force_usage=force_usage,
                     ),
                 )
             )
@@ -78,15 +113,21 @@ class Handlers:
         t0: float,
     ) -> web.StreamResponse:
         kind = "chat_completion" if endpoint == "chat" else "text_completion"
+        options = req.stream_options
+        client_usage = bool(options and options.include_usage)
         call = Call(
             endpoint=endpoint,
             request_type=kind + "_stream" if req.stream else kind,
             requested=req.model,
-            targets=self._targets(req, body, endpoint),
+            # Streams always ask the upstream for usage; the client sees it only if it asked.
+            targets=self._targets(req, body, endpoint, force_usage=bool(req.stream) and not client_usage),
             body=body,
             t0=t0,
             raw_request=_flag(request, RAW_REQUEST_HEADER),
             raw_response=_flag(request, RAW_RESPONSE_HEADER),
+            client_usage=client_usage,
+            ledger=self._ledger,
+            timeouts=_timeouts(request),
         )
         if req.stream:
             return await stream(call, request)
@@ -123,9 +164,14 @@ class Handlers:
     async def health(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.Response(body=_HEALTH, content_type=JSON)
 
+    async def metrics(self, request: web.BaseRequest) -> web.StreamResponse:
+        resp = web.Response(body=self._ledger.metrics.exposition())
+        resp.headers["Content-Type"] = METRICS_CONTENT_TYPE
+        return resp
+
 
 def routes(h: Handlers) -> Routes:
-    table: Routes = {"/health": {"GET": h.health}}
+    table: Routes = {"/health": {"GET": h.health}, "/metrics": {"GET": h.metrics}}
     endpoints: dict[str, dict[str, Handler]] = {
         "/chat/completions": {"POST": h.chat},
         "/completions": {"POST": h.completions},

@@ -1,0 +1,1 @@
+"""Usage, token counting and pricing: what a request consumed and cost."""

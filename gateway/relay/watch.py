@@ -1,0 +1,265 @@
+"""Watching an OpenAI-dialect stream as it passes: usage, the final chunk, counting.
+
+Pure: regions of complete frames in (from ``sse.Framer``), bytes to write out. The
+common chunk costs a few byte searches and a frame count; frames are split only when a
+marker is present: a ``finish_reason`` set, a ``usage`` object, or ``[DONE]`` (the
+last two or three frames of a stream), or when the gateway must count tokens itself.
+
+What the client gets, besides the upstream's bytes:
+- the usage-only chunk the gateway asked for is dropped unless the client asked too;
+- the final chunk (the usage chunk if the client asked for usage, else the last
+  ``finish_reason`` chunk, held back until ``[DONE]`` shows it is last) carries
+  ``extra_fields`` and, in its usage, ``cost``;
+- when the upstream reported no usage and the client asked for it, a usage chunk with
+  the gateway's own count, marked ``usage_estimated``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+from msgspec import UNSET, Raw, Struct, UnsetType
+
+from gateway.accounting.tokens import CompletionCounter
+from gateway.accounting.usage import Usage, decode_usage
+from gateway.relay.sse import data_of, split
+
+_FINISH = (b'"finish_reason":"', b'"finish_reason": "')
+_USAGE = (b'"usage":{', b'"usage": {')
+_DONE = b"data: [DONE]"
+
+
+class _UsageChunk(Struct):
+    choices: list[Raw] = []
+    usage: Raw | UnsetType = UNSET
+
+
+class _ChunkHead(Struct):
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+
+
+class _Function(Struct):
+    arguments: str | None = None
+
+
+class _ToolCall(Struct):
+    function: _Function | None = None
+
+
+class _Delta(Struct):
+    content: str | None = None
+    reasoning: str | None = None
+    reasoning_content: str | None = None  # vLLM, DeepSeek
+    refusal: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Choice(Struct):
+    delta: _Delta | None = None
+    text: str | None = None  # text completions
+
+
+class _ContentChunk(Struct):
+    choices: list[_Choice] = []
+
+
+_usage_chunk = msgspec.json.Decoder(_UsageChunk).decode
+_chunk_head = msgspec.json.Decoder(_ChunkHead).decode
+_content_chunk = msgspec.json.Decoder(_ContentChunk).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _has(haystack: bytes, needles: tuple[bytes, bytes]) -> bool:
+    return needles[0] in haystack or needles[1] in haystack
+
+
+def splice_object(frame: bytes, key: bytes, value: bytes) -> bytes:
+    """``data: {...}\\n\\n`` with ``"key": value`` added to its object."""
+    body = frame[:-2].rstrip()
+    inner = body[:-1].rstrip()
+    sep = b"" if inner.endswith(b"{") else b","
+    return b'%s%s"%s":%s}\n\n' % (inner, sep, key, value)
+
+
+def add_cost(frame_or_body: bytes, usage_raw: bytes, cost: bytes) -> bytes:
+    """Add ``"cost"`` inside the usage object ``usage_raw`` found in the bytes."""
+    at = frame_or_body.rfind(usage_raw)
+    if at < 0 or not usage_raw.rstrip().endswith(b"}"):
+        return frame_or_body
+    inner = usage_raw.rstrip()[:-1].rstrip()
+    sep = b"" if inner.endswith(b"{") else b","
+    return b"".join((frame_or_body[:at], inner, sep, b'"cost":', cost, b"}", frame_or_body[at + len(usage_raw) :]))
+
+
+class Finisher:
+    """What the relay knows that the watcher needs at the end, bound per request."""
+
+    __slots__ = ("cost", "counted", "extra")
+
+    def __init__(
+        self,
+        *,
+        extra: Callable[[int, bool], bytes],
+        cost: Callable[[Usage], bytes | None],
+        counted: Callable[[int], Usage],
+    ) -> None:
+        self.extra = extra  # (chunk_index, usage_estimated) -> encoded extra_fields
+        self.cost = cost  # usage -> encoded cost, None when the model is unpriced
+        self.counted = counted  # completion tokens -> usage with the prompt counted
+
+
+class StreamWatch:
+    __slots__ = (
+        "_client_usage",
+        "_counter",
+        "_done",
+        "_finish",
+        "_held",
+        "_held_is_usage",
+        "_sent",
+        "frames",
+        "usage",
+        "usage_raw",
+    )
+
+    def __init__(self, *, client_usage: bool, counter: CompletionCounter | None, finish: Finisher) -> None:
+        self._client_usage = client_usage
+        self._counter = counter
+        self._finish = finish
+        self._held: bytes | None = None
+        self._held_is_usage = False
+        self._sent = 0  # data frames the client has received
+        self._done = False
+        self.frames = 0  # data frames the upstream sent
+        self.usage: Usage | None = None
+        self.usage_raw: bytes = b""
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def process(self, region: bytes) -> bytes:
+        """Bytes to send for one region of complete frames."""
+        n = region.count(b"\n\n")
+        self.frames += n
+        if (
+            self._counter is None
+            and self._held is None
+            and not _has(region, _FINISH)
+            and not _has(region, _USAGE)
+            and _DONE not in region
+        ):
+            self._sent += n
+            return region
+        return b"".join([self._frame(f) for f in split(region)])
+
+    def _frame(self, frame: bytes) -> bytes:
+        data = data_of(frame)
+        if data is None:  # a comment or event line: passes, never held
+            return frame
+        if data == b"[DONE]":
+            self._done = True
+            self.frames -= 1
+            return self._final() + frame
+        if self._counter is not None:
+            self._count(data)
+        if _has(data, _USAGE):
+            chunk = _usage_chunk(data)
+            if chunk.usage is not UNSET:
+                self.usage_raw = bytes(chunk.usage)
+                self.usage = decode_usage(self.usage_raw)
+            if not chunk.choices:  # the usage-only chunk
+                if not self._client_usage:
+                    return b""
+                out = self._release()
+                self._held, self._held_is_usage = frame, True
+                return out
+        if _has(data, _FINISH):
+            out = self._release()
+            self._held, self._held_is_usage = frame, False
+            return out
+        self._sent += 1
+        return self._release() + frame
+
+    def _count(self, data: bytes) -> None:
+        add = self._counter.add  # type: ignore[union-attr]
+        try:
+            chunk = _content_chunk(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return  # not a chunk the gateway can read; the client still gets it
+        for c in chunk.choices:
+            if c.text:
+                add(c.text)
+            d = c.delta
+            if d is None:
+                continue
+            for piece in (d.content, d.reasoning, d.reasoning_content, d.refusal):
+                if piece:
+                    add(piece)
+            for call in d.tool_calls or ():
+                if call.function is not None and call.function.arguments:
+                    add(call.function.arguments)
+
+    def _release(self) -> bytes:
+        held, self._held = self._held, None
+        if held is None:
+            return b""
+        self._sent += 1
+        return held
+
+    def final_usage(self) -> tuple[Usage, bool]:
+        """The usage to account: the upstream's, or counted (estimated)."""
+        if self.usage is not None:
+            return self.usage, False
+        if self._counter is not None:
+            return self._finish.counted(self._counter.flush()), True
+        # Not counting (the upstream was expected to report): one token per data frame.
+        return self._finish.counted(self.frames), True
+
+    def _final(self) -> bytes:
+        """The held final chunk, completed, before [DONE]."""
+        held, is_usage = self._held, self._held_is_usage
+        self._held = None
+        usage, estimated = self.final_usage()
+        fin = self._finish
+        if held is not None and is_usage:
+            cost = fin.cost(usage)
+            if cost is not None:
+                held = add_cost(held, self.usage_raw, cost)
+            return splice_object(held, b"extra_fields", fin.extra(self._sent, False))
+        if self._client_usage and self.usage is None:
+            # The client asked for usage and the upstream sent none: ours, estimated.
+            head = _chunk_head(data_of(held) or b"{}") if held is not None else _ChunkHead()
+            out = held or b""
+            self._sent += 1 if held is not None else 0
+            return out + self._usage_frame(head, usage, estimated)
+        if held is None:
+            return b""
+        return splice_object(held, b"extra_fields", fin.extra(self._sent, estimated))
+
+    def _usage_frame(self, head: _ChunkHead, usage: Usage, estimated: bool) -> bytes:
+        fin = self._finish
+        cost = fin.cost(usage)
+        u = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%s}' % (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.prompt_tokens + usage.completion_tokens,
+            b',"cost":' + cost if cost is not None else b"",
+        )
+        return b'data: {"id":%s,"object":%s,"created":%d,"model":%s,"choices":[],"usage":%s,"extra_fields":%s}\n\n' % (
+            _encode(head.id),
+            _encode(head.object),
+            head.created,
+            _encode(head.model),
+            u,
+            fin.extra(self._sent, estimated),
+        )
+
+    def flush_held(self) -> bytes:
+        """At an abnormal end: the held chunk as it came (no [DONE] will follow)."""
+        held, self._held = self._held, None
+        return held or b""
