@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         help="status used for injected errors; repeat for several (default: 429 and 500)",
     )
     m.add_argument("--reset-rate", type=float, default=0.0, help="share of streams reset mid-way (0..1)")
+    m.add_argument(
+        "--no-usage", action="store_true", help="never report usage (as many self-hosted servers), even when asked"
+    )
     m.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: no auth)")
     m.add_argument(
         "--record",
@@ -110,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "itl_ms": args.itl_ms,
                     "error_rate": args.error_rate,
                     "reset_rate": args.reset_rate,
+                    "usage": not args.no_usage,
                     **({"error_status": args.error_status} if args.error_status else {}),
                 },
                 type=config.MockConfig,

@@ -52,6 +52,8 @@ class MockConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     error_rate: Share = 0.0
     error_status: tuple[Annotated[int, Meta(ge=400, le=599)], ...] = (429, 500)
     reset_rate: Share = 0.0
+    # False: never report usage, like many self-hosted servers.
+    usage: bool = True
     models: tuple[str, ...] = ("mock-chat", "mock-instruct")
 
 

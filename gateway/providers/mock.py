@@ -62,6 +62,12 @@ class MockOverrides(Struct, kw_only=True):
     itl_ms: Annotated[float, Meta(ge=0, le=60_000)] | UnsetType = UNSET
     fail_status: Annotated[int, Meta(ge=400, le=599)] | UnsetType | None = UNSET
     reset_after: Annotated[int, Meta(ge=0)] | UnsetType | None = UNSET
+    # Close cleanly after N frames, without [DONE] (a premature end).
+    end_after: Annotated[int, Meta(ge=0)] | None = None
+    # After N frames, send bytes that are not SSE.
+    garbage_after: Annotated[int, Meta(ge=0)] | None = None
+    # False: ignore stream_options.include_usage and omit usage, as some servers do.
+    usage: bool | UnsetType = UNSET
 
 
 class StreamOptions(Struct, kw_only=True):
@@ -99,6 +105,9 @@ class Plan(Struct, kw_only=True, frozen=True):
     itl_s: float
     fail_status: int | None
     reset_after: int | None
+    end_after: int | None
+    garbage_after: int | None
+    usage: bool
     stream: bool
     include_usage: bool
 
@@ -137,6 +146,7 @@ def plan(
         reset = int(rolls[2] * max(tokens, 1))
     else:
         reset = None
+    usage = config.usage if o.usage is UNSET else o.usage
     src = req.messages if req.messages is not UNSET else req.prompt
     prompt_bytes = len(src) if src is not UNSET else 0
     stream = bool(req.stream)
@@ -153,8 +163,11 @@ def plan(
         itl_s=(config.itl_ms if o.itl_ms is UNSET else o.itl_ms) / 1000,
         fail_status=fail,
         reset_after=reset if stream else None,
+        end_after=o.end_after,
+        garbage_after=o.garbage_after,
+        usage=usage,
         stream=stream,
-        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        include_usage=usage and bool(req.stream_options and req.stream_options.include_usage),
     )
 
 
@@ -268,6 +281,9 @@ class MockReset(Exception):
     """The plan says: drop the connection here."""
 
 
+GARBAGE = b"<html><body>502 Bad Gateway</body></html>\n\n"
+
+
 async def paced(p: Plan) -> AsyncIterator[bytes]:
     """``frames`` at the planned pace; raises MockReset at the planned reset point.
     The first content frame waits ``ttft_s``, every later one ``itl_s``."""
@@ -275,6 +291,11 @@ async def paced(p: Plan) -> AsyncIterator[bytes]:
     for i, frame in enumerate(frames(p)):
         if p.reset_after is not None and i >= p.reset_after:
             raise MockReset(f"mock provider: stream reset after {p.reset_after} chunks")
+        if p.end_after is not None and i >= p.end_after:
+            return
+        if p.garbage_after is not None and i >= p.garbage_after:
+            yield GARBAGE
+            return
         if i == 0:
             if p.ttft_s:
                 await sleep(p.ttft_s)

@@ -23,11 +23,13 @@ from msgspec import UNSET, Raw, Struct, UnsetType
 
 from gateway.accounting.tokens import CompletionCounter
 from gateway.accounting.usage import Usage, decode_usage
+from gateway.errors import UpstreamProtocolError
 from gateway.relay.sse import data_of, split
 
 _FINISH = (b'"finish_reason":"', b'"finish_reason": "')
 _USAGE = (b'"usage":{', b'"usage": {')
 _DONE = b"data: [DONE]"
+_SSE_FIELDS = (b":", b"event:", b"id:", b"retry:", b"data")
 
 
 class _UsageChunk(Struct):
@@ -148,6 +150,8 @@ class StreamWatch:
         self.frames += n
         if (
             self._counter is None
+            and region.startswith(b"data:")
+            and region.count(b"\n\ndata:") == n - 1  # only data frames: nothing to check
             and self._held is None
             and not _has(region, _FINISH)
             and not _has(region, _USAGE)
@@ -159,8 +163,10 @@ class StreamWatch:
 
     def _frame(self, frame: bytes) -> bytes:
         data = data_of(frame)
-        if data is None:  # a comment or event line: passes, never held
-            return frame
+        if data is None:
+            if not frame.startswith(_SSE_FIELDS):
+                raise UpstreamProtocolError("provider sent bytes that are not server-sent events")
+            return frame  # a comment, event or id line: passes, never held
         if data == b"[DONE]":
             self._done = True
             self.frames -= 1

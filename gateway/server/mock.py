@@ -36,6 +36,17 @@ class Recorded(msgspec.Struct):
     body: str
 
 
+class Stats(msgspec.Struct):
+    """What the mock saw of its streams: lets tests see, from the upstream's side,
+    whether a gateway closed a stream when its client went away."""
+
+    streams_started: int = 0
+    streams_completed: int = 0
+    streams_client_gone: int = 0
+    streams_active: int = 0
+    frames_sent: int = 0
+
+
 class AuthError(GatewayError):
     status = 401
     type = "authentication_error"
@@ -43,13 +54,14 @@ class AuthError(GatewayError):
 
 
 class MockServer:
-    __slots__ = ("_api_key", "_config", "_plan", "_recorded")
+    __slots__ = ("_api_key", "_config", "_plan", "_recorded", "_stats")
 
     def __init__(self, config: MockConfig, *, api_key: str | None, record: int) -> None:
         self._config = config
         self._api_key = api_key.encode() if api_key else None
         self._recorded: collections.deque[Recorded] = collections.deque(maxlen=record)
         self._plan = dialect.Planner(config)
+        self._stats = Stats()
 
     def _check_auth(self, request: web.BaseRequest) -> None:
         if self._api_key is None:
@@ -77,13 +89,25 @@ class MockServer:
             return web.Response(body=dialect.completion_body(plan), content_type=JSON)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
+        stats = self._stats
+        stats.streams_started += 1
+        stats.streams_active += 1
+        gone = True
         try:
             async for frame in dialect.paced(plan):
                 await resp.write(frame)
+                stats.frames_sent += 1
+            gone = False
         except dialect.MockReset:
+            gone = False
             if request.transport is not None:
                 request.transport.abort()  # a real reset: RST, no chunked terminator
             return resp
+        finally:
+            stats.streams_active -= 1
+            if gone:
+                stats.streams_client_gone += 1
+        stats.streams_completed += 1
         await resp.write_eof()
         return resp
 
@@ -104,6 +128,9 @@ class MockServer:
     async def requests(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.Response(body=msgspec.json.encode(list(self._recorded)), content_type=JSON)
 
+    async def stats(self, request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(body=msgspec.json.encode(self._stats), content_type=JSON)
+
     async def clear(self, request: web.BaseRequest) -> web.StreamResponse:
         self._recorded.clear()
         return web.Response(status=204)
@@ -112,6 +139,7 @@ class MockServer:
         table: Routes = {
             "/health": {"GET": self.health},
             "/mock/requests": {"GET": self.requests, "DELETE": self.clear},
+            "/mock/stats": {"GET": self.stats},
         }
         for prefix in ("/v1", ""):
             table[f"{prefix}/chat/completions"] = {"POST": self.chat}
