@@ -85,6 +85,16 @@ def gateway_config(upstream: Proc) -> dict[str, object]:
             "badkey": {"dialect": "openai", "base_url": up, "keys": [{"value": "sk-wrong-key-abcdefgh"}]},
             "down": {"dialect": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
             "nodns": {"dialect": "openai", "base_url": "http://no-such-host.invalid/v1"},
+            # Priced as OpenAI's models (the upstream is the mock, the prices are real).
+            "priced": {"base_url": up, "keys": [{"value": "env.TEST_UPSTREAM_KEY"}], "pricing_provider": "openai"},
+            # Always counts streams itself, as for a server that reports no usage.
+            "counting": {"base_url": up, "keys": [{"value": "env.TEST_UPSTREAM_KEY"}], "stream_usage": "count"},
+            # A self-hosted model priced in config.
+            "selfhosted": {
+                "base_url": up,
+                "keys": [{"value": "env.TEST_UPSTREAM_KEY"}],
+                "prices": {"my-model": {"input_mtok": 1.0, "output_mtok": 2.0, "request_kcount": 0.5}},
+            },
             "slow": {
                 "dialect": "openai",
                 "base_url": up,
@@ -136,3 +146,15 @@ def unrouted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc = Proc(["serve", "--config", str(cfg), "--port", str(port)], port=port, log=d / "gateway.log")
     yield proc
     proc.stop()
+
+
+def metric(proc: Proc, name: str, **labels: str) -> float:
+    """A sample from the gateway's /metrics, read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(proc.url + "/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

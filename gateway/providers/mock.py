@@ -244,7 +244,8 @@ def completion_body(p: Plan) -> bytes:
     else:
         choice = b'{"index":0,"text":%s,"logprobs":null,"finish_reason":%s}'
     choices = choice % (text, _encode(p.finish_reason))
-    return b'%s"choices":[%s],"usage":%s}' % (_prefix(p, chunk=False), choices, _usage(p))
+    usage = b',"usage":' + _usage(p) if p.usage else b""
+    return b'%s"choices":[%s]%s}' % (_prefix(p, chunk=False), choices, usage)
 
 
 def error_body(status: int) -> bytes:

@@ -132,11 +132,15 @@ async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
             if out:
                 await write(out)
             async for chunk in chunks:
+                if watch.error is not None:
+                    raise watch.error
                 region = feed(chunk)
                 if region:
                     out = process(region)
                     if out:
                         await write(out)
+            if watch.error is not None:
+                raise watch.error
             if not watch.done:
                 raise UpstreamProtocolError(
                     f"provider '{target.provider.name}' closed the stream before its completion marker"

@@ -123,6 +123,7 @@ class StreamWatch:
         "_held",
         "_held_is_usage",
         "_sent",
+        "error",
         "frames",
         "usage",
         "usage_raw",
@@ -139,6 +140,8 @@ class StreamWatch:
         self.frames = 0  # data frames the upstream sent
         self.usage: Usage | None = None
         self.usage_raw: bytes = b""
+        # Set when a region held bytes that are not SSE; raised after what came before is sent.
+        self.error: UpstreamProtocolError | None = None
 
     @property
     def done(self) -> bool:
@@ -159,7 +162,14 @@ class StreamWatch:
         ):
             self._sent += n
             return region
-        return b"".join([self._frame(f) for f in split(region)])
+        out: list[bytes] = []
+        try:
+            for f in split(region):
+                out.append(self._frame(f))
+        except UpstreamProtocolError as e:
+            # The frames before the bad one still go to the client; then the error.
+            self.error = e
+        return b"".join(out)
 
     def _frame(self, frame: bytes) -> bytes:
         data = data_of(frame)
