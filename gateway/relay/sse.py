@@ -31,14 +31,19 @@ class Framer:
     def feed(self, data: bytes) -> bytes:
         """The complete frames (each ending in a blank line) now available."""
         buf = self._pending + data if self._pending else data
-        if self._crlf or b"\r" in data:
-            self._crlf = True
+        if self._crlf:
             # A trailing "\r" may be the first half of "\r\n": keep it for the next read.
             cut = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
             buf, tail = buf[:cut].replace(b"\r\n", b"\n"), buf[cut:]
         else:
             tail = b""
         end = buf.rfind(_SEP)
+        if end < 0 and not self._crlf and b"\r" in buf:
+            # No "\n\n" yet but a "\r": a CRLF stream (JSON never holds a raw "\r").
+            # Checked only here, so LF streams never pay for the scan.
+            self._crlf = True
+            self._pending = b""
+            return self.feed(buf)
         if end < 0:
             self._pending = buf + tail
             if len(self._pending) > MAX_FRAME_BYTES:

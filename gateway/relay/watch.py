@@ -26,9 +26,12 @@ from gateway.accounting.usage import Usage, decode_usage
 from gateway.errors import UpstreamProtocolError
 from gateway.relay.sse import data_of, split
 
-_FINISH = (b'"finish_reason":"', b'"finish_reason": "')
-_USAGE = (b'"usage":{', b'"usage": {')
-_DONE = b"data: [DONE]"
+_DONE_FRAME = b"data: [DONE]\n\n"
+# How an ordinary content chunk ends: OpenAI's when usage is requested (every chunk
+# carries "usage":null), and the shape vLLM, Ollama and the mock send. One O(1)
+# ``endswith`` proves a chunk is neither a finish, usage nor [DONE] frame; anything
+# else takes the general check, so these only make the common case cheap.
+_PLAIN_TAILS = (b'"finish_reason":null}],"usage":null}\n\n', b'"finish_reason":null}]}\n\n')
 _SSE_FIELDS = (b":", b"event:", b"id:", b"retry:", b"data")
 
 
@@ -75,8 +78,25 @@ _content_chunk = msgspec.json.Decoder(_ContentChunk).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def _has(haystack: bytes, needles: tuple[bytes, bytes]) -> bool:
-    return needles[0] in haystack or needles[1] in haystack
+def _value_at(data: bytes, key_end: int) -> bytes:
+    """The first byte of the value after a key ending at ``key_end`` (``: `` skipped)."""
+    v = data[key_end + 1 : key_end + 3]  # after the colon
+    return v[1:2] if v[:1] == b" " else v[:1]
+
+
+def is_finish(data: bytes) -> bool:
+    """The last ``finish_reason`` in ``data`` is set (a string, not null). Searched from
+    the end, where OpenAI-style chunks keep it: ~0.1 µs instead of a full scan. Only the
+    last one matters: the final chunk is the last finish chunk before [DONE]."""
+    p = data.rfind(b'_reason"')
+    return p >= 0 and _value_at(data, p + 8) == b'"'
+
+
+def has_usage(data: bytes) -> bool:
+    """The last ``usage`` in ``data`` is an object (OpenAI sends "usage":null on every
+    chunk but the usage-only one, which comes last before [DONE])."""
+    p = data.rfind(b'"usage"')
+    return p >= 0 and _value_at(data, p + 7) == b"{"
 
 
 def splice_object(frame: bytes, key: bytes, value: bytes) -> bytes:
@@ -149,22 +169,26 @@ class StreamWatch:
 
     def process(self, region: bytes) -> bytes:
         """Bytes to send for one region of complete frames."""
-        n = region.count(b"\n\n")
+        if region.find(b"\n") == len(region) - 2:  # memchr: one single-line frame
+            n, plain = 1, region.startswith(b"data:")
+        else:
+            n = region.count(b"\n\n")
+            plain = region.startswith(b"data:") and region.count(b"\n\ndata:") == n - 1
         self.frames += n
         if (
-            self._counter is None
-            and region.startswith(b"data:")
-            and region.count(b"\n\ndata:") == n - 1  # only data frames: nothing to check
+            plain  # data frames only: nothing to check
+            and self._counter is None
             and self._held is None
-            and not _has(region, _FINISH)
-            and not _has(region, _USAGE)
-            and _DONE not in region
+            and (
+                region.endswith(_PLAIN_TAILS)
+                or not (region.endswith(_DONE_FRAME) or is_finish(region) or has_usage(region))
+            )
         ):
             self._sent += n
             return region
         out: list[bytes] = []
         try:
-            for f in split(region):
+            for f in split(region) if n > 1 else (region,):
                 out.append(self._frame(f))
         except UpstreamProtocolError as e:
             # The frames before the bad one still go to the client; then the error.
@@ -172,6 +196,12 @@ class StreamWatch:
         return b"".join(out)
 
     def _frame(self, frame: bytes) -> bytes:
+        if frame.endswith(_PLAIN_TAILS) and frame.startswith(b"data: "):
+            # An ordinary content chunk (see _PLAIN_TAILS): counted, passed.
+            if self._counter is not None:
+                self._count(frame[6:-2])
+            self._sent += 1
+            return self._release() + frame if self._held is not None else frame
         data = data_of(frame)
         if data is None:
             if not frame.startswith(_SSE_FIELDS):
@@ -183,7 +213,7 @@ class StreamWatch:
             return self._final() + frame
         if self._counter is not None:
             self._count(data)
-        if _has(data, _USAGE):
+        if has_usage(data):
             chunk = _usage_chunk(data)
             if chunk.usage is not UNSET:
                 self.usage_raw = bytes(chunk.usage)
@@ -194,7 +224,7 @@ class StreamWatch:
                 out = self._release()
                 self._held, self._held_is_usage = frame, True
                 return out
-        if _has(data, _FINISH):
+        if is_finish(data):
             out = self._release()
             self._held, self._held_is_usage = frame, False
             return out
