@@ -108,14 +108,17 @@ def reencode_every_chunk() -> None:
         sink.append(b"data: " + _extra(fields) + b"\n\n")
 
 
-def measure(fn: Callable[[], None], *, rounds: int, number: int) -> float:
-    samples = []
+def measure_all(cases: dict[str, Callable[[], None]], *, rounds: int, number: int) -> dict[str, float]:
+    """Median µs per chunk of each case; the cases take turns within every round, so
+    a noisy neighbour slows them alike and their differences stay comparable."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t) / number / len(FRAMES) * 1e6)
-    return statistics.median(samples)
+        for name, fn in cases.items():
+            t = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter() - t) / number / len(FRAMES) * 1e6)
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 CASES: dict[str, Callable[[], None]] = {
@@ -131,12 +134,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="few iterations: checks it runs, figures meaningless")
     args = p.parse_args()
-    rounds, number = (3, 2) if args.quick else (15, 300)
+    rounds, number = (3, 2) if args.quick else (31, 100)
     TOKENIZERS.get("o200k_base")  # loaded once, outside the timings
-    base = measure(passthrough, rounds=rounds, number=number)
+    result = measure_all(CASES, rounds=rounds, number=number)
+    base = result["bare pass-through (baseline)"]
     print(f"{'case (per chunk)':<46} {'µs':>7} {'added':>7}")
-    for name, fn in CASES.items():
-        t = base if fn is passthrough else measure(fn, rounds=rounds, number=number)
+    for name, t in result.items():
         print(f"{name:<46} {t:>7.3f} {t - base:>7.3f}")
 
 

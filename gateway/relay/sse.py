@@ -30,6 +30,8 @@ class Framer:
 
     def feed(self, data: bytes) -> bytes:
         """The complete frames (each ending in a blank line) now available."""
+        if not self._pending and not self._crlf and data.endswith(_SEP):
+            return data  # the common read: whole frames, nothing held over
         buf = self._pending + data if self._pending else data
         if self._crlf:
             # A trailing "\r" may be the first half of "\r\n": keep it for the next read.
