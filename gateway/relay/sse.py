@@ -53,6 +53,8 @@ class Framer:
             return b""
         end += 2
         self._pending = buf[end:] + tail
+        if len(self._pending) > MAX_FRAME_BYTES:
+            raise UpstreamProtocolError(f"upstream sent an SSE frame over {MAX_FRAME_BYTES} bytes")
         return buf[:end]
 
     @property

@@ -76,6 +76,7 @@ _usage_chunk = msgspec.json.Decoder(_UsageChunk).decode
 _chunk_head = msgspec.json.Decoder(_ChunkHead).decode
 _content_chunk = msgspec.json.Decoder(_ContentChunk).decode
 _encode = msgspec.json.Encoder().encode
+_fields = msgspec.json.Decoder(dict[str, Raw]).decode
 
 
 def _value_at(data: bytes, key_end: int) -> bytes:
@@ -100,7 +101,15 @@ def has_usage(data: bytes) -> bool:
 
 
 def splice_object(frame: bytes, key: bytes, value: bytes) -> bytes:
-    """``data: {...}\\n\\n`` with ``"key": value`` added to its object."""
+    """``data: {...}\\n\\n`` with ``"key": value`` set in its object: appended, or, when
+    the upstream already sent that key (it is itself a gateway), replaced."""
+    if b'"%s"' % key in frame:
+        try:
+            fields = _fields(frame[5:-2])
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return frame
+        fields[key.decode()] = Raw(value)
+        return b"data: " + _encode(fields) + b"\n\n"
     body = frame[:-2].rstrip()
     inner = body[:-1].rstrip()
     sep = b"" if inner.endswith(b"{") else b","
@@ -110,7 +119,9 @@ def splice_object(frame: bytes, key: bytes, value: bytes) -> bytes:
 def add_cost(frame_or_body: bytes, usage_raw: bytes, cost: bytes) -> bytes:
     """Add ``"cost"`` inside the usage object ``usage_raw`` found in the bytes."""
     at = frame_or_body.rfind(usage_raw)
-    if at < 0 or not usage_raw.rstrip().endswith(b"}"):
+    if at < 0 or not usage_raw.rstrip().endswith(b"}") or b'"cost"' in usage_raw:
+        # No usage object, or the upstream reported its own cost (what it billed, e.g.
+        # OpenRouter, or a gateway in front): that figure is kept, not duplicated.
         return frame_or_body
     inner = usage_raw.rstrip()[:-1].rstrip()
     sep = b"" if inner.endswith(b"{") else b","
@@ -206,6 +217,7 @@ class StreamWatch:
         if data is None:
             if not frame.startswith(_SSE_FIELDS):
                 raise UpstreamProtocolError("provider sent bytes that are not server-sent events")
+            self.frames -= 1  # not a chunk: a keepalive comment must not be billed
             return frame  # a comment, event or id line: passes, never held
         if data == b"[DONE]":
             self._done = True
@@ -214,10 +226,13 @@ class StreamWatch:
         if self._counter is not None:
             self._count(data)
         if has_usage(data):
-            chunk = _usage_chunk(data)
-            if chunk.usage is not UNSET:
-                self.usage_raw = bytes(chunk.usage)
-                self.usage = decode_usage(self.usage_raw)
+            try:
+                chunk = _usage_chunk(data)
+                if chunk.usage is not UNSET:
+                    self.usage_raw = bytes(chunk.usage)
+                    self.usage = decode_usage(self.usage_raw)
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                raise UpstreamProtocolError(f"provider sent an unreadable usage chunk: {e}") from None
             if not chunk.choices:  # the usage-only chunk
                 if not self._client_usage:
                     return b""
@@ -285,6 +300,11 @@ class StreamWatch:
             return out + self._usage_frame(head, usage, estimated)
         if held is None:
             return b""
+        if self.usage is not None and self.usage_raw and self.usage_raw in held:
+            # The upstream put usage on its finish chunk, not in a usage-only one.
+            cost = fin.cost(usage)
+            if cost is not None:
+                held = add_cost(held, self.usage_raw, cost)
         return splice_object(held, b"extra_fields", fin.extra(self._sent, estimated))
 
     def _usage_frame(self, head: _ChunkHead, usage: Usage, estimated: bool) -> bytes:
