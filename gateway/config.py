@@ -81,8 +81,8 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # Per-model prices that win over the pricing data, e.g. for a self-hosted model.
     prices: dict[str, PriceConfig] = {}
     # Stream usage: "upstream" trusts the upstream to report it (no decoding per chunk),
-    # "count" always counts deltas with the tokenizer, "auto" counts until the upstream
-    # has reported usage once, then trusts it.
+    # "count" always counts deltas with the tokenizer, "auto" trusts the upstream until
+    # one of its streams ends without usage, then counts.
     stream_usage: Literal["auto", "upstream", "count"] = "auto"
 
 

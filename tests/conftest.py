@@ -89,6 +89,8 @@ def gateway_config(upstream: Proc) -> dict[str, object]:
             "priced": {"base_url": up, "keys": [{"value": "env.TEST_UPSTREAM_KEY"}], "pricing_provider": "openai"},
             # Always counts streams itself, as for a server that reports no usage.
             "counting": {"base_url": up, "keys": [{"value": "env.TEST_UPSTREAM_KEY"}], "stream_usage": "count"},
+            # Default stream_usage "auto": trusts the upstream until it sends no usage.
+            "learner": {"base_url": up, "keys": [{"value": "env.TEST_UPSTREAM_KEY"}]},
             # A self-hosted model priced in config.
             "selfhosted": {
                 "base_url": up,

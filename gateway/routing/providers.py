@@ -34,7 +34,10 @@ class StreamUsage:
         self.reported: bool | None = None  # learned in "auto" mode
 
     def must_count(self) -> bool:
-        return self.mode == "count" or (self.mode == "auto" and not self.reported)
+        # "auto" trusts the upstream (the gateway asks every stream for usage) until a
+        # stream from it ends without usage: counting loads OpenAI's BPE tables (~66 MB
+        # for o200k_base), which a provider that reports usage never needs.
+        return self.mode == "count" or (self.mode == "auto" and self.reported is False)
 
     def learn(self, *, reported: bool) -> None:
         self.reported = reported

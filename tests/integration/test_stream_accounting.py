@@ -118,6 +118,32 @@ def test_stream_counted_when_upstream_reports_none(gateway: Proc) -> None:
     assert "cost" not in (final.usage.model_extra or {})
 
 
+def test_stream_auto_mode_learns_that_upstream_reports_no_usage(gateway: Proc) -> None:
+    def final(tokens: int) -> Any:
+        chunks = list(
+            sdk(gateway).chat.completions.create(
+                model="learner/gpt-4o",
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"mock": {"usage": False, "tokens": tokens}},
+            )
+        )
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        return chunks[-1], text
+
+    # First stream: the gateway trusted the upstream and did not decode chunks; usage is
+    # estimated as one token per content chunk (plus the role and finish chunks).
+    first, _ = final(30)
+    assert first.usage is not None and first.usage.completion_tokens == 30 + 2
+    assert extra(first)["usage_estimated"] is True
+    # Learned: from now on this provider's streams are counted with the tokenizer.
+    # 60 mock words are 63 o200k tokens, where the chunk estimate would say 62.
+    second, text = final(60)
+    assert second.usage is not None
+    assert second.usage.completion_tokens == Tokenizers().for_model("gpt-4o").count(text) == 63
+
+
 def test_unary_counted_when_upstream_reports_none(gateway: Proc) -> None:
     c = sdk(gateway).chat.completions.create(
         model="counting/gpt-4o", messages=MESSAGES, extra_body={"mock": {"usage": False, "tokens": 12}}

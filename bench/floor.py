@@ -1,0 +1,64 @@
+"""The floor: the thinnest forwarder on the gateway's own stack.
+
+aiohttp's low-level ``web.Server`` on uvloop and one shared ``ClientSession``, and
+nothing else: no validation, no routing, no accounting, no enrichment. Every request is
+sent to the upstream as it came (same path, same body) and the answer relayed (whole, or
+chunk by chunk for event streams). What the gateway costs beyond this is what its
+features cost.
+
+    .venv/bin/python -m bench.floor --port 8081 --upstream http://127.0.0.1:9000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+import aiohttp
+import uvloop
+from aiohttp import web
+
+
+async def serve(port: int, upstream: str) -> None:
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, resolver=aiohttp.AsyncResolver()),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    json_headers = {"Content-Type": "application/json"}
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        if request.path == "/health":
+            return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+        body = await request.read()
+        async with session.post(upstream + request.path, data=body, headers=json_headers) as up:
+            if up.content_type != "text/event-stream":
+                return web.Response(status=up.status, body=await up.read(), content_type=up.content_type)
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            async for chunk in up.content.iter_any():
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+
+    server = web.Server(handler, handler_cancellation=True, access_log=None)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, "127.0.0.1", port, backlog=2048)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        listener.close()
+        await session.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--upstream", required=True, help="base URL of the upstream, e.g. http://127.0.0.1:9000")
+    args = p.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(args.port, args.upstream.rstrip("/")))
+
+
+if __name__ == "__main__":
+    main()
