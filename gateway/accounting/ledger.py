@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from gateway.accounting.pricing import Price
-from gateway.accounting.tokens import Tokenizers, count_chat_prompt, count_text_prompt
+from gateway.accounting.tokens import CHAR_ESTIMATE, Tokenizers, count_chat_prompt, count_text_prompt
 from gateway.accounting.usage import Cost, Usage, encode
 from gateway.metrics import Metrics
 from gateway.providers import Endpoint
@@ -24,8 +24,10 @@ class Ledger:
     def unpriced(self, provider: str) -> None:
         self.metrics.for_provider(provider).unpriced += 1
 
-    def prompt_tokens(self, *, endpoint: Endpoint, model: str, body: bytes) -> int:
-        tok = self.tokenizers.for_model(model)
+    def prompt_tokens(self, *, endpoint: Endpoint, model: str, body: bytes, exact: bool = True) -> int:
+        """The request's prompt tokens: with the BPE tables, or, with ``exact=False``,
+        estimated without loading them (~66 MB)."""
+        tok = self.tokenizers.for_model(model) if exact else CHAR_ESTIMATE
         try:
             return count_chat_prompt(tok, body) if endpoint == "chat" else count_text_prompt(tok, body)
         except ValueError:  # msgspec's errors; the request was validated, so rare

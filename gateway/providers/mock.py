@@ -300,6 +300,9 @@ async def paced(p: Plan) -> AsyncIterator[bytes]:
         if i == 0:
             if p.ttft_s:
                 await sleep(p.ttft_s)
-        elif itl and not frame.startswith(b"data: [DONE]"):
+        elif itl and i <= p.tokens + 1:
+            # Paced: the content frames and the finish frame (each a generated token or
+            # the end of generation). The usage chunk and [DONE] follow at once, as
+            # real providers send them.
             await sleep(itl)
         yield frame

@@ -82,7 +82,7 @@ async def _open(call: Call) -> _Opened:
     raise first_error
 
 
-def _finisher(call: Call, target: Target) -> Finisher:
+def _finisher(call: Call, target: Target, *, counting: bool) -> Finisher:
     ledger, provider = call.ledger, target.provider
 
     def extra(chunk_index: int, estimated: bool) -> bytes:
@@ -92,7 +92,9 @@ def _finisher(call: Call, target: Target) -> Finisher:
         return ledger.encode_cost(ledger.cost(provider.pricing.lookup(target.model), usage))
 
     def counted(completion_tokens: int) -> Usage:
-        prompt = ledger.prompt_tokens(endpoint=call.endpoint, model=target.model, body=call.body)
+        # Counting streams count exactly; a trusted upstream's stream cut short before its
+        # usage arrived is estimated without loading the BPE tables.
+        prompt = ledger.prompt_tokens(endpoint=call.endpoint, model=target.model, body=call.body, exact=counting)
         return Usage(prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=prompt + completion_tokens)
 
     return Finisher(extra=extra, cost=cost, counted=counted)
@@ -117,7 +119,8 @@ async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
         if target.provider.stream_usage.must_count()
         else None
     )
-    watch = StreamWatch(client_usage=call.client_usage, counter=counter, finish=_finisher(call, target))
+    finisher = _finisher(call, target, counting=counter is not None)
+    watch = StreamWatch(client_usage=call.client_usage, counter=counter, finish=finisher)
     feed, process = Framer().feed, watch.process
     resp = web.StreamResponse(headers=SSE_HEADERS)
     resp.headers[PROVIDER_HEADER] = target.provider.name
