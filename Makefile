@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint install install-test clean
+.PHONY: run test lint install install-test bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ test: install-test
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# Micro benchmarks, then a short load comparison (direct, floor, gateway); about 2 min.
+bench: install-test
+	$(BIN)/python -m bench.micro
+	$(BIN)/python -m bench.micro_stream
+	$(BIN)/python -m bench.load --duration 3
+
+# The same load comparison with LiteLLM and Portkey (installed on first use).
+bench-peers: install-test
+	$(BIN)/python -m bench.load --duration 3 --peers litellm,portkey
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
