@@ -150,6 +150,64 @@ def run_wrk(
     )
 
 
+@dataclass
+class FixedRate:
+    """Open loop: requests sent at a fixed rate whatever the answers do, so a server that
+    falls behind shows it in the latency (no coordinated omission)."""
+
+    contender: str
+    scenario: str
+    rate: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+
+
+def run_fixed_rate(target: Target, scenario: Scenario, *, rate: int, duration_s: float, folder: Path) -> FixedRate:
+    """h2load, one request per connection, one connection every 1/rate s."""
+    n = max(1, round(rate * duration_s))
+    body = folder / f"body-{target.name}-{scenario.upstream}-{int(scenario.stream)}.json"
+    body.write_text(json.dumps(request_body(target, scenario)))
+    log = folder / f"h2load-{target.name}-{scenario.upstream}-{int(scenario.stream)}.log"
+    headers = {"Content-Type": "application/json", **target.headers}
+    argv = [
+        "taskset",
+        "-c",
+        str(LOADGEN_CPU),
+        "h2load",
+        "--h1",
+        "-n",
+        str(n),
+        "-c",
+        str(n),
+        "--rate",
+        "1",
+        f"--rate-period={1000 // rate}ms",
+        "-d",
+        str(body),
+        f"--log-file={log}",
+    ]
+    argv += [x for k, v in headers.items() for x in ("-H", f"{k}: {v}")]
+    subprocess.run(
+        [*argv, target.url + target.path], capture_output=True, text=True, timeout=duration_s + 120, check=True
+    )
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    ok = sorted(int(r[2]) / 1000 for r in rows if r[1].startswith("2"))
+    errors = n - len(ok)
+    if not ok:
+        return FixedRate(target.name, scenario.name, rate, float("nan"), float("nan"), float("nan"), errors)
+    return FixedRate(
+        target.name,
+        scenario.name,
+        rate,
+        statistics.median(ok),
+        ok[min(len(ok) - 1, int(len(ok) * 0.99))],
+        ok[-1],
+        errors,
+    )
+
+
 def first_chunk_ms(target: Target, scenario: Scenario, *, n: int) -> float:
     """Median time from sending a streaming request to the first byte of its body."""
     body = json.dumps(request_body(target, scenario)).encode()
@@ -251,7 +309,7 @@ def contenders(peers: list[str], folder: Path) -> Iterator[dict[str, dict[str, T
 
             start: Callable[..., Target] = getattr(peer_mod, f"start_{peer}")
             for kind, mock in mocks.items():
-                t = keep(start(port=free_port(), upstream_url=mock.url, cpu=SERVER_CPU, root=None))
+                t = keep(start(port=free_port(), upstream_url=mock.url, cpu=SERVER_CPU))
                 t.name = peer
                 out[kind][peer] = t
         yield out
@@ -261,11 +319,19 @@ def contenders(peers: list[str], folder: Path) -> Iterator[dict[str, dict[str, T
 
 
 def run(
-    *, peers: list[str], connections: list[int], duration_s: float, ttfc_n: int, scenarios: tuple[Scenario, ...]
+    *,
+    peers: list[str],
+    connections: list[int],
+    duration_s: float,
+    ttfc_n: int,
+    scenarios: tuple[Scenario, ...],
+    rate: int,
 ) -> dict[str, object]:
-    if shutil.which("wrk") is None:
-        raise SystemExit("bench.load needs wrk (Debian: apt-get install wrk)")
+    for tool, package in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench.load needs {tool} (Debian: apt-get install {package})")
     cells: list[Cell] = []
+    fixed: list[FixedRate] = []
     facts: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp, contenders(peers, Path(tmp)) as by_kind:
         folder = Path(tmp)
@@ -283,11 +349,15 @@ def run(
                             target, scenario, connections=c, duration_s=duration_s, folder=folder, cpu_pid=target.pid
                         )
                     )
+        for scenario in scenarios:
+            for name in names:
+                target = by_kind[scenario.upstream][name]
+                fixed.append(run_fixed_rate(target, scenario, rate=rate, duration_s=duration_s, folder=folder))
         paced = SCENARIOS[2]
         for name in names:
             facts[name]["first_chunk_ms"] = first_chunk_ms(by_kind["paced"][name], paced, n=ttfc_n)
             facts[name]["rss_after_mb"] = rss_mb(by_kind["fast"][name].pid)
-    return {"cells": [asdict(c) for c in cells], "facts": facts}
+    return {"cells": [asdict(c) for c in cells], "fixed": [asdict(f) for f in fixed], "facts": facts}
 
 
 def report(result: dict[str, object]) -> str:
@@ -306,6 +376,20 @@ def report(result: dict[str, object]) -> str:
         lines.append(
             f"{c.scenario:<22} {c.connections:>5} {c.contender:<10} {c.rps:>9.0f} {c.p50_ms:>8.2f} "
             f"{c.p99_ms:>8.2f} {added:>8.2f} {c.cpu_us_per_req:>11.0f} {ratio:>7.2f} {c.errors:>6}"
+        )
+    lines.append("")
+    lines.append(
+        f"{'scenario (fixed rate)':<22} {'req/s':>5} {'contender':<10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'+p50 ms':>8} {'errors':>6}"
+    )
+    fixed = [FixedRate(**f) for f in result.get("fixed", [])]  # type: ignore[attr-defined]
+    fkey = {(f.scenario, f.contender): f for f in fixed}
+    for f in fixed:
+        base = fkey.get((f.scenario, "direct"))
+        added = f.p50_ms - base.p50_ms if base else float("nan")
+        lines.append(
+            f"{f.scenario:<22} {f.rate:>5} {f.contender:<10} {f.p50_ms:>8.2f} {f.p99_ms:>8.2f} "
+            f"{f.max_ms:>8.2f} {added:>8.2f} {f.errors:>6}"
         )
     lines.append("")
     lines.append(
@@ -329,6 +413,7 @@ def main() -> None:
     p.add_argument("--connections", default="1,64", help="comma-separated concurrencies (default 1,64)")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
+    p.add_argument("--rate", type=int, default=100, help="requests/s of the fixed-rate runs (default 100)")
     args = p.parse_args()
     peers = [x for x in args.peers.split(",") if x]
     duration, conns, ttfc_n = (
@@ -336,7 +421,9 @@ def main() -> None:
     )
     wanted = {x.strip() for x in args.scenarios.split(",") if x.strip()}
     scenarios = tuple(sc for sc in SCENARIOS if not wanted or sc.name in wanted)
-    result = run(peers=peers, connections=conns, duration_s=duration, ttfc_n=ttfc_n, scenarios=scenarios)
+    result = run(
+        peers=peers, connections=conns, duration_s=duration, ttfc_n=ttfc_n, scenarios=scenarios, rate=args.rate
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     print(report(result))

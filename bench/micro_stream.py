@@ -70,14 +70,18 @@ def passthrough() -> None:
         write(chunk)
 
 
-def relay(*, count: bool) -> Callable[[], None]:
+# The same stream as a loaded server reads it: coalesced into 4 reads.
+COALESCED = [b"".join(FRAMES[i : i + 50]) for i in range(0, len(FRAMES), 50)]
+
+
+def relay(*, count: bool, reads: list[bytes] = FRAMES) -> Callable[[], None]:
     def run() -> None:
         sink = []
         write = sink.append
         counter = CompletionCounter(TOKENIZERS.get("o200k_base")) if count else None
         watch = StreamWatch(client_usage=False, counter=counter, finish=FINISH)
         feed, process = Framer().feed, watch.process
-        for chunk in FRAMES:
+        for chunk in reads:
             region = feed(chunk)
             if region:
                 out = process(region)
@@ -125,6 +129,7 @@ CASES: dict[str, Callable[[], None]] = {
     "bare pass-through (baseline)": passthrough,
     "frame + watch, upstream reports usage": relay(count=False),
     "frame + watch + count tokens (no usage)": relay(count=True),
+    "frame + watch, 4 coalesced reads": relay(count=False, reads=COALESCED),
     "extra_fields on every chunk: splice": splice_every_chunk,
     "extra_fields on every chunk: re-encode": reencode_every_chunk,
 }

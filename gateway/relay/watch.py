@@ -128,6 +128,19 @@ def add_cost(frame_or_body: bytes, usage_raw: bytes, cost: bytes) -> bytes:
     return b"".join((frame_or_body[:at], inner, sep, b'"cost":', cost, b"}", frame_or_body[at + len(usage_raw) :]))
 
 
+def _plain_prefix(region: bytes) -> int:
+    """Where the run of ordinary chunks heading ``region`` ends: walks back frame by
+    frame from the end (the stream's last frames are few) to the last ordinary one."""
+    cut = len(region)
+    while cut:
+        start = region.rfind(b"\n\n", 0, cut - 2) + 2  # 1 when no earlier frame: use 0
+        start = 0 if start == 1 else start
+        if region.endswith(_PLAIN_TAILS, start, cut):
+            return cut
+        cut = start
+    return 0
+
+
 class Finisher:
     """What the relay knows that the watcher needs at the end, bound per request."""
 
@@ -198,6 +211,16 @@ class StreamWatch:
             self._sent += n
             return region
         out: list[bytes] = []
+        if plain and self._counter is None and self._held is None and n > 1:
+            # A coalesced read ending in the stream's last frames: its head is ordinary
+            # chunks, passed as one slice; only the frames from the last ordinary one on
+            # are looked at one by one.
+            cut = _plain_prefix(region)
+            if cut:
+                self._sent += region.count(b"\n\n", 0, cut)
+                out.append(region[:cut])
+                region = region[cut:]
+                n = 2 if region.find(b"\n") != len(region) - 2 else 1
         try:
             for f in split(region) if n > 1 else (region,):
                 out.append(self._frame(f))

@@ -21,7 +21,7 @@ from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
 from gateway.providers import mock as mock_dialect
 from gateway.providers import openai as openai_dialect
-from gateway.upstream import USER_AGENT, Reply, Timeouts, send
+from gateway.upstream import Reply, Timeouts, send
 
 
 class StreamUsage:
@@ -87,16 +87,16 @@ class HTTPProvider:
         self._urls = openai_dialect.urls(cfg.base_url)
         self._models_url = cfg.base_url + openai_dialect.MODELS_PATH
         keys = cfg.keys or ()
-        self._keys = [
-            openai_dialect.request_headers(api_key=k.value, extra=cfg.headers, user_agent=USER_AGENT) for k in keys
-        ] or [openai_dialect.request_headers(api_key=None, extra=cfg.headers, user_agent=USER_AGENT)]
+        self._keys = [openai_dialect.request_headers(api_key=k.value, extra=cfg.headers) for k in keys] or [
+            openai_dialect.request_headers(api_key=None, extra=cfg.headers)
+        ]
         self._weights = [k.weight for k in keys] or [1.0]
         # Provider keys are scrubbed from anything relayed back (upstream error texts).
         self._secrets = tuple(k.value.encode() for k in keys if len(k.value) >= 8)
         t = cfg.timeouts
         self._timeouts = t
-        self._unary = aiohttp.ClientTimeout(total=t.request_s, connect=t.connect_s)
-        self._stream = aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_read=t.stream_idle_s)
+        self._unary = aiohttp.ClientTimeout(total=t.request_s, sock_connect=t.connect_s)
+        self._stream = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.stream_idle_s)
         self.first_byte_s = t.first_byte_s or t.stream_idle_s
         self._session = session
         self._models = list(cfg.models)
@@ -113,9 +113,9 @@ class HTTPProvider:
         t = self._timeouts
         if stream:
             return aiohttp.ClientTimeout(
-                total=o.request_s, connect=t.connect_s, sock_read=o.stream_idle_s or t.stream_idle_s
+                total=o.request_s, sock_connect=t.connect_s, sock_read=o.stream_idle_s or t.stream_idle_s
             )
-        return aiohttp.ClientTimeout(total=o.request_s or t.request_s, connect=t.connect_s)
+        return aiohttp.ClientTimeout(total=o.request_s or t.request_s, sock_connect=t.connect_s)
 
     async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
         return await send(
