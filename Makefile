@@ -28,7 +28,6 @@ test: install-test
 # Micro benchmarks, then a short load comparison (direct, floor, gateway); about 2 min.
 bench: install-test
 	$(BIN)/python -m bench.micro
-	$(BIN)/python -m bench.micro_stream
 	$(BIN)/python -m bench.load --duration 3
 
 # The same load comparison with LiteLLM and Portkey (installed on first use).

@@ -1,24 +1,19 @@
-"""Micro benchmarks of the per-chunk streaming path, in-process, no sockets.
+"""The per-chunk streaming path: SSE framing (relay/sse.py), usage watching and the final
+chunk (relay/watch.py), token counting when the upstream reports none.
 
-    .venv/bin/python -m bench.micro_stream            # full run (~15 s)
-    .venv/bin/python -m bench.micro_stream --quick    # smoke run (CI)
-
-A 200-chunk OpenAI chat stream as OpenAI sends it with include_usage (every chunk
-carries "usage":null; a usage-only chunk before [DONE]), fed one upstream read per
-chunk (the worst case: coalesced reads cost less). Each figure is the median over
-rounds of the time per chunk, in microseconds; "added" is over the bare pass-through
-measured in the same run.
+A 200-chunk OpenAI chat stream exactly as OpenAI sends it with include_usage (every chunk
+carries "usage":null; a usage-only chunk before [DONE]), one upstream read per chunk (the
+worst case) or coalesced into 4 reads (a loaded server). Figures are µs per chunk;
+compare each row with the bare pass-through of the same bytes.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import msgspec
 
+from bench.micro import Cases, main_for
 from gateway.accounting.tokens import CompletionCounter, Tokenizers
 from gateway.accounting.usage import Usage
 from gateway.relay.sse import Framer
@@ -112,20 +107,7 @@ def reencode_every_chunk() -> None:
         sink.append(b"data: " + _extra(fields) + b"\n\n")
 
 
-def measure_all(cases: dict[str, Callable[[], None]], *, rounds: int, number: int) -> dict[str, float]:
-    """Median µs per chunk of each case; the cases take turns within every round, so
-    a noisy neighbour slows them alike and their differences stay comparable."""
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, fn in cases.items():
-            t = time.perf_counter()
-            for _ in range(number):
-                fn()
-            samples[name].append((time.perf_counter() - t) / number / len(FRAMES) * 1e6)
-    return {name: statistics.median(v) for name, v in samples.items()}
-
-
-CASES: dict[str, Callable[[], None]] = {
+CASES: Cases = {
     "bare pass-through (baseline)": passthrough,
     "frame + watch, upstream reports usage": relay(count=False),
     "frame + watch + count tokens (no usage)": relay(count=True),
@@ -134,19 +116,6 @@ CASES: dict[str, Callable[[], None]] = {
     "extra_fields on every chunk: re-encode": reencode_every_chunk,
 }
 
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="few iterations: checks it runs, figures meaningless")
-    args = p.parse_args()
-    rounds, number = (3, 2) if args.quick else (31, 100)
-    TOKENIZERS.get("o200k_base")  # loaded once, outside the timings
-    result = measure_all(CASES, rounds=rounds, number=number)
-    base = result["bare pass-through (baseline)"]
-    print(f"{'case (per chunk)':<46} {'µs':>7} {'added':>7}")
-    for name, t in result.items():
-        print(f"{name:<46} {t:>7.3f} {t - base:>7.3f}")
-
-
 if __name__ == "__main__":
-    main()
+    TOKENIZERS.get("o200k_base")  # loaded once, outside the timings
+    main_for("stream: per relayed chunk", CASES, per=len(FRAMES), unit="µs/chunk", number=100)
