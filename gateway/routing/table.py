@@ -12,6 +12,9 @@ from typing import NamedTuple
 from gateway.errors import InvalidRequest
 from gateway.routing.providers import Provider
 
+# Model names come from clients; bounds the cache of resolved targets.
+MAX_CACHED_MODELS = 4096
+
 
 class Target(NamedTuple):
     provider: Provider
@@ -20,14 +23,25 @@ class Target(NamedTuple):
 
 
 class ModelTable:
-    __slots__ = ("_aliases", "_default", "_providers")
+    __slots__ = ("_aliases", "_cache", "_default", "_providers")
 
     def __init__(self, providers: dict[str, Provider], *, default: str | None, aliases: dict[str, str]) -> None:
         self._providers = providers
         self._default = providers[default] if default is not None else None
         self._aliases = aliases
+        # Resolved targets by requested model (errors are not cached: they raise).
+        self._cache: dict[str, Target] = {}
 
     def resolve(self, requested: str, *, param: str = "model") -> Target:
+        target = self._cache.get(requested)
+        if target is None:
+            target = self._resolve(requested, param=param)
+            if len(self._cache) >= MAX_CACHED_MODELS:
+                self._cache.clear()
+            self._cache[requested] = target
+        return target
+
+    def _resolve(self, requested: str, *, param: str) -> Target:
         name = self._aliases.get(requested, requested)
         prefix, sep, rest = name.partition("/")
         provider = self._providers.get(prefix) if sep else None
