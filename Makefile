@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint install install-test bench bench-peers clean
+.PHONY: run test lint install install-test bench bench-gateway clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +25,16 @@ test: install-test
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-# Micro benchmarks, then a short load comparison (direct, floor, gateway); about 2 min.
+# Micro benchmarks, then the load comparison: direct, floor, gateway, LiteLLM, Portkey
+# (peers installed into /tmp/gateway-bench-peers on first use). Under 5 minutes.
 bench: install-test
 	$(BIN)/python -m bench.micro
-	$(BIN)/python -m bench.load --duration 3
+	$(BIN)/python -m bench.load --duration 2 --peers litellm,portkey
 
-# The same load comparison with LiteLLM and Portkey (installed on first use).
-bench-peers: install-test
-	$(BIN)/python -m bench.load --duration 3 --peers litellm,portkey
+# The same without the peers (~2 min).
+bench-gateway: install-test
+	$(BIN)/python -m bench.micro
+	$(BIN)/python -m bench.load --duration 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
