@@ -49,8 +49,20 @@ class CountedUsage(Struct, kw_only=True, omit_defaults=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    cost: Cost | UnsetType = UNSET
+    cost: msgspec.Raw | UnsetType = UNSET
 
 
 decode_usage = msgspec.json.Decoder(Usage).decode
 encode = msgspec.json.Encoder().encode
+
+
+def encode_counted(usage: Usage, cost: bytes | None) -> bytes:
+    """The usage object of an answer the gateway counted, with its encoded cost."""
+    return encode(
+        CountedUsage(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.prompt_tokens + usage.completion_tokens,
+            cost=msgspec.Raw(cost) if cost is not None else UNSET,
+        )
+    )

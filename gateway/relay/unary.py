@@ -7,7 +7,7 @@ from msgspec import UNSET
 
 from gateway import codec
 from gateway.accounting.tokens import count_completion
-from gateway.accounting.usage import Usage, decode_usage, encode
+from gateway.accounting.usage import Usage, decode_usage, encode, encode_counted
 from gateway.errors import UpstreamError, UpstreamProtocolError
 from gateway.relay.call import Call, may_fall_back, status_error
 from gateway.relay.watch import add_cost
@@ -38,12 +38,7 @@ def account(call: Call, target: Target, data: bytes, usage_raw: bytes | None) ->
         if cost is not None:
             data = add_cost(data, usage_raw, encode(cost))
         return data, False
-    counted = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%s}' % (
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        usage.prompt_tokens + usage.completion_tokens,
-        b',"cost":' + encode(cost) if cost is not None else b"",
-    )
+    counted = encode_counted(usage, encode(cost) if cost is not None else None)
     return codec.splice_field(data, b"usage", counted), True
 
 

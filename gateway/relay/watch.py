@@ -22,7 +22,7 @@ import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 from gateway.accounting.tokens import CompletionCounter
-from gateway.accounting.usage import Usage, decode_usage
+from gateway.accounting.usage import Usage, decode_usage, encode_counted
 from gateway.errors import UpstreamProtocolError
 from gateway.relay.sse import data_of, split
 
@@ -333,12 +333,7 @@ class StreamWatch:
     def _usage_frame(self, head: _ChunkHead, usage: Usage, estimated: bool) -> bytes:
         fin = self._finish
         cost = fin.cost(usage)
-        u = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%s}' % (
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            usage.prompt_tokens + usage.completion_tokens,
-            b',"cost":' + cost if cost is not None else b"",
-        )
+        u = encode_counted(usage, cost)
         return b'data: {"id":%s,"object":%s,"created":%d,"model":%s,"choices":[],"usage":%s,"extra_fields":%s}\n\n' % (
             _encode(head.id),
             _encode(head.object),
