@@ -7,6 +7,7 @@ the boundary; nothing above this module sees aiohttp's client exceptions.
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_module
 from collections.abc import AsyncGenerator, Mapping
 from typing import NamedTuple, Protocol
 
@@ -116,10 +117,13 @@ async def send(
     headers: Mapping[str, str],
     timeout: aiohttp.ClientTimeout,
     provider: str,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> HTTPReply:
     """One upstream request; the reply's body is read (or streamed) by the caller."""
     try:
-        resp = await session.request(method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+        resp = await session.request(
+            method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False, ssl=ssl or True
+        )
     except Exception as e:
         raise classify(e, provider=provider) from None
     return HTTPReply(resp, provider=provider)

@@ -73,7 +73,15 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc.stop()
 
 
-def gateway_config(upstream: Proc) -> dict[str, object]:
+def gateway_config(upstream: Proc, *, client: str = "aiohttp") -> dict[str, object]:
+    config = _gateway_config(upstream)
+    for provider in config["providers"].values():  # type: ignore[attr-defined]
+        if provider.get("dialect", "openai") == "openai":
+            provider["client"] = client
+    return config
+
+
+def _gateway_config(upstream: Proc) -> dict[str, Any]:
     up = f"{upstream.url}/v1"
     return {
         "server": {"max_body_bytes": 64 * 1024},
@@ -107,12 +115,13 @@ def gateway_config(upstream: Proc) -> dict[str, object]:
     }
 
 
-@pytest.fixture(scope="session")
-def gateway(upstream: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    """The gateway under test, in front of ``upstream``, from a JSON config file."""
-    d = tmp_path_factory.mktemp("gateway")
+@pytest.fixture(scope="session", params=["aiohttp", "pool"])
+def gateway(upstream: Proc, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Proc]:
+    """The gateway under test, in front of ``upstream``, from a JSON config file; once
+    with each upstream client (aiohttp's ClientSession, the gateway's own pool)."""
+    d = tmp_path_factory.mktemp(f"gateway-{request.param}")
     cfg = d / "gateway.json"
-    cfg.write_text(json.dumps(gateway_config(upstream)))
+    cfg.write_text(json.dumps(gateway_config(upstream, client=request.param)))
     port = free_port()
     proc = Proc(
         ["serve", "--config", str(cfg), "--port", str(port)],

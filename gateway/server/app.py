@@ -15,6 +15,7 @@ from gateway.accounting.pricing import GenaiPrices
 from gateway.accounting.tokens import Tokenizers
 from gateway.config import GatewayConfig
 from gateway.metrics import Metrics
+from gateway.pool import Pool
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
 from gateway.server.dispatch import Dispatcher, Routes
@@ -50,14 +51,17 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._server: web.Server | None = None
         self._listener: asyncio.base_events.Server | None = None
+        self._pool: Pool | None = None
 
     def build_routes(self, session: aiohttp.ClientSession) -> Routes:
         cfg = self.cfg
         genai = GenaiPrices()
         genai.warm()
         ledger = Ledger(metrics=Metrics(), tokenizers=Tokenizers())
+        self._pool = Pool()
         providers = {
-            name: build(name, p, session=session, genai=genai, ledger=ledger) for name, p in cfg.providers.items()
+            name: build(name, p, session=session, genai=genai, ledger=ledger, pool=self._pool)
+            for name, p in cfg.providers.items()
         }
         table = ModelTable(providers, default=cfg.default_provider, aliases=cfg.aliases)
         return routes(Handlers(table, max_body_bytes=cfg.server.max_body_bytes, ledger=ledger))
@@ -87,6 +91,8 @@ class Gateway:
             await self._listener.wait_closed()
         if self._session is not None:
             await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
 
 async def wait_for_signal() -> None:

@@ -1,0 +1,399 @@
+"""A lean keep-alive HTTP/1.1 client on asyncio protocols: the upstream side at the floor.
+
+aiohttp's ``ClientSession`` spends ~250 µs of Python per proxied request on this machine
+(../shared/reference/performance.md); a connection that is an ``asyncio.Protocol`` fed
+to llhttp (``httptools``, a maintained C parser) does the same work in a fraction. Per
+origin, a bounded stack of idle connections (most recently used first, expired after
+``IDLE_S``); one request at a time per connection, written with one ``transport.write``;
+response bodies handed over as they arrive, with reading paused while the consumer lags
+(flow control). A connection that errors or is not keep-alive is retired, never reused;
+a request whose reused connection fails before any response byte is retried once on a
+fresh one (the stale keep-alive race).
+
+Failures are raised as ``gateway.errors.Upstream*`` like ``gateway.upstream`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+
+# Idle connections kept per origin; beyond it a finished connection is closed.
+MAX_IDLE_PER_ORIGIN = 256
+# An idle connection older than this is closed rather than reused: servers commonly drop
+# keep-alive connections after 5-75 s, and reusing one they just dropped costs a retry.
+IDLE_S = 30.0
+# Body bytes buffered for a slow consumer before the socket stops being read.
+HIGH_WATER_BYTES = 256 * 1024
+DNS_TTL_S = 60.0
+
+
+class _Waiter:
+    """Resolves a future once: the consumer of one response waits on it."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self) -> None:
+        self.fut: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        fut = self.fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+
+class PoolReply:
+    """One response: status after the headers, then the body as it arrives."""
+
+    __slots__ = ("_conn", "_done", "_error", "_idle_s", "_queue", "_queued", "_timer", "_waiter", "headers", "status")
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self._idle_s: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._queue: deque[bytes] = deque()
+        self._queued = 0
+        self._done = False
+        self._error: UpstreamError | None = None
+        self._waiter = _Waiter()
+
+    def watch_idle(self, idle_s: float | None) -> None:
+        """Fail the body if nothing arrives for ``idle_s``: one timer per response,
+        re-armed only when it fires (no timer per chunk)."""
+        self._idle_s = idle_s
+        if idle_s is not None and self._timer is None and not self._done:
+            loop = self._conn._pool.loop
+            self._timer = loop.call_at(max(self._conn.last_read, loop.time()) + idle_s, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self._done or self._error is not None or self._idle_s is None:
+            return
+        loop = self._conn._pool.loop
+        if loop.time() - self._conn.last_read >= self._idle_s:
+            self._fail(UpstreamTimeout(f"{self._conn._origin.name} went idle mid-response"))
+            self._conn.retire()
+        else:
+            self._timer = loop.call_at(self._conn.last_read + self._idle_s, self._check_idle)
+
+    async def _wait(self) -> None:
+        fut = self._waiter.fut = asyncio.get_running_loop().create_future()
+        try:
+            await fut
+        finally:
+            self._waiter.fut = None
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        queue, conn = self._queue, self._conn
+        while True:
+            if queue:
+                data = queue.popleft()
+                self._queued -= len(data)
+                if self._queued < HIGH_WATER_BYTES:
+                    conn.resume()
+                yield data
+            elif self._done:
+                return
+            elif self._error is not None:
+                raise self._error
+            else:
+                await self._wait()
+
+    async def read(self) -> bytes:
+        parts = [c async for c in self.chunks()]
+        return b"".join(parts)
+
+    def close(self) -> None:
+        """A response not read to its end leaves its connection unusable: retired."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._done:
+            self._conn.retire()
+
+    # Called by the connection.
+    def _feed(self, data: bytes) -> None:
+        self._queue.append(data)
+        self._queued += len(data)
+        if self._queued >= HIGH_WATER_BYTES:
+            self._conn.pause()
+        self._waiter.wake()
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._waiter.wake()
+
+    def _fail(self, err: UpstreamError) -> None:
+        if not self._done:
+            self._error = err
+            self._waiter.wake()
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; llhttp calls the on_* methods."""
+
+    def __init__(self, pool: Pool, origin: _Origin) -> None:
+        self._pool = pool
+        self._origin = origin
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.reply: PoolReply | None = None
+        self.headers_ready: asyncio.Future[None] | None = None
+        self.alive = True
+        self.used = False  # has served a request: a failure before any byte may be a stale socket
+        self.got_bytes = False
+        self.idle_since = 0.0
+        self.last_read = 0.0
+        self._paused = False
+        self._keep_alive = False
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        self.last_read = self._pool.loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._error(UpstreamProtocolError(f"{self._origin.name} sent a malformed HTTP response: {e}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.alive = False
+        reply, self.reply = self.reply, None
+        if reply is not None and not reply._done:
+            self._fail(reply, UpstreamProtocolError(f"{self._origin.name} closed the connection mid-response"))
+        self._origin.forget(self)
+
+    # llhttp callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.reply is not None:
+            self.reply.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.reply is not None:
+            self.reply.status = self._parser.get_status_code()
+        self._keep_alive = self._parser.should_keep_alive()
+        fut = self.headers_ready
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self.reply is not None:
+            self.reply._feed(body)
+
+    def on_message_complete(self) -> None:
+        self._keep_alive = self._keep_alive and self._parser.should_keep_alive()
+        reply, self.reply = self.reply, None
+        if reply is not None:
+            reply._finish()
+        if self._keep_alive and self.alive:
+            self._origin.release(self)
+        else:
+            self.retire()
+
+    # used by the reply and the pool
+    def _fail(self, reply: PoolReply, err: UpstreamError) -> None:
+        reply._fail(err)
+        fut = self.headers_ready
+        if fut is not None and not fut.done():
+            fut.set_exception(err)
+
+    def _error(self, err: UpstreamError) -> None:
+        reply = self.reply
+        if reply is not None:
+            self._fail(reply, err)
+        self.retire()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def retire(self) -> None:
+        self.alive = False
+        if self.transport is not None:
+            self.transport.abort()
+        self._origin.forget(self)
+
+
+class _Origin:
+    """scheme://host:port: its idle connections and how to open a new one."""
+
+    __slots__ = ("host", "host_header", "idle", "name", "port", "ssl")
+
+    def __init__(self, url: str, *, ssl_context: ssl.SSLContext | None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        default_port = self.port == (443 if parts.scheme == "https" else 80)
+        self.host_header = self.host if default_port else f"{self.host}:{self.port}"
+        self.ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        self.name = f"{parts.scheme}://{self.host_header}"
+        self.idle: list[_Connection] = []
+
+    def release(self, conn: _Connection) -> None:
+        if len(self.idle) >= MAX_IDLE_PER_ORIGIN:
+            conn.retire()
+            return
+        conn.idle_since = time.monotonic()
+        self.idle.append(conn)
+
+    def forget(self, conn: _Connection) -> None:
+        with contextlib.suppress(ValueError):
+            self.idle.remove(conn)
+
+    def take(self) -> _Connection | None:
+        idle, now = self.idle, time.monotonic()
+        while idle:
+            conn = idle.pop()  # most recently used: warmest, least likely dropped
+            if conn.alive and now - conn.idle_since < IDLE_S:
+                return conn
+            conn.retire()
+        return None
+
+
+class Pool:
+    """Keep-alive HTTP/1.1 connections to upstream origins, for the whole process."""
+
+    def __init__(self, *, resolver: Any = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._resolver = resolver
+        self._ssl = ssl_context
+        self._origins: dict[str, _Origin] = {}
+        self._dns: dict[str, tuple[float, str]] = {}
+
+    def origin(self, url: str, *, ssl_context: ssl.SSLContext | None = None) -> _Origin:
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._origins[key] = _Origin(key, ssl_context=ssl_context or self._ssl)
+        return origin
+
+    async def _address(self, host: str) -> str:
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
+        hit = self._dns.get(host)
+        now = self.loop.time()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        if self._resolver is None:
+            import aiodns
+
+            self._resolver = aiodns.DNSResolver()
+        try:
+            result = await self._resolver.getaddrinfo(host, port=None, type=0)
+            address = str(result.nodes[0].addr[0])
+        except Exception as e:  # aiodns.error.DNSError and friends
+            raise UpstreamConnectError(f"cannot resolve {host}: {e}") from None
+        self._dns[host] = (now + DNS_TTL_S, address)
+        return address
+
+    async def _open(self, origin: _Origin, *, connect_s: float | None) -> _Connection:
+        address = await self._address(origin.host)
+        conn = _Connection(self, origin)
+        try:
+            async with asyncio.timeout(connect_s):
+                await self.loop.create_connection(
+                    lambda: conn,
+                    address,
+                    origin.port,
+                    ssl=origin.ssl,
+                    server_hostname=origin.host if origin.ssl else None,
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(f"connecting to {origin.name} timed out") from None
+        except (OSError, ssl.SSLError) as e:
+            raise UpstreamConnectError(f"cannot connect to {origin.name}: {e}") from None
+        return conn
+
+    async def request(
+        self,
+        origin: _Origin,
+        head: bytes,
+        body: bytes,
+        *,
+        connect_s: float | None,
+        first_byte_s: float | None,
+    ) -> PoolReply:
+        """Send ``head`` (request line and headers, without Host and Content-Length)
+        and ``body``; return once the response's headers have arrived."""
+        for attempt in (0, 1):
+            conn = origin.take()
+            reused = conn is not None
+            if conn is None:
+                conn = await self._open(origin, connect_s=connect_s)
+            try:
+                return await self._exchange(conn, origin, head, body, first_byte_s=first_byte_s)
+            except UpstreamProtocolError:
+                # The stale keep-alive race: the server closed the idle connection as we
+                # wrote to it. Nothing came back, so nothing was processed: once more, fresh.
+                if attempt == 0 and reused and not conn.got_bytes:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def _exchange(
+        self, conn: _Connection, origin: _Origin, head: bytes, body: bytes, *, first_byte_s: float | None
+    ) -> PoolReply:
+        reply = PoolReply(conn)
+        conn.reply = reply
+        conn.got_bytes = False
+        fut = conn.headers_ready = self.loop.create_future()
+        assert conn.transport is not None
+        conn.transport.write(
+            b"%s\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (head, origin.host_header.encode(), len(body), body)
+        )
+        try:
+            async with asyncio.timeout(first_byte_s):
+                await fut
+        except TimeoutError:
+            conn.retire()
+            raise UpstreamTimeout(f"{origin.name} sent no response in time") from None
+        except BaseException:
+            conn.retire()
+            raise
+        finally:
+            conn.headers_ready = None
+        return reply
+
+    def close(self) -> None:
+        for origin in self._origins.values():
+            for conn in list(origin.idle):
+                conn.retire()
+
+
+def request_head(method: str, path: str, headers: Mapping[str, str]) -> bytes:
+    """The request line and headers, built once per provider key."""
+    lines = [f"{method} {path} HTTP/1.1"]
+    lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
+    return "\r\n".join(lines).encode("latin-1")
