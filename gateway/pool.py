@@ -286,7 +286,7 @@ class Pool:
         self._resolver = resolver
         self._ssl = ssl_context
         self._origins: dict[str, _Origin] = {}
-        self._dns: dict[str, tuple[float, str]] = {}
+        self._dns: dict[str, tuple[float, list[str]]] = {}
 
     def origin(self, url: str, *, ssl_context: ssl.SSLContext | None = None) -> _Origin:
         parts = urlsplit(url)
@@ -296,10 +296,11 @@ class Pool:
             origin = self._origins[key] = _Origin(key, ssl_context=ssl_context or self._ssl)
         return origin
 
-    async def _address(self, host: str) -> str:
+    async def _addresses(self, host: str) -> list[str]:
+        """The host's addresses through aiodns, cached for the record's TTL (capped)."""
         try:
             ipaddress.ip_address(host)
-            return host
+            return [host]
         except ValueError:
             pass
         hit = self._dns.get(host)
@@ -312,29 +313,36 @@ class Pool:
             self._resolver = aiodns.DNSResolver()
         try:
             result = await self._resolver.getaddrinfo(host, port=None, type=0)
-            address = str(result.nodes[0].addr[0])
         except Exception as e:  # aiodns.error.DNSError and friends
             raise UpstreamConnectError(f"cannot resolve {host}: {e}") from None
-        self._dns[host] = (now + DNS_TTL_S, address)
-        return address
+        nodes = result.nodes
+        addresses = list(dict.fromkeys(n.addr[0].decode() for n in nodes))
+        if not addresses:
+            raise UpstreamConnectError(f"cannot resolve {host}: no address")
+        ttls = [n.ttl for n in nodes if n.ttl > 0]
+        self._dns[host] = (now + (min(min(ttls), DNS_TTL_S) if ttls else DNS_TTL_S), addresses)
+        return addresses
 
     async def _open(self, origin: _Origin, *, connect_s: float | None) -> _Connection:
-        address = await self._address(origin.host)
-        conn = _Connection(self, origin)
+        error: Exception | None = None
         try:
             async with asyncio.timeout(connect_s):
-                await self.loop.create_connection(
-                    lambda: conn,
-                    address,
-                    origin.port,
-                    ssl=origin.ssl,
-                    server_hostname=origin.host if origin.ssl else None,
-                )
+                for address in await self._addresses(origin.host):
+                    conn = _Connection(self, origin)
+                    try:
+                        await self.loop.create_connection(
+                            lambda c=conn: c,
+                            address,
+                            origin.port,
+                            ssl=origin.ssl,
+                            server_hostname=origin.host if origin.ssl else None,
+                        )
+                        return conn
+                    except (OSError, ssl.SSLError) as e:
+                        error = e  # the next address, if any (e.g. IPv6 first, server on IPv4)
         except TimeoutError:
             raise UpstreamTimeout(f"connecting to {origin.name} timed out") from None
-        except (OSError, ssl.SSLError) as e:
-            raise UpstreamConnectError(f"cannot connect to {origin.name}: {e}") from None
-        return conn
+        raise UpstreamConnectError(f"cannot connect to {origin.name}: {error}") from None
 
     async def request(
         self,

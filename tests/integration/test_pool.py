@@ -1,0 +1,291 @@
+"""The upstream pool against scripted HTTP servers on 127.0.0.1: keep-alive reuse, idle
+connections the server closed, chunked and Content-Length bodies, responses split at
+every byte, a 1 MB body, a reset mid-body, TLS with a self-signed certificate, DNS."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from gateway.pool import Pool, request_head
+
+HEAD = request_head("POST", "/v1/chat/completions", {"Content-Type": "application/json"})
+OK_BODY = b'{"ok":true}'
+CONTENT_LENGTH = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n" + OK_BODY
+
+
+def chunked(body: bytes, *, parts: int = 3) -> bytes:
+    step = max(1, len(body) // parts)
+    out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for i in range(0, len(body), step):
+        piece = body[i : i + step]
+        out += b"%x\r\n%s\r\n" % (len(piece), piece)
+    return out + b"0\r\n\r\n"
+
+
+Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Server:
+    """Counts connections; answers every request on a connection with ``answer``."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                self.requests += 1
+                await self.answer(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ssl_context)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def send_bytes(data: bytes, *, close: bool = False) -> Answer:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+        await writer.drain()
+        if close:
+            writer.close()
+
+    return answer
+
+
+async def fetch(pool: Pool, url: str, **kw: float | None) -> tuple[int, bytes]:
+    reply = await pool.request(
+        pool.origin(url), HEAD, b'{"x":1}', connect_s=kw.get("connect_s", 5), first_byte_s=kw.get("first_byte_s", 5)
+    )
+    reply.watch_idle(kw.get("idle_s", 5))
+    try:
+        return reply.status, await reply.read()
+    finally:
+        reply.close()
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_pool_keep_alive_reuses_one_connection() -> None:
+    async def main() -> None:
+        server = Server(send_bytes(CONTENT_LENGTH))
+        port = await server.start()
+        pool = Pool()
+        for _ in range(20):
+            assert await fetch(pool, f"http://127.0.0.1:{port}") == (200, OK_BODY)
+        assert (server.connections, server.requests) == (1, 20)
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_server_closing_idle_connection_is_survived() -> None:
+    async def main() -> None:
+        # Keep-alive announced, but the server closes right after each answer: the idle
+        # connection the pool holds is dead when reused.
+        server = Server(send_bytes(CONTENT_LENGTH, close=True))
+        port = await server.start()
+        pool = Pool()
+        for _ in range(5):
+            assert await fetch(pool, f"http://127.0.0.1:{port}") == (200, OK_BODY)
+            await asyncio.sleep(0.02)  # the close reaches the pool, or (raced) the retry covers it
+        assert server.requests == 5 and server.connections == 5
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_connection_close_header_retires_connection() -> None:
+    async def main() -> None:
+        answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 11\r\n\r\n" + OK_BODY
+        server = Server(send_bytes(answer))
+        port = await server.start()
+        pool = Pool()
+        for _ in range(3):
+            assert await fetch(pool, f"http://127.0.0.1:{port}") == (200, OK_BODY)
+        assert server.connections == 3  # never reused
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 1024 * 1024])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_pool_bodies(size: int, framing: str) -> None:
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    if framing == "chunked":
+        answer = chunked(body, parts=7)
+    else:
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def main() -> None:
+        server = Server(send_bytes(answer))
+        port = await server.start()
+        pool = Pool()
+        for _ in range(2):  # the second on the reused connection
+            assert await fetch(pool, f"http://127.0.0.1:{port}") == (200, body)
+        assert server.connections == 1
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_response_split_at_every_byte() -> None:
+    answer = chunked(b'data: {"a":1}\n\ndata: [DONE]\n\n', parts=2)
+
+    async def main() -> None:
+        for cut in range(1, len(answer)):
+
+            async def split(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cut: int = cut) -> None:
+                writer.write(answer[:cut])
+                await writer.drain()
+                await asyncio.sleep(0.001)
+                writer.write(answer[cut:])
+                await writer.drain()
+
+            server = Server(split)
+            port = await server.start()
+            pool = Pool()
+            assert await fetch(pool, f"http://127.0.0.1:{port}") == (200, b'data: {"a":1}\n\ndata: [DONE]\n\n')
+            pool.close()
+            server.close()
+
+    run(main())
+
+
+def test_pool_reset_mid_body_is_an_error_and_retires() -> None:
+    async def main() -> None:
+        async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
+            await writer.drain()
+            writer.transport.abort()
+
+        server = Server(reset)
+        port = await server.start()
+        pool = Pool()
+        with pytest.raises(UpstreamProtocolError, match="closed the connection"):
+            await fetch(pool, f"http://127.0.0.1:{port}")
+        assert pool.origin(f"http://127.0.0.1:{port}").idle == []
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_garbage_is_a_protocol_error() -> None:
+    async def main() -> None:
+        server = Server(send_bytes(b"SSH-2.0-OpenSSH\r\n\r\n"))
+        port = await server.start()
+        pool = Pool()
+        with pytest.raises(UpstreamProtocolError, match="malformed HTTP response"):
+            await fetch(pool, f"http://127.0.0.1:{port}")
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_timeouts() -> None:
+    async def main() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(2)
+
+        async def stalls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+            await writer.drain()
+            await asyncio.sleep(2)
+
+        pool = Pool()
+        for answer, match in ((silent, "no response in time"), (stalls, "went idle")):
+            server = Server(answer)
+            port = await server.start()
+            with pytest.raises(UpstreamTimeout, match=match):
+                await fetch(pool, f"http://127.0.0.1:{port}", first_byte_s=0.2, idle_s=0.2)
+            server.close()
+        pool.close()
+
+    run(main())
+
+
+def test_pool_connect_refused_and_dns() -> None:
+    async def main() -> None:
+        pool = Pool()
+        server = Server(send_bytes(CONTENT_LENGTH))
+        port = await server.start()
+        # "localhost" goes through aiodns (c-ares reads /etc/hosts), then is cached.
+        assert await fetch(pool, f"http://localhost:{port}") == (200, OK_BODY)
+        server.close()
+        await server._server.wait_closed()
+        with pytest.raises(UpstreamConnectError):
+            await fetch(pool, f"http://127.0.0.1:{port}/")
+        with pytest.raises(UpstreamConnectError, match="cannot resolve"):
+            await fetch(pool, "http://no-such-host.invalid/")
+        pool.close()
+
+    run(main())
+
+
+def test_pool_tls_self_signed_needs_its_ca(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def main() -> None:
+        server = Server(send_bytes(CONTENT_LENGTH))
+        port = await server.start(server_ctx)
+        url = f"https://localhost:{port}"
+        with pytest.raises(UpstreamConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await fetch(Pool(), url)  # the system's CAs do not know it: verification on by default
+        trusted = Pool(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        assert await fetch(trusted, url) == (200, OK_BODY)
+        trusted.close()
+        server.close()
+
+    run(main())
