@@ -274,35 +274,33 @@ def contenders(peers: list[str], folder: Path) -> Iterator[dict[str, dict[str, T
             )
             out[kind]["floor"] = floor
 
-        config = folder / "gateway.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "default_provider": "fast",
-                    "providers": {
-                        kind: {"base_url": m.url + "/v1", "keys": [{"value": "sk-bench"}], "pricing_provider": "openai"}
-                        for kind, m in mocks.items()
-                    },
-                }
+        for name, client in (("gateway", "aiohttp"), ("gateway+pool", "pool")):
+            config = folder / f"{name}.json"
+            config.write_text(
+                json.dumps(
+                    {
+                        "default_provider": "fast",
+                        "providers": {
+                            kind: {
+                                "base_url": m.url + "/v1",
+                                "keys": [{"value": "sk-bench"}],
+                                "pricing_provider": "openai",
+                                "client": client,
+                            }
+                            for kind, m in mocks.items()
+                        },
+                    }
+                )
             )
-        )
-        port = free_port()
-        gw = keep(
-            spawn(
-                "gateway",
-                python_module(
-                    "gateway", "--log-level", "WARNING", "serve", "--config", str(config), "--port", str(port)
-                ),
-                port=port,
-                cpu=SERVER_CPU,
-                health="/health",
-                log=folder / "gateway.log",
+            port = free_port()
+            argv = python_module(
+                "gateway", "--log-level", "WARNING", "serve", "--config", str(config), "--port", str(port)
             )
-        )
-        for kind in mocks:
-            out[kind]["gateway"] = Target(
-                name="gateway", url=gw.url, model=f"{kind}/gpt-4o-mini", proc=gw.proc, startup_s=gw.startup_s
-            )
+            gw = keep(spawn(name, argv, port=port, cpu=SERVER_CPU, health="/health", log=folder / f"{name}.log"))
+            for kind in mocks:
+                out[kind][name] = Target(
+                    name=name, url=gw.url, model=f"{kind}/gpt-4o-mini", proc=gw.proc, startup_s=gw.startup_s
+                )
 
         for peer in peers:
             from bench.compare import peers as peer_mod

@@ -391,7 +391,10 @@ class Pool:
             conn.retire()
             raise
         finally:
-            conn.headers_ready = None
+            # Only ours: a response that completed in the same read as its headers has
+            # already put the connection back, and the next request may have taken it.
+            if conn.headers_ready is fut:
+                conn.headers_ready = None
         return reply
 
     def close(self) -> None:

@@ -289,3 +289,30 @@ def test_pool_tls_self_signed_needs_its_ca(tmp_path: Path) -> None:
         server.close()
 
     run(main())
+
+
+def test_pool_concurrent_requests_all_complete() -> None:
+    # A closed loop, as a load generator drives it: many workers, each sending its next
+    # request as soon as the last is answered. A response that completes in the read that
+    # brings its headers hands its connection back at once; the next request taking it
+    # must not lose its own wake-up.
+    async def main() -> None:
+        server = Server(send_bytes(CONTENT_LENGTH))
+        port = await server.start()
+        pool = Pool()
+        url = f"http://127.0.0.1:{port}"
+
+        async def worker() -> int:
+            done = 0
+            for _ in range(50):
+                assert await fetch(pool, url) == (200, OK_BODY)
+                done += 1
+            return done
+
+        results = await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(32))), timeout=20)
+        assert sum(results) == 32 * 50 == server.requests
+        assert server.connections <= 32
+        pool.close()
+        server.close()
+
+    run(main())
