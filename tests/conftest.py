@@ -169,3 +169,25 @@ def metric(proc: Proc, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return 0.0
+
+
+_SDK_CLIENTS: dict[str, Any] = {}
+
+
+def sdk_client(base_url: str) -> Any:
+    """One openai.OpenAI client per base URL, closed at the end of the session (an
+    unclosed client's sockets would surface as ResourceWarnings in later tests)."""
+    import openai
+
+    client = _SDK_CLIENTS.get(base_url)
+    if client is None:
+        client = _SDK_CLIENTS[base_url] = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=20)
+    return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    yield
+    for client in _SDK_CLIENTS.values():
+        client.close()
+    _SDK_CLIENTS.clear()

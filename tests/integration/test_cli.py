@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
-from tests.conftest import UPSTREAM_KEY, Proc, free_port
+from tests.conftest import UPSTREAM_KEY, Proc, free_port, sdk_client
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -26,7 +25,7 @@ def test_cli_default_serves_mock_with_no_config(tmp_path: Path) -> None:
         env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""},
     )
     try:
-        sdk = openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0)
+        sdk = sdk_client(proc.url + "/v1")
         c = sdk.chat.completions.create(model="mock/mock-chat", messages=[{"role": "user", "content": "hi"}])
         assert c.choices[0].message.content
         # A bare model goes to the default provider, which is the mock here.
@@ -43,7 +42,7 @@ def test_cli_openai_provider_from_sdk_environment(upstream: Proc, tmp_path: Path
     env = {"OPENAI_API_KEY": UPSTREAM_KEY, "OPENAI_BASE_URL": upstream.url + "/v1"}
     proc = Proc(["serve", "--port", str(port)], port=port, log=tmp_path / "gw.log", env=env)
     try:
-        sdk = openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0)
+        sdk = sdk_client(proc.url + "/v1")
         c = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         extra = (c.model_extra or {})["extra_fields"]
         assert (extra["provider"], c.model) == ("openai", "gpt-4o-mini")

@@ -9,14 +9,15 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import Proc
+from tests.conftest import Proc, sdk_client
 
 PREFIXES = ["/v1", "/openai/v1", "/openai", "/langchain/v1", "/pydanticai/v1"]
 MESSAGES: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say something."}]
 
 
 def client(gateway: Proc, prefix: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + prefix, api_key="unused-by-gateway", max_retries=0, timeout=10)
+    client: openai.OpenAI = sdk_client(gateway.url + prefix)
+    return client
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

@@ -13,14 +13,15 @@ import openai
 import pytest
 
 from gateway.accounting.tokens import Tokenizers, count_chat_prompt
-from tests.conftest import Proc, metric
+from tests.conftest import Proc, metric, sdk_client
 
 MESSAGES: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Count to ten."}]
 GPT4O_MINI = (0.15e-6, 0.6e-6)  # USD per input / output token, OpenAI's list price
 
 
 def sdk(gateway: Proc) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0, timeout=20)
+    client: openai.OpenAI = sdk_client(gateway.url + "/v1")
+    return client
 
 
 def extra(obj: Any) -> dict[str, Any]:
