@@ -107,7 +107,11 @@ class UpstreamStatusError(UpstreamError):
         return self.upstream_body if self.upstream_body is not None else super().body()
 
 
+def unexpected() -> GatewayError:
+    """The error for a bug in the gateway: no detail leaks to the client."""
+    return GatewayError("internal gateway error; see the gateway log", code="internal_error")
+
+
 def render_unexpected() -> tuple[int, bytes]:
-    """The answer for a bug in the gateway: no detail leaks to the client."""
-    err = GatewayError("internal gateway error; see the gateway log", code="internal_error")
+    err = unexpected()
     return err.status, err.body()

@@ -158,13 +158,11 @@ class _Connection(asyncio.Protocol):
         self.reply: PoolReply | None = None
         self.headers_ready: asyncio.Future[None] | None = None
         self.alive = True
-        self.used = False  # has served a request: a failure before any byte may be a stale socket
         self.got_bytes = False
         self.idle_since = 0.0
         self.last_read = 0.0
         self._paused = False
         self._keep_alive = False
-        self.idle_timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -26,6 +26,7 @@ from gateway.pool import Pool, request_head
 from gateway.providers import Endpoint
 from gateway.providers import mock as mock_dialect
 from gateway.providers import openai as openai_dialect
+from gateway.schemas.response import UpstreamModelList
 from gateway.upstream import Reply, Timeouts, send
 
 
@@ -115,9 +116,11 @@ class HTTPProvider:
         # The gateway's own pool when configured: request heads built once per key.
         self._pool = pool if cfg.client == "pool" else None
         self._origin = self._pool.origin(cfg.base_url, ssl_context=self._ssl) if self._pool else None
-        self._heads = {
-            e: [request_head("POST", urlsplit(url).path, h) for h in self._keys] for e, url in self._urls.items()
-        }
+        self._heads = (
+            {e: [request_head("POST", urlsplit(url).path, h) for h in self._keys] for e, url in self._urls.items()}
+            if self._pool
+            else {}
+        )
 
     def _key(self) -> int:
         if len(self._keys) == 1:
@@ -186,7 +189,7 @@ class HTTPProvider:
         if reply.status != 200:
             raise UpstreamProtocolError(f"provider '{self.name}' answered GET /models with HTTP {reply.status}")
         try:
-            listing = msgspec.json.decode(data, type=_UpstreamModels)
+            listing = msgspec.json.decode(data, type=UpstreamModelList)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
             raise UpstreamProtocolError(f"provider '{self.name}' sent an unreadable model list: {e}") from None
         return [m.id for m in listing.data]
@@ -195,14 +198,6 @@ class HTTPProvider:
         for secret in self._secrets:
             data = data.replace(secret, b"[redacted]")
         return data
-
-
-class _UpstreamModel(msgspec.Struct):
-    id: str
-
-
-class _UpstreamModels(msgspec.Struct):
-    data: list[_UpstreamModel]
 
 
 class MockReply:

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, unexpected
 
 log = logging.getLogger("gateway.server")
 
@@ -32,7 +32,7 @@ class _Protocol(RequestHandler):
             raise ConnectionError("response already started; cannot send an error response")
         if status >= 500:
             log.error("error handling request", exc_info=exc)
-            err: GatewayError = GatewayError("internal gateway error; see the gateway log", code="internal_error")
+            err: GatewayError = unexpected()
         else:
             detail = exc.message if isinstance(exc, HttpProcessingError) else (message or str(exc or ""))
             log.debug("malformed HTTP request from %s: %s", request.remote, detail)
