@@ -15,14 +15,14 @@ async def read_bounded(request: web.BaseRequest, *, limit: int) -> bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     content = request.content
     first = await content.readany()
-    if content.at_eof():
-        if len(first) > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        return first
-    parts, size = [first], len(first)
-    while chunk := await content.readany():
+    if content.at_eof() and len(first) <= limit:
+        return first  # the common case: the whole body in one read, no copy
+    parts, size = [], 0
+    chunk = first
+    while chunk:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         parts.append(chunk)
+        chunk = await content.readany()
     return b"".join(parts)

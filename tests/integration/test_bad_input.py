@@ -4,6 +4,7 @@ problem; the server keeps serving."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -131,3 +132,18 @@ def test_bad_input_server_keeps_serving(gateway: Proc) -> None:
     r = httpx.post(gateway.url + CHAT, content='{"model":"mock/m",' + OK_MSG + "}")
     assert r.status_code == 200
     assert gateway.alive()
+
+
+def test_bad_input_oversize_body_in_one_read_before_its_end_is_413(gateway: Proc) -> None:
+    # The whole oversize body arrives in one read, its chunked terminator later: the
+    # first read alone must be checked against the limit.
+    body = b'{"model":"mock/m","messages":[{"role":"user","content":"' + b"a" * 70_000 + b'"}]}'
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
+        s.sendall(head + b"%x\r\n%s\r\n" % (len(body), body))
+        time.sleep(0.3)
+        s.sendall(b"0\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(65536)
+    assert answer.split(b"\r\n")[0].endswith(b"413 Request Entity Too Large"), answer[:200]
