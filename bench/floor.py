@@ -7,6 +7,11 @@ chunk by chunk for event streams). What the gateway costs beyond this is what it
 features cost.
 
     .venv/bin/python -m bench.floor --port 8081 --upstream http://127.0.0.1:9000
+    .venv/bin/python -m bench.floor --pool ...   # the same on the gateway's own pool
+
+``--pool`` swaps ``ClientSession`` for ``gateway.pool``: the thinnest forwarder on the
+gateway's upstream client, so gateway+pool minus floor+pool is what validation, routing
+and accounting cost under load.
 """
 
 from __future__ import annotations
@@ -18,6 +23,45 @@ import contextlib
 import aiohttp
 import uvloop
 from aiohttp import web
+
+
+async def serve_pooled(port: int, upstream: str) -> None:
+    """The same forwarder on the gateway's own upstream pool instead of ``ClientSession``:
+    what the gateway costs beyond this is what its features cost (issue 5)."""
+    from gateway.pool import Pool, request_head
+
+    pool = Pool()
+    origin = pool.origin(upstream)
+    heads: dict[str, bytes] = {}
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        if request.path == "/health":
+            return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+        body = await request.read()
+        head = heads.get(request.path)
+        if head is None:
+            head = heads[request.path] = request_head("POST", request.path, {"Content-Type": "application/json"})
+        reply = await pool.request(origin, head, body, connect_s=10.0, first_byte_s=300.0)
+        try:
+            ctype = next((v for k, v in reply.headers if k.lower() == b"content-type"), b"").decode()
+            if not ctype.startswith("text/event-stream"):
+                return web.Response(status=reply.status, body=await reply.read(), headers={"Content-Type": ctype})
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            async for chunk in reply.chunks():
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+        finally:
+            reply.close()
+
+    server = web.Server(handler, handler_cancellation=True, access_log=None)
+    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", port, backlog=2048)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        listener.close()
+        pool.close()
 
 
 async def serve(port: int, upstream: str, *, tuned: bool) -> None:
@@ -71,9 +115,11 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--upstream", required=True, help="base URL of the upstream, e.g. http://127.0.0.1:9000")
     p.add_argument("--tuned", action="store_true", help="every ClientSession knob set for speed")
+    p.add_argument("--pool", action="store_true", help="the gateway's own upstream pool, not ClientSession")
     args = p.parse_args()
+    upstream = args.upstream.rstrip("/")
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve(args.port, args.upstream.rstrip("/"), tuned=args.tuned))
+        uvloop.run(serve_pooled(args.port, upstream) if args.pool else serve(args.port, upstream, tuned=args.tuned))
 
 
 if __name__ == "__main__":

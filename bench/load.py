@@ -273,6 +273,17 @@ def contenders(peers: list[str], folder: Path) -> Iterator[dict[str, dict[str, T
                 )
             )
             out[kind]["floor"] = floor
+            port = free_port()
+            out[kind]["floor+pool"] = keep(
+                spawn(
+                    "floor+pool",
+                    python_module("bench.floor", "--pool", "--port", str(port), "--upstream", mock.url),
+                    port=port,
+                    cpu=SERVER_CPU,
+                    health="/health",
+                    log=folder / f"floor-pool-{kind}.log",
+                )
+            )
 
         for name, client in (("gateway", "aiohttp"), ("gateway+pool", "pool")):
             config = folder / f"{name}.json"
@@ -362,7 +373,7 @@ def report(result: dict[str, object]) -> str:
     cells = [Cell(**c) for c in result["cells"]]  # type: ignore[attr-defined, arg-type]
     facts: dict[str, dict[str, float]] = result["facts"]  # type: ignore[assignment]
     lines = [
-        f"{'scenario':<22} {'conns':>5} {'contender':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'scenario':<22} {'conns':>5} {'contender':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'+p50 ms':>8} {'CPU µs/req':>11} {'x floor':>7} {'errors':>6}"
     ]
     key = {(c.scenario, c.connections, c.contender): c for c in cells}
@@ -372,12 +383,12 @@ def report(result: dict[str, object]) -> str:
         added = c.p50_ms - direct.p50_ms if direct else float("nan")
         ratio = c.cpu_us_per_req / floor.cpu_us_per_req if floor and c.contender != "direct" else float("nan")
         lines.append(
-            f"{c.scenario:<22} {c.connections:>5} {c.contender:<10} {c.rps:>9.0f} {c.p50_ms:>8.2f} "
+            f"{c.scenario:<22} {c.connections:>5} {c.contender:<12} {c.rps:>9.0f} {c.p50_ms:>8.2f} "
             f"{c.p99_ms:>8.2f} {added:>8.2f} {c.cpu_us_per_req:>11.0f} {ratio:>7.2f} {c.errors:>6}"
         )
     lines.append("")
     lines.append(
-        f"{'scenario (fixed rate)':<22} {'req/s':>5} {'contender':<10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'scenario (fixed rate)':<22} {'req/s':>5} {'contender':<12} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'max ms':>8} {'+p50 ms':>8} {'errors':>6}"
     )
     fixed = [FixedRate(**f) for f in result.get("fixed", [])]  # type: ignore[attr-defined]
@@ -386,18 +397,18 @@ def report(result: dict[str, object]) -> str:
         base = fkey.get((f.scenario, "direct"))
         added = f.p50_ms - base.p50_ms if base else float("nan")
         lines.append(
-            f"{f.scenario:<22} {f.rate:>5} {f.contender:<10} {f.p50_ms:>8.2f} {f.p99_ms:>8.2f} "
+            f"{f.scenario:<22} {f.rate:>5} {f.contender:<12} {f.p50_ms:>8.2f} {f.p99_ms:>8.2f} "
             f"{f.max_ms:>8.2f} {added:>8.2f} {f.errors:>6}"
         )
     lines.append("")
     lines.append(
-        f"{'contender':<10} {'start s':>8} {'RSS idle MB':>12} {'RSS after MB':>13} "
+        f"{'contender':<12} {'start s':>8} {'RSS idle MB':>12} {'RSS after MB':>13} "
         f"{'first chunk ms':>15} {'+first chunk ms':>16}"
     )
     direct_ttfc = facts.get("direct", {}).get("first_chunk_ms", float("nan"))
     for name, f in facts.items():
         lines.append(
-            f"{name:<10} {f['startup_s']:>8.2f} {f['rss_idle_mb']:>12.1f} {f['rss_after_mb']:>13.1f} "
+            f"{name:<12} {f['startup_s']:>8.2f} {f['rss_idle_mb']:>12.1f} {f['rss_after_mb']:>13.1f} "
             f"{f['first_chunk_ms']:>15.2f} {f['first_chunk_ms'] - direct_ttfc:>16.2f}"
         )
     return "\n".join(lines)

@@ -31,7 +31,9 @@ def test_bench_load_quick_produces_every_cell(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     cells = result["cells"]
     assert {(c["contender"], c["scenario"]) for c in cells} >= {
-        (who, what) for who in ("direct", "floor", "gateway") for what in ("unary", "stream", "stream paced 5 ms")
+        (who, what)
+        for who in ("direct", "floor", "floor+pool", "gateway", "gateway+pool")
+        for what in ("unary", "stream", "stream paced 5 ms")
     }
     assert all(c["rps"] > 0 and c["errors"] == 0 and c["cpu_us_per_req"] > 0 for c in cells)
     for name in ("direct", "floor", "gateway"):
