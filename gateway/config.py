@@ -30,6 +30,32 @@ class KeyConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     value: str  # the secret, or "env.VAR_NAME"
     name: str = "default"
     weight: Annotated[float, Meta(gt=0)] = 1.0
+    # Models (as the upstream names them) this key may be used for; empty: every model.
+    models: tuple[str, ...] = ()
+
+
+class RetryConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Retries of one provider before the next fallback: 429/401/403 move to another
+    key, 5xx and network failures retry the same one; waits grow exponentially with
+    full jitter and never outlast the request's timeout."""
+
+    # 0, as the reference system: a gateway that retries by default multiplies the load
+    # on a provider that is already failing.
+    max_retries: Annotated[int, Meta(ge=0, le=10)] = 0
+    backoff_initial_s: Annotated[float, Meta(ge=0, le=60)] = 0.25
+    backoff_max_s: Annotated[float, Meta(ge=0, le=300)] = 4.0
+
+
+class LimitConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Upstream requests in flight per provider (streams count until they end)."""
+
+    max_concurrency: Annotated[int, Meta(ge=1)] | None = None  # None: unlimited
+    # Requests waiting for a slot; beyond it a 429 at once (bounded memory).
+    queue_size: Annotated[int, Meta(ge=0)] = 1000
+    # A request that waited this long for a slot gets a 429.
+    queue_timeout_s: Annotated[float, Meta(gt=0)] = 30.0
+    # True: no queue: a 429 as soon as max_concurrency is reached.
+    drop_excess_requests: bool = False
 
 
 class TimeoutConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -67,7 +93,7 @@ class PriceConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
 
 
 class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    dialect: Literal["openai", "mock"] = "openai"
+    dialect: Literal["openai", "anthropic", "gemini", "mock"] = "openai"
     base_url: str = ""
     keys: tuple[KeyConfig, ...] = ()
     headers: dict[str, str] = {}
@@ -90,6 +116,10 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     client: Literal["aiohttp", "pool"] = "pool"
     # PEM file of CA certificates trusted for this provider's TLS (default: the system's).
     ca_file: str | None = None
+    retries: RetryConfig = RetryConfig()
+    limits: LimitConfig = LimitConfig()
+    # How long a key the upstream refused, rate-limited or kept failing is skipped.
+    key_cooldown_s: Annotated[float, Meta(ge=0)] = 30.0
 
 
 class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -30,6 +30,11 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    # HTTP headers the answer carries (an upstream 429's Retry-After and rate-limit headers).
+    headers: tuple[tuple[str, str], ...] = ()
+    # When several targets were tried: one entry per attempt, listed in the error body's
+    # extra_fields.attempts.
+    attempts: list[Attempt] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -40,6 +45,14 @@ class GatewayError(Exception):
 
     def body(self) -> bytes:
         return _encode(ErrorBody(ErrorDetail(self.message, self.type, self.param, self.code)))
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    provider: str
+    model: str
+    status: int
+    code: str | None
+    message: str
 
 
 class InvalidRequest(GatewayError):
@@ -98,10 +111,11 @@ class UpstreamStatusError(UpstreamError):
     """The upstream answered with an error status; its body is relayed as is when it
     is already an OpenAI error body."""
 
-    def __init__(self, message: str, *, status: int, body: bytes | None) -> None:
+    def __init__(self, message: str, *, status: int, body: bytes | None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.upstream_body = body
+        self.retry_after_s = retry_after_s
 
     def body(self) -> bytes:
         return self.upstream_body if self.upstream_body is not None else super().body()

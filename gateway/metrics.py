@@ -23,7 +23,17 @@ STREAM_OUTCOMES = ("completed", "client_gone", "upstream_error")
 class ProviderMeters:
     """One provider's counters."""
 
-    __slots__ = ("cost_usd", "estimated", "streams", "tokens_in", "tokens_out", "unpriced")
+    __slots__ = (
+        "busy",
+        "cost_usd",
+        "estimated",
+        "fallbacks",
+        "retries",
+        "streams",
+        "tokens_in",
+        "tokens_out",
+        "unpriced",
+    )
 
     def __init__(self) -> None:
         self.tokens_in = 0
@@ -32,6 +42,9 @@ class ProviderMeters:
         self.unpriced = 0
         self.estimated = 0
         self.streams = dict.fromkeys(STREAM_OUTCOMES, 0)
+        self.retries = 0  # another try on this provider after a failure
+        self.fallbacks = 0  # requests this provider served as a fallback
+        self.busy = 0  # refused at its concurrency limit
 
 
 class Metrics(Collector):
@@ -56,6 +69,13 @@ class Metrics(Collector):
             "gateway_usage_estimated_requests", "Requests whose usage the gateway counted itself", labels=["provider"]
         )
         streams = CounterMetricFamily("gateway_streams", "Streams by how they ended", labels=["provider", "outcome"])
+        retries = CounterMetricFamily("gateway_upstream_retries", "Retries on a provider", labels=["provider"])
+        fallbacks = CounterMetricFamily(
+            "gateway_fallback_requests", "Requests a fallback provider served", labels=["provider"]
+        )
+        busy = CounterMetricFamily(
+            "gateway_provider_busy_requests", "Requests refused at a provider's concurrency limit", labels=["provider"]
+        )
         for name, m in sorted(self._providers.items()):
             tokens.add_metric([name, "input"], m.tokens_in)
             tokens.add_metric([name, "output"], m.tokens_out)
@@ -64,7 +84,10 @@ class Metrics(Collector):
             estimated.add_metric([name], m.estimated)
             for outcome, n in m.streams.items():
                 streams.add_metric([name, outcome], n)
-        yield from (tokens, cost, unpriced, estimated, streams)
+            retries.add_metric([name], m.retries)
+            fallbacks.add_metric([name], m.fallbacks)
+            busy.add_metric([name], m.busy)
+        yield from (tokens, cost, unpriced, estimated, streams, retries, fallbacks, busy)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.relayed import RELAYED_HEADERS
 
 # Idle connections kept per origin; beyond it a finished connection is closed.
 MAX_IDLE_PER_ORIGIN = 256
@@ -63,7 +64,8 @@ class PoolReply:
         self._idle_s: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
+        # Only the headers relayed to the client (RELAYED_HEADERS); the rest are not kept.
+        self.headers: list[tuple[str, str]] = []
         self._queue: deque[bytes] = deque()
         self._queued = 0
         self._done = False
@@ -197,8 +199,8 @@ class _Connection(asyncio.Protocol):
 
     # llhttp callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.reply is not None:
-            self.reply.headers.append((name, value))
+        if self.reply is not None and name.lower().startswith(RELAYED_HEADERS):
+            self.reply.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         if self.reply is not None:

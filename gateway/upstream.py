@@ -15,6 +15,7 @@ import aiohttp
 
 from gateway import __version__
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.relayed import RELAYED_HEADERS
 
 USER_AGENT = f"gateway/{__version__}"
 # Streams are read as they arrive; 64 KiB holds many SSE frames per read without
@@ -37,6 +38,7 @@ class Reply(Protocol):
     """What the relay reads from any upstream, over HTTP or in-process."""
 
     status: int
+    headers: list[tuple[str, str]]  # only those relayed to the client (gateway.relayed)
 
     async def read(self) -> bytes: ...
 
@@ -63,12 +65,13 @@ def classify(exc: BaseException, *, provider: str) -> UpstreamError:
 
 
 class HTTPReply:
-    __slots__ = ("_provider", "_resp", "status")
+    __slots__ = ("_provider", "_resp", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse, *, provider: str) -> None:
         self._resp = resp
         self._provider = provider
         self.status = resp.status
+        self.headers = [(k, v) for k, v in resp.headers.items() if k.lower().encode().startswith(RELAYED_HEADERS)]
 
     async def read(self) -> bytes:
         try:

@@ -21,8 +21,8 @@ assert isinstance(WEIGHTED, HTTPProvider) and isinstance(ONE_KEY, HTTPProvider)
 CASES: Cases = {
     "resolve provider/model": lambda: TABLE.resolve("vllm/meta-llama/Llama-3.1-8B"),
     "resolve bare model (default provider)": lambda: TABLE.resolve("gpt-4o"),
-    "key choice, one key": ONE_KEY._headers,
-    "key choice, two weighted keys": WEIGHTED._headers,
+    "key choice, one key": lambda: ONE_KEY.keys.choose("m"),
+    "key choice, two weighted keys": lambda: WEIGHTED.keys.choose("m"),
 }
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
 from gateway.accounting.ledger import Ledger
-from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from gateway.errors import GatewayError, UpstreamStatusError
 from gateway.providers import Endpoint
+from gateway.relayed import client_headers, retry_after_s
 from gateway.routing.table import Target
 from gateway.schemas.response import ExtraFields
 from gateway.upstream import Timeouts
@@ -29,7 +30,9 @@ class Call:
         "body",
         "client_usage",
         "endpoint",
+        "extra_headers",
         "ledger",
+        "pinned_key",
         "raw_request",
         "raw_response",
         "request_type",
@@ -45,7 +48,7 @@ class Call:
         endpoint: Endpoint,
         request_type: str,
         requested: str,
-        targets: list[tuple[Target, bytes]],
+        targets: list[tuple[Target, bytes | GatewayError]],
         body: bytes,
         t0: float,
         raw_request: bool,
@@ -53,11 +56,14 @@ class Call:
         client_usage: bool,
         ledger: Ledger,
         timeouts: Timeouts | None,
+        pinned_key: str | None = None,
+        extra_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
         self.requested = requested
-        # (target, upstream body) per attempt: the primary, then each fallback.
+        # (target, upstream body) per attempt: the primary, then each fallback; an
+        # error instead of a body when that target cannot take the request.
         self.targets = targets
         self.body = body
         self.t0 = t0
@@ -67,6 +73,8 @@ class Call:
         self.client_usage = client_usage
         self.ledger = ledger
         self.timeouts = timeouts  # per-request overrides from headers, or None
+        self.pinned_key = pinned_key  # x-bf-api-key: the provider key to use, by name
+        self.extra_headers = extra_headers  # x-bf-eh-*: forwarded upstream
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.t0) * 1000, 3)
@@ -93,12 +101,13 @@ class Call:
         )
 
 
-def may_fall_back(err: UpstreamError) -> bool:
-    if isinstance(err, (UpstreamConnectError, UpstreamTimeout)):
-        return True
+def may_fall_back(err: GatewayError) -> bool:
+    """Another target may succeed: anything but an upstream's verdict on the request
+    itself (a 4xx other than 408/409/429). Protocol errors (garbage, reset), the
+    gateway's own refusals of one target (busy, no key, untranslatable) move on."""
     if isinstance(err, UpstreamStatusError):
         return err.status in RETRYABLE_STATUS
-    return True  # a protocol error (garbage, reset) is the provider's fault
+    return True
 
 
 class _ErrorObject(msgspec.Struct):
@@ -120,9 +129,20 @@ _openai_error = msgspec.json.Decoder(_OpenAIError).decode
 _loose_error = msgspec.json.Decoder(_LooseError).decode
 
 
-def status_error(provider: str, status: int, data: bytes) -> UpstreamStatusError:
+def status_error(
+    provider: str, status: int, data: bytes, headers: list[tuple[str, str]] | None = None
+) -> UpstreamStatusError:
     """An upstream error answer, relayed as is when it is already an OpenAI error body,
-    otherwise wrapped into one that quotes the upstream's message."""
+    otherwise wrapped into one that quotes the upstream's message. The upstream's
+    rate-limit headers and Retry-After go back with it."""
+    err = _status_error(provider, status, data)
+    if headers:
+        err.headers = tuple(client_headers(headers))
+        err.retry_after_s = retry_after_s(headers)
+    return err
+
+
+def _status_error(provider: str, status: int, data: bytes) -> UpstreamStatusError:
     try:
         _openai_error(data)
         return UpstreamStatusError(f"provider '{provider}' answered HTTP {status}", status=status, body=data)

@@ -20,9 +20,11 @@ from aiohttp import web
 from gateway.accounting.tokens import CompletionCounter
 from gateway.accounting.usage import Usage, encode
 from gateway.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
-from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call, may_fall_back, status_error
+from gateway.relay.attempts import first_success
+from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call, status_error
 from gateway.relay.sse import Framer
 from gateway.relay.watch import Finisher, StreamWatch
+from gateway.relayed import client_headers
 from gateway.routing.table import Target
 from gateway.upstream import Reply
 
@@ -39,47 +41,42 @@ SSE_HEADERS = {
 class _Opened:
     """An upstream stream whose first chunk has arrived, not yet sent to the client."""
 
-    __slots__ = ("chunks", "first", "index", "reply")
+    __slots__ = ("chunks", "first", "reply")
 
-    def __init__(self, reply: Reply, chunks: AsyncGenerator[bytes, None], first: bytes, index: int) -> None:
-        self.reply, self.chunks, self.first, self.index = reply, chunks, first, index
+    def __init__(self, reply: Reply, chunks: AsyncGenerator[bytes, None], first: bytes) -> None:
+        self.reply, self.chunks, self.first = reply, chunks, first
 
 
-async def _first_chunk(call: Call, target: Target, body: bytes) -> tuple[Reply, AsyncGenerator[bytes, None], bytes]:
+async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Opened:
+    """The stream of one attempt, once its first chunk is in: within the first-byte
+    bound (or the client's x-bf-stream-idle-timeout), so silence can still fall back."""
     provider = target.provider
-    reply = await provider.send(call.endpoint, body, stream=True, timeouts=call.timeouts)
+    wait_s = call.timeouts.stream_idle_s if call.timeouts and call.timeouts.stream_idle_s else None
     try:
-        if not 200 <= reply.status < 300:
-            data = await reply.read()
-            raise status_error(provider.name, reply.status, provider.redact(data))
-        chunks = reply.chunks()
-        first = await anext(chunks, b"")
-        if not first:
-            raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before sending anything")
-    except BaseException:
-        reply.close()
-        raise
-    return reply, chunks, first
-
-
-async def _open(call: Call) -> _Opened:
-    """The first target whose stream yields a first chunk in time."""
-    first_error: UpstreamError | None = None
-    for index, (target, body) in enumerate(call.targets):
-        wait_s = call.timeouts.stream_idle_s if call.timeouts and call.timeouts.stream_idle_s else None
-        try:
-            async with asyncio.timeout(wait_s or target.provider.first_byte_s):
-                reply, chunks, first = await _first_chunk(call, target, body)
-            return _Opened(reply, chunks, first, index)
-        except TimeoutError:
-            err: UpstreamError = UpstreamTimeout(f"provider '{target.provider.name}' sent no first byte in time")
-        except UpstreamError as e:
-            err = e
-        first_error = first_error or err
-        if not may_fall_back(err):
-            break
-    assert first_error is not None
-    raise first_error
+        async with asyncio.timeout(wait_s or provider.first_byte_s):
+            reply = await provider.send(
+                call.endpoint,
+                body,
+                stream=True,
+                timeouts=call.timeouts,
+                key=key,
+                model=target.model,
+                extra=call.extra_headers,
+            )
+            try:
+                if not 200 <= reply.status < 300:
+                    data = await reply.read()
+                    raise status_error(provider.name, reply.status, provider.redact(data), reply.headers)
+                chunks = reply.chunks()
+                first = await anext(chunks, b"")
+                if not first:
+                    raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before sending anything")
+            except BaseException:
+                reply.close()
+                raise
+    except TimeoutError:
+        raise UpstreamTimeout(f"provider '{provider.name}' sent no first byte in time") from None
+    return _Opened(reply, chunks, first)
 
 
 def _finisher(call: Call, target: Target, *, counting: bool) -> Finisher:
@@ -111,9 +108,17 @@ def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> Non
 
 
 async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
-    opened = await _open(call)
+    opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
+    try:
+        return await _relay(call, request, opened, index)
+    finally:
+        if limiter is not None:
+            limiter.release()
+
+
+async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: int) -> web.StreamResponse:
     reply, chunks = opened.reply, opened.chunks
-    target = call.targets[opened.index][0]
+    target = call.targets[index][0]
     counter = (
         CompletionCounter(call.ledger.tokenizers.for_model(target.model))
         if target.provider.stream_usage.must_count()
@@ -122,10 +127,12 @@ async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
     finisher = _finisher(call, target, counting=counter is not None)
     watch = StreamWatch(client_usage=call.client_usage, counter=counter, finish=finisher)
     feed, process = Framer().feed, watch.process
-    resp = web.StreamResponse(headers=SSE_HEADERS)
-    resp.headers[PROVIDER_HEADER] = target.provider.name
-    if opened.index:
-        resp.headers[FALLBACK_HEADER] = str(opened.index)
+    headers = {**SSE_HEADERS, PROVIDER_HEADER: target.provider.name}
+    if index:
+        headers[FALLBACK_HEADER] = str(index)
+    if reply.headers:
+        headers.update(client_headers(reply.headers))
+    resp = web.StreamResponse(headers=headers)
     outcome = "client_gone"
     try:
         await resp.prepare(request)

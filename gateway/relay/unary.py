@@ -8,8 +8,9 @@ from msgspec import UNSET
 from gateway import codec
 from gateway.accounting.tokens import count_completion
 from gateway.accounting.usage import Usage, decode_usage, encode, encode_counted
-from gateway.errors import UpstreamError, UpstreamProtocolError
-from gateway.relay.call import Call, may_fall_back, status_error
+from gateway.errors import UpstreamProtocolError
+from gateway.relay.attempts import first_success
+from gateway.relay.call import Call, status_error
 from gateway.relay.watch import add_cost
 from gateway.routing.table import Target
 
@@ -42,15 +43,17 @@ def account(call: Call, target: Target, data: bytes, usage_raw: bytes | None) ->
     return codec.splice_field(data, b"usage", counted), True
 
 
-async def _attempt(call: Call, target: Target, body: bytes) -> bytes:
+async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[bytes, list[tuple[str, str]]]:
     provider = target.provider
-    reply = await provider.send(call.endpoint, body, stream=False, timeouts=call.timeouts)
+    reply = await provider.send(
+        call.endpoint, body, stream=False, timeouts=call.timeouts, key=key, model=target.model, extra=call.extra_headers
+    )
     try:
         data = await reply.read()
     finally:
         reply.close()
     if not 200 <= reply.status < 300:
-        raise status_error(provider.name, reply.status, provider.redact(data))
+        raise status_error(provider.name, reply.status, provider.redact(data), reply.headers)
     head = codec.response_head(data)
     usage_raw = bytes(head.usage) if head.usage is not UNSET else None
     if usage_raw == b"null":
@@ -63,19 +66,13 @@ async def _attempt(call: Call, target: Target, body: bytes) -> bytes:
         raw_request=body if call.raw_request else None,
         raw_response=upstream_data if call.raw_response else None,
     )
-    return codec.enrich(data, head, extra)
+    return codec.enrich(data, head, extra), reply.headers
 
 
-async def unary(call: Call) -> tuple[bytes, int]:
-    """The enriched body and the index of the target that served it (0: primary).
-    All failing: the primary's error."""
-    first: UpstreamError | None = None
-    for index, (target, body) in enumerate(call.targets):
-        try:
-            return await _attempt(call, target, body), index
-        except UpstreamError as e:
-            first = first or e
-            if not may_fall_back(e):
-                break
-    assert first is not None
-    raise first
+async def unary(call: Call) -> tuple[bytes, int, list[tuple[str, str]]]:
+    """The enriched body, the index of the target that served it (0: primary) and the
+    upstream headers relayed to the client. All failing: the primary's error."""
+    (data, headers), index, limiter = await first_success(call, lambda t, b, k: _attempt(call, t, b, k))
+    if limiter is not None:
+        limiter.release()
+    return data, index, headers

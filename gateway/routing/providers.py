@@ -7,9 +7,6 @@ answers in-process with the same generator ``gateway mock`` serves over HTTP.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import itertools
-import random
 import ssl
 from collections.abc import AsyncGenerator
 from typing import Protocol
@@ -20,12 +17,14 @@ import msgspec
 
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices, Pricing
-from gateway.config import MockConfig, ProviderConfig
+from gateway.config import ProviderConfig, RetryConfig
 from gateway.errors import UpstreamError, UpstreamProtocolError
 from gateway.pool import Pool, request_head
 from gateway.providers import Endpoint
 from gateway.providers import mock as mock_dialect
 from gateway.providers import openai as openai_dialect
+from gateway.routing.keys import KeyRing
+from gateway.routing.limits import Limiter
 from gateway.schemas.response import UpstreamModelList
 from gateway.upstream import Reply, Timeouts, send
 
@@ -51,85 +50,126 @@ class StreamUsage:
 
 class Provider(Protocol):
     name: str
+    dialect: str
     endpoints: frozenset[Endpoint]
     pricing: Pricing
     stream_usage: StreamUsage
-
+    keys: KeyRing
+    retries: RetryConfig
+    limiter: Limiter | None
+    request_s: float
     first_byte_s: float
 
-    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply: ...
+    async def send(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        *,
+        stream: bool,
+        timeouts: Timeouts | None,
+        key: int = 0,
+        model: str = "",
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> Reply: ...
 
     async def list_models(self) -> list[str]: ...
 
     def redact(self, data: bytes) -> bytes: ...
 
 
+class _GeminiModel(msgspec.Struct):
+    name: str
+
+
+class _Listing(msgspec.Struct):
+    """Gemini's model list: ``{"models": [{"name": "models/gemini-..."}]}``."""
+
+    models: list[_GeminiModel] = []
+
+
+# Bounded so a client cycling through model names cannot grow the head cache forever.
+_MAX_HEADS = 1024
+
+
 class HTTPProvider:
-    """An OpenAI-compatible server reached over HTTP."""
+    """A provider reached over HTTP in its own dialect (OpenAI-compatible, Anthropic, Gemini)."""
 
     __slots__ = (
+        "dialect",
+        "endpoints",
         "first_byte_s",
+        "keys",
+        "limiter",
+        "name",
         "pricing",
+        "request_s",
+        "retries",
         "stream_usage",
+        "_base",
         "_heads",
         "_keys",
         "_models",
         "_origin",
         "_pool",
-        "_ssl",
-        "_models_url",
         "_secrets",
         "_session",
+        "_ssl",
         "_stream",
         "_timeouts",
         "_unary",
         "_urls",
-        "_weights",
-        "endpoints",
-        "name",
     )
 
     def __init__(
         self, name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession, pricing: Pricing, pool: Pool | None
     ) -> None:
         self.name = name
+        self.dialect: str = cfg.dialect
         self.pricing = pricing
         self.stream_usage = StreamUsage(cfg.stream_usage)
-        self.endpoints = openai_dialect.ENDPOINTS
+        self.endpoints = openai_dialect.ENDPOINTS if cfg.dialect == "openai" else CHAT_ONLY
+        self._base = cfg.base_url
         self._urls = openai_dialect.urls(cfg.base_url)
-        self._models_url = cfg.base_url + openai_dialect.MODELS_PATH
         keys = cfg.keys or ()
-        self._keys = [openai_dialect.request_headers(api_key=k.value, extra=cfg.headers) for k in keys] or [
-            openai_dialect.request_headers(api_key=None, extra=cfg.headers)
+        self.keys = KeyRing(keys, cooldown_s=cfg.key_cooldown_s)
+        self._keys = [_key_headers(cfg.dialect, k.value, cfg.headers) for k in keys] or [
+            _key_headers(cfg.dialect, None, cfg.headers)
         ]
-        self._weights = list(itertools.accumulate(k.weight for k in keys)) or [1.0]
         # Provider keys are scrubbed from anything relayed back (upstream error texts).
         self._secrets = tuple(k.value.encode() for k in keys if len(k.value) >= 8)
+        self.retries = cfg.retries
+        self.limiter = Limiter(name, cfg.limits) if cfg.limits.max_concurrency is not None else None
         t = cfg.timeouts
         self._timeouts = t
+        self.request_s = t.request_s
         self._unary = aiohttp.ClientTimeout(total=t.request_s, sock_connect=t.connect_s)
         self._stream = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.stream_idle_s)
         self.first_byte_s = t.first_byte_s or t.stream_idle_s
         self._session = session
         self._models = list(cfg.models)
         self._ssl = ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else None
-        # The gateway's own pool when configured: request heads built once per key.
+        # The gateway's own pool when configured: request heads built once per key and URL.
         self._pool = pool if cfg.client == "pool" else None
         self._origin = self._pool.origin(cfg.base_url, ssl_context=self._ssl) if self._pool else None
-        self._heads = (
-            {e: [request_head("POST", urlsplit(url).path, h) for h in self._keys] for e, url in self._urls.items()}
-            if self._pool
-            else {}
-        )
+        self._heads: dict[tuple[str, int], bytes] = {}
 
-    def _key(self) -> int:
-        if len(self._keys) == 1:
-            return 0
-        cum = self._weights  # cumulative: one draw and a bisect, ~4x cheaper than random.choices
-        return bisect.bisect(cum, random.random() * cum[-1])
+    def _url(self, endpoint: Endpoint, *, model: str, stream: bool) -> str:
+        if self.dialect == "openai":
+            return self._urls[endpoint]
+        if self.dialect == "anthropic":
+            return self._base + "/v1/messages"
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return f"{self._base}/v1beta/models/{model}:{action}"
 
-    def _headers(self) -> dict[str, str]:
-        return self._keys[self._key()]
+    def _head(self, url: str, key: int) -> bytes:
+        head = self._heads.get((url, key))
+        if head is None:
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            parts = urlsplit(url)
+            target = parts.path + ("?" + parts.query if parts.query else "")
+            head = self._heads[(url, key)] = request_head("POST", target, self._keys[key])
+        return head
 
     def _timeout(self, stream: bool, o: Timeouts | None) -> aiohttp.ClientTimeout:
         if o is None:
@@ -141,21 +181,38 @@ class HTTPProvider:
             )
         return aiohttp.ClientTimeout(total=o.request_s or t.request_s, sock_connect=t.connect_s)
 
-    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
+    async def send(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        *,
+        stream: bool,
+        timeouts: Timeouts | None,
+        key: int = 0,
+        model: str = "",
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> Reply:
+        url = self._url(endpoint, model=model, stream=stream)
         if self._pool is not None:
-            return await self._send_pooled(endpoint, body, stream=stream, timeouts=timeouts)
+            head = self._head(url, key)
+            if extra:
+                head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")
+            return await self._send_pooled(head, body, stream=stream, timeouts=timeouts)
+        headers = self._keys[key]
+        if extra:
+            headers = {**headers, **dict(extra)}
         return await send(
             self._session,
             "POST",
-            self._urls[endpoint],
+            url,
             body=body,
-            headers=self._headers(),
+            headers=headers,
             timeout=self._timeout(stream, timeouts),
             provider=self.name,
             ssl=self._ssl,
         )
 
-    async def _send_pooled(self, endpoint: Endpoint, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
+    async def _send_pooled(self, head: bytes, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
         t, o = self._timeouts, timeouts
         total = (o.request_s if o else None) or (None if stream else t.request_s)
         idle = (o.stream_idle_s if o else None) or t.stream_idle_s
@@ -163,7 +220,7 @@ class HTTPProvider:
         try:
             reply = await self._pool.request(
                 self._origin,
-                self._heads[endpoint][self._key()],
+                head,
                 body,
                 connect_s=t.connect_s,
                 # Headers must arrive within the idle bound for a stream, the total for a unary call.
@@ -179,16 +236,21 @@ class HTTPProvider:
     async def list_models(self) -> list[str]:
         if self._models:
             return self._models
+        path = (
+            "/v1beta/models" if self.dialect == "gemini" else "/v1/models" if self.dialect == "anthropic" else "/models"
+        )
         reply = await send(
-            self._session, "GET", self._models_url, headers=self._headers(), timeout=self._unary, provider=self.name
+            self._session, "GET", self._base + path, headers=self._keys[0], timeout=self._unary, provider=self.name
         )
         try:
             data = await reply.read()
         finally:
             reply.close()
         if reply.status != 200:
-            raise UpstreamProtocolError(f"provider '{self.name}' answered GET /models with HTTP {reply.status}")
+            raise UpstreamProtocolError(f"provider '{self.name}' answered GET {path} with HTTP {reply.status}")
         try:
+            if self.dialect == "gemini":
+                return [m.name.removeprefix("models/") for m in msgspec.json.decode(data, type=_Listing).models]
             listing = msgspec.json.decode(data, type=UpstreamModelList)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
             raise UpstreamProtocolError(f"provider '{self.name}' sent an unreadable model list: {e}") from None
@@ -200,11 +262,29 @@ class HTTPProvider:
         return data
 
 
+CHAT_ONLY: frozenset[Endpoint] = frozenset({"chat"})
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+def _key_headers(dialect: str, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
+    """Per-key upstream headers in the provider's own dialect."""
+    if dialect == "openai":
+        return openai_dialect.request_headers(api_key=api_key, extra=extra)
+    headers = {"Content-Type": "application/json"}
+    if dialect == "anthropic":
+        headers["anthropic-version"] = ANTHROPIC_VERSION
+    headers.update(extra)
+    if api_key:
+        headers["x-api-key" if dialect == "anthropic" else "x-goog-api-key"] = api_key
+    return headers
+
+
 class MockReply:
-    __slots__ = ("_body", "_plan", "status")
+    __slots__ = ("_body", "_plan", "headers", "status")
 
     def __init__(self, plan: mock_dialect.Plan) -> None:
         self._plan = plan
+        self.headers: list[tuple[str, str]] = []
         self.status = plan.fail_status or 200
         self._body = mock_dialect.error_body(plan.fail_status) if plan.fail_status else b""
 
@@ -230,18 +310,47 @@ class MockReply:
 class MockProvider:
     """The built-in fake LLM, answering in-process."""
 
-    __slots__ = ("_models", "_plan", "endpoints", "first_byte_s", "name", "pricing", "stream_usage")
+    __slots__ = (
+        "_models",
+        "_plan",
+        "dialect",
+        "endpoints",
+        "first_byte_s",
+        "keys",
+        "limiter",
+        "name",
+        "pricing",
+        "request_s",
+        "retries",
+        "stream_usage",
+    )
 
-    def __init__(self, name: str, cfg: MockConfig, *, pricing: Pricing, stream_usage: str, first_byte_s: float) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig, *, pricing: Pricing) -> None:
         self.name = name
-        self.first_byte_s = first_byte_s
+        self.dialect = "mock"
+        t = cfg.timeouts
+        self.first_byte_s = t.first_byte_s or t.stream_idle_s
+        self.request_s = t.request_s
         self.pricing = pricing
-        self.stream_usage = StreamUsage(stream_usage)
+        self.stream_usage = StreamUsage(cfg.stream_usage)
         self.endpoints = mock_dialect.ENDPOINTS
-        self._plan = mock_dialect.Planner(cfg)
-        self._models = list(cfg.models)
+        self.keys = KeyRing(cfg.keys, cooldown_s=cfg.key_cooldown_s)
+        self.retries = cfg.retries
+        self.limiter = Limiter(name, cfg.limits) if cfg.limits.max_concurrency is not None else None
+        self._plan = mock_dialect.Planner(cfg.mock)
+        self._models = list(cfg.mock.models)
 
-    async def send(self, endpoint: Endpoint, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
+    async def send(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        *,
+        stream: bool,
+        timeouts: Timeouts | None,
+        key: int = 0,
+        model: str = "",
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> Reply:
         return MockReply(self._plan(body, endpoint=endpoint))
 
     async def list_models(self) -> list[str]:
@@ -271,12 +380,5 @@ def build(
         on_unpriced=ledger.unpriced,
     )
     if mock:
-        t = cfg.timeouts
-        return MockProvider(
-            name,
-            cfg.mock,
-            pricing=pricing,
-            stream_usage=cfg.stream_usage,
-            first_byte_s=t.first_byte_s or t.stream_idle_s,
-        )
+        return MockProvider(name, cfg, pricing=pricing)
     return HTTPProvider(name, cfg, session=session, pricing=pricing, pool=pool)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from aiohttp import web
 
+from gateway.codec import splice_field
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, render_unexpected
 
 log = logging.getLogger("gateway.server")
@@ -17,10 +19,18 @@ Routes = dict[str, dict[str, Handler]]
 JSON = "application/json"
 
 
+_attempts = msgspec.json.Encoder().encode
+
+
 def error_response(err: GatewayError) -> web.Response:
-    resp = web.Response(status=err.status, body=err.body(), content_type=JSON)
+    body = err.body()
+    if err.attempts:
+        body = splice_field(body, b"extra_fields", b'{"attempts":%s}' % _attempts(err.attempts))
+    resp = web.Response(status=err.status, body=body, content_type=JSON)
     if isinstance(err, MethodNotAllowed):
         resp.headers["Allow"] = ", ".join(err.allow)
+    for name, value in err.headers:
+        resp.headers[name] = value
     return resp
 
 

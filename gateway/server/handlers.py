@@ -11,12 +11,13 @@ from msgspec import UNSET
 
 from gateway import codec
 from gateway.accounting.ledger import Ledger
-from gateway.errors import InvalidRequest, UpstreamError
+from gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.providers import Endpoint
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
 from gateway.relay.stream import stream
 from gateway.relay.unary import unary
+from gateway.relayed import client_headers
 from gateway.routing.table import ModelTable, Target
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
@@ -36,6 +37,30 @@ IDLE_TIMEOUT_HEADER = "x-bf-stream-idle-timeout"
 # Per-request timeouts are clamped as the reference system clamps them (30 min).
 MAX_TIMEOUT_S = 1800.0
 _HEALTH = b'{"status":"ok"}'
+API_KEY_HEADER = "x-bf-api-key"  # pins the provider key to use, by its configured name
+EXTRA_HEADER_PREFIX = "x-bf-eh-"
+# Credentials, framing and hop-by-hop headers: the gateway sets these itself.
+DENIED_EXTRA_HEADERS = frozenset(
+    {
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "anthropic-version",
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "cookie",
+        "expect",
+    }
+)
 
 
 def _flag(request: web.BaseRequest, name: str) -> bool:
@@ -59,6 +84,40 @@ def _seconds(request: web.BaseRequest, name: str) -> float | None:
     return s
 
 
+def _pinned_key(request: web.BaseRequest, targets: list[tuple[Target, bytes | GatewayError]]) -> str | None:
+    name = request.headers.get(API_KEY_HEADER)
+    if name is None:
+        return None
+    if not any(t.provider.keys.index(name) is not None for t, _ in targets):
+        raise InvalidRequest(
+            f"header {API_KEY_HEADER}: no provider of this request has a key named {name!r}",
+            param=API_KEY_HEADER,
+            code="unknown_key",
+        )
+    return name
+
+
+def _extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
+    """``x-bf-eh-<name>: value`` headers, forwarded upstream as ``<name>: value``."""
+    out = []
+    for raw, _ in request.raw_headers:
+        # Most header names do not start with x: one byte test each on the common path.
+        if raw[:1] not in b"xX" or raw[:8].lower() != b"x-bf-eh-":
+            continue
+        name = raw.decode("latin-1")
+        low = name.lower()
+        value = request.headers.get(name, "")
+        forwarded = low[len(EXTRA_HEADER_PREFIX) :]
+        if not forwarded or forwarded in DENIED_EXTRA_HEADERS or forwarded.startswith("proxy-"):
+            raise InvalidRequest(
+                f"header {name} may not be forwarded: '{forwarded}' is set by the gateway or is hop-by-hop",
+                param=name,
+                code="invalid_header",
+            )
+        out.append((forwarded, value))
+    return tuple(out)
+
+
 def _timeouts(request: web.BaseRequest) -> Timeouts | None:
     total = _seconds(request, REQUEST_TIMEOUT_HEADER)
     idle = _seconds(request, IDLE_TIMEOUT_HEADER)
@@ -75,12 +134,12 @@ class Handlers:
 
     def _targets(
         self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint, *, force_usage: bool
-    ) -> list[tuple[Target, bytes]]:
+    ) -> list[tuple[Target, bytes | GatewayError]]:
         strip = req.fallbacks is not UNSET
         models = [("model", req.model)]
         if req.fallbacks:
             models += [(f"fallbacks[{i}]", m) for i, m in enumerate(req.fallbacks)]
-        out = []
+        out: list[tuple[Target, bytes | GatewayError]] = []
         for param, model in models:
             target = self._table.resolve(model, param=param)
             if endpoint not in target.provider.endpoints:
@@ -115,12 +174,13 @@ class Handlers:
         kind = "chat_completion" if endpoint == "chat" else "text_completion"
         options = req.stream_options
         client_usage = bool(options and options.include_usage)
+        # Streams always ask the upstream for usage; the client sees it only if it asked.
+        targets = self._targets(req, body, endpoint, force_usage=bool(req.stream) and not client_usage)
         call = Call(
             endpoint=endpoint,
             request_type=kind + "_stream" if req.stream else kind,
             requested=req.model,
-            # Streams always ask the upstream for usage; the client sees it only if it asked.
-            targets=self._targets(req, body, endpoint, force_usage=bool(req.stream) and not client_usage),
+            targets=targets,
             body=body,
             t0=t0,
             raw_request=_flag(request, RAW_REQUEST_HEADER),
@@ -128,14 +188,18 @@ class Handlers:
             client_usage=client_usage,
             ledger=self._ledger,
             timeouts=_timeouts(request),
+            pinned_key=_pinned_key(request, targets),
+            extra_headers=_extra_headers(request),
         )
         if req.stream:
             return await stream(call, request)
-        data, index = await unary(call)
+        data, index, relayed = await unary(call)
         # Headers as one dict: cheaper than content_type= and a setitem (~0.4 µs).
         headers = {"Content-Type": JSON, PROVIDER_HEADER: call.targets[index][0].provider.name}
         if index:
             headers[FALLBACK_HEADER] = str(index)
+        if relayed:
+            headers.update(client_headers(relayed))
         return web.Response(body=data, headers=headers)
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -1,0 +1,127 @@
+"""The attempt loop: each target in order (the primary, then each fallback), each with
+its provider's concurrency slot, key choice and retries.
+
+Retries (``retries.max_retries`` per provider): a 429, 401 or 403 moves to another key
+of the provider (the key cools down, see ``routing.keys``); a 5xx, timeout or network
+failure retries the same way after a backoff (exponential, full jitter, an upstream's
+Retry-After when it sent one), never past the request's timeout. A 4xx other than
+those is the request's own fault: no retry, no fallback.
+
+A fallback is tried only when the failure may be the provider's (``may_fall_back``).
+All failing: the primary's error, with every attempt listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from gateway.config import RetryConfig
+from gateway.errors import Attempt, GatewayError, UpstreamError, UpstreamStatusError
+from gateway.relay.call import Call, may_fall_back
+from gateway.routing.limits import Limiter, ProviderBusy
+from gateway.routing.table import Target
+
+T = TypeVar("T")
+# One attempt on one target with one key (index into the provider's KeyRing).
+Op = Callable[[Target, bytes, int], Awaitable[T]]
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_KEY_STATUS = frozenset({401, 403, 429})
+_ANY_RETRY_STATUS = _RETRY_STATUS | _KEY_STATUS
+
+
+class NoKeyForModel(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "no_key_for_model"
+
+
+async def first_success(call: Call, op: Op[T]) -> tuple[T, int, Limiter | None]:
+    """The first target's result, its index, and the concurrency slot it holds (the
+    caller releases it once the answer has been relayed)."""
+    errors: list[tuple[Target, GatewayError]] = []
+    for index, (target, body) in enumerate(call.targets):
+        limiter = target.provider.limiter
+        try:
+            if isinstance(body, GatewayError):
+                raise body  # this target refused the request when it was translated
+            if limiter is not None:
+                await limiter.acquire()
+            try:
+                result = await _retrying(call, target, body, op)
+            except BaseException:
+                if limiter is not None:
+                    limiter.release()
+                raise
+        except GatewayError as e:
+            if isinstance(e, ProviderBusy):
+                call.ledger.metrics.for_provider(target.provider.name).busy += 1
+            errors.append((target, e))
+            if not may_fall_back(e):
+                break
+            continue
+        if index:
+            call.ledger.metrics.for_provider(target.provider.name).fallbacks += 1
+        return result, index, limiter
+    raise _final(errors)
+
+
+def _final(errors: list[tuple[Target, GatewayError]]) -> GatewayError:
+    first = errors[0][1]
+    if len(errors) > 1:
+        first.attempts = [
+            Attempt(provider=t.provider.name, model=t.model, status=e.status, code=e.code, message=e.message)
+            for t, e in errors
+        ]
+    return first
+
+
+async def _retrying(call: Call, target: Target, body: bytes, op: Op[T]) -> T:
+    provider = target.provider
+    keys, cfg = provider.keys, provider.retries
+    pinned = keys.index(call.pinned_key) if call.pinned_key else None
+    excluded: set[int] = set()
+    attempt = 0
+    while True:
+        key = pinned if pinned is not None else keys.choose(target.model, exclude=excluded)
+        if key is None:
+            raise NoKeyForModel(
+                f"no API key of provider '{provider.name}' may be used for model '{target.model}'", param="model"
+            )
+        try:
+            result = await op(target, body, key)
+        except UpstreamError as e:
+            status = e.status if isinstance(e, UpstreamStatusError) else None
+            retry_after = e.retry_after_s if isinstance(e, UpstreamStatusError) else None
+            keys.failed(key, status=status, retry_after_s=retry_after)
+            if attempt >= cfg.max_retries or (status is not None and status not in _ANY_RETRY_STATUS):
+                raise
+            if status in _KEY_STATUS and pinned is None:
+                excluded.add(key)
+                if keys.choose(target.model, exclude=excluded) is None:
+                    if status != 429:
+                        raise  # refused with every key
+                    excluded.clear()  # rate-limited on every key: wait, then any
+            elif status in (401, 403):
+                raise  # the pinned key was refused: another try gives the same answer
+            delay = backoff_s(cfg, attempt=attempt, retry_after_s=retry_after)
+            deadline = call.t0 + ((call.timeouts.request_s if call.timeouts else None) or provider.request_s)
+            if time.perf_counter() + delay >= deadline:
+                raise
+            call.ledger.metrics.for_provider(provider.name).retries += 1
+            await asyncio.sleep(delay)
+            attempt += 1
+            continue
+        keys.succeeded(key)
+        return result
+
+
+def backoff_s(cfg: RetryConfig, *, attempt: int, retry_after_s: float | None) -> float:
+    """Full jitter over an exponentially growing cap; an upstream's Retry-After wins
+    when it is within the cap."""
+    if retry_after_s is not None and retry_after_s <= cfg.backoff_max_s:
+        return retry_after_s
+    return random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_initial_s * 2**attempt))
