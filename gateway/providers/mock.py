@@ -52,6 +52,8 @@ _WORDS = [
     "load",
     "tests",
 ]
+# Transient-fault counters kept per server (fail_times); beyond this many ids, reset.
+_MAX_FAIL_IDS = 10_000
 # Prompt-size estimate for usage: OpenAI's rule of thumb of ~4 bytes of JSON text per token.
 _BYTES_PER_TOKEN = 4
 
@@ -68,6 +70,10 @@ class MockOverrides(Struct, kw_only=True):
     garbage_after: Annotated[int, Meta(ge=0)] | None = None
     # False: ignore stream_options.include_usage and omit usage, as some servers do.
     usage: bool | UnsetType = UNSET
+    # With fail_status: fail only the first N requests that carry the same fail_id, then
+    # answer (a transient fault, for retry tests through a gateway).
+    fail_times: Annotated[int, Meta(ge=0)] | None = None
+    fail_id: str = ""
 
 
 class StreamOptions(Struct, kw_only=True):
@@ -175,7 +181,7 @@ class Planner:
     """Plans answers for one server: numbers them and draws their random faults.
     ``random`` and ``clock`` are injectable so tests can fix them."""
 
-    __slots__ = ("_clock", "_config", "_random", "_serial")
+    __slots__ = ("_clock", "_config", "_failed", "_random", "_serial")
 
     def __init__(
         self,
@@ -188,6 +194,7 @@ class Planner:
         self._random = random
         self._clock = clock
         self._serial = 0
+        self._failed: dict[str, int] = {}  # fail_id -> failures so far (fail_times)
 
     def __call__(self, body: bytes, *, endpoint: Endpoint) -> Plan:
         """Raises InvalidRequest (param ``mock``) for a body the fake cannot read."""
@@ -197,7 +204,7 @@ class Planner:
             raise InvalidRequest(f"mock provider: invalid request: {e}", param="mock") from None
         self._serial += 1
         r = self._random
-        return plan(
+        p = plan(
             req,
             endpoint=endpoint,
             config=self._config,
@@ -205,6 +212,15 @@ class Planner:
             created=int(self._clock()),
             serial=self._serial,
         )
+        o = req.mock
+        if o is not None and o.fail_times is not None and p.fail_status is not None:
+            if len(self._failed) > _MAX_FAIL_IDS:
+                self._failed.clear()
+            done = self._failed.get(o.fail_id, 0)
+            if done >= o.fail_times:
+                return msgspec.structs.replace(p, fail_status=None)
+            self._failed[o.fail_id] = done + 1
+        return p
 
 
 def words(p: Plan) -> Iterator[str]:

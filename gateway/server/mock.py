@@ -27,6 +27,9 @@ from gateway.server.protocol import Server
 log = logging.getLogger("gateway.mock")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+RATE_LIMIT_HEADERS = {"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999"}
+# A short wait, so retry tests through a gateway stay fast.
+RETRY_AFTER_HEADERS = {"retry-after-ms": "20", "retry-after": "1"}
 
 
 class Recorded(msgspec.Struct):
@@ -80,14 +83,22 @@ class MockServer:
             )
         self._check_auth(request)
         plan = self._plan(body, endpoint=endpoint)
+        # What real providers send and clients pace themselves by (relayed by a gateway).
+        headers = {"x-request-id": f"req-{plan.id}", **RATE_LIMIT_HEADERS}
         if plan.fail_status:
-            return web.Response(status=plan.fail_status, body=dialect.error_body(plan.fail_status), content_type=JSON)
+            if plan.fail_status == 429:
+                headers.update(RETRY_AFTER_HEADERS)
+            return web.Response(
+                status=plan.fail_status,
+                body=dialect.error_body(plan.fail_status),
+                headers={"Content-Type": JSON, **headers},
+            )
         if not plan.stream:
             delay = dialect.unary_delay_s(plan)
             if delay:
                 await asyncio.sleep(delay)
-            return web.Response(body=dialect.completion_body(plan), content_type=JSON)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            return web.Response(body=dialect.completion_body(plan), headers={"Content-Type": JSON, **headers})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
         await resp.prepare(request)
         stats = self._stats
         stats.streams_started += 1
