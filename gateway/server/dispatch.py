@@ -37,13 +37,19 @@ def error_response(err: GatewayError) -> web.Response:
 class Dispatcher:
     """``web.Server``'s handler: path, then method, from dicts built at start-up."""
 
-    __slots__ = ("_routes",)
+    __slots__ = ("_prefixes", "_routes")
 
-    def __init__(self, routes: Routes) -> None:
+    def __init__(self, routes: Routes, *, prefixes: Routes | None = None) -> None:
         self._routes = routes
+        # Paths with a variable part (Gemini's /v1beta/models/{model}:action): looked up
+        # by prefix, only when no exact path matched.
+        self._prefixes = tuple((prefixes or {}).items())
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         methods = self._routes.get(request.path)
+        if methods is None:
+            path = request.path
+            methods = next((m for p, m in self._prefixes if path.startswith(p)), None)
         if methods is None:
             return error_response(NotFound(f"Invalid URL ({request.method} {request.path})"))
         handler = methods.get(request.method)
