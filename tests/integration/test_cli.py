@@ -72,7 +72,11 @@ def test_cli_config_missing_env_var(tmp_path: Path) -> None:
 
 def test_cli_check_accepts_example_config() -> None:
     example = Path(__file__).parents[2] / "deploy" / "gateway.example.yaml"
-    r = run("check", str(example), env={"OPENAI_API_KEY": "sk-test", "GROQ_API_KEY": "gsk-test", "OPENAI_BATCH_KEY": "sk-b", "PATH": ""})
+    r = run(
+        "check",
+        str(example),
+        env={"OPENAI_API_KEY": "sk-test", "GROQ_API_KEY": "gsk-test", "OPENAI_BATCH_KEY": "sk-b", "PATH": ""},
+    )
     assert r.returncode == 0, r.stderr
 
 
