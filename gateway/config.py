@@ -20,6 +20,9 @@ Share = Annotated[float, Meta(ge=0, le=1)]
 
 ENV_PREFIX = "env."
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# Without /v1: the gateway appends /v1/messages and /v1beta/models/..., as the SDKs do.
+ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
+GEMINI_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
 class ConfigError(Exception):
@@ -214,9 +217,15 @@ def from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
     env = os.environ if env is None else env
     providers: dict[str, ProviderConfig] = {"mock": ProviderConfig(dialect="mock")}
     default = "mock"
-    if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
-        keys = (KeyConfig(value="env.OPENAI_API_KEY"),) if env.get("OPENAI_API_KEY") else ()
-        base = env.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
-        providers["openai"] = ProviderConfig(dialect="openai", base_url=base, keys=keys)
-        default = "openai"
+    # Each SDK's own variables. The default provider: openai if set, else anthropic, else gemini.
+    for name, prefix, base_default in (
+        ("gemini", "GEMINI", GEMINI_DEFAULT_BASE_URL),
+        ("anthropic", "ANTHROPIC", ANTHROPIC_DEFAULT_BASE_URL),
+        ("openai", "OPENAI", OPENAI_DEFAULT_BASE_URL),
+    ):
+        if env.get(f"{prefix}_API_KEY") or env.get(f"{prefix}_BASE_URL"):
+            keys = (KeyConfig(value=f"env.{prefix}_API_KEY"),) if env.get(f"{prefix}_API_KEY") else ()
+            base = env.get(f"{prefix}_BASE_URL") or base_default
+            providers[name] = ProviderConfig(dialect=name, base_url=base, keys=keys)  # type: ignore[arg-type]
+            default = name
     return _check(GatewayConfig(providers=providers, default_provider=default), source="environment", env=env)

@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway.accounting.tokens import CompletionCounter
 from gateway.accounting.usage import Usage, encode
 from gateway.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.relay import translate
 from gateway.relay.attempts import first_success
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call, status_error
 from gateway.relay.sse import Framer
@@ -64,10 +65,13 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                 extra=call.extra_headers,
             )
             try:
+                translated = provider.dialect in translate.TRANSLATED
                 if not 200 <= reply.status < 300:
                     data = await reply.read()
+                    if translated:
+                        data = translate.error(target, reply.status, data)
                     raise status_error(provider.name, reply.status, provider.redact(data), reply.headers)
-                chunks = reply.chunks()
+                chunks = translate.stream(target, reply.chunks()) if translated else reply.chunks()
                 first = await anext(chunks, b"")
                 if not first:
                     raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before sending anything")

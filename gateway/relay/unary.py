@@ -9,6 +9,7 @@ from gateway import codec
 from gateway.accounting.tokens import count_completion
 from gateway.accounting.usage import Usage, decode_usage, encode, encode_counted
 from gateway.errors import UpstreamProtocolError
+from gateway.relay import translate
 from gateway.relay.attempts import first_success
 from gateway.relay.call import Call, status_error
 from gateway.relay.watch import add_cost
@@ -52,13 +53,18 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
         data = await reply.read()
     finally:
         reply.close()
+    translated = provider.dialect in translate.TRANSLATED
     if not 200 <= reply.status < 300:
+        if translated:
+            data = translate.error(target, reply.status, data)
         raise status_error(provider.name, reply.status, provider.redact(data), reply.headers)
+    upstream_data = data
+    if translated:
+        data = translate.answer(target, data)
     head = codec.response_head(data)
     usage_raw = bytes(head.usage) if head.usage is not UNSET else None
     if usage_raw == b"null":
         usage_raw = None
-    upstream_data = data
     data, estimated = account(call, target, data, usage_raw)
     extra = call.extra_fields(
         target,

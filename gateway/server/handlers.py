@@ -14,6 +14,7 @@ from gateway.accounting.ledger import Ledger
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.providers import Endpoint
+from gateway.relay import translate
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
 from gateway.relay.stream import stream
 from gateway.relay.unary import unary
@@ -148,6 +149,15 @@ class Handlers:
                     param=param,
                     code="unsupported_endpoint",
                 )
+            if target.provider.dialect in translate.TRANSLATED:
+                try:
+                    out.append((target, translate.request(target, body)))
+                except InvalidRequest as e:
+                    # Another target may take what this dialect cannot (see relay.attempts).
+                    if param != "model":
+                        e.message = f"{param} ({target.provider.name}): {e.message}"
+                    out.append((target, e))
+                continue
             out.append(
                 (
                     target,

@@ -15,9 +15,10 @@ import logging
 import msgspec
 from aiohttp import web
 
+from gateway.codec import splice_field
 from gateway.config import MockConfig
-from gateway.errors import GatewayError
-from gateway.providers import Endpoint
+from gateway.errors import GatewayError, NotFound
+from gateway.providers import Endpoint, anthropic, gemini
 from gateway.providers import mock as dialect
 from gateway.server.app import BACKLOG, wait_for_signal
 from gateway.server.body import read_bounded
@@ -27,6 +28,8 @@ from gateway.server.protocol import Server
 log = logging.getLogger("gateway.mock")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+GEMINI_PREFIX = "/v1beta/models/"
+MOCK_HEADER = "x-mock"  # the "mock" overrides as JSON, for the Anthropic and Gemini routes
 RATE_LIMIT_HEADERS = {"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999"}
 # A short wait, so retry tests through a gateway stay fast.
 RETRY_AFTER_HEADERS = {"retry-after-ms": "20", "retry-after": "1"}
@@ -69,7 +72,9 @@ class MockServer:
     def _check_auth(self, request: web.BaseRequest) -> None:
         if self._api_key is None:
             return
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        h = request.headers
+        # OpenAI's bearer token, Anthropic's x-api-key, Gemini's x-goog-api-key.
+        given = h.get("x-api-key") or h.get("x-goog-api-key") or h.get("Authorization", "").removeprefix("Bearer ")
         if not hmac.compare_digest(given.encode(), self._api_key):
             # Echoes the key back, as OpenAI's own 401 does (partly masked there): a
             # gateway in front must scrub it.
@@ -125,6 +130,73 @@ class MockServer:
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._serve(request, "chat")
 
+    async def messages(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Anthropic's POST /v1/messages: the same fake, in Anthropic's wire format."""
+        return await self._dialect(request, "anthropic", stream=None, model=None)
+
+    async def generate(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Gemini's POST /v1beta/models/{model}:generateContent | :streamGenerateContent."""
+        model, _, action = request.path.removeprefix(GEMINI_PREFIX).rpartition(":")
+        if action not in ("generateContent", "streamGenerateContent") or not model:
+            raise NotFound(f"Invalid URL ({request.method} {request.path})")
+        return await self._dialect(request, "gemini", stream=action == "streamGenerateContent", model=model)
+
+    async def _dialect(
+        self, request: web.BaseRequest, dialect_name: str, *, stream: bool | None, model: str | None
+    ) -> web.StreamResponse:
+        """The OpenAI fake behind a reverse translator: the request into OpenAI's form,
+        the answer, stream or error back into the dialect's."""
+        body = await read_bounded(request, limit=MAX_BODY_BYTES)
+        if self._recorded.maxlen:
+            self._recorded.append(
+                Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
+            )
+        try:
+            self._check_auth(request)
+            if dialect_name == "anthropic":
+                openai_body, _, stream = anthropic.messages_request(body)
+            else:
+                assert model is not None and stream is not None
+                openai_body = gemini.generate_request(body, model=model, stream=stream)
+            overrides = request.headers.get(MOCK_HEADER)
+            if overrides:
+                # A dialect's body has no room for the "mock" field: steer by header
+                # (through a gateway: x-bf-eh-x-mock).
+                openai_body = splice_field(openai_body, b"mock", overrides.encode())
+            plan = self._plan(openai_body, endpoint="chat")
+        except GatewayError as e:
+            return self._dialect_error(dialect_name, e.status, e.body())
+        if plan.fail_status:
+            return self._dialect_error(dialect_name, plan.fail_status, dialect.error_body(plan.fail_status))
+        if not plan.stream:
+            delay = dialect.unary_delay_s(plan)
+            if delay:
+                await asyncio.sleep(delay)
+            data = dialect.completion_body(plan)
+            out = anthropic.messages_response(data) if dialect_name == "anthropic" else gemini.generate_response(data)
+            return web.Response(body=out, content_type=JSON)
+        tr = anthropic.MessagesStream() if dialect_name == "anthropic" else gemini.GenerateStream()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        try:
+            async for frame in dialect.paced(plan):
+                out = tr.feed(frame)
+                if out:
+                    await resp.write(out)
+        except dialect.MockReset:
+            if request.transport is not None:
+                request.transport.abort()
+            return resp
+        await resp.write_eof()
+        return resp
+
+    def _dialect_error(self, dialect_name: str, status: int, openai_body: bytes) -> web.Response:
+        if dialect_name == "anthropic":
+            body = anthropic.messages_error(status, openai_body)
+        else:
+            body = gemini.generate_error(status, openai_body)
+        return web.Response(status=status, body=body, content_type=JSON)
+
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._serve(request, "text")
 
@@ -152,6 +224,7 @@ class MockServer:
             "/mock/requests": {"GET": self.requests, "DELETE": self.clear},
             "/mock/stats": {"GET": self.stats},
         }
+        table["/v1/messages"] = {"POST": self.messages}
         for prefix in ("/v1", ""):
             table[f"{prefix}/chat/completions"] = {"POST": self.chat}
             table[f"{prefix}/completions"] = {"POST": self.completions}
@@ -160,8 +233,12 @@ class MockServer:
 
 
 async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str | None, record: int) -> None:
+    mock = MockServer(config, api_key=api_key, record=record)
     server = Server(
-        Dispatcher(MockServer(config, api_key=api_key, record=record).routes()),
+        Dispatcher(
+            mock.routes(),
+            prefixes={GEMINI_PREFIX: {"POST": mock.generate}},
+        ),
         handler_cancellation=True,
         access_log=None,
     )

@@ -56,7 +56,11 @@ def gw(authed: Proc, open_up: Proc, tmp_path_factory: pytest.TempPathFactory) ->
         "flaky": {"base_url": o, "keys": [{"value": ONE}], "retries": retries},
         "once": {"base_url": o, "keys": [{"value": ONE}], "retries": {"max_retries": 1, **FAST_BACKOFF}},
         "noretry": {"base_url": o, "keys": [{"value": ONE}]},
-        "two": {"base_url": o, "keys": [{"name": "k1", "value": ONE}, {"name": "k2", "value": TWO}], "retries": retries},
+        "two": {
+            "base_url": o,
+            "keys": [{"name": "k1", "value": ONE}, {"name": "k2", "value": TWO}],
+            "retries": retries,
+        },
         "scoped": {
             "base_url": o,
             "keys": [{"name": "k1", "value": ONE, "models": ["m-a"]}, {"name": "k2", "value": TWO, "models": ["m-b"]}],
@@ -262,8 +266,6 @@ def test_concurrency_limit_drop_excess(gw: Proc) -> None:
 
 def test_concurrency_limit_busy_falls_back(gw: Proc) -> None:
     with ThreadPoolExecutor(2) as pool:
-        rs = list(
-            pool.map(lambda _: _chat(gw, "strict/m", fallbacks=["noretry/m"], mock={"ttft_ms": 400}), range(2))
-        )
+        rs = list(pool.map(lambda _: _chat(gw, "strict/m", fallbacks=["noretry/m"], mock={"ttft_ms": 400}), range(2)))
     assert sorted(r.status_code for r in rs) == [200, 200]
     assert sorted(r.headers["x-bifrost-provider"] for r in rs) == ["noretry", "strict"]

@@ -1,0 +1,110 @@
+"""The Anthropic Messages API dialect, both ways, as pure translators.
+
+Outbound (an OpenAI client, an Anthropic upstream at ``POST {base}/v1/messages``):
+``chat_request``, ``chat_response``, ``ChatStream``, ``error_body``.
+Inbound (an Anthropic client at ``POST /anthropic/v1/messages``, any upstream through
+the OpenAI pipeline): ``messages_request``, ``messages_response``, ``MessagesStream``,
+``messages_error``.
+
+OpenAI request field    -> Messages API (outbound; inbound is the reverse)
+----------------------     ----------------------------------------------------------
+model                      model (the routed deployment's name)
+messages: system,          system (one plain string stays a string; several, or any
+  developer                  with cache_control, become text blocks), from anywhere
+messages: user             user turn; text part -> text block, image_url -> image block
+                             (data: URL -> base64 source, http(s) -> url source)
+messages: assistant        assistant turn: thinking block (reasoning + reasoning_signature,
+                             only when signed), text block, tool_use per tool_call
+                             (input = the parsed arguments; unparseable -> 400)
+messages: tool             user turn of tool_result blocks (consecutive ones merged)
+                           consecutive same-role turns are merged (roles must alternate)
+max_completion_tokens,     max_tokens (required upstream: default_max_tokens when
+  max_tokens                 neither is given)
+stream                     stream
+stop (str | list)          stop_sequences
+temperature (0..2)         temperature (0..1: above 1 -> 400)
+top_p                      top_p
+user (or safety_identifier) metadata.user_id
+tools (function)           tools: name, description, input_schema (= parameters),
+                             cache_control (gateway extension) kept
+tool_choice none/auto/     tool_choice none/auto/any/{type: tool, name}
+  required/{function}
+parallel_tool_calls=false  tool_choice.disable_parallel_tool_use = true
+reasoning_effort           thinking {type: enabled, budget_tokens}: minimal 1024, low
+                             2048, medium 8192, high 16384, xhigh 32768; "none" -> no
+                             thinking. max_tokens <= budget -> max_tokens += budget.
+                             Inbound: budget >= 16384 high, >= 8192 medium, else low;
+                             output_config.effort used when thinking is not enabled.
+response_format            json_schema -> output_config.format {type: json_schema,
+                             schema}; text ignored; json_object refused
+n > 1, logprobs,           refused: 400 unsupported_parameter
+  top_logprobs, logit_bias,
+  frequency_penalty/presence_penalty (nonzero), functions, function_call, audio,
+  modalities other than text, prediction, web_search_options
+seed, service_tier,        ignored (no equivalent, or advisory)
+  stream_options, metadata (OpenAI's stored-completion tags), store,
+  prompt_cache_key, prompt_cache_retention, verbosity, fallbacks, mock (gateway-only)
+any other field            forwarded verbatim (e.g. Anthropic's own top_k, thinking)
+
+Answers: text blocks -> content (null when only tool calls); thinking -> reasoning,
+its signature -> ``reasoning_signature`` (the OpenAI message field that carries it back
+on the next request; in streams a ``delta.reasoning_signature`` chunk);
+redacted_thinking and server-tool blocks are dropped. stop_reason end_turn /
+stop_sequence / pause_turn -> stop, max_tokens / model_context_window_exceeded ->
+length, tool_use -> tool_calls, refusal -> content_filter (inbound: the reverse, stop ->
+end_turn). Usage: prompt_tokens = input + cache reads + cache writes, completion_tokens
+= output_tokens; prompt_tokens_details {cached_tokens, cached_read_tokens,
+cached_write_tokens} when there is any cache traffic; completion_tokens_details
+.reasoning_tokens from output_tokens_details.thinking_tokens.
+
+Inbound only: top_k and Anthropic fields with no OpenAI equivalent (container,
+mcp_servers, service_tier, ...) are dropped; a tool_result's is_error becomes an
+"Error:" prefix; images in a tool_result move to a user message after the tool
+messages; max_tokens -> max_completion_tokens; server tools and document blocks -> 400.
+"""
+
+from __future__ import annotations
+
+from gateway.providers import Endpoint
+from gateway.providers.anthropic.errors import StreamError, error_body, messages_error
+from gateway.providers.anthropic.inbound import messages_request, messages_response
+from gateway.providers.anthropic.inbound_stream import MessagesStream
+from gateway.providers.anthropic.outbound import chat_request, chat_response
+from gateway.providers.anthropic.stream import ChatStream
+
+ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
+VERSION = "2023-06-01"  # value of the anthropic-version request header
+PATHS: dict[Endpoint, str] = {"chat": "/v1/messages"}
+
+
+def urls(base_url: str) -> dict[Endpoint, str]:
+    """Endpoint URLs for a base URL such as ``https://api.anthropic.com``."""
+    return {e: base_url.rstrip("/") + p for e, p in PATHS.items()}
+
+
+def request_headers(*, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
+    """Per-key upstream headers: Anthropic authenticates with ``x-api-key``, not a
+    bearer token, and every request names the API version."""
+    headers = {"Content-Type": "application/json", "anthropic-version": VERSION}
+    headers.update(extra)
+    if api_key:
+        headers["x-api-key"] = api_key
+    return headers
+
+
+__all__ = [
+    "ENDPOINTS",
+    "PATHS",
+    "VERSION",
+    "ChatStream",
+    "MessagesStream",
+    "StreamError",
+    "chat_request",
+    "chat_response",
+    "error_body",
+    "messages_error",
+    "messages_request",
+    "messages_response",
+    "request_headers",
+    "urls",
+]

@@ -1,0 +1,104 @@
+"""Google Gemini ``generateContent`` as pure translators, both directions.
+
+Outbound (an OpenAI client, a Gemini upstream): ``chat_request`` builds the body for
+``POST {base}/v1beta/models/{model}:generateContent`` (``:streamGenerateContent?alt=sse``
+when the client asked for a stream), sent with ``x-goog-api-key``; ``chat_response``,
+``ChatStream`` and ``error_body`` turn the answers back into OpenAI's.
+
+Inbound (a google-genai client, any provider): ``generate_request`` turns its request
+into an OpenAI chat request; ``generate_response``, ``GenerateStream`` and
+``generate_error`` turn the OpenAI answers into Gemini's. Snake_case field names, which
+proto JSON (and the SDK, for some nested fields) uses, are accepted like camelCase.
+
+Request mapping (OpenAI field -> Gemini):
+
+=========================================  ==============================================
+messages system / developer                systemInstruction.parts[].text
+messages user / assistant                  contents[] role user / model (same roles merged)
+content text part / string                 {text}
+image_url data: URL                        {inlineData: {mimeType, data}}
+image_url http(s) URL                      {fileData: {mimeType (from the extension, else
+                                           image/jpeg), fileUri}}
+input_audio {data, format}                 {inlineData: {mimeType: audio/<format>, data}}
+file {file_data: data: URL}                {inlineData}; file_id: refused
+assistant tool_calls[]                     {functionCall: {id, name, args}} (+ thoughtSignature)
+tool message (tool_call_id)                {functionResponse: {id, name, response}} in a user
+                                           turn; name looked up from the earlier call; a JSON
+                                           object content is the response, else {content}
+assistant reasoning                        not replayed (Gemini reads signatures, not text)
+tools[].function                           tools[0].functionDeclarations[] {name, description,
+                                           parametersJsonSchema}; non-function tools: refused
+tool_choice none / auto / required         toolConfig.functionCallingConfig.mode NONE/AUTO/ANY
+tool_choice {function: {name}}             mode ANY + allowedFunctionNames [name]
+tool_choice allowed_tools required / auto  mode ANY / VALIDATED + allowedFunctionNames
+temperature, top_p, top_k                  generationConfig temperature, topP, topK
+max_completion_tokens | max_tokens         generationConfig.maxOutputTokens
+stop (string or list)                      generationConfig.stopSequences
+n                                          generationConfig.candidateCount
+seed, presence_penalty, frequency_penalty  generationConfig seed, presencePenalty, frequencyPenalty
+response_format json_object                responseMimeType application/json
+response_format json_schema                responseMimeType application/json + responseJsonSchema
+logprobs, top_logprobs                     responseLogprobs, logprobs
+reasoning_effort                           thinkingConfig.thinkingBudget none 0, minimal 512,
+                                           low 1024, medium 8192, high 24576, xhigh 32768;
+                                           includeThoughts true unless none
+logit_bias                                 refused (unsupported_parameter)
+user, service_tier, stream_options,        ignored (no Gemini equivalent)
+parallel_tool_calls, metadata, store
+stream                                     the URL (:streamGenerateContent?alt=sse), not the body
+model                                      the URL, not the body
+fallbacks, mock (gateway-only)             ignored
+=========================================  ==============================================
+
+Inbound requests map the same table backwards. Besides: ``topK`` and
+``safetySettings`` are ignored; ``cachedContent``, tools other than
+functionDeclarations, non-TEXT ``responseModalities``, ``speechConfig``, a
+``responseMimeType`` other than text/plain or application/json, and code execution
+parts are refused; thought parts a client replays are dropped; ``thinkingLevel`` maps
+to the effort of the same name, ``thinkingBudget`` to the nearest effort above (0:
+none, -1: left to the model); the older OpenAPI ``parameters`` / ``responseSchema`` is
+converted to JSON Schema.
+
+Response mapping: text parts -> content, ``thought: true`` parts -> reasoning,
+functionCall -> tool_calls (arguments = the args JSON); finishReason STOP -> stop
+(tool_calls when the candidate called functions), MAX_TOKENS -> length, SAFETY,
+RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII -> content_filter, others -> stop; a
+prompt blocked (promptFeedback.blockReason, no candidates) -> content_filter with
+empty content; candidates[i] -> choices[index]; logprobsResult <-> logprobs.content.
+Usage: prompt_tokens = promptTokenCount (which includes the cached tokens) +
+toolUsePromptTokenCount; completion_tokens = candidatesTokenCount +
+thoughtsTokenCount; reasoning_tokens = thoughtsTokenCount; cached_tokens =
+cached_read_tokens = cachedContentTokenCount (Gemini reports no cache writes).
+
+Tool call ids and thought signatures: Gemini's ``functionCall.id`` is used when it
+sends one, else ``call_<8 hex of the responseId>_<n>`` (n counts the response's calls;
+unique across turns, stable for one response). A part's ``thoughtSignature`` is
+appended to the id as ``<id>|ts:<signature>``; ``chat_request`` splits it off and sends
+it back on the functionCall part (and the bare id as functionCall/functionResponse
+``id``). For a request whose model names Gemini 3+, a model turn whose calls carry no
+signature (history from another model) gets Google's documented placeholder
+``skip_thought_signature_validator`` on its first call.
+"""
+
+from __future__ import annotations
+
+from gateway.providers import Endpoint
+from gateway.providers.gemini.inbound import generate_error, generate_request, generate_response
+from gateway.providers.gemini.inbound_stream import GenerateStream
+from gateway.providers.gemini.outbound import chat_request, chat_response, error_body
+from gateway.providers.gemini.stream import ChatStream, StreamError
+
+ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
+
+__all__ = [
+    "ENDPOINTS",
+    "ChatStream",
+    "GenerateStream",
+    "StreamError",
+    "chat_request",
+    "chat_response",
+    "error_body",
+    "generate_error",
+    "generate_request",
+    "generate_response",
+]
