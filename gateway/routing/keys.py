@@ -49,10 +49,6 @@ class KeyRing:
         except ValueError:
             return None
 
-    def serves(self, model: str) -> bool:
-        """Some key may be used for ``model``."""
-        return any(m is None or model in m for m in self._models)
-
     def choose(self, model: str, *, exclude: frozenset[int] | set[int] = frozenset()) -> int | None:
         """A key for ``model``, weighted, skipping ``exclude`` and cooling keys; None when
         no key not excluded serves the model."""
@@ -90,6 +86,3 @@ class KeyRing:
             if self._failures[i] >= COOLDOWN_AFTER_FAILURES:
                 self._failures[i] = 0
                 self._cool_until[i] = now + self.cooldown_s
-
-    def cooling(self, i: int) -> bool:
-        return self._cool_until[i] > time.monotonic()

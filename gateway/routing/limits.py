@@ -37,10 +37,6 @@ class Limiter:
         self._queue: deque[asyncio.Future[None]] = deque()
         self.in_flight = 0
 
-    @property
-    def waiting(self) -> int:
-        return len(self._queue)
-
     async def acquire(self) -> None:
         if self.in_flight < self._max and not self._queue:
             self.in_flight += 1

@@ -21,6 +21,8 @@ from gateway.config import ProviderConfig, RetryConfig
 from gateway.errors import UpstreamError, UpstreamProtocolError
 from gateway.pool import Pool, request_head
 from gateway.providers import Endpoint
+from gateway.providers import anthropic as anthropic_dialect
+from gateway.providers import gemini as gemini_dialect
 from gateway.providers import mock as mock_dialect
 from gateway.providers import openai as openai_dialect
 from gateway.routing.keys import KeyRing
@@ -109,6 +111,7 @@ class HTTPProvider:
         "_heads",
         "_keys",
         "_models",
+        "_models_url",
         "_origin",
         "_pool",
         "_secrets",
@@ -127,13 +130,16 @@ class HTTPProvider:
         self.dialect: str = cfg.dialect
         self.pricing = pricing
         self.stream_usage = StreamUsage(cfg.stream_usage)
-        self.endpoints = openai_dialect.ENDPOINTS if cfg.dialect == "openai" else CHAT_ONLY
+        wire = _DIALECTS[cfg.dialect]
+        self.endpoints: frozenset[Endpoint] = wire.ENDPOINTS
         self._base = cfg.base_url
-        self._urls = openai_dialect.urls(cfg.base_url)
+        # Gemini's URL names the model: built per request (gemini_dialect.url).
+        self._urls: dict[Endpoint, str] = {} if cfg.dialect == "gemini" else wire.urls(cfg.base_url)
+        self._models_url: str = cfg.base_url + wire.MODELS_PATH
         keys = cfg.keys or ()
         self.keys = KeyRing(keys, cooldown_s=cfg.key_cooldown_s)
-        self._keys = [_key_headers(cfg.dialect, k.value, cfg.headers) for k in keys] or [
-            _key_headers(cfg.dialect, None, cfg.headers)
+        self._keys = [wire.request_headers(api_key=k.value, extra=cfg.headers) for k in keys] or [
+            wire.request_headers(api_key=None, extra=cfg.headers)
         ]
         # Provider keys are scrubbed from anything relayed back (upstream error texts).
         self._secrets = tuple(k.value.encode() for k in keys if len(k.value) >= 8)
@@ -154,12 +160,9 @@ class HTTPProvider:
         self._heads: dict[tuple[str, int], bytes] = {}
 
     def _url(self, endpoint: Endpoint, *, model: str, stream: bool) -> str:
-        if self.dialect == "openai":
-            return self._urls[endpoint]
-        if self.dialect == "anthropic":
-            return self._base + "/v1/messages"
-        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        return f"{self._base}/v1beta/models/{model}:{action}"
+        if self.dialect == "gemini":
+            return gemini_dialect.url(self._base, model=model, stream=stream)
+        return self._urls[endpoint]
 
     def _head(self, url: str, key: int) -> bytes:
         head = self._heads.get((url, key))
@@ -236,18 +239,17 @@ class HTTPProvider:
     async def list_models(self) -> list[str]:
         if self._models:
             return self._models
-        path = (
-            "/v1beta/models" if self.dialect == "gemini" else "/v1/models" if self.dialect == "anthropic" else "/models"
-        )
         reply = await send(
-            self._session, "GET", self._base + path, headers=self._keys[0], timeout=self._unary, provider=self.name
+            self._session, "GET", self._models_url, headers=self._keys[0], timeout=self._unary, provider=self.name
         )
         try:
             data = await reply.read()
         finally:
             reply.close()
         if reply.status != 200:
-            raise UpstreamProtocolError(f"provider '{self.name}' answered GET {path} with HTTP {reply.status}")
+            raise UpstreamProtocolError(
+                f"provider '{self.name}' answered GET {self._models_url} with HTTP {reply.status}"
+            )
         try:
             if self.dialect == "gemini":
                 return [m.name.removeprefix("models/") for m in msgspec.json.decode(data, type=_Listing).models]
@@ -262,21 +264,7 @@ class HTTPProvider:
         return data
 
 
-CHAT_ONLY: frozenset[Endpoint] = frozenset({"chat"})
-ANTHROPIC_VERSION = "2023-06-01"
-
-
-def _key_headers(dialect: str, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
-    """Per-key upstream headers in the provider's own dialect."""
-    if dialect == "openai":
-        return openai_dialect.request_headers(api_key=api_key, extra=extra)
-    headers = {"Content-Type": "application/json"}
-    if dialect == "anthropic":
-        headers["anthropic-version"] = ANTHROPIC_VERSION
-    headers.update(extra)
-    if api_key:
-        headers["x-api-key" if dialect == "anthropic" else "x-goog-api-key"] = api_key
-    return headers
+_DIALECTS = {"openai": openai_dialect, "anthropic": anthropic_dialect, "gemini": gemini_dialect}
 
 
 class MockReply:

@@ -75,6 +75,7 @@ from gateway.providers.anthropic.stream import ChatStream
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
 VERSION = "2023-06-01"  # value of the anthropic-version request header
 PATHS: dict[Endpoint, str] = {"chat": "/v1/messages"}
+MODELS_PATH = "/v1/models"  # same list shape as OpenAI's
 
 
 def urls(base_url: str) -> dict[Endpoint, str]:
@@ -94,6 +95,7 @@ def request_headers(*, api_key: str | None, extra: dict[str, str]) -> dict[str, 
 
 __all__ = [
     "ENDPOINTS",
+    "MODELS_PATH",
     "PATHS",
     "VERSION",
     "ChatStream",

@@ -89,9 +89,26 @@ from gateway.providers.gemini.outbound import chat_request, chat_response, error
 from gateway.providers.gemini.stream import ChatStream, StreamError
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
+MODELS_PATH = "/v1beta/models"
+
+
+def url(base_url: str, *, model: str, stream: bool) -> str:
+    """The model is in the path; streams ask for SSE (``alt=sse``), not a JSON array."""
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"{base_url}{MODELS_PATH}/{model}:{action}"
+
+
+def request_headers(*, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
+    """Per-key upstream headers: Gemini authenticates with ``x-goog-api-key``."""
+    headers = {"Content-Type": "application/json", **extra}
+    if api_key:
+        headers["x-goog-api-key"] = api_key
+    return headers
+
 
 __all__ = [
     "ENDPOINTS",
+    "MODELS_PATH",
     "ChatStream",
     "GenerateStream",
     "StreamError",
@@ -101,4 +118,6 @@ __all__ = [
     "generate_error",
     "generate_request",
     "generate_response",
+    "request_headers",
+    "url",
 ]
