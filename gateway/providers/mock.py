@@ -5,6 +5,18 @@ A request may override the configured behaviour with an extension field, which a
 gateway forwards untouched (so load tests can steer the fake through a gateway):
 ``"mock": {"tokens": 50, "ttft_ms": 20, "itl_ms": 5, "fail_status": 429,
 "reset_after": 3}``. ``max_tokens`` / ``max_completion_tokens`` cap the size.
+
+Tool calls, as a model in an agent's tool loop makes them: a chat request that offers
+``tools`` is answered with one call (``finish_reason: "tool_calls"``, ``content: null``)
+unless ``tool_choice`` is ``"none"``, the last message is a ``tool`` result (then it
+answers text, as a model does once it has its result) or ``"mock": {"tool_calls":
+false}`` asks for text. The call is to the tool ``tool_choice`` names (not offered: 400,
+param ``tool_choice``), else the first one; its ``arguments`` (a JSON string) hold a
+placeholder for every ``required`` parameter (every parameter when ``required`` is
+absent): an ``enum``'s first value, else by type "mock", 1, 1.5, true, [], {}, or null.
+Streamed as OpenAI does: the id and name first, then the arguments in 8-character
+fragments. ``tools`` and ``tool_choice`` are decoded only when present, so a request
+without them costs what it did before.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ import asyncio
 import random as _random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
@@ -56,6 +68,18 @@ _WORDS = [
 _MAX_FAIL_IDS = 10_000
 # Prompt-size estimate for usage: OpenAI's rule of thumb of ~4 bytes of JSON text per token.
 _BYTES_PER_TOKEN = 4
+# Streamed tool-call arguments come in fragments of about this many characters: a few
+# tokens each, as OpenAI's do.
+_ARGUMENT_PIECE_CHARS = 8
+# A placeholder argument per JSON Schema type: valid for the type, plainly fake.
+_PLACEHOLDERS: dict[str, object] = {
+    "string": "mock",
+    "integer": 1,
+    "number": 1.5,
+    "boolean": True,
+    "array": [],
+    "object": {},
+}
 
 
 class MockOverrides(Struct, kw_only=True):
@@ -74,6 +98,8 @@ class MockOverrides(Struct, kw_only=True):
     # answer (a transient fault, for retry tests through a gateway).
     fail_times: Annotated[int, Meta(ge=0)] | None = None
     fail_id: str = ""
+    # False: answer text even when the request offers tools (load tests that send tools).
+    tool_calls: bool = True
 
 
 class StreamOptions(Struct, kw_only=True):
@@ -89,11 +115,59 @@ class MockRequest(Struct, kw_only=True):
     seed: int | None = None
     messages: Raw | UnsetType = UNSET
     prompt: Raw | UnsetType = UNSET
+    # Raw: decoded only when present, so requests without tools pay nothing for them.
+    tools: Raw | UnsetType = UNSET
+    tool_choice: Raw | UnsetType = UNSET
     mock: MockOverrides | None = None
 
 
+# What the fake reads of a request that offers tools.
+class _Role(Struct, kw_only=True):
+    role: str = ""
+
+
+class _Property(Struct, kw_only=True):
+    type: str | list[str] | None = None
+    enum: list[Any] | None = None
+
+
+class _Parameters(Struct, kw_only=True):
+    properties: dict[str, _Property] = {}
+    required: list[str] | None = None
+
+
+class _Function(Struct, kw_only=True):
+    name: str
+    parameters: _Parameters | None = None
+
+
+class _Tool(Struct, kw_only=True):
+    function: _Function
+
+
+class _Named(Struct, kw_only=True):
+    name: str
+
+
+class _ToolChoice(Struct, kw_only=True):
+    function: _Named | None = None
+
+
 _decode_request = msgspec.json.Decoder(MockRequest).decode
+_decode_roles = msgspec.json.Decoder(list[_Role] | None).decode
+_decode_tools = msgspec.json.Decoder(list[_Tool] | None).decode
+_decode_tool_choice = msgspec.json.Decoder(str | _ToolChoice | None).decode
 _encode = msgspec.json.Encoder().encode
+
+_T = TypeVar("_T")
+
+
+class ToolCall(Struct, kw_only=True, frozen=True):
+    """The one call a tool-calling answer makes."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI carries it
 
 
 class Plan(Struct, kw_only=True, frozen=True):
@@ -103,7 +177,7 @@ class Plan(Struct, kw_only=True, frozen=True):
     model: str
     id: str
     created: int
-    tokens: int
+    tokens: int  # completion tokens: words of text, or the tool call's estimate
     finish_reason: str
     prompt_tokens: int
     seed: int
@@ -116,6 +190,7 @@ class Plan(Struct, kw_only=True, frozen=True):
     usage: bool
     stream: bool
     include_usage: bool
+    tool_call: ToolCall | None = None
 
 
 def decode(body: bytes) -> MockRequest:
@@ -138,6 +213,16 @@ def plan(
     wanted = config.tokens if o.tokens is UNSET else o.tokens
     cap = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     tokens = min(wanted, cap) if cap is not None else wanted
+    finish_reason = "length" if cap is not None and cap < wanted else "stop"
+    content_frames = tokens
+    call = None
+    if req.tools is not UNSET and endpoint == "chat" and o.tool_calls:
+        call = _tool_call(req, tools=req.tools, serial=serial)
+        if call is not None:
+            # ~4 characters of arguments per token, and one for the name.
+            tokens = max(1, len(call.arguments) // _BYTES_PER_TOKEN) + 1
+            finish_reason = "tool_calls"
+            content_frames = _argument_pieces(call)
     fail: int | None
     if o.fail_status is not UNSET:
         fail = o.fail_status
@@ -149,7 +234,7 @@ def plan(
     if o.reset_after is not UNSET:
         reset = o.reset_after
     elif rolls[0] >= 1 - config.reset_rate:
-        reset = int(rolls[2] * max(tokens, 1))
+        reset = int(rolls[2] * max(content_frames, 1))
     else:
         reset = None
     usage = config.usage if o.usage is UNSET else o.usage
@@ -162,7 +247,7 @@ def plan(
         id=f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-mock{serial:012d}",
         created=created,
         tokens=tokens,
-        finish_reason="length" if cap is not None and cap < wanted else "stop",
+        finish_reason=finish_reason,
         prompt_tokens=max(1, prompt_bytes // _BYTES_PER_TOKEN),
         seed=req.seed or 0,
         ttft_s=(config.ttft_ms if o.ttft_ms is UNSET else o.ttft_ms) / 1000,
@@ -174,7 +259,65 @@ def plan(
         usage=usage,
         stream=stream,
         include_usage=usage and bool(req.stream_options and req.stream_options.include_usage),
+        tool_call=call,
     )
+
+
+def _decoded(decode: Callable[[Raw], _T], raw: Raw, *, param: str) -> _T:
+    try:
+        return decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise InvalidRequest(f"mock provider: invalid {param}: {e}", param=param) from None
+
+
+def _tool_call(req: MockRequest, *, tools: Raw, serial: int) -> ToolCall | None:
+    """The call a request that offers ``tools`` is answered with; None for text. Raises
+    InvalidRequest (param ``tools``, ``tool_choice`` or ``messages``) for shapes the fake
+    cannot read and for a forced tool that is not offered."""
+    offered = _decoded(_decode_tools, tools, param="tools")
+    if not offered:
+        return None
+    choice = None if req.tool_choice is UNSET else _decoded(_decode_tool_choice, req.tool_choice, param="tool_choice")
+    if choice == "none":
+        return None
+    fn = offered[0].function
+    if isinstance(choice, _ToolChoice) and choice.function is not None:
+        name = choice.function.name
+        forced = next((t.function for t in offered if t.function.name == name), None)
+        if forced is None:
+            raise InvalidRequest(
+                f"mock provider: tool_choice names the function {name!r}, which is not in tools",
+                param="tool_choice",
+            )
+        fn = forced
+    if req.messages is not UNSET:
+        messages = _decoded(_decode_roles, req.messages, param="messages")
+        if messages and messages[-1].role == "tool":
+            return None  # the model has its tool result: it answers
+    return ToolCall(id=f"call_mock{serial:012d}", name=fn.name, arguments=_arguments(fn.parameters))
+
+
+def _arguments(params: _Parameters | None) -> str:
+    if params is None:
+        return "{}"
+    props = params.properties
+    names = props if params.required is None else params.required
+    return _encode({n: _placeholder(props.get(n)) for n in names}).decode()
+
+
+def _placeholder(prop: _Property | None) -> object:
+    if prop is None:
+        return None
+    if prop.enum:
+        return prop.enum[0]
+    kind = prop.type
+    if isinstance(kind, list):  # ["string", "null"]: the first type that is not null
+        kind = next((k for k in kind if k != "null"), None)
+    return _PLACEHOLDERS.get(kind) if kind is not None else None
+
+
+def _argument_pieces(call: ToolCall) -> int:
+    return max(1, -(-len(call.arguments) // _ARGUMENT_PIECE_CHARS))
 
 
 class Planner:
@@ -197,7 +340,8 @@ class Planner:
         self._failed: dict[str, int] = {}  # fail_id -> failures so far (fail_times)
 
     def __call__(self, body: bytes, *, endpoint: Endpoint) -> Plan:
-        """Raises InvalidRequest (param ``mock``) for a body the fake cannot read."""
+        """Raises InvalidRequest (param ``mock``) for a body the fake cannot read,
+        (param ``tools`` / ``tool_choice`` / ``messages``) for tools it cannot use."""
         try:
             req = decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
@@ -254,6 +398,15 @@ def _prefix(p: Plan, *, chunk: bool) -> bytes:
 
 
 def completion_body(p: Plan) -> bytes:
+    call = p.tool_call
+    if call is not None:
+        choices = (
+            b'{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":%s,"type":"function",'
+            b'"function":{"name":%s,"arguments":%s}}]},"logprobs":null,"finish_reason":"tool_calls"}'
+            % (_encode(call.id), _encode(call.name), _encode(call.arguments))
+        )
+        usage = b',"usage":' + _usage(p) if p.usage else b""
+        return b'%s"choices":[%s]%s}' % (_prefix(p, chunk=False), choices, usage)
     text = _encode("".join(words(p)))
     if p.endpoint == "chat":
         choice = b'{"index":0,"message":{"role":"assistant","content":%s},"logprobs":null,"finish_reason":%s}'
@@ -273,15 +426,19 @@ def error_body(status: int) -> bytes:
 def frames(p: Plan) -> Iterator[bytes]:
     """The SSE frames of a streamed answer, ``data: [DONE]`` included."""
     head = b"data: " + _prefix(p, chunk=True) + b'"choices":[{"index":0,'
-    if p.endpoint == "chat":
-        yield head + b'"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
-        before, after = head + b'"delta":{"content":', b'},"logprobs":null,"finish_reason":null}]}\n\n'
+    if p.tool_call is not None:
+        yield from _call_frames(p.tool_call, head=head)
         last = head + b'"delta":{},"logprobs":null,"finish_reason":'
     else:
-        before, after = head + b'"text":', b',"logprobs":null,"finish_reason":null}]}\n\n'
-        last = head + b'"text":"","logprobs":null,"finish_reason":'
-    for w in words(p):
-        yield before + _encode(w) + after
+        if p.endpoint == "chat":
+            yield head + b'"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+            before, after = head + b'"delta":{"content":', b'},"logprobs":null,"finish_reason":null}]}\n\n'
+            last = head + b'"delta":{},"logprobs":null,"finish_reason":'
+        else:
+            before, after = head + b'"text":', b',"logprobs":null,"finish_reason":null}]}\n\n'
+            last = head + b'"text":"","logprobs":null,"finish_reason":'
+        for w in words(p):
+            yield before + _encode(w) + after
     # Concatenated, never %-formatted: ``head`` holds the client's model name.
     yield last + _encode(p.finish_reason) + b"}]}\n\n"
     if p.include_usage:
@@ -289,9 +446,30 @@ def frames(p: Plan) -> Iterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+def _call_frames(call: ToolCall, *, head: bytes) -> Iterator[bytes]:
+    """The call's id and name with empty arguments, then the arguments in fragments."""
+    end = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+    opening = (
+        b'"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":%s,"type":"function",'
+        b'"function":{"name":%s,"arguments":""}}]' % (_encode(call.id), _encode(call.name))
+    )
+    # Concatenated: ``head`` holds the client's model name.
+    yield head + opening + end
+    before = head + b'"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
+    after = b"}}]" + end
+    args, step = call.arguments, _ARGUMENT_PIECE_CHARS
+    for i in range(0, len(args), step):
+        yield before + _encode(args[i : i + step]) + after
+
+
+def _content_frames(p: Plan) -> int:
+    """The frames generated between the first and the finish: words or argument pieces."""
+    return p.tokens if p.tool_call is None else _argument_pieces(p.tool_call)
+
+
 def unary_delay_s(p: Plan) -> float:
     """A whole answer takes as long as its stream would have."""
-    return p.ttft_s + p.itl_s * max(p.tokens - 1, 0)
+    return p.ttft_s + p.itl_s * max(_content_frames(p) - 1, 0)
 
 
 class MockReset(Exception):
@@ -304,7 +482,7 @@ GARBAGE = b"<html><body>502 Bad Gateway</body></html>\n\n"
 async def paced(p: Plan) -> AsyncIterator[bytes]:
     """``frames`` at the planned pace; raises MockReset at the planned reset point.
     The first content frame waits ``ttft_s``, every later one ``itl_s``."""
-    sleep, itl = asyncio.sleep, p.itl_s
+    sleep, itl, paced_frames = asyncio.sleep, p.itl_s, _content_frames(p) + 1
     for i, frame in enumerate(frames(p)):
         if p.reset_after is not None and i >= p.reset_after:
             raise MockReset(f"mock provider: stream reset after {p.reset_after} chunks")
@@ -316,7 +494,7 @@ async def paced(p: Plan) -> AsyncIterator[bytes]:
         if i == 0:
             if p.ttft_s:
                 await sleep(p.ttft_s)
-        elif itl and i <= p.tokens + 1:
+        elif itl and i <= paced_frames:
             # Paced: the content frames and the finish frame (each a generated token or
             # the end of generation). The usage chunk and [DONE] follow at once, as
             # real providers send them.
