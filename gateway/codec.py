@@ -48,7 +48,7 @@ def _param(message: str) -> tuple[str, str | None]:
     return text, (path or None)
 
 
-def _decode_request(decode: msgspec.json.Decoder[T], body: bytes) -> T:
+def decode_request(decode: msgspec.json.Decoder[T], body: bytes) -> T:
     if not body:
         raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
     try:
@@ -66,11 +66,11 @@ _completion_decoder = msgspec.json.Decoder(CompletionRequest)
 
 
 def decode_chat(body: bytes) -> ChatCompletionRequest:
-    return _decode_request(_chat_decoder, body)
+    return decode_request(_chat_decoder, body)
 
 
 def decode_completion(body: bytes) -> CompletionRequest:
-    req = _decode_request(_completion_decoder, body)
+    req = decode_request(_completion_decoder, body)
     prompt = req.prompt
     if isinstance(prompt, list):
         kind = type(prompt[0])

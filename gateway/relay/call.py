@@ -28,6 +28,7 @@ class Call:
 
     __slots__ = (
         "body",
+        "client",
         "client_usage",
         "endpoint",
         "extra_headers",
@@ -58,6 +59,7 @@ class Call:
         timeouts: Timeouts | None,
         pinned_key: str | None = None,
         extra_headers: tuple[tuple[str, str], ...] = (),
+        client: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
@@ -75,6 +77,13 @@ class Call:
         self.timeouts = timeouts  # per-request overrides from headers, or None
         self.pinned_key = pinned_key  # x-bf-api-key: the provider key to use, by name
         self.extra_headers = extra_headers  # x-bf-eh-*: forwarded upstream
+        # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:
+        # OpenAI. Answers go back in it; a target of the same dialect is passed through.
+        self.client = client
+
+    def passthrough(self, target: Target) -> bool:
+        """The client and the target speak the same dialect: bytes pass untranslated."""
+        return self.client is not None and target.provider.dialect == self.client
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.t0) * 1000, 3)

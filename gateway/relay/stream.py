@@ -71,7 +71,10 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                     if translated:
                         data = translate.error(target, reply.status, data)
                     raise status_error(provider.name, reply.status, provider.redact(data), reply.headers)
-                chunks = translate.stream(target, reply.chunks()) if translated else reply.chunks()
+                if translated and not call.passthrough(target):
+                    chunks = translate.stream(target, reply.chunks())
+                else:
+                    chunks = reply.chunks()
                 first = await anext(chunks, b"")
                 if not first:
                     raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before sending anything")
@@ -130,7 +133,32 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
     )
     finisher = _finisher(call, target, counting=counter is not None)
     watch = StreamWatch(client_usage=call.client_usage, counter=counter, finish=finisher)
-    feed, process = Framer().feed, watch.process
+    feed = Framer().feed
+    emit = process = watch.process
+    shadow = translate.chat_stream(target) if call.passthrough(target) else None
+    to_client = translate.client_stream(call.client) if call.client is not None and shadow is None else None
+    if shadow is not None:
+        # Same dialect both sides: the client gets the upstream's frames untouched; a
+        # translated copy feeds the watch, for the accounting only.
+        shadow_feed = shadow.feed
+
+        def emit(region: bytes) -> bytes:
+            try:
+                process(shadow_feed(region))
+            except UpstreamProtocolError as e:
+                watch.error = e  # raised by the loop, after this region
+                # The upstream's own error event goes to the client as it came; bytes
+                # that are not the dialect's events do not.
+                return region if isinstance(e, translate.STREAM_ERRORS) else b""
+            return region
+
+    elif to_client is not None:
+        client_feed = to_client.feed
+
+        def emit(region: bytes) -> bytes:
+            out = process(region)
+            return client_feed(out) if out else b""
+
     headers = {**SSE_HEADERS, PROVIDER_HEADER: target.provider.name}
     if index:
         headers[FALLBACK_HEADER] = str(index)
@@ -142,7 +170,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         await resp.prepare(request)
         write = resp.write
         try:
-            out = process(feed(opened.first))
+            out = emit(feed(opened.first))
             if out:
                 await write(out)
             async for chunk in chunks:
@@ -150,9 +178,11 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
                     raise watch.error
                 region = feed(chunk)
                 if region:
-                    out = process(region)
+                    out = emit(region)
                     if out:
                         await write(out)
+            if shadow is not None:
+                process(shadow.close())  # Gemini's last chunk and [DONE] come out at EOF
             if watch.error is not None:
                 raise watch.error
             if not watch.done:
@@ -163,7 +193,13 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         except UpstreamError as e:
             outcome = "upstream_error"
             log.warning("stream from provider failed mid-way: %s", e.message)
-            await write(watch.flush_held() + b"data: " + e.body() + b"\n\n")
+            frame = watch.flush_held() + b"data: " + e.body() + b"\n\n"
+            if call.client is not None:
+                # In the client's dialect. Passed through, the upstream's own error event
+                # (what the watch saw) has reached the client already.
+                relayed = shadow is not None and isinstance(e, translate.STREAM_ERRORS)
+                frame = b"" if relayed else (to_client or translate.client_stream(call.client)).feed(frame)
+            await write(frame)
         await resp.write_eof()
     except ConnectionError:
         # The client went away; closing the reply (below) closes the upstream.

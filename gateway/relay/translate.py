@@ -16,6 +16,8 @@ from gateway.relay.sse import Framer
 from gateway.routing.table import Target
 
 TRANSLATED = frozenset({"anthropic", "gemini"})
+# An error event the upstream itself sent mid-stream (not bytes the gateway could not read).
+STREAM_ERRORS = (anthropic.StreamError, gemini.StreamError)
 
 
 def request(target: Target, body: bytes) -> bytes:
@@ -40,15 +42,18 @@ def error(target: Target, status: int, data: bytes) -> bytes:
     return gemini.error_body(status, data)
 
 
+def chat_stream(target: Target) -> anthropic.ChatStream | gemini.ChatStream:
+    """A translator of the target's event frames into OpenAI chunk frames."""
+    created = int(time.time())
+    if target.provider.dialect == "anthropic":
+        return anthropic.ChatStream(created=created)
+    return gemini.ChatStream(model=target.model, created=created)
+
+
 async def stream(target: Target, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
     """The upstream's event stream as OpenAI chunk frames: framed, then translated; what
     the translator holds at the end (Gemini has no closing event) comes out at EOF."""
-    created = int(time.time())
-    tr: anthropic.ChatStream | gemini.ChatStream
-    if target.provider.dialect == "anthropic":
-        tr = anthropic.ChatStream(created=created)
-    else:
-        tr = gemini.ChatStream(model=target.model, created=created)
+    tr = chat_stream(target)
     frame, feed = Framer().feed, tr.feed
     try:
         async for data in chunks:
@@ -62,3 +67,20 @@ async def stream(target: Target, chunks: AsyncGenerator[bytes, None]) -> AsyncGe
             yield tail
     finally:
         await chunks.aclose()
+
+
+# The client side, at an SDK drop-in route: the pipeline's OpenAI answer, stream and
+# error back into the client's own dialect.
+
+
+def client_answer(client: str, data: bytes) -> bytes:
+    if client == "anthropic":
+        return anthropic.messages_response(data)
+    return gemini.generate_response(data)
+
+
+def client_stream(client: str) -> anthropic.MessagesStream | gemini.GenerateStream:
+    """Feed it whole OpenAI frames (``data: [DONE]`` included); it returns the client's."""
+    if client == "anthropic":
+        return anthropic.MessagesStream()
+    return gemini.GenerateStream()

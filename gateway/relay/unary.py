@@ -66,6 +66,12 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
     if usage_raw == b"null":
         usage_raw = None
     data, estimated = account(call, target, data, usage_raw)
+    if call.client is not None:
+        if call.passthrough(target):
+            # Same dialect both sides: the upstream's bytes go back untouched; the
+            # translation above served the accounting only.
+            return upstream_data, reply.headers
+        return translate.client_answer(call.client, data), reply.headers
     extra = call.extra_fields(
         target,
         estimated=estimated,

@@ -23,12 +23,18 @@ class Target(NamedTuple):
 
 
 class ModelTable:
-    __slots__ = ("_aliases", "_cache", "_default", "_providers")
+    __slots__ = ("_aliases", "_cache", "_default", "_own", "_providers")
 
     def __init__(self, providers: dict[str, Provider], *, default: str | None, aliases: dict[str, str]) -> None:
         self._providers = providers
         self._default = providers[default] if default is not None else None
         self._aliases = aliases
+        # Each dialect's own provider, for bare models at its SDK drop-in route: the one
+        # named like the dialect, else the first configured with it.
+        self._own: dict[str, Provider] = {}
+        for p in providers.values():
+            if p.dialect not in self._own or p.name == p.dialect:
+                self._own[p.dialect] = p
         # Resolved targets by requested model (errors are not cached: they raise).
         self._cache: dict[str, Target] = {}
 
@@ -40,6 +46,17 @@ class ModelTable:
                 self._cache.clear()
             self._cache[requested] = target
         return target
+
+    def resolve_native(self, requested: str, dialect: str, *, param: str = "model") -> Target:
+        """At a dialect's SDK drop-in route: ``provider/model`` and aliases resolve as
+        anywhere; a bare model goes to the dialect's own provider when one is configured
+        (else to the default provider, as on the OpenAI routes)."""
+        own = self._own.get(dialect)
+        if own is not None and requested not in self._aliases:
+            prefix, sep, _ = requested.partition("/")
+            if not (sep and prefix in self._providers):
+                return Target(own, requested, False)
+        return self.resolve(requested, param=param)
 
     def _resolve(self, requested: str, *, param: str) -> Target:
         name = self._aliases.get(requested, requested)

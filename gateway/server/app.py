@@ -18,7 +18,9 @@ from gateway.metrics import Metrics
 from gateway.pool import Pool
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
-from gateway.server.dispatch import Dispatcher, Routes
+from gateway.server import dropin
+from gateway.server.dispatch import Dispatcher
+from gateway.server.dropin import DropIns
 from gateway.server.handlers import Handlers, routes
 from gateway.server.protocol import Server
 from gateway.upstream import new_session
@@ -53,7 +55,7 @@ class Gateway:
         self._listener: asyncio.base_events.Server | None = None
         self._pool: Pool | None = None
 
-    def build_routes(self, session: aiohttp.ClientSession) -> Routes:
+    def build_dispatcher(self, session: aiohttp.ClientSession) -> Dispatcher:
         cfg = self.cfg
         genai = GenaiPrices()
         genai.warm()
@@ -64,12 +66,16 @@ class Gateway:
             for name, p in cfg.providers.items()
         }
         table = ModelTable(providers, default=cfg.default_provider, aliases=cfg.aliases)
-        return routes(Handlers(table, max_body_bytes=cfg.server.max_body_bytes, ledger=ledger))
+        handlers = Handlers(table, max_body_bytes=cfg.server.max_body_bytes, ledger=ledger)
+        exact, prefixes = dropin.routes(
+            DropIns(handlers, table, ledger=ledger, max_body_bytes=cfg.server.max_body_bytes)
+        )
+        return Dispatcher({**routes(handlers), **exact}, prefixes=prefixes)
 
     async def start(self, *, host: str | None = None, port: int | None = None) -> int:
         """Listen; returns the bound port (useful with port 0)."""
         self._session = new_session()
-        self._server = low_level_server(Dispatcher(self.build_routes(self._session)), cfg=self.cfg)
+        self._server = low_level_server(self.build_dispatcher(self._session), cfg=self.cfg)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
             self._server,

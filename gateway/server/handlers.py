@@ -16,7 +16,7 @@ from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.providers import Endpoint
 from gateway.relay import translate
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
-from gateway.relay.stream import stream
+from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
 from gateway.relayed import client_headers
 from gateway.routing.table import ModelTable, Target
@@ -64,7 +64,7 @@ DENIED_EXTRA_HEADERS = frozenset(
 )
 
 
-def _flag(request: web.BaseRequest, name: str) -> bool:
+def flag(request: web.BaseRequest, name: str) -> bool:
     return request.headers.get(name, "").lower() == "true"
 
 
@@ -85,7 +85,7 @@ def _seconds(request: web.BaseRequest, name: str) -> float | None:
     return s
 
 
-def _pinned_key(request: web.BaseRequest, targets: list[tuple[Target, bytes | GatewayError]]) -> str | None:
+def pinned_key(request: web.BaseRequest, targets: list[tuple[Target, bytes | GatewayError]]) -> str | None:
     name = request.headers.get(API_KEY_HEADER)
     if name is None:
         return None
@@ -98,7 +98,7 @@ def _pinned_key(request: web.BaseRequest, targets: list[tuple[Target, bytes | Ga
     return name
 
 
-def _extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
+def extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
     """``x-bf-eh-<name>: value`` headers, forwarded upstream as ``<name>: value``."""
     out = []
     for raw, _ in request.raw_headers:
@@ -119,10 +119,40 @@ def _extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _timeouts(request: web.BaseRequest) -> Timeouts | None:
+def timeouts(request: web.BaseRequest) -> Timeouts | None:
     total = _seconds(request, REQUEST_TIMEOUT_HEADER)
     idle = _seconds(request, IDLE_TIMEOUT_HEADER)
     return None if total is None and idle is None else Timeouts(total, idle)
+
+
+def check_endpoint(target: Target, endpoint: Endpoint, param: str) -> None:
+    if endpoint not in target.provider.endpoints:
+        raise InvalidRequest(
+            f"provider '{target.provider.name}' does not serve this endpoint", param=param, code="unsupported_endpoint"
+        )
+
+
+def target_body(
+    target: Target, body: bytes, *, body_model: str, param: str, strip: bool, force_usage: bool
+) -> bytes | GatewayError:
+    """The OpenAI request as ``target`` takes it: in its dialect, or the client's
+    bytes with the model swapped; an InvalidRequest when its dialect cannot express
+    the request (another target may take it, see ``relay.attempts``)."""
+    if target.provider.dialect in translate.TRANSLATED:
+        try:
+            return translate.request(target, body)
+        except InvalidRequest as e:
+            if param != "model":
+                e.message = f"{param} ({target.provider.name}): {e.message}"
+            return e
+    return codec.upstream_body(
+        body,
+        model=target.model,
+        # A fallback's model differs from the body's even when the table keeps it as named.
+        rewrite_model=target.model != body_model,
+        has_gateway_fields=strip,
+        force_usage=force_usage,
+    )
 
 
 class Handlers:
@@ -143,31 +173,11 @@ class Handlers:
         out: list[tuple[Target, bytes | GatewayError]] = []
         for param, model in models:
             target = self._table.resolve(model, param=param)
-            if endpoint not in target.provider.endpoints:
-                raise InvalidRequest(
-                    f"provider '{target.provider.name}' does not serve this endpoint",
-                    param=param,
-                    code="unsupported_endpoint",
-                )
-            if target.provider.dialect in translate.TRANSLATED:
-                try:
-                    out.append((target, translate.request(target, body)))
-                except InvalidRequest as e:
-                    # Another target may take what this dialect cannot (see relay.attempts).
-                    if param != "model":
-                        e.message = f"{param} ({target.provider.name}): {e.message}"
-                    out.append((target, e))
-                continue
+            check_endpoint(target, endpoint, param)
             out.append(
                 (
                     target,
-                    codec.upstream_body(
-                        body,
-                        model=target.model,
-                        rewrite_model=target.rewrite,
-                        has_gateway_fields=strip,
-                        force_usage=force_usage,
-                    ),
+                    target_body(target, body, body_model=req.model, param=param, strip=strip, force_usage=force_usage),
                 )
             )
         return out
@@ -193,16 +203,20 @@ class Handlers:
             targets=targets,
             body=body,
             t0=t0,
-            raw_request=_flag(request, RAW_REQUEST_HEADER),
-            raw_response=_flag(request, RAW_RESPONSE_HEADER),
+            raw_request=flag(request, RAW_REQUEST_HEADER),
+            raw_response=flag(request, RAW_RESPONSE_HEADER),
             client_usage=client_usage,
             ledger=self._ledger,
-            timeouts=_timeouts(request),
-            pinned_key=_pinned_key(request, targets),
-            extra_headers=_extra_headers(request),
+            timeouts=timeouts(request),
+            pinned_key=pinned_key(request, targets),
+            extra_headers=extra_headers(request),
         )
-        if req.stream:
-            return await stream(call, request)
+        return await self.run(request, call, stream=bool(req.stream))
+
+    async def run(self, request: web.BaseRequest, call: Call, *, stream: bool) -> web.StreamResponse:
+        """The call relayed, streamed or whole, with the response headers it earns."""
+        if stream:
+            return await relay_stream(call, request)
         data, index, relayed = await unary(call)
         # Headers as one dict: cheaper than content_type= and a setitem (~0.4 µs).
         headers = {"Content-Type": JSON, PROVIDER_HEADER: call.targets[index][0].provider.name}

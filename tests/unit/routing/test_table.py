@@ -14,8 +14,9 @@ from gateway.routing.table import ModelTable
 class FakeProvider:
     """ModelTable only stores providers; a name and endpoints are all it needs."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, dialect: str = "openai") -> None:
         self.name = name
+        self.dialect = dialect
         self.endpoints = frozenset({"chat", "text"})
 
 
@@ -126,3 +127,37 @@ def test_table_exposes_providers() -> None:
 def test_resolve_provider_without_model_is_rejected(default: str | None) -> None:
     with pytest.raises(InvalidRequest, match="names provider 'openai' but no model"):
         table(default=default).resolve("openai/")
+
+
+CLAUDE = cast(Provider, FakeProvider("claude", "anthropic"))
+ANTHROPIC = cast(Provider, FakeProvider("anthropic", "anthropic"))
+
+
+def native_table(*providers: Provider) -> ModelTable:
+    return ModelTable({p.name: p for p in providers}, default="local", aliases={"fast": "openai/gpt-4o-mini"})
+
+
+def test_resolve_native_bare_model_goes_to_the_dialects_own_provider() -> None:
+    t = native_table(OPENAI, LOCAL, CLAUDE)
+    target = t.resolve_native("claude-sonnet-4-5", "anthropic")
+    assert (target.provider, target.model) == (CLAUDE, "claude-sonnet-4-5")
+    # A slash in a bare model name is not a provider prefix unless it names one.
+    assert t.resolve_native("org/claude", "anthropic").provider is CLAUDE
+
+
+def test_resolve_native_prefers_the_provider_named_like_the_dialect() -> None:
+    t = native_table(OPENAI, LOCAL, CLAUDE, ANTHROPIC)
+    assert t.resolve_native("claude-x", "anthropic").provider is ANTHROPIC
+
+
+def test_resolve_native_provider_prefix_and_aliases_route_as_anywhere() -> None:
+    t = native_table(OPENAI, LOCAL, CLAUDE)
+    target = t.resolve_native("openai/gpt-4o", "anthropic")
+    assert (target.provider, target.model) == (OPENAI, "gpt-4o")
+    assert t.resolve_native("fast", "anthropic").provider is OPENAI
+
+
+def test_resolve_native_without_a_provider_of_the_dialect_uses_the_default() -> None:
+    t = native_table(OPENAI, LOCAL, CLAUDE)
+    target = t.resolve_native("gemini-2.5-flash", "gemini")
+    assert (target.provider, target.model) == (LOCAL, "gemini-2.5-flash")
