@@ -144,7 +144,9 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
 
         def emit(region: bytes) -> bytes:
             try:
-                process(shadow_feed(region))
+                seen = shadow_feed(region)
+                if seen:
+                    process(seen)
             except UpstreamProtocolError as e:
                 watch.error = e  # raised by the loop, after this region
                 # The upstream's own error event goes to the client as it came; bytes
@@ -182,7 +184,9 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
                     if out:
                         await write(out)
             if shadow is not None:
-                process(shadow.close())  # Gemini's last chunk and [DONE] come out at EOF
+                tail = shadow.close()  # Gemini's last chunk and [DONE] come out at EOF
+                if tail:
+                    process(tail)
             if watch.error is not None:
                 raise watch.error
             if not watch.done:

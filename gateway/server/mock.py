@@ -29,7 +29,7 @@ log = logging.getLogger("gateway.mock")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 GEMINI_PREFIX = "/v1beta/models/"
-MOCK_HEADER = "x-mock"  # the "mock" overrides as JSON, for the Anthropic and Gemini routes
+MOCK_HEADER = "x-mock"  # the "mock" overrides as JSON (a body's own "mock" field wins)
 RATE_LIMIT_HEADERS = {"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999"}
 # A short wait, so retry tests through a gateway stay fast.
 RETRY_AFTER_HEADERS = {"retry-after-ms": "20", "retry-after": "1"}
@@ -87,6 +87,11 @@ class MockServer:
                 Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
             )
         self._check_auth(request)
+        overrides = request.headers.get(MOCK_HEADER)
+        if overrides and b'"mock"' not in body:
+            # Faults steered by header, as on the dialect routes: a body translated from
+            # another dialect by a gateway in front has lost its "mock" field.
+            body = splice_field(body, b"mock", overrides.encode())
         plan = self._plan(body, endpoint=endpoint)
         # What real providers send and clients pace themselves by (relayed by a gateway).
         headers = {"x-request-id": f"req-{plan.id}", **RATE_LIMIT_HEADERS}

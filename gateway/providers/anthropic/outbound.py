@@ -74,6 +74,13 @@ _EMPTY_SCHEMA = Raw(b'{"type":"object","properties":{}}')
 _EMPTY_INPUT = Raw(b"{}")
 
 
+def _tool_id(call_id: str) -> str:
+    """A tool call id as Anthropic takes it (``^[a-zA-Z0-9_-]+$``): without the Gemini
+    thought signature the gemini dialect carries in it (``<id>|ts:<signature>``), so a
+    conversation begun on a Gemini model can go on on an Anthropic one."""
+    return call_id.partition("|ts:")[0]
+
+
 def _unsupported(field: str, why: str = "") -> InvalidRequest:
     tail = f": {why}" if why else ""
     return InvalidRequest(
@@ -183,7 +190,7 @@ def _assistant(msg: ChatMessage, *, param: str) -> list[BlockOut]:
                 code="invalid_value",
             ) from None
         payload = Raw(args.encode()) if args.strip() else _EMPTY_INPUT
-        blocks.append(ToolUseOut(id=call.id, name=fn.name, input=payload))
+        blocks.append(ToolUseOut(id=_tool_id(call.id), name=fn.name, input=payload))
     return blocks
 
 
@@ -192,7 +199,7 @@ def _tool_result(msg: ChatMessage, *, param: str) -> ToolResultOut:
         raise InvalidRequest(f"'{param}.tool_call_id' is required", param=f"{param}.tool_call_id")
     content: str | list[TextOut | ImageOut]
     content = msg.content if isinstance(msg.content, str) else _parts(msg, param=param)
-    return ToolResultOut(tool_use_id=msg.tool_call_id, content=content)
+    return ToolResultOut(tool_use_id=_tool_id(msg.tool_call_id), content=content)
 
 
 def _system(msg: ChatMessage, *, param: str, system: list[TextOut]) -> None:

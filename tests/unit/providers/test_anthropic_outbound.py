@@ -663,3 +663,30 @@ def test_error_body_quotes_a_body_that_is_not_an_error_object() -> None:
     assert err["type"] == "upstream_error"
     assert err["code"] is None
     assert err["message"] == "anthropic upstream answered HTTP 502: " + ("<html>" + "x" * 194)
+
+
+def test_chat_request_strips_gemini_thought_signatures_from_tool_ids() -> None:
+    # A conversation begun on a Gemini model: its tool call ids carry "|ts:<signature>",
+    # which Anthropic's id pattern (^[a-zA-Z0-9_-]+$) refuses.
+    out = translate(
+        {
+            "model": "claude",
+            "messages": [
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1|ts:c2lnbmF0dXJl",
+                            "type": "function",
+                            "function": {"name": "w", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1|ts:c2lnbmF0dXJl", "content": "18 C"},
+            ],
+        }
+    )
+    assert out["messages"][1]["content"][0]["id"] == "call_1"
+    assert out["messages"][2]["content"][0]["tool_use_id"] == "call_1"
