@@ -85,6 +85,18 @@ def decode_completion(body: bytes) -> CompletionRequest:
 
 
 _INCLUDE_USAGE = Raw(b'{"include_usage":true}')
+# A tool call id that carries a Gemini thought signature (``<id>|ts:<base64>``, see
+# providers.gemini): as a JSON value of "id" or "tool_call_id", never inside a string
+# (where its quotes would be escaped).
+_SIGNED_ID = re.compile(rb'("(?:id|tool_call_id)"\s*:\s*"[^"\\|]*)\|ts:[A-Za-z0-9+/=_-]*"')
+SIGNATURE_MARK = b"|ts:"
+
+
+def strip_signatures(body: bytes) -> bytes:
+    """``body`` without the Gemini thought signatures in its tool call ids: OpenAI caps
+    ids at 40 characters and other servers refuse the ``|``. Callers test
+    ``SIGNATURE_MARK in body`` first (a memchr-speed scan), so most bodies never get here."""
+    return _SIGNED_ID.sub(rb'\1"', body)
 
 
 def upstream_body(

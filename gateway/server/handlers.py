@@ -145,6 +145,8 @@ def target_body(
             if param != "model":
                 e.message = f"{param} ({target.provider.name}): {e.message}"
             return e
+    if codec.SIGNATURE_MARK in body:  # a conversation begun on a Gemini model
+        body = codec.strip_signatures(body)
     return codec.upstream_body(
         body,
         model=target.model,

@@ -191,3 +191,45 @@ def test_dialect_providers_from_the_environment(up: Proc, tmp_path_factory: pyte
         assert r.json()["extra_fields"]["provider"] == "anthropic"
     finally:
         proc.stop()
+
+
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.mark.parametrize("model", ["claude/claude-x", "gem/gem-x"])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_dialect_tool_loop_through_openai_sdk(gw: Proc, model: str, streamed: bool) -> None:
+    messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    with _client(gw) as client:
+        if streamed:
+            chunks = list(
+                client.chat.completions.create(model=model, messages=messages, tools=[WEATHER_TOOL], stream=True)
+            )
+            pieces = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+            call_id = next(tc.id for tc in pieces if tc.id)
+            name = next(tc.function.name for tc in pieces if tc.function and tc.function.name)
+            args = "".join(tc.function.arguments or "" for tc in pieces if tc.function)
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        else:
+            r = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER_TOOL])
+            (tc,) = r.choices[0].message.tool_calls or []
+            call_id, name, args = tc.id, tc.function.name, tc.function.arguments  # type: ignore[union-attr]
+            finish = [r.choices[0].finish_reason]
+        assert finish == ["tool_calls"] and name == "get_weather" and json.loads(args) == {"city": "mock"}
+        messages += [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}],
+            },
+            {"role": "tool", "tool_call_id": call_id, "content": "18 C"},
+        ]
+        r2 = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER_TOOL], max_tokens=3)
+    assert r2.choices[0].finish_reason == "length" and r2.choices[0].message.content

@@ -476,3 +476,24 @@ def test_anthropic_stream_cut_mid_way_ends_with_an_error_event(gw: Proc, model: 
     err = json.loads(last.split("data: ", 1)[1])
     assert err["type"] == "error" and err["error"]["message"]
     assert "message_stop" not in r.text and "<html>" not in r.text
+
+
+@pytest.mark.parametrize("model", ["up/gpt-x", "anthropic/claude-x"])
+def test_gemini_signed_tool_ids_are_stripped_for_other_providers(gw: Proc, up: Proc, model: str) -> None:
+    # A conversation begun on a Gemini model carries "<id>|ts:<signature>" tool call ids
+    # (long, and with characters OpenAI and Anthropic refuse); it goes on elsewhere.
+    signed = "call_7|ts:" + "QUJD" * 60
+    messages: list[Any] = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": signed, "type": "function", "function": {"name": "w", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": signed, "content": "18 C"},
+    ]
+    _clear(up)
+    r = httpx.post(gw.url + "/v1/chat/completions", json={"model": model, "messages": messages, "max_tokens": 2})
+    assert r.status_code == 200, r.text
+    (seen,) = _seen(up)
+    assert "|ts:" not in seen["body"] and "call_7" in seen["body"]

@@ -422,3 +422,20 @@ def test_enrich_optional_extra_fields_encoded() -> None:
     data = json.loads(codec.enrich(body, codec.response_head(body), ex))
     assert data["extra_fields"]["chunk_index"] == 3
     assert "raw_request" not in data["extra_fields"]
+
+
+def test_strip_signatures_removes_gemini_thought_signatures_from_tool_ids_only() -> None:
+    sig = "EqQBCgIYAhIM1gbcDa9GJwZA2b3h+/=="
+    body = (
+        '{"model":"up/gpt","messages":[{"role":"user","content":"id is \\"x|ts:AAAA\\" literally |ts:BB"},'
+        '{"role":"assistant","content":null,"tool_calls":[{"id":"call_1|ts:%s","type":"function",'
+        '"function":{"name":"w","arguments":"{}"}}]},{"role":"tool","tool_call_id": "call_1|ts:%s","content":"18"}]}'
+        % (sig, sig)
+    ).encode()
+    assert codec.SIGNATURE_MARK in body
+    out = json.loads(codec.strip_signatures(body))
+    assert out["messages"][1]["tool_calls"][0]["id"] == "call_1"
+    assert out["messages"][2]["tool_call_id"] == "call_1"
+    assert out["messages"][0]["content"] == 'id is "x|ts:AAAA" literally |ts:BB'  # content untouched
+    plain = b'{"messages":[{"role":"user","content":"hi"}]}'
+    assert codec.strip_signatures(plain) == plain
