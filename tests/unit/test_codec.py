@@ -426,11 +426,20 @@ def test_enrich_optional_extra_fields_encoded() -> None:
 
 def test_strip_signatures_removes_gemini_thought_signatures_from_tool_ids_only() -> None:
     sig = "EqQBCgIYAhIM1gbcDa9GJwZA2b3h+/=="
-    body = (
-        '{"model":"up/gpt","messages":[{"role":"user","content":"id is \\"x|ts:AAAA\\" literally |ts:BB"},'
-        '{"role":"assistant","content":null,"tool_calls":[{"id":"call_1|ts:%s","type":"function",'
-        '"function":{"name":"w","arguments":"{}"}}]},{"role":"tool","tool_call_id": "call_1|ts:%s","content":"18"}]}'
-        % (sig, sig)
+    signed = "call_1|ts:" + sig
+    body = json.dumps(
+        {
+            "model": "up/gpt",
+            "messages": [
+                {"role": "user", "content": 'id is "x|ts:AAAA" literally |ts:BB'},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": signed, "type": "function", "function": {"name": "w", "arguments": "{}"}}],
+                },
+                {"role": "tool", "tool_call_id": signed, "content": "18"},
+            ],
+        }
     ).encode()
     assert codec.SIGNATURE_MARK in body
     out = json.loads(codec.strip_signatures(body))
