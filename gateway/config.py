@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,6 +20,8 @@ Seconds = Annotated[float, Meta(gt=0)]
 Share = Annotated[float, Meta(ge=0, le=1)]
 
 ENV_PREFIX = "env."
+# Gateway tokens, virtual keys and the admin token: guessable secrets are refused.
+MIN_SECRET_CHARS = 16
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Without /v1: the gateway appends /v1/messages and /v1beta/models/..., as the SDKs do.
 ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -136,8 +139,84 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     max_headers: Annotated[int, Meta(ge=8, le=1024)] = 128
 
 
+# Windows of budgets and rate limits: 30s (tests), 1m, 5m, 1h, 1d, 1w, 1M.
+WindowText = Annotated[str, Meta(pattern=r"^(30s|1m|5m|1h|1d|1w|1M)$")]
+
+
+class BudgetConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    usd: Annotated[float, Meta(gt=0)]
+    window: WindowText = "1M"
+    # True: periods start at UTC boundaries (midnight, Monday, the 1st); False: rolling
+    # periods of the window's length from the key's creation.
+    calendar: bool = False
+
+
+class RateLimitConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    requests: Annotated[int, Meta(ge=1)] | None = None
+    tokens: Annotated[int, Meta(ge=1)] | None = None
+    window: WindowText = "1m"
+    calendar: bool = False
+
+
+class VirtualKeyConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A principal: who may call, for what, and how much."""
+
+    name: str
+    value: str  # the secret (sk-bf-...), or env.VAR_NAME
+    # Providers it may use; None: every provider.
+    providers: tuple[str, ...] | None = None
+    # Models it may use, as "provider/model" patterns (fnmatch: "openai/gpt-4o*"); None: all.
+    models: tuple[str, ...] | None = None
+    # Models it may not use (same patterns), checked after the allow-lists.
+    deny_models: tuple[str, ...] = ()
+    budgets: tuple[BudgetConfig, ...] = ()
+    rate_limits: tuple[RateLimitConfig, ...] = ()
+    max_concurrency: Annotated[int, Meta(ge=1)] | None = None
+    expires_at: datetime | None = None  # RFC 3339 with a zone
+    active: bool = True
+
+
+class TokenConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A gateway token: grants the configured provider keys, without limits."""
+
+    name: str
+    value: str
+
+
+class AuthConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # False: a request without credentials is served as the anonymous principal
+    # (virtual keys, when sent, still apply). True: anything but a known credential is a 401.
+    required: bool = False
+    # Guards the admin API (/api/keys); None: the admin API answers 404.
+    admin_token: str | None = None
+    tokens: tuple[TokenConfig, ...] = ()
+    virtual_keys: tuple[VirtualKeyConfig, ...] = ()
+    # A credential that is none of the above is the client's own provider key, passed to
+    # the provider it asks for (instead of the configured keys). Off unless enabled.
+    client_provider_keys: bool = False
+
+
+class StoreConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # None: in-process memory (one process). A redis:// or rediss:// URL: counters, budgets,
+    # in-flight counts, jobs and runtime keys shared by every process using it.
+    redis_url: str | None = None
+    prefix: str = "gw:"
+    # When the store cannot be reached: False refuses governed requests (503), True serves
+    # them uncounted. Either way logged and counted (gateway_store_errors_total).
+    fail_open: bool = False
+    timeout_s: Seconds = 0.25
+
+
+class JobsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    max_pending: Annotated[int, Meta(ge=1)] = 1000
+    result_ttl_s: Seconds = 3600.0
+
+
 class GatewayConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    store: StoreConfig = StoreConfig()
+    jobs: JobsConfig = JobsConfig()
     providers: dict[str, ProviderConfig] = {}
     # Where a bare model ("gpt-4o", no "provider/") goes.
     default_provider: str | None = None
@@ -183,7 +262,69 @@ def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> Gatewa
             raise ConfigError(
                 f"{source}: aliases.{alias}: expected 'provider/model' with a configured provider, got {target!r}"
             )
-    return msgspec.structs.replace(cfg, providers=providers)
+    return msgspec.structs.replace(
+        cfg, providers=providers, auth=_auth(cfg, source=source, env=env), store=_store(cfg, env=env)
+    )
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _env_flag(env: Mapping[str, str], var: str, default: bool) -> bool:
+    value = env.get(var)
+    if value is None or value == "":
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigError(f"environment variable {var}: expected true or false, got {value!r}")
+
+
+def _auth(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> AuthConfig:
+    a = cfg.auth
+    where = f"{source}: auth"
+    admin = env.get("GATEWAY_ADMIN_TOKEN") or (
+        _resolve(a.admin_token, where=f"{where}.admin_token", env=env) if a.admin_token else None
+    )
+    tokens = tuple(
+        msgspec.structs.replace(t, value=_resolve(t.value, where=f"{where}.tokens[{i}].value", env=env))
+        for i, t in enumerate(a.tokens)
+    )
+    vks = []
+    for i, vk in enumerate(a.virtual_keys):
+        at = f"{where}.virtual_keys[{i}]"
+        vk = msgspec.structs.replace(vk, value=_resolve(vk.value, where=f"{at}.value", env=env))
+        for p in vk.providers or ():
+            if p not in cfg.providers:
+                raise ConfigError(f"{at}.providers: {p!r} is not a configured provider")
+        for r in vk.rate_limits:
+            if r.requests is None and r.tokens is None:
+                raise ConfigError(f"{at}.rate_limits: each needs requests, tokens or both")
+        if vk.expires_at is not None and vk.expires_at.tzinfo is None:
+            raise ConfigError(f"{at}.expires_at: give a time zone (e.g. 2027-01-01T00:00:00Z)")
+        vks.append(vk)
+    secrets = [t.value for t in tokens] + [v.value for v in vks] + ([admin] if admin else [])
+    if any(len(x) < MIN_SECRET_CHARS for x in secrets):
+        raise ConfigError(f"{where}: tokens, virtual key values and admin_token need {MIN_SECRET_CHARS}+ characters")
+    if len(set(secrets)) != len(secrets):
+        raise ConfigError(f"{where}: tokens, virtual key values and admin_token must all differ")
+    names = [v.name for v in vks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.virtual_keys: names must be unique, got {names}")
+    required = _env_flag(env, "GATEWAY_AUTH_REQUIRED", a.required)
+    return msgspec.structs.replace(a, admin_token=admin, tokens=tokens, virtual_keys=tuple(vks), required=required)
+
+
+def _store(cfg: GatewayConfig, *, env: Mapping[str, str]) -> StoreConfig:
+    s = cfg.store
+    url = env.get("GATEWAY_REDIS_URL") or (
+        _resolve(s.redis_url, where="store.redis_url", env=env) if s.redis_url else None
+    )
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"store.redis_url: expected redis://, rediss:// or unix://, got {url.split('@')[-1]!r}")
+    fail_open = _env_flag(env, "GATEWAY_STORE_FAIL_OPEN", s.fail_open)
+    return msgspec.structs.replace(s, redis_url=url, fail_open=fail_open)
 
 
 def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> GatewayConfig:

@@ -82,6 +82,40 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class Unauthorized(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class RateLimited(GatewayError):
+    """A virtual key's rate limit or concurrency cap; ``Retry-After`` says when to come back."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(GatewayError):
+    status = 402
+    type = "budget_exceeded"
+    code = "budget_exceeded"
+
+
+class StoreUnavailable(GatewayError):
+    """The shared state store (Redis) cannot be reached and the gateway fails closed."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
+
+
 class UpstreamError(GatewayError):
     """The provider could not give a usable answer."""
 

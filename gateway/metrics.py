@@ -18,6 +18,8 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 STREAM_OUTCOMES = ("completed", "client_gone", "upstream_error")
+# Why governance refused a request (gateway_refused_requests_total{reason}).
+REFUSALS = ("unauthorized", "forbidden", "rate_limited", "concurrency", "budget", "store_unavailable")
 
 
 class ProviderMeters:
@@ -50,6 +52,8 @@ class ProviderMeters:
 class Metrics(Collector):
     def __init__(self) -> None:
         self._providers: dict[str, ProviderMeters] = {}
+        self.refused = dict.fromkeys(REFUSALS, 0)
+        self.store_errors = 0  # state store (Redis) operations that failed
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -88,6 +92,13 @@ class Metrics(Collector):
             fallbacks.add_metric([name], m.fallbacks)
             busy.add_metric([name], m.busy)
         yield from (tokens, cost, unpriced, estimated, streams, retries, fallbacks, busy)
+        refused = CounterMetricFamily("gateway_refused_requests", "Requests governance refused", labels=["reason"])
+        for reason, n in self.refused.items():
+            refused.add_metric([reason], n)
+        yield refused
+        yield CounterMetricFamily(
+            "gateway_store_errors", "State store operations that failed (Redis unreachable)", value=self.store_errors
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,6 +8,7 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
 from gateway.accounting.ledger import Ledger
+from gateway.accounting.usage import Cost, Usage
 from gateway.errors import GatewayError, UpstreamStatusError
 from gateway.providers import Endpoint
 from gateway.relayed import client_headers, retry_after_s
@@ -41,6 +42,8 @@ class Call:
         "t0",
         "targets",
         "timeouts",
+        "used_cost",
+        "used_tokens",
     )
 
     def __init__(
@@ -80,6 +83,13 @@ class Call:
         # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:
         # OpenAI. Answers go back in it; a target of the same dialect is passed through.
         self.client = client
+        # What the request consumed, as accounted (charged to a virtual key at the end).
+        self.used_tokens = 0
+        self.used_cost = 0.0
+
+    def charge(self, usage: Usage, cost: Cost | None) -> None:
+        self.used_tokens = usage.prompt_tokens + usage.completion_tokens
+        self.used_cost = cost.total_cost if cost is not None else 0.0
 
     def passthrough(self, target: Target) -> bool:
         """The client and the target speak the same dialect: bytes pass untranslated."""

@@ -109,6 +109,7 @@ def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> Non
     usage, estimated = watch.final_usage()
     cost = ledger.cost(provider.pricing.lookup(target.model), usage)
     ledger.record(provider=provider.name, usage=usage, cost=cost, estimated=estimated)
+    call.charge(usage, cost)
     ledger.metrics.for_provider(provider.name).streams[outcome] += 1
     if outcome == "completed":
         provider.stream_usage.learn(reported=watch.usage is not None)

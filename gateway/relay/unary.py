@@ -36,6 +36,7 @@ def account(call: Call, target: Target, data: bytes, usage_raw: bytes | None) ->
         usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
     cost = ledger.cost(provider.pricing.lookup(target.model), usage)
     ledger.record(provider=provider.name, usage=usage, cost=cost, estimated=estimated)
+    call.charge(usage, cost)
     if usage_raw is not None:
         if cost is not None:
             data = add_cost(data, usage_raw, encode(cost))

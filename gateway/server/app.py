@@ -14,6 +14,7 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices
 from gateway.accounting.tokens import Tokenizers
 from gateway.config import GatewayConfig
+from gateway.governance import Governor
 from gateway.metrics import Metrics
 from gateway.pool import Pool
 from gateway.routing.providers import build
@@ -23,6 +24,7 @@ from gateway.server.dispatch import Dispatcher
 from gateway.server.dropin import DropIns
 from gateway.server.handlers import Handlers, routes
 from gateway.server.protocol import Server
+from gateway.state import MemoryStore, RedisStore, Store
 from gateway.upstream import new_session
 
 log = logging.getLogger("gateway")
@@ -54,6 +56,8 @@ class Gateway:
         self._server: web.Server | None = None
         self._listener: asyncio.base_events.Server | None = None
         self._pool: Pool | None = None
+        self._store: Store | None = None
+        self._governor: Governor | None = None
 
     def build_dispatcher(self, session: aiohttp.ClientSession) -> Dispatcher:
         cfg = self.cfg
@@ -66,7 +70,15 @@ class Gateway:
             for name, p in cfg.providers.items()
         }
         table = ModelTable(providers, default=cfg.default_provider, aliases=cfg.aliases)
-        handlers = Handlers(table, max_body_bytes=cfg.server.max_body_bytes, ledger=ledger)
+        store: Store = (
+            RedisStore(cfg.store.redis_url, prefix=cfg.store.prefix, timeout_s=cfg.store.timeout_s)
+            if cfg.store.redis_url
+            else MemoryStore()
+        )
+        self._store = store
+        if Governor.enabled(cfg.auth):
+            self._governor = Governor(cfg.auth, store, fail_open=cfg.store.fail_open, metrics=ledger.metrics)
+        handlers = Handlers(table, max_body_bytes=cfg.server.max_body_bytes, ledger=ledger, governor=self._governor)
         exact, prefixes = dropin.routes(
             DropIns(handlers, table, ledger=ledger, max_body_bytes=cfg.server.max_body_bytes)
         )
@@ -99,6 +111,10 @@ class Gateway:
             await self._session.close()
         if self._pool is not None:
             self._pool.close()
+        if self._governor is not None:
+            await self._governor.drain()  # charges of the last requests
+        if self._store is not None:
+            await self._store.close()
 
 
 async def wait_for_signal() -> None:

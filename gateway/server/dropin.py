@@ -28,6 +28,7 @@ from msgspec import UNSET, Struct, UnsetType
 from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.errors import ErrorBody, GatewayError, InvalidRequest, NotFound
+from gateway.governance import Principal
 from gateway.providers import anthropic, gemini
 from gateway.providers.anthropic.errors import anthropic_type
 from gateway.providers.gemini.convert import rpc_status
@@ -60,10 +61,16 @@ class _MessagesHead(Struct):
 
     model: str | UnsetType = UNSET
     stream: bool | None = None
+    max_tokens: int | None = None
     fallbacks: list[str] | UnsetType = UNSET
 
 
+class _GenerationConfig(Struct):
+    maxOutputTokens: int | None = None
+
+
 class _GenerateHead(Struct):
+    generationConfig: _GenerationConfig | None = None
     fallbacks: list[str] | UnsetType = UNSET
 
 
@@ -109,12 +116,21 @@ class DropIns:
         """The Anthropic SDK's ``POST /v1/messages``."""
         t0 = time.perf_counter()
         try:
+            principal = self._handlers.identify(request)
             body = await read_bounded(request, limit=self._max_body)
             head = codec.decode_request(_messages_head, body)
             if not isinstance(head.model, str) or not head.model:
                 raise InvalidRequest("model: Field required", param="model", code="invalid_value")
             return await self._relay(
-                request, "anthropic", body, model=head.model, stream=bool(head.stream), fallbacks=head.fallbacks, t0=t0
+                request,
+                "anthropic",
+                body,
+                model=head.model,
+                stream=bool(head.stream),
+                fallbacks=head.fallbacks,
+                t0=t0,
+                principal=principal,
+                max_out=head.max_tokens or 0,
             )
         except GatewayError as e:
             return error_response("anthropic", e)
@@ -132,10 +148,20 @@ class DropIns:
                     f"Invalid URL ({request.method} {path}): expected "
                     "/genai/v1beta/models/{model}:generateContent or :streamGenerateContent"
                 )
+            principal = self._handlers.identify(request)
             body = await read_bounded(request, limit=self._max_body)
             head = codec.decode_request(_generate_head, body)
+            config = head.generationConfig
             return await self._relay(
-                request, "gemini", body, model=model, stream=stream, fallbacks=head.fallbacks, t0=t0
+                request,
+                "gemini",
+                body,
+                model=model,
+                stream=stream,
+                fallbacks=head.fallbacks,
+                t0=t0,
+                principal=principal,
+                max_out=(config.maxOutputTokens or 0) if config else 0,
             )
         except GatewayError as e:
             return error_response("gemini", e)
@@ -156,6 +182,8 @@ class DropIns:
         stream: bool,
         fallbacks: list[str] | UnsetType,
         t0: float,
+        principal: Principal | None,
+        max_out: int,
     ) -> web.StreamResponse:
         models = [("model", model)]
         if fallbacks:
@@ -201,7 +229,7 @@ class DropIns:
             extra_headers=forwarded,
             client=client,
         )
-        return await self._handlers.run(request, call, stream=stream)
+        return await self._handlers.governed(request, call, principal, stream=stream, max_out=max_out)
 
 
 def _to_openai(client: str, body: bytes, *, model: str, stream: bool) -> bytes:

@@ -11,7 +11,9 @@ from msgspec import UNSET
 
 from gateway import codec
 from gateway.accounting.ledger import Ledger
+from gateway.accounting.usage import Usage
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from gateway.governance import Governor, Principal
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.providers import Endpoint
 from gateway.relay import translate
@@ -158,12 +160,45 @@ def target_body(
 
 
 class Handlers:
-    __slots__ = ("_ledger", "_max_body", "_table")
+    __slots__ = ("_governor", "_ledger", "_max_body", "_table")
 
-    def __init__(self, table: ModelTable, *, max_body_bytes: int, ledger: Ledger) -> None:
+    def __init__(
+        self, table: ModelTable, *, max_body_bytes: int, ledger: Ledger, governor: Governor | None = None
+    ) -> None:
         self._table = table
         self._max_body = max_body_bytes
         self._ledger = ledger
+        # None when no credentials are configured or required: nothing to check.
+        self._governor = governor
+
+    def identify(self, request: web.BaseRequest) -> Principal | None:
+        return self._governor.identify(request) if self._governor is not None else None
+
+    async def governed(
+        self, request: web.BaseRequest, call: Call, principal: Principal | None, *, stream: bool, max_out: int
+    ) -> web.StreamResponse:
+        """``run``, for a caller who may use the call's targets and is admitted against
+        its limits (the estimate: ~4 bytes per prompt token, ``max_out`` completion
+        tokens, at the primary's price); what it used is charged at the end."""
+        gov = self._governor
+        if gov is None or principal is None or principal.kind == "anonymous":
+            return await self.run(request, call, stream=stream)
+        gov.authorize(principal, call.targets)
+        grant = None
+        if principal.limits is not None:
+            target = call.targets[0][0]
+            prompt = len(call.body) // 4
+            cost = self._ledger.cost(
+                target.provider.pricing.lookup(target.model),
+                Usage(prompt_tokens=prompt, completion_tokens=max_out, total_tokens=prompt + max_out),
+            )
+            grant = await gov.admit(principal, tokens=prompt + max_out, cost_usd=cost.total_cost if cost else 0.0)
+        if grant is None:
+            return await self.run(request, call, stream=stream)
+        try:
+            return await self.run(request, call, stream=stream)
+        finally:
+            gov.settle(grant, tokens=call.used_tokens, cost_usd=call.used_cost)
 
     def _targets(
         self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint, *, force_usage: bool
@@ -192,6 +227,7 @@ class Handlers:
         *,
         endpoint: Endpoint,
         t0: float,
+        principal: Principal | None,
     ) -> web.StreamResponse:
         kind = "chat_completion" if endpoint == "chat" else "text_completion"
         options = req.stream_options
@@ -213,7 +249,10 @@ class Handlers:
             pinned_key=pinned_key(request, targets),
             extra_headers=extra_headers(request),
         )
-        return await self.run(request, call, stream=bool(req.stream))
+        max_out = req.max_completion_tokens if isinstance(req, ChatCompletionRequest) else None
+        if not max_out:
+            max_out = req.max_tokens or 0
+        return await self.governed(request, call, principal, stream=bool(req.stream), max_out=max_out)
 
     async def run(self, request: web.BaseRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """The call relayed, streamed or whole, with the response headers it earns."""
@@ -230,15 +269,20 @@ class Handlers:
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
+        principal = self.identify(request)
         body = await read_bounded(request, limit=self._max_body)
-        return await self._complete(request, body, codec.decode_chat(body), endpoint="chat", t0=t0)
+        return await self._complete(request, body, codec.decode_chat(body), endpoint="chat", t0=t0, principal=principal)
 
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
+        principal = self.identify(request)
         body = await read_bounded(request, limit=self._max_body)
-        return await self._complete(request, body, codec.decode_completion(body), endpoint="text", t0=t0)
+        return await self._complete(
+            request, body, codec.decode_completion(body), endpoint="text", t0=t0, principal=principal
+        )
 
     async def models(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.identify(request)  # with auth required, listing models needs credentials too
         providers = self._table.providers
         results = await asyncio.gather(*(p.list_models() for p in providers.values()), return_exceptions=True)
         data: list[Model] = []
