@@ -312,6 +312,8 @@ def _auth(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> AuthCon
     names = [v.name for v in vks]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.virtual_keys: names must be unique, got {names}")
+    if a.client_provider_keys:
+        raise ConfigError(f"{where}.client_provider_keys: not supported yet (clients' own provider keys)")
     required = _env_flag(env, "GATEWAY_AUTH_REQUIRED", a.required)
     return msgspec.structs.replace(a, admin_token=admin, tokens=tokens, virtual_keys=tuple(vks), required=required)
 
