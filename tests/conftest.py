@@ -191,3 +191,100 @@ def _close_sdk_clients() -> Iterator[None]:
     for client in _SDK_CLIENTS.values():
         client.close()
     _SDK_CLIENTS.clear()
+
+
+# The state store's tests run against a real redis-server: started here, never mocked.
+
+REDIS_START_TIMEOUT_S = 10.0
+
+
+def redis_server_binary() -> str:
+    """The redis-server executable; installed with apt-get when missing. Never a skip:
+    CI must run the Redis tests, so a machine without Redis fails them, saying why."""
+    import shutil
+
+    path = shutil.which("redis-server")
+    if path is None:
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "redis-server"]):
+            subprocess.run([*sudo, *cmd], capture_output=True, timeout=600, check=False)
+        path = shutil.which("redis-server")
+    if path is None:
+        pytest.fail(
+            "redis-server is not on PATH and `apt-get install -y redis-server` did not install it; "
+            "install Redis (>= 7) to run the state store's tests",
+            pytrace=False,
+        )
+    return path
+
+
+class RedisServer:
+    """A redis-server on 127.0.0.1 without persistence, in its own directory; it can be
+    stopped, started again on the same port (empty), paused and resumed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = redis_server_binary()
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.p: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
+        with (self.directory / "redis.log").open("ab") as log:
+            self.p = subprocess.Popen(args, cwd=self.directory, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.p.returncode}:\n{self.log()}")
+            if self.ping():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer PING:\n{self.log()}")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return (self.directory / "redis.log").read_text(errors="replace")
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a hung server)."""
+        import signal
+
+        assert self.p is not None
+        self.p.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        assert self.p is not None
+        self.p.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        import signal
+
+        p, self.p = self.p, None
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a redis-server shared by the session; tests keep apart by key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()

@@ -101,9 +101,7 @@ def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
         ({"Authorization": f"Bearer {VK_OFF}"}, "key_inactive"),
     ],
 )
-def test_unknown_missing_expired_or_inactive_credentials_are_401(
-    gw: Proc, headers: dict[str, str], code: str
-) -> None:
+def test_unknown_missing_expired_or_inactive_credentials_are_401(gw: Proc, headers: dict[str, str], code: str) -> None:
     before = metric(gw, "gateway_refused_requests_total", reason="unauthorized")
     r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "gpt-x", "messages": []}, headers=headers)
     err = error_of(r, 401)
