@@ -105,7 +105,8 @@ def test_store_redis_processes_admit_exactly_the_request_limit(redis_server: str
     results = hammer(redis_server, lim, prefix=prefix, attempts=150, tasks=8, hold_s=0)
     assert sum(r["admitted"] for r in results) == 100
     assert sum(r["refused"].get("requests", 0) for r in results) == PROCESSES * 150 - 100
-    assert all(r["admitted"] > 0 for r in results)  # every process took part in the race
+    # Not asserted: that every process won some admissions (a late start on a loaded
+    # machine is legitimate). Splitting check and increment makes this test fail (112 of 100).
 
 
 def test_store_redis_processes_admit_exactly_the_budget(redis_server: str, prefix: str) -> None:
