@@ -127,7 +127,7 @@ def test_redis_unreachable_is_store_unavailable_without_the_password() -> None:
                 t = time.monotonic()
                 with pytest.raises(StoreUnavailable, match=f"redis {op} failed") as e:
                     await call()
-                assert time.monotonic() - t < 1.0
+                assert time.monotonic() - t < 5.0  # bounded, not a hang (2 x timeout_s = 0.5 s)
                 assert "s3cr" not in str(e.value)
         finally:
             await store.close()
