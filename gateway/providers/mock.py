@@ -25,7 +25,7 @@ import asyncio
 import random as _random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
@@ -33,6 +33,7 @@ from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 from gateway.config import MockConfig
 from gateway.errors import InvalidRequest
 from gateway.providers import Endpoint
+from gateway.providers.mock_tools import ToolCall, tool_call
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text"})
 
@@ -71,15 +72,6 @@ _BYTES_PER_TOKEN = 4
 # Streamed tool-call arguments come in fragments of about this many characters: a few
 # tokens each, as OpenAI's do.
 _ARGUMENT_PIECE_CHARS = 8
-# A placeholder argument per JSON Schema type: valid for the type, plainly fake.
-_PLACEHOLDERS: dict[str, object] = {
-    "string": "mock",
-    "integer": 1,
-    "number": 1.5,
-    "boolean": True,
-    "array": [],
-    "object": {},
-}
 
 
 class MockOverrides(Struct, kw_only=True):
@@ -121,53 +113,8 @@ class MockRequest(Struct, kw_only=True):
     mock: MockOverrides | None = None
 
 
-# What the fake reads of a request that offers tools.
-class _Role(Struct, kw_only=True):
-    role: str = ""
-
-
-class _Property(Struct, kw_only=True):
-    type: str | list[str] | None = None
-    enum: list[Any] | None = None
-
-
-class _Parameters(Struct, kw_only=True):
-    properties: dict[str, _Property] = {}
-    required: list[str] | None = None
-
-
-class _Function(Struct, kw_only=True):
-    name: str
-    parameters: _Parameters | None = None
-
-
-class _Tool(Struct, kw_only=True):
-    function: _Function
-
-
-class _Named(Struct, kw_only=True):
-    name: str
-
-
-class _ToolChoice(Struct, kw_only=True):
-    function: _Named | None = None
-
-
 _decode_request = msgspec.json.Decoder(MockRequest).decode
-_decode_roles = msgspec.json.Decoder(list[_Role] | None).decode
-_decode_tools = msgspec.json.Decoder(list[_Tool] | None).decode
-_decode_tool_choice = msgspec.json.Decoder(str | _ToolChoice | None).decode
 _encode = msgspec.json.Encoder().encode
-
-_T = TypeVar("_T")
-
-
-class ToolCall(Struct, kw_only=True, frozen=True):
-    """The one call a tool-calling answer makes."""
-
-    id: str
-    name: str
-    arguments: str  # JSON text, as OpenAI carries it
 
 
 class Plan(Struct, kw_only=True, frozen=True):
@@ -217,7 +164,7 @@ def plan(
     content_frames = tokens
     call = None
     if req.tools is not UNSET and endpoint == "chat" and o.tool_calls:
-        call = _tool_call(req, tools=req.tools, serial=serial)
+        call = tool_call(tools=req.tools, tool_choice=req.tool_choice, messages=req.messages, serial=serial)
         if call is not None:
             # ~4 characters of arguments per token, and one for the name.
             tokens = max(1, len(call.arguments) // _BYTES_PER_TOKEN) + 1
@@ -261,59 +208,6 @@ def plan(
         include_usage=usage and bool(req.stream_options and req.stream_options.include_usage),
         tool_call=call,
     )
-
-
-def _decoded(decode: Callable[[Raw], _T], raw: Raw, *, param: str) -> _T:
-    try:
-        return decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise InvalidRequest(f"mock provider: invalid {param}: {e}", param=param) from None
-
-
-def _tool_call(req: MockRequest, *, tools: Raw, serial: int) -> ToolCall | None:
-    """The call a request that offers ``tools`` is answered with; None for text. Raises
-    InvalidRequest (param ``tools``, ``tool_choice`` or ``messages``) for shapes the fake
-    cannot read and for a forced tool that is not offered."""
-    offered = _decoded(_decode_tools, tools, param="tools")
-    if not offered:
-        return None
-    choice = None if req.tool_choice is UNSET else _decoded(_decode_tool_choice, req.tool_choice, param="tool_choice")
-    if choice == "none":
-        return None
-    fn = offered[0].function
-    if isinstance(choice, _ToolChoice) and choice.function is not None:
-        name = choice.function.name
-        forced = next((t.function for t in offered if t.function.name == name), None)
-        if forced is None:
-            raise InvalidRequest(
-                f"mock provider: tool_choice names the function {name!r}, which is not in tools",
-                param="tool_choice",
-            )
-        fn = forced
-    if req.messages is not UNSET:
-        messages = _decoded(_decode_roles, req.messages, param="messages")
-        if messages and messages[-1].role == "tool":
-            return None  # the model has its tool result: it answers
-    return ToolCall(id=f"call_mock{serial:012d}", name=fn.name, arguments=_arguments(fn.parameters))
-
-
-def _arguments(params: _Parameters | None) -> str:
-    if params is None:
-        return "{}"
-    props = params.properties
-    names = props if params.required is None else params.required
-    return _encode({n: _placeholder(props.get(n)) for n in names}).decode()
-
-
-def _placeholder(prop: _Property | None) -> object:
-    if prop is None:
-        return None
-    if prop.enum:
-        return prop.enum[0]
-    kind = prop.type
-    if isinstance(kind, list):  # ["string", "null"]: the first type that is not null
-        kind = next((k for k in kind if k != "null"), None)
-    return _PLACEHOLDERS.get(kind) if kind is not None else None
 
 
 def _argument_pieces(call: ToolCall) -> int:
