@@ -150,7 +150,7 @@ class Governor:
         """Whether requests need a look at all (the default config: no)."""
         return cfg.required or bool(cfg.tokens or cfg.virtual_keys)
 
-    def identify(self, request: web.BaseRequest) -> Principal:
+    async def identify(self, request: web.BaseRequest) -> Principal:
         secret = _credential(request)
         if secret is None:
             if self._required:

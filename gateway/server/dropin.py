@@ -116,7 +116,7 @@ class DropIns:
         """The Anthropic SDK's ``POST /v1/messages``."""
         t0 = time.perf_counter()
         try:
-            principal = self._handlers.identify(request)
+            principal = await self._handlers.identify(request)
             body = await read_bounded(request, limit=self._max_body)
             head = codec.decode_request(_messages_head, body)
             if not isinstance(head.model, str) or not head.model:
@@ -148,7 +148,7 @@ class DropIns:
                     f"Invalid URL ({request.method} {path}): expected "
                     "/genai/v1beta/models/{model}:generateContent or :streamGenerateContent"
                 )
-            principal = self._handlers.identify(request)
+            principal = await self._handlers.identify(request)
             body = await read_bounded(request, limit=self._max_body)
             head = codec.decode_request(_generate_head, body)
             config = head.generationConfig

@@ -171,8 +171,10 @@ class Handlers:
         # None when no credentials are configured or required: nothing to check.
         self._governor = governor
 
-    def identify(self, request: web.BaseRequest) -> Principal | None:
-        return self._governor.identify(request) if self._governor is not None else None
+    async def identify(self, request: web.BaseRequest) -> Principal | None:
+        """The caller; None when no auth is configured (nothing to check). Callers on the
+        hot path test ``governed`` first and skip the await."""
+        return await self._governor.identify(request) if self._governor is not None else None
 
     async def governed(
         self, request: web.BaseRequest, call: Call, principal: Principal | None, *, stream: bool, max_out: int
@@ -271,20 +273,20 @@ class Handlers:
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
-        principal = self.identify(request)
+        principal = await self.identify(request) if self._governor is not None else None
         body = await read_bounded(request, limit=self._max_body)
         return await self._complete(request, body, codec.decode_chat(body), endpoint="chat", t0=t0, principal=principal)
 
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
-        principal = self.identify(request)
+        principal = await self.identify(request) if self._governor is not None else None
         body = await read_bounded(request, limit=self._max_body)
         return await self._complete(
             request, body, codec.decode_completion(body), endpoint="text", t0=t0, principal=principal
         )
 
     async def models(self, request: web.BaseRequest) -> web.StreamResponse:
-        self.identify(request)  # with auth required, listing models needs credentials too
+        await self.identify(request)  # with auth required, listing models needs credentials too
         providers = self._table.providers
         results = await asyncio.gather(*(p.list_models() for p in providers.values()), return_exceptions=True)
         data: list[Model] = []
