@@ -251,8 +251,9 @@ def _resolve_provider(name: str, p: ProviderConfig, *, source: str, env: Mapping
 
 def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> GatewayConfig:
     for name in cfg.providers:
-        if not name or "/" in name:
-            raise ConfigError(f"{source}: providers: invalid provider name {name!r} (no '/' allowed)")
+        # Names go into response headers: printable ASCII, no space, no '/'.
+        if not name or "/" in name or " " in name or not (name.isascii() and name.isprintable()):
+            raise ConfigError(f"{source}: providers: invalid provider name {name!r} (printable ASCII, no '/' or space)")
     providers = {n: _resolve_provider(n, p, source=source, env=env) for n, p in cfg.providers.items()}
     if cfg.default_provider is not None and cfg.default_provider not in providers:
         raise ConfigError(f"{source}: default_provider: {cfg.default_provider!r} is not a configured provider")

@@ -29,6 +29,12 @@ def client_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+def client_header_lines(headers: list[tuple[str, str]]) -> bytes:
+    """``client_headers`` as ``Name: value\r\n`` lines (values came from the upstream's
+    parser, so they hold no CR or LF)."""
+    return b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in client_headers(headers))
+
+
 def retry_after_s(headers: list[tuple[str, str]]) -> float | None:
     """Seconds from ``retry-after-ms`` or a numeric ``retry-after`` (an HTTP date is
     treated as absent)."""

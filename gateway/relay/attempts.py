@@ -39,6 +39,30 @@ class NoKeyForModel(GatewayError):
     code = "no_key_for_model"
 
 
+def lone_attempt(call: Call) -> tuple[Target, bytes, int] | None:
+    """(target, body, key) when the call is one attempt and nothing more: one target,
+    no concurrency cap, no retries, no pinned key. The caller makes that attempt itself
+    (``note``-ing its key's outcome) instead of entering the loop below, which saves two
+    coroutine frames on every resumption of the request (~2-3 µs a request)."""
+    targets = call.targets
+    if len(targets) != 1 or call.pinned_key is not None:
+        return None
+    target, body = targets[0]
+    provider = target.provider
+    if provider.limiter is not None or provider.retries.max_retries or type(body) is not bytes:
+        return None
+    key = provider.keys.choose(target.model)
+    return None if key is None else (target, body, key)
+
+
+def note_failure(target: Target, key: int, e: UpstreamError) -> None:
+    """An attempt with key ``key`` failed upstream: the key cools down as its status says."""
+    if isinstance(e, UpstreamStatusError):
+        target.provider.keys.failed(key, status=e.status, retry_after_s=e.retry_after_s)
+    else:
+        target.provider.keys.failed(key, status=None, retry_after_s=None)
+
+
 async def first_success(call: Call, op: Op[T]) -> tuple[T, int, Limiter | None]:
     """The first target's result, its index, and the concurrency slot it holds (the
     caller releases it once the answer has been relayed)."""

@@ -23,6 +23,14 @@ RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 PROVIDER_HEADER = "x-bifrost-provider"
 FALLBACK_HEADER = "x-bifrost-fallback-index"  # only when a fallback served
 
+_encode = msgspec.json.Encoder().encode
+# The constant part of a plain answer's extra_fields per (request type, provider,
+# requested model, deployed model), everything before the latency's value. Bounded: the
+# requested model is the client's string.
+_EXTRA_PREFIXES: dict[tuple[str, str, str, str], bytes] = {}
+_MAX_EXTRA_PREFIXES = 4096
+_LATENCY = b'"latency":'
+
 
 class Call:
     """The request's routing facts, fixed before the first upstream attempt."""
@@ -97,6 +105,23 @@ class Call:
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.t0) * 1000, 3)
+
+    def plain_extra_fields(self, target: Target) -> bytes:
+        """``encode(self.extra_fields(target))`` for the common answer (no chunk index,
+        usage reported, nothing raw), from a cached prefix: ~1.5 µs less a request."""
+        key = (self.request_type, target.provider.name, self.requested, target.model)
+        prefix = _EXTRA_PREFIXES.get(key)
+        if prefix is None:
+            if len(_EXTRA_PREFIXES) >= _MAX_EXTRA_PREFIXES:
+                _EXTRA_PREFIXES.clear()
+            full = _encode(
+                ExtraFields(
+                    request_type=key[0], provider=key[1], model_requested=key[2], model_deployment=key[3], latency=0.0
+                )
+            )
+            prefix = _EXTRA_PREFIXES[key] = full[: full.rindex(_LATENCY) + len(_LATENCY)]
+        # Milliseconds to 3 decimals, as latency_ms() rounds them.
+        return b"%s%s}" % (prefix, _encode(int((time.perf_counter() - self.t0) * 1e6 + 0.5) / 1000))
 
     def extra_fields(
         self,

@@ -8,9 +8,9 @@ from msgspec import UNSET
 from gateway import codec
 from gateway.accounting.tokens import count_completion
 from gateway.accounting.usage import Usage, decode_usage, encode, encode_counted
-from gateway.errors import UpstreamProtocolError
+from gateway.errors import UpstreamError, UpstreamProtocolError
 from gateway.relay import translate
-from gateway.relay.attempts import first_success
+from gateway.relay.attempts import first_success, lone_attempt, note_failure
 from gateway.relay.call import Call, status_error
 from gateway.relay.watch import add_cost
 from gateway.routing.table import Target
@@ -45,6 +45,29 @@ def account(call: Call, target: Target, data: bytes, usage_raw: bytes | None) ->
     return codec.splice_field(data, b"usage", counted), True
 
 
+def _plain(call: Call, target: Target, data: bytes, usage_raw: bytes) -> bytes:
+    """The common answer (OpenAI dialect, usage reported, no gateway upstream, nothing
+    raw asked for): accounted, then ``usage.cost`` and ``extra_fields`` spliced in one
+    join. Equal to ``account`` + ``codec.enrich``, ~3 µs cheaper."""
+    provider, ledger = target.provider, call.ledger
+    try:
+        usage = decode_usage(usage_raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise UpstreamProtocolError(f"provider '{provider.name}' sent an unreadable usage object: {e}") from None
+    cost = ledger.cost(provider.pricing.lookup(target.model), usage)
+    ledger.record(provider=provider.name, usage=usage, cost=cost, estimated=False)
+    call.charge(usage, cost)
+    extra = call.plain_extra_fields(target)
+    end = len(data.rstrip()) - 1  # the closing brace: response_head proved an object
+    if cost is not None and b'"cost"' not in usage_raw and usage_raw[-1:] == b"}":
+        at = data.rfind(usage_raw)
+        if at >= 0:
+            close = at + len(usage_raw) - 1  # the usage object's closing brace
+            sep = b'"cost":' if usage_raw[:-1].rstrip().endswith(b"{") else b',"cost":'
+            return b"".join((data[:close], sep, encode(cost), data[close:end], b',"extra_fields":', extra, b"}"))
+    return b"".join((data[:end], b',"extra_fields":', extra, b"}"))
+
+
 async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[bytes, list[tuple[str, str]]]:
     provider = target.provider
     reply = await provider.send(
@@ -59,10 +82,18 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
         if translated:
             data = translate.error(target, reply.status, data)
         raise status_error(provider.name, reply.status, provider.redact(data), reply.headers)
+    head = codec.response_head(data) if not translated else None
+    if head is not None and call.client is None and not (call.raw_request or call.raw_response):
+        usage = head.usage
+        if usage is not UNSET and head.extra_fields is UNSET:
+            reported = bytes(usage)
+            if reported != b"null":
+                return _plain(call, target, data, reported), reply.headers
     upstream_data = data
     if translated:
         data = translate.answer(target, data)
-    head = codec.response_head(data)
+        head = codec.response_head(data)
+    assert head is not None
     usage_raw = bytes(head.usage) if head.usage is not UNSET else None
     if usage_raw == b"null":
         usage_raw = None
@@ -85,6 +116,16 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
 async def unary(call: Call) -> tuple[bytes, int, list[tuple[str, str]]]:
     """The enriched body, the index of the target that served it (0: primary) and the
     upstream headers relayed to the client. All failing: the primary's error."""
+    lone = lone_attempt(call)
+    if lone is not None:  # the common call: one attempt, made here
+        target, body, key = lone
+        try:
+            data, headers = await _attempt(call, target, body, key)
+        except UpstreamError as e:
+            note_failure(target, key, e)
+            raise
+        target.provider.keys.succeeded(key)
+        return data, 0, headers
     (data, headers), index, limiter = await first_success(call, lambda t, b, k: _attempt(call, t, b, k))
     if limiter is not None:
         limiter.release()

@@ -195,8 +195,29 @@ class HTTPProvider:
         model: str = "",
         extra: tuple[tuple[str, str], ...] = (),
     ) -> Reply:
+        pool = self._pool
+        if pool is not None and not stream and timeouts is None and self.dialect != "gemini":
+            # The common unary call, in one frame (``_send_pooled`` below, specialised).
+            head = self._head(self._urls[endpoint], key)
+            if extra:
+                head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")
+            t = self._timeouts
+            total = t.request_s
+            try:
+                reply = await pool.request(
+                    self._origin,  # type: ignore[arg-type]
+                    head,
+                    body,
+                    connect_s=t.connect_s,
+                    first_byte_s=total if total is not None else t.stream_idle_s,
+                )
+            except UpstreamError as e:
+                e.message = f"provider '{self.name}': {e.message}"
+                raise
+            reply.watch_idle(total)
+            return reply
         url = self._url(endpoint, model=model, stream=stream)
-        if self._pool is not None:
+        if pool is not None:
             head = self._head(url, key)
             if extra:
                 head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")

@@ -1,0 +1,85 @@
+"""A complete JSON answer written with one transport write.
+
+``web.Response`` costs ~9 µs a request here: a header multidict, content-type parsing,
+four coroutines (prepare, _start, _prepare_headers, _write_headers) and a C header
+serialiser. The relay's answers are always the same shape (200, JSON, a few known
+headers, a body in hand), so they are written as bytes built in one join.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
+from multidict import CIMultiDict
+
+_STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
+_SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
+_date_text = ""
+_date_line = b""
+
+
+def _date() -> bytes:
+    """The Date header line; aiohttp's own clock text, re-encoded once a second."""
+    global _date_text, _date_line
+    text = rfc822_formatted_time()
+    if text is not _date_text:
+        _date_text, _date_line = text, f"Date: {text}\r\n".encode()
+    return _date_line
+
+
+def fits(request: web.BaseRequest) -> bool:
+    """Whether ``Answer`` may answer ``request`` (HTTP/1.1; anything else: web.Response)."""
+    return request.version == HttpVersion11
+
+
+class Answer(web.StreamResponse):
+    """A 200 with ``headers`` (``Name: value\\r\\n`` lines, without Content-Length, Date,
+    Server or Connection) and ``body``: what aiohttp's RequestHandler needs of a response
+    (``prepare``, ``write_eof``, ``keep_alive``) and no more. ``status``, ``body`` and
+    ``headers`` read like a ``web.Response``'s, for code that keeps an answer."""
+
+    def __init__(self, headers: bytes, body: bytes) -> None:
+        # No super().__init__(): none of StreamResponse's state is used.
+        self._head = headers
+        self._data = body
+        self._keep_alive: bool | None = True
+
+    @property
+    def status(self) -> int:
+        return 200
+
+    @property
+    def body(self) -> bytes:
+        return self._data
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        out: CIMultiDict[str] = CIMultiDict()
+        for line in self._head.decode("latin-1").split("\r\n"):
+            if line:
+                name, _, value = line.partition(": ")
+                out.add(name, value)
+        return out
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        keep = self._keep_alive = request.keep_alive
+        data = self._data
+        writer = request.writer
+        await writer.write(
+            b"".join(
+                (
+                    _STATUS_LINE,
+                    self._head,
+                    b"Content-Length: %d\r\n" % len(data),
+                    _date(),
+                    _SERVER,
+                    b"\r\n" if keep else b"Connection: close\r\n\r\n",
+                    data,
+                )
+            )
+        )
+        await writer.write_eof()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None  # written whole by prepare()

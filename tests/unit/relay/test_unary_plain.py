@@ -1,0 +1,94 @@
+"""The fused splice of the common unary answer (``unary._plain``) gives exactly what the
+general path (``account`` + ``codec.enrich``) gives, latency aside, for every usage shape
+an upstream sends, and charges the call and the metrics alike."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gateway import codec
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.pricing import Price
+from gateway.accounting.tokens import Tokenizers
+from gateway.metrics import Metrics
+from gateway.relay import unary
+from gateway.relay.call import Call
+
+PRICE = Price(input=2e-6, output=8e-6, cache_read=None, request=0.0)
+
+ANSWERS = [
+    # compact, as OpenAI and the mock send it
+    b'{"id":"c1","object":"chat.completion","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,'
+    b'"total_tokens":10}}',
+    # usage not last, nested details, spaces and a trailing newline
+    b'{"id": "c2", "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10,'
+    b' "prompt_tokens_details": {"cached_tokens": 2}}, "model": "m"}\n',
+    # the same usage object twice (a quoted echo before the real one)
+    b'{"id":"c3","echo":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10},'
+    b'"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}',
+    # an upstream that priced the request itself: its cost is kept
+    b'{"id":"c4","usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"cost":0.5}}',
+]
+
+
+def call_and_target(*, priced: bool) -> tuple[Call, Any, Metrics]:
+    metrics = Metrics()
+    provider = SimpleNamespace(
+        name="up", pricing=SimpleNamespace(lookup=lambda model: PRICE if priced else None), dialect="openai"
+    )
+    target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False)
+    call = Call(
+        endpoint="chat",
+        request_type="chat_completion",
+        requested="up/gpt-x",
+        targets=[(target, b"{}")],  # type: ignore[list-item]
+        body=b"{}",
+        t0=time.perf_counter(),
+        raw_request=False,
+        raw_response=False,
+        client_usage=False,
+        ledger=Ledger(metrics=metrics, tokenizers=Tokenizers()),
+        timeouts=None,
+    )
+    return call, target, metrics
+
+
+def without_latency(data: bytes) -> Any:
+    out = json.loads(data)
+    assert isinstance(out["extra_fields"].pop("latency"), float)
+    return out
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+@pytest.mark.parametrize("priced", [True, False])
+def test_plain_equals_general_path(answer: bytes, priced: bool) -> None:
+    call_a, target_a, metrics_a = call_and_target(priced=priced)
+    head = codec.response_head(answer)
+    usage_raw = bytes(head.usage)
+    general, estimated = unary.account(call_a, target_a, answer, usage_raw)
+    general = codec.enrich(general, head, call_a.extra_fields(target_a, estimated=estimated))
+
+    call_b, target_b, metrics_b = call_and_target(priced=priced)
+    fused = unary._plain(call_b, target_b, answer, usage_raw)
+
+    assert without_latency(fused) == without_latency(general)
+    assert (call_b.used_tokens, call_b.used_cost) == (call_a.used_tokens, call_a.used_cost) == (
+        10,
+        pytest.approx(7 * 2e-6 + 3 * 8e-6) if priced else 0.0,
+    )
+    assert metrics_b.exposition() == metrics_a.exposition()
+
+
+def test_plain_extra_fields_prefix_is_per_model_and_escaped() -> None:
+    call, target, _ = call_and_target(priced=True)
+    call.requested = 'odd "name"\\'
+    out = json.loads(b"{%s}" % (b'"extra_fields":' + call.plain_extra_fields(target)))
+    assert out["extra_fields"]["model_requested"] == 'odd "name"\\'
+    assert out["extra_fields"]["model_deployment"] == "gpt-x"
+    call.requested = "other"
+    assert json.loads(call.plain_extra_fields(target))["model_requested"] == "other"
