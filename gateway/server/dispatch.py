@@ -45,27 +45,30 @@ class Dispatcher:
         # by prefix, only when no exact path matched.
         self._prefixes = tuple((prefixes or {}).items())
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    def __call__(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        """Not a coroutine: the handler's own coroutine goes to aiohttp, one frame less
+        per request. What a handler (or this lookup) raises reaches the protocol's
+        ``handle_error`` (``server.protocol``), which answers it with ``answer_error``."""
         methods = self._routes.get(request.path)
         if methods is None:
             path = request.path
             methods = next((m for p, m in self._prefixes if path.startswith(p)), None)
         if methods is None:
-            return error_response(NotFound(f"Invalid URL ({request.method} {request.path})"))
+            raise NotFound(f"Invalid URL ({request.method} {request.path})")
         handler = methods.get(request.method)
         if handler is None:
             allow = tuple(methods)
-            return error_response(
-                MethodNotAllowed(
-                    f"Method {request.method} not allowed for {request.path}; allowed: {', '.join(allow)}",
-                    allow=allow,
-                )
+            raise MethodNotAllowed(
+                f"Method {request.method} not allowed for {request.path}; allowed: {', '.join(allow)}", allow=allow
             )
-        try:
-            return await handler(request)
-        except GatewayError as e:
-            return error_response(e)
-        except Exception:
-            log.exception("unexpected error serving %s %s", request.method, request.path)
-            status, body = render_unexpected()
-            return web.Response(status=status, body=body, content_type=JSON)
+        return handler(request)
+
+
+def answer_error(request: web.BaseRequest, exc: BaseException | None) -> web.Response:
+    """The answer to what a handler raised: a GatewayError as its own OpenAI error, anything
+    else as an internal error (logged, no detail to the client)."""
+    if isinstance(exc, GatewayError):
+        return error_response(exc)
+    log.error("unexpected error serving %s %s", request.method, request.path, exc_info=exc)
+    status, body = render_unexpected()
+    return web.Response(status=status, body=body, content_type=JSON)

@@ -10,7 +10,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.errors import GatewayError, unexpected
+from gateway.errors import GatewayError
+from gateway.server.dispatch import answer_error
 
 log = logging.getLogger("gateway.server")
 
@@ -30,14 +31,13 @@ class _Protocol(RequestHandler):
     ) -> web.StreamResponse:
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error response")
-        if status >= 500:
-            log.error("error handling request", exc_info=exc)
-            err: GatewayError = unexpected()
-        else:
-            detail = exc.message if isinstance(exc, HttpProcessingError) else (message or str(exc or ""))
-            log.debug("malformed HTTP request from %s: %s", request.remote, detail)
-            err = _HTTPError(f"malformed HTTP request: {detail}".strip())
-            err.status = status
+        if isinstance(exc, GatewayError) or status >= 500:
+            # Raised by a handler (the dispatcher does not catch: one frame less a request).
+            return answer_error(request, exc)
+        detail = exc.message if isinstance(exc, HttpProcessingError) else (message or str(exc or ""))
+        log.debug("malformed HTTP request from %s: %s", request.remote, detail)
+        err = _HTTPError(f"malformed HTTP request: {detail}".strip())
+        err.status = status
         resp = web.Response(status=err.status, body=err.body(), content_type="application/json")
         resp.force_close()
         return resp
