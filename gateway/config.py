@@ -8,7 +8,7 @@ resolved here, the only module that reads the environment.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -158,11 +158,11 @@ class RateLimitConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     calendar: bool = False
 
 
-class VirtualKeyConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A principal: who may call, for what, and how much."""
+class KeySpecConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A virtual key without its secret: who may call, for what, and how much. Keys in
+    the config file and keys created through the admin API (/api/keys) alike."""
 
     name: str
-    value: str  # the secret (sk-bf-...), or env.VAR_NAME
     # Providers it may use; None: every provider.
     providers: tuple[str, ...] | None = None
     # Models it may use, as "provider/model" patterns (fnmatch: "openai/gpt-4o*"); None: all.
@@ -176,6 +176,25 @@ class VirtualKeyConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     active: bool = True
 
 
+class VirtualKeyConfig(KeySpecConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A virtual key of the config file."""
+
+    value: str  # the secret (sk-bf-...), or env.VAR_NAME
+
+
+def key_problem(key: KeySpecConfig, *, providers: Collection[str]) -> tuple[str, str] | None:
+    """What the field types cannot say is wrong with a key: (field, why), or None."""
+    for p in key.providers or ():
+        if p not in providers:
+            return "providers", f"{p!r} is not a configured provider"
+    for r in key.rate_limits:
+        if r.requests is None and r.tokens is None:
+            return "rate_limits", "each needs requests, tokens or both"
+    if key.expires_at is not None and key.expires_at.tzinfo is None:
+        return "expires_at", "give a time zone (e.g. 2027-01-01T00:00:00Z)"
+    return None
+
+
 class TokenConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A gateway token: grants the configured provider keys, without limits."""
 
@@ -187,8 +206,12 @@ class AuthConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # False: a request without credentials is served as the anonymous principal
     # (virtual keys, when sent, still apply). True: anything but a known credential is a 401.
     required: bool = False
-    # Guards the admin API (/api/keys); None: the admin API answers 404.
+    # Guards the admin API (/api/keys); None: the admin API answers 404. Keys created
+    # through it are looked up in the store only while an admin token is configured.
     admin_token: str | None = None
+    # How long a process trusts what it last read of a runtime key (found, unknown or
+    # inactive): a key revoked on another process still works there for up to this long.
+    key_cache_s: Annotated[float, Meta(ge=0, le=300)] = 5.0
     tokens: tuple[TokenConfig, ...] = ()
     virtual_keys: tuple[VirtualKeyConfig, ...] = ()
     # A credential that is none of the above is the client's own provider key, passed to
@@ -296,14 +319,9 @@ def _auth(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> AuthCon
     for i, vk in enumerate(a.virtual_keys):
         at = f"{where}.virtual_keys[{i}]"
         vk = msgspec.structs.replace(vk, value=_resolve(vk.value, where=f"{at}.value", env=env))
-        for p in vk.providers or ():
-            if p not in cfg.providers:
-                raise ConfigError(f"{at}.providers: {p!r} is not a configured provider")
-        for r in vk.rate_limits:
-            if r.requests is None and r.tokens is None:
-                raise ConfigError(f"{at}.rate_limits: each needs requests, tokens or both")
-        if vk.expires_at is not None and vk.expires_at.tzinfo is None:
-            raise ConfigError(f"{at}.expires_at: give a time zone (e.g. 2027-01-01T00:00:00Z)")
+        problem = key_problem(vk, providers=cfg.providers)
+        if problem is not None:
+            raise ConfigError(f"{at}.{problem[0]}: {problem[1]}")
         vks.append(vk)
     secrets = [t.value for t in tokens] + [v.value for v in vks] + ([admin] if admin else [])
     if any(len(x) < MIN_SECRET_CHARS for x in secrets):

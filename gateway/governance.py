@@ -9,7 +9,9 @@ replace the admission's estimates, streams included, a cut stream for what passe
 Credentials: ``x-bf-vk``, ``Authorization: Bearer``, ``x-api-key``, ``api-key``,
 ``x-goog-api-key``, first found. Secrets are looked up by their SHA-256 (a dict lookup
 on a digest leaks nothing useful by timing) and the match confirmed with
-``hmac.compare_digest``.
+``hmac.compare_digest``. Keys of the config file are found in a dict, without an await;
+keys created through the admin API (``server/admin``) are found in the store by the hex
+digest, and what was found (or not) is cached for ``auth.key_cache_s``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import hmac
 import logging
 import time
 from collections.abc import Iterable
+from datetime import datetime
 
+import msgspec
 from aiohttp import web
 
-from gateway.config import AuthConfig, VirtualKeyConfig
+from gateway.config import AuthConfig, KeySpecConfig
 from gateway.errors import BudgetExceeded, Forbidden, GatewayError, RateLimited, StoreUnavailable, Unauthorized
 from gateway.metrics import Metrics
 from gateway.routing.table import Target
@@ -35,6 +39,10 @@ log = logging.getLogger("gateway.governance")
 
 CREDENTIAL_HEADERS = ("x-bf-vk", "authorization", "x-api-key", "api-key", "x-goog-api-key")
 NANO = 1_000_000_000  # budgets and costs are counted in nano-USD, integers
+# Unknown credentials remembered per process: enough for every SDK placeholder and
+# mistyped key in use, bounded so random credentials cannot grow memory (~2 MB full).
+MAX_UNKNOWN = 10_000
+SWEEP_EVERY_S = 60.0  # cached runtime keys past their time are dropped at most this often
 
 
 def digest(secret: str) -> bytes:
@@ -85,7 +93,22 @@ class Principal:
 ANONYMOUS = Principal(id="anonymous", name="anonymous", kind="anonymous")
 
 
-def limits_of(vk: VirtualKeyConfig, *, principal: str, anchor: float) -> Limits | None:
+class KeyRecord(KeySpecConfig, frozen=True, forbid_unknown_fields=False, kw_only=True):
+    """A key created through the admin API, as the store keeps it (msgspec JSON): its
+    spec, without the secret or its hash. Unknown fields are ignored, so a record
+    written by a newer gateway still reads during a rolling upgrade."""
+
+    created_at: datetime
+    # The counters' owner: "key:<name>:<random>", so a name revoked and created again
+    # starts with fresh counters, and never meets a config key's "vk:<name>".
+    principal: str
+
+
+encode_record = msgspec.json.Encoder().encode
+decode_record = msgspec.json.Decoder(KeyRecord).decode
+
+
+def limits_of(vk: KeySpecConfig, *, principal: str, anchor: float) -> Limits | None:
     out: list[Limit] = []
     for b in vk.budgets:
         out.append(Limit(kind="budget", amount=round(b.usd * NANO), window=parse_window(b.window, calendar=b.calendar)))
@@ -100,18 +123,85 @@ def limits_of(vk: VirtualKeyConfig, *, principal: str, anchor: float) -> Limits 
     return Limits(principal=principal, anchor=anchor, limits=tuple(out), max_concurrency=vk.max_concurrency)
 
 
-def principal_of(vk: VirtualKeyConfig, *, id: str, anchor: float) -> Principal:
+def config_principal_id(name: str) -> str:
+    """The counters' owner of a config file's key."""
+    return f"vk:{name}"
+
+
+def principal_of(vk: KeySpecConfig, *, id: str, secret_digest: bytes, anchor: float) -> Principal:
     return Principal(
         id=id,
         name=vk.name,
         kind="virtual_key",
-        secret_digest=digest(vk.value),
+        secret_digest=secret_digest,
         providers=frozenset(vk.providers) if vk.providers is not None else None,
         models=vk.models,
         deny=vk.deny_models,
         limits=limits_of(vk, principal=id, anchor=anchor),
         expires_at=vk.expires_at.timestamp() if vk.expires_at is not None else None,
     )
+
+
+def runtime_principal(record: KeyRecord, *, secret_digest: bytes) -> Principal | str:
+    """A runtime key's principal, or why it is refused."""
+    if not record.active:
+        return f"virtual key '{record.name}' is not active"
+    return principal_of(record, id=record.principal, secret_digest=secret_digest, anchor=0.0)
+
+
+class RuntimeKeys:
+    """Keys created through the admin API, found in the store by their secret's hex
+    SHA-256. What a look-up finds is cached for ``ttl_s``: a principal or why the key is
+    refused, and (at most MAX_UNKNOWN) that no key has this secret."""
+
+    __slots__ = ("_found", "_sweep_at", "_ttl_s", "_unknown", "store")
+
+    def __init__(self, store: Store, *, ttl_s: float) -> None:
+        self.store = store
+        self._ttl_s = ttl_s
+        self._found: dict[bytes, tuple[float, str, Principal | str]] = {}  # digest -> (until, name, found)
+        self._unknown: dict[bytes, float] = {}  # digest -> until; oldest first
+        self._sweep_at = 0.0
+
+    async def find(self, secret_digest: bytes) -> Principal | str | None:
+        """The key's principal, why it is refused, or None: no key has this secret.
+        Raises the store's StoreUnavailable."""
+        now = time.monotonic()
+        hit = self._found.get(secret_digest)
+        if hit is not None and hit[0] > now:
+            return hit[2]
+        until = self._unknown.get(secret_digest)
+        if until is not None and until > now:
+            return None
+        raw = await self.store.key_by_hash(secret_digest.hex())
+        now = time.monotonic()
+        if now >= self._sweep_at:
+            self._sweep(now)
+        found: Principal | str | None = None
+        if raw is not None:
+            try:
+                record = decode_record(raw)
+                found = runtime_principal(record, secret_digest=secret_digest)
+            except (msgspec.MsgspecError, ValueError) as e:
+                log.error("runtime key record unreadable, key refused: %s", e)
+        self._unknown.pop(secret_digest, None)
+        if found is None:
+            self._found.pop(secret_digest, None)
+            if len(self._unknown) >= MAX_UNKNOWN:
+                del self._unknown[next(iter(self._unknown))]
+            self._unknown[secret_digest] = now + self._ttl_s
+        else:
+            self._found[secret_digest] = (now + self._ttl_s, record.name, found)
+        return found
+
+    def forget(self, name: str) -> None:
+        """Drops what is cached of key ``name``: revoked on this process, refused at once."""
+        self._found = {d: e for d, e in self._found.items() if e[1] != name}
+
+    def _sweep(self, now: float) -> None:
+        self._sweep_at = now + SWEEP_EVERY_S
+        self._found = {d: e for d, e in self._found.items() if e[0] > now}
+        self._unknown = {d: t for d, t in self._unknown.items() if t > now}
 
 
 class Grant:
@@ -125,7 +215,7 @@ class Grant:
 
 
 class Governor:
-    __slots__ = ("_by_digest", "_fail_open", "_inactive", "_metrics", "_required", "_settling", "store")
+    __slots__ = ("_by_digest", "_fail_open", "_inactive", "_metrics", "_required", "_runtime", "_settling", "store")
 
     def __init__(self, cfg: AuthConfig, store: Store, *, fail_open: bool, metrics: Metrics) -> None:
         self.store = store
@@ -138,20 +228,27 @@ class Governor:
             d = digest(t.value)
             self._by_digest[d] = Principal(id=f"token:{t.name}", name=t.name, kind="token", secret_digest=d)
         for vk in cfg.virtual_keys:
-            p = principal_of(vk, id=f"vk:{vk.name}", anchor=0.0)
+            p = principal_of(vk, id=config_principal_id(vk.name), secret_digest=digest(vk.value), anchor=0.0)
             if vk.active:
                 self._by_digest[p.secret_digest] = p
             else:
                 self._inactive[p.secret_digest] = f"virtual key '{vk.name}' is not active"
+        # Runtime keys exist only where an admin API can create them.
+        self._runtime = RuntimeKeys(store, ttl_s=cfg.key_cache_s) if cfg.admin_token else None
         self._settling: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def enabled(cfg: AuthConfig) -> bool:
         """Whether requests need a look at all (the default config: no)."""
-        return cfg.required or bool(cfg.tokens or cfg.virtual_keys)
+        return cfg.required or bool(cfg.tokens or cfg.virtual_keys or cfg.admin_token)
+
+    def forget(self, name: str) -> None:
+        """Key ``name`` was revoked: this process stops honouring it now, not after the cache time."""
+        if self._runtime is not None:
+            self._runtime.forget(name)
 
     async def identify(self, request: web.BaseRequest) -> Principal:
-        secret = _credential(request)
+        secret = credential(request)
         if secret is None:
             if self._required:
                 raise self._refused(
@@ -162,12 +259,13 @@ class Governor:
         d = digest(secret)
         p = self._by_digest.get(d)
         if p is not None and hmac.compare_digest(d, p.secret_digest):
-            if p.expires_at is not None and time.time() >= p.expires_at:
-                raise self._refused(
-                    "unauthorized", Unauthorized(f"virtual key '{p.name}' has expired", code="key_expired")
-                )
-            return p
+            return self._unexpired(p)
         why = self._inactive.get(d)
+        if why is None and self._runtime is not None:
+            found = await self._find(self._runtime, d)
+            if isinstance(found, Principal):  # the store matched the digest itself
+                return self._unexpired(found)
+            why = found
         if why is not None:
             raise self._refused("unauthorized", Unauthorized(why, code="key_inactive"))
         if self._required:
@@ -175,6 +273,26 @@ class Governor:
                 "unauthorized", Unauthorized("invalid credentials: not a gateway token or virtual key of this gateway")
             )
         return ANONYMOUS  # an SDK's placeholder key, with auth off
+
+    def _unexpired(self, p: Principal) -> Principal:
+        if p.expires_at is not None and time.time() >= p.expires_at:
+            raise self._refused("unauthorized", Unauthorized(f"virtual key '{p.name}' has expired", code="key_expired"))
+        return p
+
+    async def _find(self, runtime: RuntimeKeys, d: bytes) -> Principal | str | None:
+        try:
+            return await runtime.find(d)
+        except StoreDown as e:
+            self._metrics.store_errors += 1
+            how = "open" if self._fail_open else "closed"
+            log.error("state store unavailable, failing %s: runtime keys cannot be looked up: %s", how, e)
+            if self._fail_open and not self._required:
+                # Anonymous callers are served here anyway: served, uncounted. With auth
+                # required an unchecked credential is never let in, fail_open or not.
+                return ANONYMOUS
+            raise self._refused(
+                "store_unavailable", StoreUnavailable("the gateway's state store is unavailable; try again shortly")
+            ) from None
 
     def authorize(self, principal: Principal, targets: Iterable[tuple[Target, object]]) -> None:
         if principal.kind != "virtual_key":
@@ -229,7 +347,8 @@ class Governor:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
 
-def _credential(request: web.BaseRequest) -> str | None:
+def credential(request: web.BaseRequest) -> str | None:
+    """The secret the client sent, from the first credential header found."""
     h = request.headers
     for name in CREDENTIAL_HEADERS:
         value = h.get(name)

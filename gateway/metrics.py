@@ -20,6 +20,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 STREAM_OUTCOMES = ("completed", "client_gone", "upstream_error")
 # Why governance refused a request (gateway_refused_requests_total{reason}).
 REFUSALS = ("unauthorized", "forbidden", "rate_limited", "concurrency", "budget", "store_unavailable")
+# Async jobs (gateway_async_jobs_total{event}): accepted, ended with an answer or an
+# error, or refused at the pending cap.
+JOB_EVENTS = ("submitted", "completed", "failed", "refused")
 
 
 class ProviderMeters:
@@ -54,6 +57,7 @@ class Metrics(Collector):
         self._providers: dict[str, ProviderMeters] = {}
         self.refused = dict.fromkeys(REFUSALS, 0)
         self.store_errors = 0  # state store (Redis) operations that failed
+        self.jobs = dict.fromkeys(JOB_EVENTS, 0)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -96,6 +100,10 @@ class Metrics(Collector):
         for reason, n in self.refused.items():
             refused.add_metric([reason], n)
         yield refused
+        jobs = CounterMetricFamily("gateway_async_jobs", "Async jobs by event", labels=["event"])
+        for event, n in self.jobs.items():
+            jobs.add_metric([event], n)
+        yield jobs
         yield CounterMetricFamily(
             "gateway_store_errors", "State store operations that failed (Redis unreachable)", value=self.store_errors
         )

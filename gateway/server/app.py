@@ -19,10 +19,13 @@ from gateway.metrics import Metrics
 from gateway.pool import Pool
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
-from gateway.server import dropin
+from gateway.server import admin, dropin
+from gateway.server.admin import Admin
 from gateway.server.dispatch import Dispatcher
 from gateway.server.dropin import DropIns
 from gateway.server.handlers import Handlers, routes
+from gateway.server.jobs import Jobs
+from gateway.server.jobs import routes as job_routes
 from gateway.server.protocol import Server
 from gateway.state import MemoryStore, RedisStore, Store
 from gateway.upstream import new_session
@@ -58,6 +61,7 @@ class Gateway:
         self._pool: Pool | None = None
         self._store: Store | None = None
         self._governor: Governor | None = None
+        self._jobs: Jobs | None = None
 
     def build_dispatcher(self, session: aiohttp.ClientSession) -> Dispatcher:
         cfg = self.cfg
@@ -79,9 +83,18 @@ class Gateway:
         if Governor.enabled(cfg.auth):
             self._governor = Governor(cfg.auth, store, fail_open=cfg.store.fail_open, metrics=ledger.metrics)
         handlers = Handlers(table, max_body_bytes=cfg.server.max_body_bytes, ledger=ledger, governor=self._governor)
+        self._jobs = Jobs(
+            handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics
+        )
+        handlers.jobs = self._jobs.route
         exact, prefixes = dropin.routes(
             DropIns(handlers, table, ledger=ledger, max_body_bytes=cfg.server.max_body_bytes)
         )
+        if cfg.auth.admin_token and self._governor is not None:  # else /api/keys is a 404
+            more, more_prefixes = admin.routes(Admin(cfg, governor=self._governor, metrics=ledger.metrics))
+            exact, prefixes = {**exact, **more}, {**prefixes, **more_prefixes}
+        jobs_exact, jobs_prefixes = job_routes(self._jobs)
+        exact, prefixes = {**exact, **jobs_exact}, {**prefixes, **jobs_prefixes}
         return Dispatcher({**routes(handlers), **exact}, prefixes=prefixes)
 
     async def start(self, *, host: str | None = None, port: int | None = None) -> int:
@@ -100,6 +113,8 @@ class Gateway:
         return int(sock.getsockname()[1])
 
     async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_GRACE_S  # requests and async jobs share the grace
         if self._listener is not None:
             self._listener.close()
         if self._server is not None:
@@ -107,6 +122,8 @@ class Gateway:
             await self._server.shutdown(SHUTDOWN_GRACE_S)
         if self._listener is not None:
             await self._listener.wait_closed()
+        if self._jobs is not None:  # before the session closes: jobs relay through it
+            await self._jobs.stop(grace_s=deadline - loop.time())
         if self._session is not None:
             await self._session.close()
         if self._pool is not None:

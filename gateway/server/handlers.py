@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from msgspec import UNSET
@@ -13,7 +14,7 @@ from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError
-from gateway.governance import Governor, Principal
+from gateway.governance import Governor, Grant, Principal
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.providers import Endpoint
 from gateway.relay import translate
@@ -38,6 +39,10 @@ RAW_REQUEST_HEADER = "x-bf-send-back-raw-request"
 RAW_RESPONSE_HEADER = "x-bf-send-back-raw-response"
 REQUEST_TIMEOUT_HEADER = "x-bf-request-timeout"
 IDLE_TIMEOUT_HEADER = "x-bf-stream-idle-timeout"
+# Async inference (server.jobs): submit the request as a job, or poll a job by its id.
+ASYNC_HEADER = "x-bf-async"
+ASYNC_ID_HEADER = "x-bf-async-id"
+JobRoute = Callable[[web.BaseRequest, Endpoint], Awaitable[web.StreamResponse]]
 # Per-request timeouts are clamped as the reference system clamps them (30 min).
 MAX_TIMEOUT_S = 1800.0
 _HEALTH = b'{"status":"ok"}'
@@ -168,7 +173,7 @@ def target_body(
 
 
 class Handlers:
-    __slots__ = ("_governor", "_ledger", "_max_body", "_table")
+    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "jobs")
 
     def __init__(
         self, table: ModelTable, *, max_body_bytes: int, ledger: Ledger, governor: Governor | None = None
@@ -178,6 +183,9 @@ class Handlers:
         self._ledger = ledger
         # None when no credentials are configured or required: nothing to check.
         self._governor = governor
+        # Submits and polls of async jobs (server.jobs), wired by the app; None: the
+        # async headers are ignored.
+        self.jobs: JobRoute | None = None
 
     async def identify(self, request: web.BaseRequest) -> Principal | None:
         """The caller; None when no auth is configured (nothing to check). Callers on the
@@ -187,28 +195,88 @@ class Handlers:
     async def governed(
         self, request: web.BaseRequest, call: Call, principal: Principal | None, *, stream: bool, max_out: int
     ) -> web.StreamResponse:
-        """``run``, for a caller who may use the call's targets and is admitted against
-        its limits (the estimate: ~4 bytes per prompt token, ``max_out`` completion
-        tokens, at the primary's price); what it used is charged at the end."""
-        gov = self._governor
-        if gov is None or principal is None or principal.kind == "anonymous":
-            return await self.run(request, call, stream=stream)
-        gov.authorize(principal, call.targets)
-        grant = None
-        if principal.limits is not None:
-            target = call.targets[0][0]
-            prompt = len(call.body) // 4
-            cost = self._ledger.cost(
-                target.provider.pricing.lookup(target.model),
-                Usage(prompt_tokens=prompt, completion_tokens=max_out, total_tokens=prompt + max_out),
-            )
-            grant = await gov.admit(principal, tokens=prompt + max_out, cost_usd=cost.total_cost if cost else 0.0)
+        """``run``, for a caller ``admit`` lets through; what it used is charged at the end."""
+        grant = await self.admit(call, principal, max_out=max_out)
         if grant is None:
             return await self.run(request, call, stream=stream)
         try:
             return await self.run(request, call, stream=stream)
         finally:
-            gov.settle(grant, tokens=call.used_tokens, cost_usd=call.used_cost)
+            self.settle(grant, call)
+
+    async def admit(self, call: Call, principal: Principal | None, *, max_out: int) -> Grant | None:
+        """Refuses a caller who may not use the call's targets (403) or is over its limits
+        (429, 402), admitting it against an estimate: ~4 bytes per prompt token,
+        ``max_out`` completion tokens, at the primary's price. None: nothing to settle."""
+        gov = self._governor
+        if gov is None or principal is None or principal.kind == "anonymous":
+            return None
+        gov.authorize(principal, call.targets)
+        if principal.limits is None:
+            return None
+        target = call.targets[0][0]
+        prompt = len(call.body) // 4
+        cost = self._ledger.cost(
+            target.provider.pricing.lookup(target.model),
+            Usage(prompt_tokens=prompt, completion_tokens=max_out, total_tokens=prompt + max_out),
+        )
+        return await gov.admit(principal, tokens=prompt + max_out, cost_usd=cost.total_cost if cost else 0.0)
+
+    def settle(self, grant: Grant, call: Call) -> None:
+        """Charges what the call used in place of its admission's estimate."""
+        if self._governor is not None:
+            self._governor.settle(grant, tokens=call.used_tokens, cost_usd=call.used_cost)
+
+    def prepare(
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        req: ChatCompletionRequest | CompletionRequest,
+        *,
+        endpoint: Endpoint,
+    ) -> Call:
+        """The non-streaming call ``_complete`` would relay, built now (400s included) and
+        relayed later: an async job (server.jobs)."""
+        return self.call_of(request, body, req, endpoint=endpoint, t0=time.perf_counter(), stream=False)
+
+    def call_of(
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        req: ChatCompletionRequest | CompletionRequest,
+        *,
+        endpoint: Endpoint,
+        t0: float,
+        stream: bool,
+    ) -> Call:
+        """The request's routing facts: its targets and upstream bodies, the x-bf-* options."""
+        kind = "chat_completion" if endpoint == "chat" else "text_completion"
+        options = req.stream_options
+        client_usage = bool(stream and options and options.include_usage)
+        # Streams always ask the upstream for usage; the client sees it only if it asked.
+        targets = self._targets(req, body, endpoint, force_usage=stream and not client_usage)
+        if has_bf_headers(request):
+            raw_request, raw_response = flag(request, RAW_REQUEST_HEADER), flag(request, RAW_RESPONSE_HEADER)
+            limits, pinned, extra = timeouts(request), pinned_key(request, targets), extra_headers(request)
+        else:  # the common request: no x-bf-* header to read
+            raw_request = raw_response = False
+            limits = pinned = None
+            extra = ()
+        return Call(
+            endpoint=endpoint,
+            request_type=kind + "_stream" if stream else kind,
+            requested=req.model,
+            targets=targets,
+            body=body,
+            t0=t0,
+            raw_request=raw_request,
+            raw_response=raw_response,
+            client_usage=client_usage,
+            ledger=self._ledger,
+            timeouts=limits,
+            pinned_key=pinned,
+            extra_headers=extra,
+        )
 
     def _targets(
         self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint, *, force_usage: bool
@@ -229,7 +297,7 @@ class Handlers:
             )
         return out
 
-    async def _complete(
+    def _complete(
         self,
         request: web.BaseRequest,
         body: bytes,
@@ -238,40 +306,16 @@ class Handlers:
         endpoint: Endpoint,
         t0: float,
         principal: Principal | None,
-    ) -> web.StreamResponse:
-        kind = "chat_completion" if endpoint == "chat" else "text_completion"
-        options = req.stream_options
-        client_usage = bool(options and options.include_usage)
-        # Streams always ask the upstream for usage; the client sees it only if it asked.
-        targets = self._targets(req, body, endpoint, force_usage=bool(req.stream) and not client_usage)
-        if has_bf_headers(request):
-            raw_request, raw_response = flag(request, RAW_REQUEST_HEADER), flag(request, RAW_RESPONSE_HEADER)
-            limits, pinned, extra = timeouts(request), pinned_key(request, targets), extra_headers(request)
-        else:  # the common request: no x-bf-* header to read
-            raw_request = raw_response = False
-            limits = pinned = None
-            extra = ()
-        call = Call(
-            endpoint=endpoint,
-            request_type=kind + "_stream" if req.stream else kind,
-            requested=req.model,
-            targets=targets,
-            body=body,
-            t0=t0,
-            raw_request=raw_request,
-            raw_response=raw_response,
-            client_usage=client_usage,
-            ledger=self._ledger,
-            timeouts=limits,
-            pinned_key=pinned,
-            extra_headers=extra,
-        )
+    ) -> Awaitable[web.StreamResponse]:
+        """Not a coroutine: the caller awaits ``run``'s (or ``governed``'s) own, one frame less."""
+        stream = bool(req.stream)
+        call = self.call_of(request, body, req, endpoint=endpoint, t0=t0, stream=stream)
         if principal is None:  # no auth configured: no extra coroutine frame on the hot path
-            return await self.run(request, call, stream=bool(req.stream))
+            return self.run(request, call, stream=stream)
         max_out = req.max_completion_tokens if isinstance(req, ChatCompletionRequest) else None
         if not max_out:
             max_out = req.max_tokens or 0
-        return await self.governed(request, call, principal, stream=bool(req.stream), max_out=max_out)
+        return self.governed(request, call, principal, stream=stream, max_out=max_out)
 
     async def run(self, request: web.BaseRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """The call relayed, streamed or whole, with the response headers it earns."""
@@ -294,12 +338,18 @@ class Handlers:
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
+        h = request.headers  # two lookups of absent names: ~50 ns on the common request
+        if self.jobs is not None and (ASYNC_ID_HEADER in h or (ASYNC_HEADER in h and flag(request, ASYNC_HEADER))):
+            return await self.jobs(request, "chat")
         principal = await self.identify(request) if self._governor is not None else None
         body = await read_bounded(request, limit=self._max_body)
         return await self._complete(request, body, codec.decode_chat(body), endpoint="chat", t0=t0, principal=principal)
 
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
+        h = request.headers  # two lookups of absent names: ~50 ns on the common request
+        if self.jobs is not None and (ASYNC_ID_HEADER in h or (ASYNC_HEADER in h and flag(request, ASYNC_HEADER))):
+            return await self.jobs(request, "text")
         principal = await self.identify(request) if self._governor is not None else None
         body = await read_bounded(request, limit=self._max_body)
         return await self._complete(

@@ -216,6 +216,12 @@ class MemoryStore:
         self._keys[key_id] = (secret_hash, record)
         self._by_hash[secret_hash] = key_id
 
+    async def key_create(self, key_id: str, secret_hash: str, record: bytes) -> bool:
+        if key_id in self._keys:
+            return False
+        await self.key_put(key_id, secret_hash, record)
+        return True
+
     async def key_by_hash(self, secret_hash: str) -> bytes | None:
         key_id = self._by_hash.get(secret_hash)
         return None if key_id is None else self._keys[key_id][1]

@@ -61,6 +61,7 @@ class RedisStore:
         "_job_update",
         "_jobs",
         "_key_by_hash",
+        "_key_create",
         "_key_delete",
         "_key_put",
         "_keys",
@@ -98,6 +99,7 @@ class RedisStore:
         self._job_create = reg(scripts.JOB_CREATE)
         self._job_update = reg(scripts.JOB_UPDATE)
         self._key_put = reg(scripts.KEY_PUT)
+        self._key_create = reg(scripts.KEY_CREATE)
         self._key_by_hash = reg(scripts.KEY_BY_HASH)
         self._key_delete = reg(scripts.KEY_DELETE)
 
@@ -217,6 +219,11 @@ class RedisStore:
 
     async def key_put(self, key_id: str, secret_hash: str, record: bytes) -> None:
         await self._run("key_put", self._key_put(keys=self._keys, args=[key_id, secret_hash, record]))
+
+    async def key_create(self, key_id: str, secret_hash: str, record: bytes) -> bool:
+        args: list[str | bytes | int] = [key_id, secret_hash, record]
+        created: int = await self._run("key_create", self._key_create(keys=self._keys, args=args))
+        return created == 1
 
     async def key_by_hash(self, secret_hash: str) -> bytes | None:
         record: bytes | None = await self._run("key_by_hash", self._key_by_hash(keys=self._keys, args=[secret_hash]))

@@ -130,6 +130,15 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 return 1
 """
 
+# KEYS and ARGV as KEY_PUT's. Returns 0 (and changes nothing) when the key id exists.
+KEY_CREATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return 1
+"""
+
 # KEYS as KEY_PUT's. ARGV: secret hash. Returns the record or nil.
 KEY_BY_HASH = """
 local id = redis.call('HGET', KEYS[2], ARGV[1])

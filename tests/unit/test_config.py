@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -335,3 +336,31 @@ def test_from_env_base_url_trailing_slash_stripped() -> None:
 def test_from_env_bad_base_url_is_config_error() -> None:
     with pytest.raises(ConfigError, match="base_url"):
         from_env({"OPENAI_BASE_URL": "localhost:8000/v1"})
+
+
+VK = {"name": "a", "value": "sk-bf-a-0123456789abcdef"}
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ({"providers": ["nope"]}, "virtual_keys[0].providers: 'nope' is not a configured provider"),
+        ({"rate_limits": [{"window": "1m"}]}, "virtual_keys[0].rate_limits: each needs requests, tokens or both"),
+        ({"expires_at": "2030-01-01T00:00:00"}, "virtual_keys[0].expires_at: give a time zone"),
+    ],
+)
+def test_load_virtual_key_problem_names_the_field(tmp_path: Path, key: dict[str, object], problem: str) -> None:
+    path = write_json(tmp_path, {"providers": {"mock": {"dialect": "mock"}}, "auth": {"virtual_keys": [{**VK, **key}]}})
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load(path, env={})
+
+
+def test_load_admin_token_from_env_and_key_cache_bounds(tmp_path: Path) -> None:
+    cfg = load(write_json(tmp_path, {"auth": {"key_cache_s": 0}}), env={"GATEWAY_ADMIN_TOKEN": "adm-0123456789abcdef"})
+    assert cfg.auth.admin_token == "adm-0123456789abcdef" and cfg.auth.key_cache_s == 0
+    assert load(write_json(tmp_path, {}), env={}).auth.key_cache_s == 5.0
+    for bad in (-1, 301):
+        with pytest.raises(ConfigError, match="key_cache_s"):
+            load(write_json(tmp_path, {"auth": {"key_cache_s": bad}}), env={})
+    with pytest.raises(ConfigError, match="16"):
+        load(write_json(tmp_path, {}), env={"GATEWAY_ADMIN_TOKEN": "short"})

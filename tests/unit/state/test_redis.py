@@ -121,6 +121,7 @@ def test_redis_unreachable_is_store_unavailable_without_the_password() -> None:
                 ("job_create", lambda: store.job_create("j", "o", b"r", ttl_s=1, max_pending=1)),
                 ("job_get", lambda: store.job_get("j")),
                 ("key_by_hash", lambda: store.key_by_hash("h")),
+                ("key_create", lambda: store.key_create("k", "h", b"r")),
                 ("key_list", store.key_list),
             ]
             for op, call in ops:

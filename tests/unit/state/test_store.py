@@ -355,6 +355,24 @@ def test_store_keys_are_found_by_id_and_secret_hash(stores: Stores) -> None:
     stores.run(scenario)
 
 
+def test_store_key_create_refuses_an_existing_id(stores: Stores) -> None:
+    async def scenario(s: Store) -> None:
+        assert await s.key_create("k1", "h1", b"rec1")
+        assert not await s.key_create("k1", "h2", b"rec2")  # nothing changes
+        assert await s.key_get("k1") == b"rec1"
+        assert await s.key_by_hash("h1") == b"rec1"
+        assert await s.key_by_hash("h2") is None
+        # Concurrent creations of one id: exactly one wins.
+        won = await asyncio.gather(*(s.key_create("k2", f"c{i}", f"r{i}".encode()) for i in range(8)))
+        assert won.count(True) == 1
+        assert await s.key_by_hash(f"c{won.index(True)}") == await s.key_get("k2")
+        assert await s.key_delete("k1")
+        assert await s.key_create("k1", "h3", b"rec3")  # a deleted id may be created again
+        assert await s.key_by_hash("h3") == b"rec3"
+
+    stores.run(scenario)
+
+
 def test_store_key_delete_keeps_a_secret_hash_taken_over_by_another_key(stores: Stores) -> None:
     async def scenario(s: Store) -> None:
         await s.key_put("k1", "h", b"rec1")
