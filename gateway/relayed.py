@@ -18,6 +18,7 @@ RELAYED_HEADERS = (
     b"openai-processing-ms",
 )
 UPSTREAM_REQUEST_ID = "x-upstream-request-id"
+_REQUEST_IDS = frozenset({"x-request-id", "request-id"})
 
 
 def client_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -25,14 +26,16 @@ def client_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     out = []
     for name, value in headers:
         low = name.lower()
-        out.append((UPSTREAM_REQUEST_ID if low in ("x-request-id", "request-id") else low, value))
+        out.append((UPSTREAM_REQUEST_ID if low in _REQUEST_IDS else low, value))
     return out
 
 
 def client_header_lines(headers: list[tuple[str, str]]) -> bytes:
     """``client_headers`` as ``Name: value\r\n`` lines (values came from the upstream's
     parser, so they hold no CR or LF)."""
-    return b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in client_headers(headers))
+    return "".join(
+        [f"{UPSTREAM_REQUEST_ID if (low := k.lower()) in _REQUEST_IDS else low}: {v}\r\n" for k, v in headers]
+    ).encode("latin-1")
 
 
 def retry_after_s(headers: list[tuple[str, str]]) -> float | None:
