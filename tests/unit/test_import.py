@@ -69,3 +69,22 @@ def test_import_cli_without_command_fails_with_help() -> None:
     result = run_python("-m", "gateway")
     assert result.returncode == 2
     assert "serve" in result.stdout
+
+
+def test_a_gateway_without_redis_never_imports_redis_py() -> None:
+    """redis-py costs ~0.15 s and ~7 MB of RSS: only a gateway with a Redis store loads it."""
+    code = (
+        "import asyncio, sys\n"
+        "from gateway.config import from_env\n"
+        "from gateway.server.app import Gateway\n"
+        "import gateway.server.mock\n"
+        "async def main():\n"
+        "    gw = Gateway(from_env({}))\n"
+        "    await gw.start(host='127.0.0.1', port=0)\n"
+        "    await gw.stop()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis'))\n"
+    )
+    result = run_python("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
