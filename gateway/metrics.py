@@ -9,12 +9,16 @@ config; client-chosen model names are never labels.
 
 from __future__ import annotations
 
+import os
+from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 STREAM_OUTCOMES = ("completed", "client_gone", "upstream_error")
@@ -23,6 +27,38 @@ REFUSALS = ("unauthorized", "forbidden", "rate_limited", "concurrency", "budget"
 # Async jobs (gateway_async_jobs_total{event}): accepted, ended with an answer or an
 # error, or refused at the pending cap.
 JOB_EVENTS = ("submitted", "completed", "failed", "refused")
+# Seconds. Whole requests and the upstream's part: from sub-millisecond mock answers to
+# minutes-long generations; the gateway's own part: tens of microseconds up.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+# Distinct model label values kept per provider; more are counted as "other" (clients
+# choose model names: an unbounded label would grow every scrape without limit).
+MAX_MODELS_PER_PROVIDER = 64
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class Histogram:
+    """Counts per bucket (not cumulative; the last one is +Inf) and a sum: an observation
+    is a bisect and two additions (~0.2 µs), exposed cumulatively at scrape time."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        acc = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            acc += n
+            out.append((floatToGoString(bound), acc))  # type: ignore[no-untyped-call]
+        return out
 
 
 class ProviderMeters:
@@ -58,8 +94,56 @@ class Metrics(Collector):
         self.refused = dict.fromkeys(REFUSALS, 0)
         self.store_errors = 0  # state store (Redis) operations that failed
         self.jobs = dict.fromkeys(JOB_EVENTS, 0)
+        # Per request, recorded when its answer is written (see ``request``).
+        self.requests: dict[tuple[str, str, str, int], int] = {}  # (route, provider, model, status)
+        self.durations: dict[tuple[str, str], Histogram] = {}  # (route, provider): the whole request
+        self.upstream: dict[str, Histogram] = {}  # provider: waiting on the upstream
+        self.overhead: dict[str, Histogram] = {}  # route: the whole request minus the upstream's part
+        self.ttft: dict[str, Histogram] = {}  # provider: streams, request start to first chunk out
+        self.errors: dict[str, int] = {}  # error answers by class (the OpenAI error type)
+        self.in_flight = 0  # requests being served
+        self.streams_in_flight = 0
+        self._models: dict[str, set[str]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+        self.mirror = Mirror(self) if os.environ.get(MULTIPROC_DIR_ENV) else None
+
+    def request(self, route: str, provider: str, model: str, status: int, total_s: float, upstream_s: float) -> None:
+        """One answered request: counted, its latency and the gateway's own part observed.
+        ``upstream_s`` 0 when no upstream was reached (refused, or served by the gateway)."""
+        models = self._models.get(provider)
+        if models is None:
+            models = self._models[provider] = set()
+        if model not in models:
+            if len(models) >= MAX_MODELS_PER_PROVIDER:
+                model = "other"
+            else:
+                models.add(model)
+        key = (route, provider, model, status)
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        h = self.durations.get((route, provider))
+        if h is None:
+            h = self.durations[(route, provider)] = Histogram(LATENCY_BUCKETS)
+        h.observe(total_s)
+        if upstream_s:
+            u = self.upstream.get(provider)
+            if u is None:
+                u = self.upstream[provider] = Histogram(LATENCY_BUCKETS)
+            u.observe(upstream_s)
+        o = self.overhead.get(route)
+        if o is None:
+            o = self.overhead[route] = Histogram(OVERHEAD_BUCKETS)
+        o.observe(max(0.0, total_s - upstream_s))
+
+    def first_token(self, provider: str, seconds: float) -> None:
+        h = self.ttft.get(provider)
+        if h is None:
+            h = self.ttft[provider] = Histogram(LATENCY_BUCKETS)
+        h.observe(seconds)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
 
     def for_provider(self, provider: str) -> ProviderMeters:
         meters = self._providers.get(provider)
@@ -107,6 +191,104 @@ class Metrics(Collector):
         yield CounterMetricFamily(
             "gateway_store_errors", "State store operations that failed (Redis unreachable)", value=self.store_errors
         )
+        yield from self._request_families()
+
+    def _request_families(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "gateway_requests", "Requests answered", labels=["route", "provider", "model", "status"]
+        )
+        for (route, provider, model, status), n in sorted(self.requests.items()):
+            requests.add_metric([route, provider, model, str(status)], n)
+        yield requests
+        errors = CounterMetricFamily("gateway_errors", "Error answers by class", labels=["class"])
+        for kind, n in sorted(self.errors.items()):
+            errors.add_metric([kind], n)
+        yield errors
+        for name, doc, labels, table in (
+            (
+                "gateway_request_duration_seconds",
+                "Whole requests, first byte in to answer out",
+                ["route", "provider"],
+                {k: v for k, v in self.durations.items()},
+            ),
+            (
+                "gateway_upstream_duration_seconds",
+                "Time waiting on the upstream",
+                ["provider"],
+                {(k,): v for k, v in self.upstream.items()},
+            ),
+            (
+                "gateway_overhead_seconds",
+                "The gateway's own part: whole request minus upstream wait",
+                ["route"],
+                {(k,): v for k, v in self.overhead.items()},
+            ),
+            (
+                "gateway_time_to_first_token_seconds",
+                "Streams: request start to the first chunk out",
+                ["provider"],
+                {(k,): v for k, v in self.ttft.items()},
+            ),
+        ):
+            family = HistogramMetricFamily(name, doc, labels=labels)
+            for key, h in sorted(table.items()):
+                family.add_metric(list(key), h.buckets(), h.total)
+            yield family
+        yield GaugeMetricFamily("gateway_in_flight_requests", "Requests being served", value=self.in_flight)
+        yield GaugeMetricFamily("gateway_in_flight_streams", "Streams being relayed", value=self.streams_in_flight)
 
     def exposition(self) -> bytes:
+        if self.mirror is not None:
+            return self.mirror.exposition()
         return generate_latest(self.registry)
+
+
+class Mirror:
+    """Multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set, as the supervisor does for its
+    workers): this process's values are written into prometheus_client's per-process
+    files (``flush``: at every scrape and periodically, never per request) and a scrape
+    of any worker answers the sum of all of them (``MultiProcessCollector``). Counters and
+    histograms of workers that died stay counted, as Prometheus counters must; gauges
+    count live processes only (``livesum``; the supervisor marks dead ones)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        from prometheus_client import multiprocess, values
+
+        self._metrics = metrics
+        self._value_class: Any = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        self._values: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._registry = CollectorRegistry(auto_describe=False)
+        multiprocess.MultiProcessCollector(self._registry)  # type: ignore[no-untyped-call]
+
+    def flush(self) -> None:
+        """Writes every current value (absolute, so a flush is idempotent)."""
+        for family in self._metrics.collect():
+            typ = family.type
+            previous: dict[tuple[str, ...], float] = {}
+            for sample in family.samples:
+                if typ == "histogram" and sample.name.endswith("_count"):
+                    continue  # the collector derives it from the buckets
+                names = tuple(sample.labels)
+                labels = tuple(sample.labels.values())
+                value = sample.value
+                if typ == "histogram" and "le" in sample.labels:
+                    # Files hold each bucket's own count; the collector accumulates them.
+                    base = tuple(v for n, v in sample.labels.items() if n != "le")
+                    value, previous[base] = value - previous.get(base, 0.0), value
+                key = (sample.name, labels)
+                v = self._values.get(key)
+                if v is None:
+                    v = self._values[key] = self._value_class(
+                        typ,
+                        family.name,
+                        sample.name,
+                        names,
+                        labels,
+                        family.documentation,
+                        multiprocess_mode="livesum" if typ == "gauge" else "",
+                    )
+                v.set(value)
+
+    def exposition(self) -> bytes:
+        self.flush()
+        return generate_latest(self._registry)
