@@ -305,7 +305,9 @@ def contenders(peers: list[str], folder: Path) -> Iterator[dict[str, dict[str, T
             )
             port = free_port()
             argv = python_module(
-                "gateway", "--log-level", "WARNING", "serve", "--config", str(config), "--port", str(port)
+                # One process on its core, as every contender (the default is one per core).
+                *("gateway", "--log-level", "WARNING", "serve", "--workers", "1"),
+                *("--config", str(config), "--port", str(port)),
             )
             gw = keep(spawn(name, argv, port=port, cpu=SERVER_CPU, health="/health", log=folder / f"{name}.log"))
             for kind in mocks:

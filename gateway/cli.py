@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", metavar="FILE", help="config file (.json, .yaml, .yml or .toml)")
     s.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080; 0 picks a free one)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes serving the port (default: server.workers, else one per CPU core); "
+        "1: this process serves, with no supervisor",
+    )
+    # Set by the supervisor for its workers (server.workers), not by hand.
+    s.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
+    s.add_argument("--store-socket", help=argparse.SUPPRESS)
 
     c = sub.add_parser(
         "check",
@@ -128,16 +140,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
 
-    from gateway.server.app import serve
-
+    if args.workers is not None and args.workers < 1:
+        print(f"gateway serve: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
     try:
         cfg = config.load(args.config) if args.config else config.from_env()
     except config.ConfigError as e:
         print(f"gateway: {e}", file=sys.stderr)
         return 1
+    if args.supervisor_fd is None:
+        workers = args.workers or cfg.server.workers or os.cpu_count() or 1
+        if workers > 1:
+            from gateway.server.workers import supervise
+
+            _log_as(f"supervisor {os.getpid()}", args.log_level)
+            return supervise(
+                cfg, workers=workers, host=args.host, port=args.port, config_path=args.config, log_level=args.log_level
+            )
+        supervisor = None
+    else:
+        _log_as(f"worker {os.getpid()}", args.log_level)
+        supervisor = socket.socket(fileno=args.supervisor_fd)
+
+    from gateway.server.app import serve
+
     try:
-        _run(serve(cfg, host=args.host, port=args.port))
+        _run(
+            serve(
+                cfg,
+                host=args.host,
+                port=args.port,
+                config_path=args.config,
+                supervisor=supervisor,
+                store_socket=args.store_socket,
+            )
+        )
     except OSError as e:
         print(f"gateway: cannot listen: {e.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _log_as(who: str, level: str) -> None:
+    """Log lines of a supervisor and its workers say which process speaks."""
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format=f"%(asctime)s %(levelname)s %(name)s [{who}]: %(message)s", force=True
+    )

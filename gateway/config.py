@@ -137,6 +137,21 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     # One request line or header line; aiohttp's default.
     max_header_bytes: Annotated[int, Meta(ge=1024, le=65536)] = 8190
     max_headers: Annotated[int, Meta(ge=8, le=1024)] = 128
+    # One JSON line per answered request on stdout (request id, principal, provider,
+    # model, status, tokens, cost, latency; never content or keys). Metrics are kept
+    # either way.
+    access_log: bool = True
+    # Processes serving the port, each with its own event loop and upstream connections,
+    # under a supervisor that restarts them (SO_REUSEPORT: the kernel spreads connections).
+    # None: one per CPU core. 1: this process serves, no supervisor.
+    workers: Annotated[int, Meta(ge=1, le=512)] | None = None
+    # After SIGTERM: how long in-flight requests, streams and async jobs have to finish
+    # before they are cancelled.
+    shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
+    # After SIGTERM and before the listener closes: /health already answers 503 "draining"
+    # and requests are still served, so a load balancer stops sending first (Kubernetes:
+    # about its probe period; 0 closes at once).
+    drain_delay_s: Annotated[float, Meta(ge=0, le=600)] = 0.0
 
 
 # Windows of budgets and rate limits: 30s (tests), 1m, 5m, 1h, 1d, 1w, 1M.
@@ -214,8 +229,10 @@ class AuthConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     key_cache_s: Annotated[float, Meta(ge=0, le=300)] = 5.0
     tokens: tuple[TokenConfig, ...] = ()
     virtual_keys: tuple[VirtualKeyConfig, ...] = ()
-    # A credential that is none of the above is the client's own provider key, passed to
-    # the provider it asks for (instead of the configured keys). Off unless enabled.
+    # True: a request with ``x-bf-direct-key: true`` sends the client's own provider key
+    # (Authorization: Bearer, x-api-key, api-key or x-goog-api-key) to the one provider it
+    # asks for, instead of the configured keys; its gateway credential, if any, comes in
+    # x-bf-vk. False: such a request is a 403.
     client_provider_keys: bool = False
 
 
@@ -235,11 +252,30 @@ class JobsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     result_ttl_s: Seconds = 3600.0
 
 
+class LogsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The request log store behind GET /api/logs: one SQLite row per answered request."""
+
+    enabled: bool = False
+    # The SQLite file (and its -wal and -shm); relative to the working directory. Every
+    # worker process writes the same file.
+    path: str = "gateway-logs.sqlite3"
+    # Rows older than this are deleted (swept every minute).
+    retention_days: Annotated[float, Meta(gt=0)] = 7.0
+    # Past this size of the database the oldest rows are deleted (~300 bytes a row).
+    max_mb: Annotated[float, Meta(gt=0)] = 1024.0
+    # How often buffered rows go to the writer thread (sooner when 1000 are waiting).
+    flush_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    # Rows waiting for a writer that fell behind; past it the oldest are dropped
+    # (gateway_log_rows_dropped_total). ~0.5 KB a row.
+    max_queued_rows: Annotated[int, Meta(ge=1000)] = 100_000
+
+
 class GatewayConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
     jobs: JobsConfig = JobsConfig()
+    logs: LogsConfig = LogsConfig()
     providers: dict[str, ProviderConfig] = {}
     # Where a bare model ("gpt-4o", no "provider/") goes.
     default_provider: str | None = None
@@ -269,7 +305,20 @@ def _resolve_provider(name: str, p: ProviderConfig, *, source: str, env: Mapping
     names = [k.name for k in keys]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.keys: key names must be unique, got {names}")
+    if p.ca_file is not None:
+        _check_ca_file(p.ca_file, where=f"{where}.ca_file")
     return msgspec.structs.replace(p, keys=keys, headers=headers, base_url=base_url)
+
+
+def _check_ca_file(path: str, *, where: str) -> None:
+    """Loaded here as the provider will load it: a config that passes cannot fail to
+    start, or to reload, on its CA file."""
+    import ssl  # only for configs that name a CA file
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"{where}: cannot load CA certificates from {path!r}: {e}") from None
 
 
 def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> GatewayConfig:
@@ -287,7 +336,12 @@ def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> Gatewa
                 f"{source}: aliases.{alias}: expected 'provider/model' with a configured provider, got {target!r}"
             )
     return msgspec.structs.replace(
-        cfg, providers=providers, auth=_auth(cfg, source=source, env=env), store=_store(cfg, env=env)
+        cfg,
+        providers=providers,
+        auth=_auth(cfg, source=source, env=env),
+        store=_store(cfg, env=env),
+        server=_server(cfg, env=env),
+        logs=_logs(cfg, source=source, env=env),
     )
 
 
@@ -331,10 +385,11 @@ def _auth(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> AuthCon
     names = [v.name for v in vks]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.virtual_keys: names must be unique, got {names}")
-    if a.client_provider_keys:
-        raise ConfigError(f"{where}.client_provider_keys: not supported yet (clients' own provider keys)")
     required = _env_flag(env, "GATEWAY_AUTH_REQUIRED", a.required)
-    return msgspec.structs.replace(a, admin_token=admin, tokens=tokens, virtual_keys=tuple(vks), required=required)
+    direct = _env_flag(env, "GATEWAY_CLIENT_PROVIDER_KEYS", a.client_provider_keys)
+    return msgspec.structs.replace(
+        a, admin_token=admin, tokens=tokens, virtual_keys=tuple(vks), required=required, client_provider_keys=direct
+    )
 
 
 def _store(cfg: GatewayConfig, *, env: Mapping[str, str]) -> StoreConfig:
@@ -348,8 +403,83 @@ def _store(cfg: GatewayConfig, *, env: Mapping[str, str]) -> StoreConfig:
     return msgspec.structs.replace(s, redis_url=url, fail_open=fail_open)
 
 
+def _logs(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> LogsConfig:
+    logs = cfg.logs
+    path = env.get("GATEWAY_LOGS_PATH")
+    if path:  # naming a file is enough to want it
+        logs = msgspec.structs.replace(logs, enabled=True, path=path)
+    if not logs.enabled:
+        return logs
+    where = "environment variable GATEWAY_LOGS_PATH" if path else f"{source}: logs.path"
+    if logs.path in ("", ":memory:"):  # the writer and reader threads must open one database
+        raise ConfigError(f"{where}: expected a file path, got {logs.path!r}")
+    parent = Path(logs.path).parent
+    if not parent.is_dir():
+        raise ConfigError(f"{where}: directory {str(parent)!r} does not exist")
+    return logs
+
+
+# Server settings the environment overrides (a container needs no file for them).
+_SERVER_ENV = {
+    "GATEWAY_WORKERS": "workers",
+    "GATEWAY_SHUTDOWN_GRACE_S": "shutdown_grace_s",
+    "GATEWAY_DRAIN_DELAY_S": "drain_delay_s",
+}
+
+
+def _server(cfg: GatewayConfig, *, env: Mapping[str, str]) -> ServerConfig:
+    s = cfg.server
+    for var, field in _SERVER_ENV.items():
+        value = env.get(var)
+        if not value:
+            continue
+        try:  # strict=False: "4" is the int 4; the field's own bounds apply
+            s = msgspec.convert({**msgspec.structs.asdict(s), field: value}, type=ServerConfig, strict=False)
+        except msgspec.ValidationError as e:
+            raise ConfigError(f"environment variable {var}: {e}") from None
+    return s
+
+
+# What a running process cannot take from a reloaded config: its listening socket, its
+# processes, the headers its connections parse with, its access log, its state store and
+# its request log store.
+RESTART_ONLY = (
+    ("server", "host"),
+    ("server", "port"),
+    ("server", "workers"),
+    ("server", "max_header_bytes"),
+    ("server", "max_headers"),
+    ("server", "access_log"),
+    ("store", "redis_url"),
+    ("store", "prefix"),
+    ("store", "timeout_s"),
+    *(("logs", field) for field in LogsConfig.__struct_fields__),
+)
+
+
+def reloadable(old: GatewayConfig, new: GatewayConfig) -> tuple[GatewayConfig, list[str]]:
+    """``new`` as a running process serves it: the RESTART_ONLY settings kept as in
+    ``old``; and the names of those that differ (to log as ignored until a restart)."""
+    changed: list[str] = []
+    sections: dict[str, dict[str, object]] = {}
+    for section, field in RESTART_ONLY:
+        running = getattr(getattr(old, section), field)
+        if getattr(getattr(new, section), field) != running:
+            changed.append(f"{section}.{field}")
+            sections.setdefault(section, {})[field] = running
+    for section, fields in sections.items():
+        new = msgspec.structs.replace(new, **{section: msgspec.structs.replace(getattr(new, section), **fields)})
+    return new, changed
+
+
 def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Decode a config file straight into Structs; every problem is a ConfigError."""
+    return load_written(path, env=env)[1]
+
+
+def load_written(path: str | Path, *, env: Mapping[str, str] | None = None) -> tuple[GatewayConfig, GatewayConfig]:
+    """(as written, as served): the file decoded with its ``env.`` references still in
+    place, and ``load``'s result. The first can be encoded back without a secret in it."""
     p = Path(path)
     env = os.environ if env is None else env
     try:
@@ -370,7 +500,7 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> GatewayCo
         raise ConfigError(f"{p}: {e}") from None
     except msgspec.DecodeError as e:
         raise ConfigError(f"{p}: not valid {suffix[1:].upper()}: {e}") from None
-    return _check(cfg, source=str(p), env=env)
+    return cfg, _check(cfg, source=str(p), env=env)
 
 
 def from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:

@@ -38,6 +38,10 @@ from gateway.state import StoreUnavailable as StoreDown
 log = logging.getLogger("gateway.governance")
 
 CREDENTIAL_HEADERS = ("x-bf-vk", "authorization", "x-api-key", "api-key", "x-goog-api-key")
+# Where a client's own provider key is read from (x-bf-direct-key): the same, but x-bf-vk,
+# which carries the caller's gateway credential then.
+PROVIDER_KEY_HEADERS = CREDENTIAL_HEADERS[1:]
+DIRECT_KEY_HEADER = "x-bf-direct-key"
 NANO = 1_000_000_000  # budgets and costs are counted in nano-USD, integers
 # Unknown credentials remembered per process: enough for every SDK placeholder and
 # mistyped key in use, bounded so random credentials cannot grow memory (~2 MB full).
@@ -269,8 +273,11 @@ class Governor:
         if why is not None:
             raise self._refused("unauthorized", Unauthorized(why, code="key_inactive"))
         if self._required:
+            # With a client's own provider key, the gateway credential goes in x-bf-vk.
+            hint = f" (with {DIRECT_KEY_HEADER}, send it in x-bf-vk)" if DIRECT_KEY_HEADER in request.headers else ""
             raise self._refused(
-                "unauthorized", Unauthorized("invalid credentials: not a gateway token or virtual key of this gateway")
+                "unauthorized",
+                Unauthorized(f"invalid credentials: not a gateway token or virtual key of this gateway{hint}"),
             )
         return ANONYMOUS  # an SDK's placeholder key, with auth off
 
@@ -347,10 +354,10 @@ class Governor:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
 
-def credential(request: web.BaseRequest) -> str | None:
-    """The secret the client sent, from the first credential header found."""
+def credential(request: web.BaseRequest, *, names: tuple[str, ...] = CREDENTIAL_HEADERS) -> str | None:
+    """The secret the client sent, from the first of ``names`` found."""
     h = request.headers
-    for name in CREDENTIAL_HEADERS:
+    for name in names:
         value = h.get(name)
         if value:
             if name == "authorization":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -93,6 +93,7 @@ class Metrics(Collector):
         self._providers: dict[str, ProviderMeters] = {}
         self.refused = dict.fromkeys(REFUSALS, 0)
         self.store_errors = 0  # state store (Redis) operations that failed
+        self.log_rows_dropped = 0  # request log store rows lost (its queue full, or unwritable)
         self.jobs = dict.fromkeys(JOB_EVENTS, 0)
         # Per request, recorded when its answer is written (see ``request``).
         self.requests: dict[tuple[str, str, str, int], int] = {}  # (route, provider, model, status)
@@ -101,7 +102,8 @@ class Metrics(Collector):
         self.overhead: dict[str, Histogram] = {}  # route: the whole request minus the upstream's part
         self.ttft: dict[str, Histogram] = {}  # provider: streams, request start to first chunk out
         self.errors: dict[str, int] = {}  # error answers by class (the OpenAI error type)
-        self.in_flight = 0  # requests being served
+        self.in_flight = 0  # requests being served (or read from in_flight_source)
+        self.in_flight_source: Callable[[], int] | None = None
         self.streams_in_flight = 0
         self._models: dict[str, set[str]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
@@ -191,6 +193,11 @@ class Metrics(Collector):
         yield CounterMetricFamily(
             "gateway_store_errors", "State store operations that failed (Redis unreachable)", value=self.store_errors
         )
+        yield CounterMetricFamily(
+            "gateway_log_rows_dropped",
+            "Request log rows not stored (queue full, or a write failed)",
+            value=self.log_rows_dropped,
+        )
         yield from self._request_families()
 
     def _request_families(self) -> Iterator[Metric]:
@@ -234,7 +241,8 @@ class Metrics(Collector):
             for key, h in sorted(table.items()):
                 family.add_metric(list(key), h.buckets(), h.total)
             yield family
-        yield GaugeMetricFamily("gateway_in_flight_requests", "Requests being served", value=self.in_flight)
+        in_flight = self.in_flight_source() if self.in_flight_source is not None else self.in_flight
+        yield GaugeMetricFamily("gateway_in_flight_requests", "Requests being served", value=in_flight)
         yield GaugeMetricFamily("gateway_in_flight_streams", "Streams being relayed", value=self.streams_in_flight)
 
     def exposition(self) -> bytes:

@@ -27,9 +27,13 @@ def free_port() -> int:
 
 
 class Proc:
-    """A gateway CLI process, its port and its log."""
+    """A gateway CLI process, its port and its log. ``serve`` runs as one process
+    (``--workers 1``) unless the test gives ``--workers`` itself."""
 
     def __init__(self, args: list[str], *, port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        if "serve" in args and "--workers" not in args:
+            at = args.index("serve") + 1
+            args = [*args[:at], "--workers", "1", *args[at:]]
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log

@@ -41,11 +41,11 @@ class NoKeyForModel(GatewayError):
 
 def lone_attempt(call: Call) -> tuple[Target, bytes, int] | None:
     """(target, body, key) when the call is one attempt and nothing more: one target,
-    no concurrency cap, no retries, no pinned key. The caller makes that attempt itself
-    (``note``-ing its key's outcome) instead of entering the loop below, which saves two
-    coroutine frames on every resumption of the request (~2-3 µs a request)."""
+    no concurrency cap, no retries, no pinned key, no client key. The caller makes that
+    attempt itself (``note``-ing its key's outcome) instead of entering the loop below,
+    which saves two coroutine frames on every resumption of the request (~2-3 µs a request)."""
     targets = call.targets
-    if len(targets) != 1 or call.pinned_key is not None:
+    if len(targets) != 1 or call.pinned_key is not None or call.direct_key is not None:
         return None
     target, body = targets[0]
     provider = target.provider
@@ -106,7 +106,10 @@ def _final(errors: list[tuple[Target, GatewayError]]) -> GatewayError:
 async def _retrying(call: Call, target: Target, body: bytes, op: Op[T]) -> T:
     provider = target.provider
     keys, cfg = provider.keys, provider.retries
-    pinned = keys.index(call.pinned_key) if call.pinned_key else None
+    # A client's own key (x-bf-direct-key) replaces every configured key: it is never
+    # chosen, rotated or cooled down; ``op`` sends it whatever the index.
+    direct = call.direct_key is not None
+    pinned = 0 if direct else keys.index(call.pinned_key) if call.pinned_key else None
     excluded: set[int] = set()
     attempt = 0
     while True:
@@ -120,7 +123,8 @@ async def _retrying(call: Call, target: Target, body: bytes, op: Op[T]) -> T:
         except UpstreamError as e:
             status = e.status if isinstance(e, UpstreamStatusError) else None
             retry_after = e.retry_after_s if isinstance(e, UpstreamStatusError) else None
-            keys.failed(key, status=status, retry_after_s=retry_after)
+            if not direct:
+                keys.failed(key, status=status, retry_after_s=retry_after)
             if attempt >= cfg.max_retries or (status is not None and status not in _ANY_RETRY_STATUS):
                 raise
             if status in _KEY_STATUS and pinned is None:
@@ -130,7 +134,7 @@ async def _retrying(call: Call, target: Target, body: bytes, op: Op[T]) -> T:
                         raise  # refused with every key
                     excluded.clear()  # rate-limited on every key: wait, then any
             elif status in (401, 403):
-                raise  # the pinned key was refused: another try gives the same answer
+                raise  # the pinned (or client's) key was refused: another try gives the same answer
             delay = backoff_s(cfg, attempt=attempt, retry_after_s=retry_after)
             deadline = call.t0 + ((call.timeouts.request_s if call.timeouts else None) or provider.request_s)
             if time.perf_counter() + delay >= deadline:
@@ -139,7 +143,8 @@ async def _retrying(call: Call, target: Target, body: bytes, op: Op[T]) -> T:
             await asyncio.sleep(delay)
             attempt += 1
             continue
-        keys.succeeded(key)
+        if not direct:
+            keys.succeeded(key)
         return result
 
 

@@ -39,18 +39,24 @@ class Call:
         "body",
         "client",
         "client_usage",
+        "direct_key",
         "endpoint",
         "extra_headers",
         "ledger",
         "pinned_key",
+        "principal",
         "raw_request",
         "raw_response",
         "request_type",
         "requested",
+        "served_index",
         "t0",
         "targets",
         "timeouts",
+        "upstream_s",
         "used_cost",
+        "used_in",
+        "used_out",
         "used_tokens",
     )
 
@@ -71,6 +77,7 @@ class Call:
         pinned_key: str | None = None,
         extra_headers: tuple[tuple[str, str], ...] = (),
         client: str | None = None,
+        direct_key: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
@@ -88,16 +95,34 @@ class Call:
         self.timeouts = timeouts  # per-request overrides from headers, or None
         self.pinned_key = pinned_key  # x-bf-api-key: the provider key to use, by name
         self.extra_headers = extra_headers  # x-bf-eh-*: forwarded upstream
+        # x-bf-direct-key: the client's own provider key, sent instead of the configured
+        # ones (every target is on one provider, see server.handlers.direct_key). Held
+        # for the request only: never logged, recorded or answered.
+        self.direct_key = direct_key
         # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:
         # OpenAI. Answers go back in it; a target of the same dialect is passed through.
         self.client = client
         # What the request consumed, as accounted (charged to a virtual key at the end).
         self.used_tokens = 0
+        self.used_in = 0
+        self.used_out = 0
         self.used_cost = 0.0
+        # For metrics and the access log: the target that answered (-1: none did), the
+        # time spent waiting on upstreams, the governed caller's id.
+        self.served_index = -1
+        self.upstream_s = 0.0
+        self.principal: str | None = None
 
     def charge(self, usage: Usage, cost: Cost | None) -> None:
+        self.used_in = usage.prompt_tokens
+        self.used_out = usage.completion_tokens
         self.used_tokens = usage.prompt_tokens + usage.completion_tokens
         self.used_cost = cost.total_cost if cost is not None else 0.0
+
+    def served_by(self) -> Target | None:
+        """The target that answered, else the primary (whose error the client got)."""
+        targets = self.targets
+        return targets[self.served_index if self.served_index >= 0 else 0][0] if targets else None
 
     def passthrough(self, target: Target) -> bool:
         """The client and the target speak the same dialect: bytes pass untranslated."""

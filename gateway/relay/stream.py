@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator
 
 from aiohttp import web
@@ -63,6 +64,7 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                 key=key,
                 model=target.model,
                 extra=call.extra_headers,
+                secret=call.direct_key,
             )
             try:
                 translated = provider.dialect in translate.TRANSLATED
@@ -70,7 +72,9 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                     data = await reply.read()
                     if translated:
                         data = translate.error(target, reply.status, data)
-                    raise status_error(provider.name, reply.status, provider.redact(data), reply.headers)
+                    raise status_error(
+                        provider.name, reply.status, provider.redact(data, secret=call.direct_key), reply.headers
+                    )
                 if translated and not call.passthrough(target):
                     chunks = translate.stream(target, reply.chunks())
                 else:
@@ -116,10 +120,17 @@ def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> Non
 
 
 async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
+    sent = time.perf_counter()
     opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
+    call.served_index = index
+    metrics = call.ledger.metrics
+    metrics.streams_in_flight += 1
     try:
         return await _relay(call, request, opened, index)
     finally:
+        metrics.streams_in_flight -= 1
+        # A stream's upstream part: from the first send to the upstream's last byte.
+        call.upstream_s = time.perf_counter() - sent
         if limiter is not None:
             limiter.release()
 
@@ -176,6 +187,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
             out = emit(feed(opened.first))
             if out:
                 await write(out)
+            call.ledger.metrics.first_token(target.provider.name, time.perf_counter() - call.t0)
             async for chunk in chunks:
                 if watch.error is not None:
                     raise watch.error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 from msgspec import UNSET
 
@@ -70,18 +72,29 @@ def _plain(call: Call, target: Target, data: bytes, usage_raw: bytes) -> bytes:
 
 async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[bytes, list[tuple[str, str]]]:
     provider = target.provider
-    reply = await provider.send(
-        call.endpoint, body, stream=False, timeouts=call.timeouts, key=key, model=target.model, extra=call.extra_headers
-    )
+    sent = time.perf_counter()
     try:
-        data = await reply.read()
+        reply = await provider.send(
+            call.endpoint,
+            body,
+            stream=False,
+            timeouts=call.timeouts,
+            key=key,
+            model=target.model,
+            extra=call.extra_headers,
+            secret=call.direct_key,
+        )
+        try:
+            data = await reply.read()
+        finally:
+            reply.close()
     finally:
-        reply.close()
+        call.upstream_s += time.perf_counter() - sent
     translated = provider.dialect in translate.TRANSLATED
     if not 200 <= reply.status < 300:
         if translated:
             data = translate.error(target, reply.status, data)
-        raise status_error(provider.name, reply.status, provider.redact(data), reply.headers)
+        raise status_error(provider.name, reply.status, provider.redact(data, secret=call.direct_key), reply.headers)
     head = codec.response_head(data) if not translated else None
     if head is not None and call.client is None and not (call.raw_request or call.raw_response):
         usage = head.usage

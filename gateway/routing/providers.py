@@ -72,11 +72,12 @@ class Provider(Protocol):
         key: int = 0,
         model: str = "",
         extra: tuple[tuple[str, str], ...] = (),
+        secret: str | None = None,
     ) -> Reply: ...
 
     async def list_models(self) -> list[str]: ...
 
-    def redact(self, data: bytes) -> bytes: ...
+    def redact(self, data: bytes, *, secret: str | None = None) -> bytes: ...
 
 
 class _GeminiModel(msgspec.Struct):
@@ -108,6 +109,7 @@ class HTTPProvider:
         "retries",
         "stream_usage",
         "_base",
+        "_extra",
         "_heads",
         "_keys",
         "_models",
@@ -121,6 +123,7 @@ class HTTPProvider:
         "_timeouts",
         "_unary",
         "_urls",
+        "_wire",
     )
 
     def __init__(
@@ -141,6 +144,8 @@ class HTTPProvider:
         self._keys = [wire.request_headers(api_key=k.value, extra=cfg.headers) for k in keys] or [
             wire.request_headers(api_key=None, extra=cfg.headers)
         ]
+        # A client's own key (x-bf-direct-key) gets its headers built the same way, per request.
+        self._wire, self._extra = wire, cfg.headers
         # Provider keys are scrubbed from anything relayed back (upstream error texts).
         self._secrets = tuple(k.value.encode() for k in keys if len(k.value) >= 8)
         self.retries = cfg.retries
@@ -169,9 +174,7 @@ class HTTPProvider:
         if head is None:
             if len(self._heads) >= _MAX_HEADS:
                 self._heads.clear()
-            parts = urlsplit(url)
-            target = parts.path + ("?" + parts.query if parts.query else "")
-            head = self._heads[(url, key)] = request_head("POST", target, self._keys[key])
+            head = self._heads[(url, key)] = request_head("POST", _path(url), self._keys[key])
         return head
 
     def _timeout(self, stream: bool, o: Timeouts | None) -> aiohttp.ClientTimeout:
@@ -194,7 +197,12 @@ class HTTPProvider:
         key: int = 0,
         model: str = "",
         extra: tuple[tuple[str, str], ...] = (),
+        secret: str | None = None,
     ) -> Reply:
+        if secret is not None:
+            return await self._send_direct(
+                endpoint, body, stream=stream, timeouts=timeouts, model=model, extra=extra, secret=secret
+            )
         pool = self._pool
         if pool is not None and not stream and timeouts is None and self.dialect != "gemini":
             # The common unary call, in one frame (``_send_pooled`` below, specialised).
@@ -225,6 +233,37 @@ class HTTPProvider:
         headers = self._keys[key]
         if extra:
             headers = {**headers, **dict(extra)}
+        return await send(
+            self._session,
+            "POST",
+            url,
+            body=body,
+            headers=headers,
+            timeout=self._timeout(stream, timeouts),
+            provider=self.name,
+            ssl=self._ssl,
+        )
+
+    async def _send_direct(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        *,
+        stream: bool,
+        timeouts: Timeouts | None,
+        model: str,
+        extra: tuple[tuple[str, str], ...],
+        secret: str,
+    ) -> Reply:
+        """A call with the client's own key (x-bf-direct-key): its headers are built for
+        this request alone, as a configured key's are, and never cached (``_heads``)."""
+        url = self._url(endpoint, model=model, stream=stream)
+        headers = self._wire.request_headers(api_key=secret, extra=self._extra)
+        headers.update(extra)
+        if self._pool is not None:
+            return await self._send_pooled(
+                request_head("POST", _path(url), headers), body, stream=stream, timeouts=timeouts
+            )
         return await send(
             self._session,
             "POST",
@@ -279,10 +318,19 @@ class HTTPProvider:
             raise UpstreamProtocolError(f"provider '{self.name}' sent an unreadable model list: {e}") from None
         return [m.id for m in listing.data]
 
-    def redact(self, data: bytes) -> bytes:
-        for secret in self._secrets:
-            data = data.replace(secret, b"[redacted]")
+    def redact(self, data: bytes, *, secret: str | None = None) -> bytes:
+        """``data`` without the provider's keys, nor ``secret`` (a client's own key)."""
+        for known in self._secrets:
+            data = data.replace(known, b"[redacted]")
+        if secret:
+            data = data.replace(secret.encode(), b"[redacted]")
         return data
+
+
+def _path(url: str) -> str:
+    """The request target of ``url``: its path and query."""
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
 
 
 _DIALECTS = {"openai": openai_dialect, "anthropic": anthropic_dialect, "gemini": gemini_dialect}
@@ -359,13 +407,14 @@ class MockProvider:
         key: int = 0,
         model: str = "",
         extra: tuple[tuple[str, str], ...] = (),
+        secret: str | None = None,
     ) -> Reply:
         return MockReply(self._plan(body, endpoint=endpoint))
 
     async def list_models(self) -> list[str]:
         return self._models
 
-    def redact(self, data: bytes) -> bytes:
+    def redact(self, data: bytes, *, secret: str | None = None) -> bytes:
         return data
 
 

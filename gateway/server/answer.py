@@ -8,10 +8,14 @@ headers, a body in hand), so they are written as bytes built in one join.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from multidict import CIMultiDict
+
+from gateway.server.access import request_id
 
 _STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
 _SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
@@ -39,11 +43,12 @@ class Answer(web.StreamResponse):
     (``prepare``, ``write_eof``, ``keep_alive``) and no more. ``status``, ``body`` and
     ``headers`` read like a ``web.Response``'s, for code that keeps an answer."""
 
-    def __init__(self, headers: bytes, body: bytes) -> None:
+    def __init__(self, headers: bytes, body: bytes, call: Any = None) -> None:
         # No super().__init__(): none of StreamResponse's state is used.
         self._head = headers
         self._data = body
         self._keep_alive: bool | None = True
+        self.call = call  # what the access log and metrics read (server.access)
 
     @property
     def status(self) -> int:
@@ -71,6 +76,7 @@ class Answer(web.StreamResponse):
                 (
                     _STATUS_LINE,
                     self._head,
+                    b"x-request-id: %s\r\n" % request_id(request).encode(),
                     b"Content-Length: %d\r\n" % len(data),
                     _date(),
                     _SERVER,

@@ -8,26 +8,30 @@ import signal
 import socket
 
 import aiohttp
-from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices
 from gateway.accounting.tokens import Tokenizers
-from gateway.config import GatewayConfig
+from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadable
 from gateway.governance import Governor
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, Mirror
 from gateway.pool import Pool
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
-from gateway.server import admin, dropin
+from gateway.server import admin, dropin, logs_api
+from gateway.server.access import AccessLogger, AccessSink
 from gateway.server.admin import Admin
-from gateway.server.dispatch import Dispatcher
+from gateway.server.dispatch import Dispatcher, route_of
 from gateway.server.dropin import DropIns
-from gateway.server.handlers import Handlers, routes
-from gateway.server.jobs import Jobs
+from gateway.server.handlers import Handlers, Health, routes
+from gateway.server.jobs import PENDING_TTL_S, Jobs
 from gateway.server.jobs import routes as job_routes
 from gateway.server.protocol import Server
+from gateway.server.workers import READY
 from gateway.state import MemoryStore, Store
+from gateway.state.sqlite import LogStore
 from gateway.upstream import new_session
 
 log = logging.getLogger("gateway")
@@ -35,72 +39,142 @@ log = logging.getLogger("gateway")
 # Queue of not-yet-accepted connections; a burst of new clients waits here instead
 # of being refused.
 BACKLOG = 2048
-SHUTDOWN_GRACE_S = 10.0
+# A reload's old routes: how often to look whether their last requests have ended.
+RETIRE_POLL_S = 1.0
+# Multiprocess metrics: how stale another worker's view of this one's counters may be.
+MIRROR_FLUSH_S = 1.0
 
 
-def low_level_server(handler: Dispatcher, *, cfg: GatewayConfig) -> web.Server:
+def low_level_server(handler: Dispatcher, *, cfg: GatewayConfig, access: AccessSink | None = None) -> Server:
     s = cfg.server
     return Server(
         handler,
         handler_cancellation=True,
-        access_log=None,
+        # aiohttp hands every answered request to the access logger: metrics and the
+        # access log line are recorded there, after the answer is written.
+        access_log=access,  # passed through to AccessLogger as its "logger"
+        access_log_class=AccessLogger,
         max_line_size=s.max_header_bytes,
         max_field_size=s.max_header_bytes,
         max_headers=s.max_headers,
     )
 
 
-class Gateway:
-    """Every component, wired from one config; nothing module-level."""
+class _Generation:
+    """What one config built: the routes, and what must drain once they are replaced."""
 
-    def __init__(self, cfg: GatewayConfig) -> None:
+    __slots__ = ("dispatcher", "governor", "jobs")
+
+    def __init__(self, dispatcher: Dispatcher, governor: Governor | None, jobs: Jobs) -> None:
+        self.dispatcher = dispatcher
+        self.governor = governor
+        self.jobs = jobs
+
+
+class Gateway:
+    """Every component, wired from one config; nothing module-level.
+
+    A process has one upstream session and pool, store, metrics, access log and listener;
+    a config (``reload``) decides everything else: providers, routes, auth, async jobs."""
+
+    def __init__(self, cfg: GatewayConfig, *, store_socket: str | None = None) -> None:
         self.cfg = cfg
+        # Under the supervisor without Redis: where its shared MemoryStore listens.
+        self._store_socket = store_socket
         self._session: aiohttp.ClientSession | None = None
-        self._server: web.Server | None = None
+        self._server: Server | None = None
         self._listener: asyncio.base_events.Server | None = None
         self._pool: Pool | None = None
         self._store: Store | None = None
-        self._governor: Governor | None = None
-        self._jobs: Jobs | None = None
+        self._access: AccessSink | None = None
+        self._logs: LogStore | None = None  # the request log store (logs.enabled)
+        self._flusher: asyncio.Task[None] | None = None
+        self._metrics: Metrics | None = None
+        self._ledger: Ledger | None = None
+        self._genai = GenaiPrices()
+        self._health = Health()
+        # The dispatcher the server calls; a reload swaps its route tables.
+        self._dispatcher: Dispatcher | None = None
+        self._current: _Generation | None = None
+        # Replaced by a reload, still finishing requests, jobs or charges.
+        self._retired: dict[_Generation, asyncio.Task[None]] = {}
 
-    def build_dispatcher(self, session: aiohttp.ClientSession) -> Dispatcher:
-        cfg = self.cfg
-        genai = GenaiPrices()
-        genai.warm()
-        ledger = Ledger(metrics=Metrics(), tokenizers=Tokenizers())
-        self._pool = Pool()
+    def _new_store(self) -> Store:
+        s = self.cfg.store
+        if self._store_socket is not None:
+            from gateway.state.local import LocalStore
+
+            return LocalStore(self._store_socket, timeout_s=s.timeout_s)
+        if s.redis_url:
+            from gateway.state.redis import RedisStore  # redis-py: ~0.15 s and ~7 MB, only when used
+
+            return RedisStore(s.redis_url, prefix=s.prefix, timeout_s=s.timeout_s)
+        return MemoryStore()
+
+    def _build(self, cfg: GatewayConfig) -> _Generation:
+        """Everything ``cfg`` decides, on the process's session, pool, store and ledger."""
+        session, ledger, store = self._session, self._ledger, self._store
+        assert session is not None and ledger is not None and store is not None
         providers = {
-            name: build(name, p, session=session, genai=genai, ledger=ledger, pool=self._pool)
+            name: build(name, p, session=session, genai=self._genai, ledger=ledger, pool=self._pool)
             for name, p in cfg.providers.items()
         }
         table = ModelTable(providers, default=cfg.default_provider, aliases=cfg.aliases)
-        store: Store = MemoryStore()
-        if cfg.store.redis_url:
-            from gateway.state.redis import RedisStore  # redis-py: ~0.15 s and ~7 MB, only when used
-
-            store = RedisStore(cfg.store.redis_url, prefix=cfg.store.prefix, timeout_s=cfg.store.timeout_s)
-        self._store = store
+        governor = None
         if Governor.enabled(cfg.auth):
-            self._governor = Governor(cfg.auth, store, fail_open=cfg.store.fail_open, metrics=ledger.metrics)
-        handlers = Handlers(table, max_body_bytes=cfg.server.max_body_bytes, ledger=ledger, governor=self._governor)
-        self._jobs = Jobs(
-            handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics
+            governor = Governor(cfg.auth, store, fail_open=cfg.store.fail_open, metrics=ledger.metrics)
+        handlers = Handlers(
+            table,
+            max_body_bytes=cfg.server.max_body_bytes,
+            ledger=ledger,
+            governor=governor,
+            direct_keys=cfg.auth.client_provider_keys,
         )
-        handlers.jobs = self._jobs.route
+        jobs = Jobs(handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics)
+        handlers.jobs = jobs.route
         exact, prefixes = dropin.routes(
             DropIns(handlers, table, ledger=ledger, max_body_bytes=cfg.server.max_body_bytes)
         )
-        if cfg.auth.admin_token and self._governor is not None:  # else /api/keys is a 404
-            more, more_prefixes = admin.routes(Admin(cfg, governor=self._governor, metrics=ledger.metrics))
+        if cfg.auth.admin_token and governor is not None:  # else /api/keys is a 404
+            more, more_prefixes = admin.routes(Admin(cfg, governor=governor, metrics=ledger.metrics))
             exact, prefixes = {**exact, **more}, {**prefixes, **more_prefixes}
-        jobs_exact, jobs_prefixes = job_routes(self._jobs)
+        if cfg.auth.admin_token:  # else /api/logs is a 404; with the store off, logs_disabled
+            exact = {**exact, **logs_api.routes(logs_api.LogsApi(admin_token=cfg.auth.admin_token, store=self._logs))}
+        jobs_exact, jobs_prefixes = job_routes(jobs)
         exact, prefixes = {**exact, **jobs_exact}, {**prefixes, **jobs_prefixes}
-        return Dispatcher({**routes(handlers), **exact}, prefixes=prefixes)
+        dispatcher = Dispatcher({**routes(handlers, health=self._health), **exact}, prefixes=prefixes)
+        return _Generation(dispatcher, governor, jobs)
 
-    async def start(self, *, host: str | None = None, port: int | None = None) -> int:
-        """Listen; returns the bound port (useful with port 0)."""
+    async def start(self, *, host: str | None = None, port: int | None = None, reuse_port: bool = False) -> int:
+        """Listen; returns the bound port (useful with port 0). ``reuse_port``: share the
+        port with the other workers (SO_REUSEPORT)."""
         self._session = new_session()
-        self._server = low_level_server(self.build_dispatcher(self._session), cfg=self.cfg)
+        self._pool = Pool()
+        self._metrics = Metrics()
+        self._ledger = Ledger(metrics=self._metrics, tokenizers=Tokenizers())
+        self._genai.warm()
+        self._store = self._new_store()
+        if self.cfg.logs.enabled:
+            c = self.cfg.logs
+            self._logs = LogStore(
+                c.path,
+                retention_days=c.retention_days,
+                max_mb=c.max_mb,
+                flush_s=c.flush_s,
+                max_queued_rows=c.max_queued_rows,
+                metrics=self._metrics,
+            )
+            await self._logs.start()  # a file that cannot be opened stops the start here
+        self._current = self._build(self.cfg)
+        dispatcher = self._dispatcher = self._current.dispatcher
+        self._access = AccessSink(
+            self._metrics, route_of(dispatcher), log_lines=self.cfg.server.access_log, store=self._logs
+        )
+        server = self._server = low_level_server(dispatcher, cfg=self.cfg, access=self._access)
+        self._metrics.in_flight_source = server.in_flight
+        mirror = self._metrics.mirror
+        if mirror is not None:  # multiprocess mode: other workers' scrapes read our files
+            self._flusher = asyncio.get_running_loop().create_task(_flush_every(mirror, MIRROR_FLUSH_S))
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
             self._server,
@@ -108,30 +182,95 @@ class Gateway:
             port=self.cfg.server.port if port is None else port,
             backlog=BACKLOG,
             reuse_address=True,
+            reuse_port=reuse_port or None,
         )
         sock: socket.socket = self._listener.sockets[0]
         return int(sock.getsockname()[1])
 
+    def reload(self, cfg: GatewayConfig) -> bool:
+        """Serves ``cfg`` to requests that arrive from now on; those already running finish
+        on the config they began with. The listener and its connections, the upstream
+        session and pool, the store and the metrics stay; settings only a restart can
+        change are logged and kept. False, and nothing changed, when ``cfg`` cannot be built."""
+        dispatcher, server, old = self._dispatcher, self._server, self._current
+        if dispatcher is None or server is None or old is None or self._health.draining:
+            log.warning("config reload ignored: the gateway is not serving")
+            return False
+        cfg, ignored = reloadable(self.cfg, cfg)
+        try:
+            new = self._build(cfg)
+        except Exception:  # whatever it is, the config that serves now goes on serving
+            log.exception("config reload refused, the current config keeps serving: it could not be built")
+            return False
+        # Requests being handled now hold the old handlers; they are the old routes' last.
+        running = [(c, c._current_request) for c in server.connections if c._current_request is not None]
+        dispatcher.swap(new.dispatcher)
+        self._current, self.cfg = new, cfg
+        if ignored:
+            log.warning("config reload: %s changed, ignored until the gateway restarts", ", ".join(ignored))
+        task = asyncio.get_running_loop().create_task(self._retire(old, running))
+        self._retired[old] = task
+        task.add_done_callback(lambda _: self._retired.pop(old, None))
+        return True
+
+    async def _retire(self, old: _Generation, running: list[tuple[RequestHandler, BaseRequest]]) -> None:
+        """Once the requests that began on ``old`` have ended, waits for its async jobs and
+        charges; then nothing refers to it."""
+        while any(conn._current_request is request for conn, request in running):
+            await asyncio.sleep(RETIRE_POLL_S)
+        await old.jobs.stop(grace_s=PENDING_TTL_S)  # a job ends well within its record's TTL
+        if old.governor is not None:
+            await old.governor.drain()
+
     async def stop(self) -> None:
+        """The graceful drain: /health says "draining" at once; after ``drain_delay_s`` the
+        listener closes and idle connections with it; requests, streams and async jobs
+        have ``shutdown_grace_s`` to finish, then are cancelled; then everything closes."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHUTDOWN_GRACE_S  # requests and async jobs share the grace
+        s = self.cfg.server
+        self._health.draining = True
+        if self._listener is not None and s.drain_delay_s > 0:
+            log.info("draining: /health answers 503, the listener closes in %g s", s.drain_delay_s)
+            await asyncio.sleep(s.drain_delay_s)
+        deadline = loop.time() + s.shutdown_grace_s  # requests and async jobs share the grace
         if self._listener is not None:
             self._listener.close()
         if self._server is not None:
             self._server.pre_shutdown()  # idle keep-alive connections close now
-            await self._server.shutdown(SHUTDOWN_GRACE_S)
+            await self._server.shutdown(s.shutdown_grace_s)
         if self._listener is not None:
             await self._listener.wait_closed()
-        if self._jobs is not None:  # before the session closes: jobs relay through it
-            await self._jobs.stop(grace_s=deadline - loop.time())
+        generations = [g for g in (self._current, *self._retired) if g is not None]
+        # Before the session closes: jobs relay through it.
+        await asyncio.gather(*(g.jobs.stop(grace_s=deadline - loop.time()) for g in generations))
+        for task in list(self._retired.values()):
+            task.cancel()
         if self._session is not None:
             await self._session.close()
         if self._pool is not None:
             self._pool.close()
-        if self._governor is not None:
-            await self._governor.drain()  # charges of the last requests
+        for g in generations:
+            if g.governor is not None:
+                await g.governor.drain()  # charges of the last requests
+        if self._access is not None:
+            self._access.close()  # the last access log lines
+        if self._logs is not None:
+            await self._logs.close()  # the last requests' rows
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self._metrics is not None and self._metrics.mirror is not None:
+            self._metrics.mirror.flush()  # the last requests' counts stay in the sum
         if self._store is not None:
             await self._store.close()
+
+
+async def _flush_every(mirror: Mirror, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            mirror.flush()
+        except Exception:
+            log.exception("writing metrics for other workers failed")
 
 
 async def wait_for_signal() -> None:
@@ -143,9 +282,27 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
-async def serve(cfg: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
-    gateway = Gateway(cfg)
-    bound = await gateway.start(host=host, port=port)
+async def serve(
+    cfg: GatewayConfig,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    config_path: str | None = None,
+    supervisor: socket.socket | None = None,
+    store_socket: str | None = None,
+) -> None:
+    """One gateway process, until SIGTERM or SIGINT (then the graceful drain, ``stop``).
+    SIGHUP reloads ``config_path`` (without one: the environment). Under the supervisor
+    (``server.workers``): ``supervisor`` is this worker's end of a socket pair, the port
+    is shared with SO_REUSEPORT, and ``store_socket`` is the supervisor's shared store."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    gateway = Gateway(cfg, store_socket=store_socket)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    # Before start-up: SIGHUP's default action would end the process.
+    loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, config_path)
+    bound = await gateway.start(host=host, port=port, reuse_port=supervisor is not None)
     providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
     log.info(
         "gateway listening on http://%s:%d; providers: %s; default: %s",
@@ -154,8 +311,45 @@ async def serve(cfg: GatewayConfig, *, host: str | None = None, port: int | None
         providers or "none",
         cfg.default_provider,
     )
+    if supervisor is not None:
+        _report_to(supervisor, stopping)
     try:
-        await wait_for_signal()
+        await stopping.wait()
     finally:
         log.info("gateway stopping")
         await gateway.stop()
+
+
+def reload_config(gateway: Gateway, path: str | None) -> None:
+    """SIGHUP: the config file read and checked again; a config that fails is logged
+    and the one serving now goes on."""
+    try:
+        cfg = load(path) if path else from_env()
+    except ConfigError as e:
+        log.error("config reload refused, the current config keeps serving: %s", e)
+        return
+    if gateway.reload(cfg):
+        log.info("config reloaded from %s; providers: %s", path or "the environment", ", ".join(cfg.providers))
+
+
+def _report_to(supervisor: socket.socket, stopping: asyncio.Event) -> None:
+    """Tells the supervisor this worker serves; its end of the pair closing (it died,
+    even by SIGKILL) stops the worker, which drains as for SIGTERM."""
+    loop = asyncio.get_running_loop()
+    supervisor.setblocking(False)
+    supervisor.send(READY)
+
+    def readable() -> None:
+        try:
+            if supervisor.recv(64):
+                return  # nothing is sent this way yet
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        loop.remove_reader(supervisor.fileno())
+        if not stopping.is_set():
+            log.warning("the supervisor is gone: stopping")
+            stopping.set()
+
+    loop.add_reader(supervisor.fileno(), readable)

@@ -22,11 +22,18 @@ JSON = "application/json"
 _attempts = msgspec.json.Encoder().encode
 
 
+def tag_error(resp: web.StreamResponse, err: GatewayError) -> None:
+    """What the access log and metrics need of an error answer (``server.access``)."""
+    resp.error_type = err.type  # type: ignore[attr-defined]
+    resp.call = getattr(err, "call", None)  # type: ignore[attr-defined]
+
+
 def error_response(err: GatewayError) -> web.Response:
     body = err.body()
     if err.attempts:
         body = splice_field(body, b"extra_fields", b'{"attempts":%s}' % _attempts(err.attempts))
     resp = web.Response(status=err.status, body=body, content_type=JSON)
+    tag_error(resp, err)
     if isinstance(err, MethodNotAllowed):
         resp.headers["Allow"] = ", ".join(err.allow)
     for name, value in err.headers:
@@ -63,6 +70,23 @@ class Dispatcher:
             )
         return handler(request)
 
+    def swap(self, other: Dispatcher) -> None:
+        """Routes new requests to ``other``'s handlers (a config reload). One step for the
+        event loop; requests already dispatched finish on the handlers they got, and the
+        server keeps calling this object: no indirection per request."""
+        self._routes, self._prefixes = other._routes, other._prefixes
+
+
+def route_of(d: Dispatcher) -> Callable[[str], str]:
+    """A request path as a bounded metrics label: the route it matched, else "unmatched"."""
+
+    def route(path: str) -> str:
+        if path in d._routes:  # read each time: a reload swaps the tables
+            return path
+        return next((p for p, _ in d._prefixes if path.startswith(p)), "unmatched")
+
+    return route
+
 
 def answer_error(request: web.BaseRequest, exc: BaseException | None) -> web.Response:
     """The answer to what a handler raised: a GatewayError as its own OpenAI error, anything
@@ -71,4 +95,6 @@ def answer_error(request: web.BaseRequest, exc: BaseException | None) -> web.Res
         return error_response(exc)
     log.error("unexpected error serving %s %s", request.method, request.path, exc_info=exc)
     status, body = render_unexpected()
-    return web.Response(status=status, body=body, content_type=JSON)
+    resp = web.Response(status=status, body=body, content_type=JSON)
+    resp.error_type = "server_error"  # type: ignore[attr-defined]
+    return resp

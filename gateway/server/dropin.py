@@ -35,12 +35,13 @@ from gateway.providers.gemini.convert import rpc_status
 from gateway.relay.call import Call
 from gateway.routing.table import ModelTable, Target
 from gateway.server.body import read_bounded
-from gateway.server.dispatch import JSON, Routes
+from gateway.server.dispatch import JSON, Routes, tag_error
 from gateway.server.handlers import (
     RAW_REQUEST_HEADER,
     RAW_RESPONSE_HEADER,
     Handlers,
     check_endpoint,
+    direct_key,
     extra_headers,
     flag,
     pinned_key,
@@ -98,6 +99,7 @@ def error_response(client: str, err: GatewayError) -> web.Response:
     if err.attempts:
         out["extra_fields"] = {"attempts": err.attempts}
     resp = web.Response(status=status, body=_encode(out), content_type=JSON)
+    tag_error(resp, err)
     for name, value in err.headers:
         resp.headers[name] = value
     return resp
@@ -212,6 +214,7 @@ class DropIns:
         beta = request.headers.get(ANTHROPIC_BETA) if client == "anthropic" else None
         if beta and not any(name == ANTHROPIC_BETA for name, _ in forwarded):
             forwarded += ((ANTHROPIC_BETA, beta),)
+        direct = direct_key(request, targets, enabled=self._handlers.direct_keys)  # before pinned_key's 400
         call = Call(
             endpoint="chat",
             request_type="chat_completion_stream" if stream else "chat_completion",
@@ -228,6 +231,7 @@ class DropIns:
             pinned_key=pinned_key(request, targets),
             extra_headers=forwarded,
             client=client,
+            direct_key=direct,
         )
         return await self._handlers.governed(request, call, principal, stream=stream, max_out=max_out)
 

@@ -13,8 +13,8 @@ from msgspec import UNSET
 from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
-from gateway.errors import GatewayError, InvalidRequest, UpstreamError
-from gateway.governance import Governor, Grant, Principal
+from gateway.errors import Forbidden, GatewayError, InvalidRequest, UpstreamError
+from gateway.governance import DIRECT_KEY_HEADER, PROVIDER_KEY_HEADERS, Governor, Grant, Principal, credential
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.providers import Endpoint
 from gateway.relay import translate
@@ -46,8 +46,11 @@ JobRoute = Callable[[web.BaseRequest, Endpoint], Awaitable[web.StreamResponse]]
 # Per-request timeouts are clamped as the reference system clamps them (30 min).
 MAX_TIMEOUT_S = 1800.0
 _HEALTH = b'{"status":"ok"}'
+_DRAINING = b'{"status":"draining"}'
 _PROVIDER_HEADER = PROVIDER_HEADER.encode()
 API_KEY_HEADER = "x-bf-api-key"  # pins the provider key to use, by its configured name
+# Providers a client's own key (x-bf-direct-key) may go to: those reached over HTTP.
+DIRECT_KEY_DIALECTS = frozenset({"openai", "anthropic", "gemini"})
 EXTRA_HEADER_PREFIX = "x-bf-eh-"
 # Credentials, framing and hop-by-hop headers: the gateway sets these itself.
 DENIED_EXTRA_HEADERS = frozenset(
@@ -113,6 +116,64 @@ def pinned_key(request: web.BaseRequest, targets: list[tuple[Target, bytes | Gat
     return name
 
 
+def direct_key(
+    request: web.BaseRequest, targets: list[tuple[Target, bytes | GatewayError]], *, enabled: bool
+) -> str | None:
+    """The client's own provider key, when it sent ``x-bf-direct-key: true``: read from
+    ``Authorization: Bearer``, ``x-api-key``, ``api-key`` or ``x-goog-api-key`` (first
+    found), sent to the request's one provider instead of its configured keys. A 403 when
+    the operator has not enabled ``auth.client_provider_keys``, never the configured keys."""
+    value = request.headers.get(DIRECT_KEY_HEADER)
+    if value is None or value.lower() == "false":
+        return None
+    if value.lower() != "true":
+        raise InvalidRequest(
+            f"header {DIRECT_KEY_HEADER} must be true or false, got {value!r}",
+            param=DIRECT_KEY_HEADER,
+            code="invalid_header",
+        )
+    if not enabled:
+        raise Forbidden(
+            f"this gateway does not accept clients' own provider keys ({DIRECT_KEY_HEADER}); "
+            "its operator can enable them with auth.client_provider_keys",
+            param=DIRECT_KEY_HEADER,
+            code="direct_keys_disabled",
+        )
+    if API_KEY_HEADER in request.headers:
+        raise InvalidRequest(
+            f"headers {DIRECT_KEY_HEADER} and {API_KEY_HEADER} exclude each other: "
+            "send the client's own provider key or pin a configured one",
+            param=API_KEY_HEADER,
+            code="invalid_header",
+        )
+    key = credential(request, names=PROVIDER_KEY_HEADERS)
+    if key is None:
+        raise InvalidRequest(
+            f"header {DIRECT_KEY_HEADER}: no provider key came; send it as 'Authorization: Bearer ...', "
+            "x-api-key, api-key or x-goog-api-key",
+            param=DIRECT_KEY_HEADER,
+            code="missing_provider_key",
+        )
+    if not (key.isascii() and key.isprintable()):
+        raise InvalidRequest("the provider key must be printable ASCII", param=DIRECT_KEY_HEADER, code="invalid_header")
+    provider = targets[0][0].provider
+    if provider.dialect not in DIRECT_KEY_DIALECTS:
+        raise InvalidRequest(
+            f"provider '{provider.name}' takes no API key: a client provider key goes to a provider reached over HTTP",
+            param="model",
+            code="direct_key_unsupported",
+        )
+    for i, (target, _) in enumerate(targets[1:]):
+        if target.provider is not provider:
+            raise InvalidRequest(
+                f"a client provider key goes to one provider only: fallbacks[{i}] is on provider "
+                f"'{target.provider.name}', the model on '{provider.name}'",
+                param=f"fallbacks[{i}]",
+                code="direct_key_one_provider",
+            )
+    return key
+
+
 def extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
     """``x-bf-eh-<name>: value`` headers, forwarded upstream as ``<name>: value``."""
     out = []
@@ -173,10 +234,16 @@ def target_body(
 
 
 class Handlers:
-    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "jobs")
+    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "direct_keys", "jobs")
 
     def __init__(
-        self, table: ModelTable, *, max_body_bytes: int, ledger: Ledger, governor: Governor | None = None
+        self,
+        table: ModelTable,
+        *,
+        max_body_bytes: int,
+        ledger: Ledger,
+        governor: Governor | None = None,
+        direct_keys: bool = False,
     ) -> None:
         self._table = table
         self._max_body = max_body_bytes
@@ -186,6 +253,8 @@ class Handlers:
         # Submits and polls of async jobs (server.jobs), wired by the app; None: the
         # async headers are ignored.
         self.jobs: JobRoute | None = None
+        # auth.client_provider_keys: whether x-bf-direct-key is honoured (else a 403).
+        self.direct_keys = direct_keys
 
     async def identify(self, request: web.BaseRequest) -> Principal | None:
         """The caller; None when no auth is configured (nothing to check). Callers on the
@@ -196,6 +265,8 @@ class Handlers:
         self, request: web.BaseRequest, call: Call, principal: Principal | None, *, stream: bool, max_out: int
     ) -> web.StreamResponse:
         """``run``, for a caller ``admit`` lets through; what it used is charged at the end."""
+        if principal is not None:
+            call.principal = principal.id
         grant = await self.admit(call, principal, max_out=max_out)
         if grant is None:
             return await self.run(request, call, stream=stream)
@@ -257,10 +328,11 @@ class Handlers:
         targets = self._targets(req, body, endpoint, force_usage=stream and not client_usage)
         if has_bf_headers(request):
             raw_request, raw_response = flag(request, RAW_REQUEST_HEADER), flag(request, RAW_RESPONSE_HEADER)
+            direct = direct_key(request, targets, enabled=self.direct_keys)
             limits, pinned, extra = timeouts(request), pinned_key(request, targets), extra_headers(request)
         else:  # the common request: no x-bf-* header to read
             raw_request = raw_response = False
-            limits = pinned = None
+            limits = pinned = direct = None
             extra = ()
         return Call(
             endpoint=endpoint,
@@ -276,6 +348,7 @@ class Handlers:
             timeouts=limits,
             pinned_key=pinned,
             extra_headers=extra,
+            direct_key=direct,
         )
 
     def _targets(
@@ -319,22 +392,31 @@ class Handlers:
 
     async def run(self, request: web.BaseRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """The call relayed, streamed or whole, with the response headers it earns."""
-        if stream:
-            return await relay_stream(call, request)
-        data, index, relayed = await unary(call)
+        try:
+            if stream:
+                resp = await relay_stream(call, request)
+                resp.call = call  # type: ignore[attr-defined]  # for metrics and the access log
+                return resp
+            data, index, relayed = await unary(call)
+        except GatewayError as e:
+            e.call = call  # type: ignore[attr-defined]  # the error's answer is recorded with it
+            raise
+        call.served_index = index
         provider = call.targets[index][0].provider.name
         if not index and fits(request):  # the common answer: bytes, one write
             head = b"Content-Type: application/json\r\n%s: %s\r\n" % (_PROVIDER_HEADER, provider.encode())
             if relayed:
                 head += client_header_lines(relayed)
-            return Answer(head, data)
+            return Answer(head, data, call)
         # Headers as one dict: cheaper than content_type= and a setitem (~0.4 µs).
         headers = {"Content-Type": JSON, PROVIDER_HEADER: provider}
         if index:
             headers[FALLBACK_HEADER] = str(index)
         if relayed:
             headers.update(client_headers(relayed))
-        return web.Response(body=data, headers=headers)
+        out = web.Response(body=data, headers=headers)
+        out.call = call  # type: ignore[attr-defined]
+        return out
 
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
@@ -370,17 +452,31 @@ class Handlers:
             data.extend(Model(id=f"{name}/{m}", owned_by=name) for m in result)
         return web.Response(body=codec.encode(ModelList(data=data)), content_type=JSON)
 
-    async def health(self, request: web.BaseRequest) -> web.StreamResponse:
-        return web.Response(body=_HEALTH, content_type=JSON)
-
     async def metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         resp = web.Response(body=self._ledger.metrics.exposition())
         resp.headers["Content-Type"] = METRICS_CONTENT_TYPE
         return resp
 
 
-def routes(h: Handlers) -> Routes:
-    table: Routes = {"/health": {"GET": h.health}, "/metrics": {"GET": h.metrics}}
+class Health:
+    """``GET /health``: 200 ``{"status":"ok"}``, then 503 ``{"status":"draining"}`` from
+    the moment the process begins to shut down, so a load balancer stops sending it
+    traffic. One per process: it outlives config reloads."""
+
+    __slots__ = ("draining",)
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self.draining:
+            return web.Response(status=503, body=_DRAINING, content_type=JSON)
+        return web.Response(body=_HEALTH, content_type=JSON)
+
+
+def routes(h: Handlers, *, health: Health | None = None) -> Routes:
+    """``health``: the process's own, which a shutdown turns to "draining"."""
+    table: Routes = {"/health": {"GET": health or Health()}, "/metrics": {"GET": h.metrics}}
     endpoints: dict[str, dict[str, Handler]] = {
         "/chat/completions": {"POST": h.chat},
         "/completions": {"POST": h.completions},

@@ -3,14 +3,19 @@ many headers, a malformed request line) answered as OpenAI error bodies too."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.errors import GatewayError
+from gateway.server.access import GatewayRequest
 from gateway.server.dispatch import answer_error
 
 log = logging.getLogger("gateway.server")
@@ -50,3 +55,17 @@ class Server(web.Server):
     def __call__(self) -> RequestHandler:
         kwargs: dict[str, Any] = self._kwargs
         return _Protocol(self, loop=self._loop, **kwargs)
+
+    def _make_request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return GatewayRequest(message, payload, protocol, writer, task, self._loop)
+
+    def in_flight(self) -> int:
+        """Requests being served now (read at scrape time only)."""
+        return sum(1 for c in self.connections if getattr(c, "_request_in_progress", False))

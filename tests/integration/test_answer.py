@@ -99,4 +99,18 @@ def test_relayed_upstream_headers_come_once(gateway: Proc) -> None:
         # The mock sends its request id and rate-limit headers; they are relayed, renamed.
         assert headers["x-upstream-request-id"]
         assert "x-ratelimit-limit-requests" in headers
-        assert "x-request-id" not in headers
+        # x-request-id is the gateway's own (the upstream's is renamed above).
+        assert headers["x-request-id"] and headers["x-request-id"] != headers["x-upstream-request-id"]
+
+
+def test_request_id_is_honoured_or_made(gateway: Proc) -> None:
+    with connect(gateway) as s:
+        f = s.makefile("rb")
+        s.sendall(request(extra="x-request-id: trace-42.a:b_c\r\n"))
+        assert read_response(f)[1]["x-request-id"] == "trace-42.a:b_c"
+        s.sendall(request(extra="x-request-id: bad id with spaces\r\n"))
+        made = read_response(f)[1]["x-request-id"]
+        assert made != "bad id with spaces" and " " not in made
+        s.sendall(request())
+        other = read_response(f)[1]["x-request-id"]
+        assert other != made

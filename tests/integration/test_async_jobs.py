@@ -19,7 +19,6 @@ import openai
 import pytest
 
 from gateway.config import load
-from gateway.server import app
 from gateway.server.app import Gateway
 from tests.conftest import Proc, free_port, metric
 
@@ -438,13 +437,12 @@ def test_job_submitted_to_one_process_is_polled_from_the_other(pair: list[Proc])
 
 
 def test_shutdown_waits_for_jobs_then_records_the_rest_failed(
-    pair: list[Proc], redis_config: Path, redis_server: str, monkeypatch: pytest.MonkeyPatch
+    pair: list[Proc], redis_config: Path, redis_server: str
 ) -> None:
     """A gateway in this process on the same Redis: one job ends within the shutdown's
     grace and is stored; one would take a minute, is cancelled at the end of the grace,
     and is stored failed (503). Both are read from another process."""
-    monkeypatch.setattr(app, "SHUTDOWN_GRACE_S", 3.0)
-    cfg = load(redis_config, env={"GATEWAY_REDIS_URL": redis_server})
+    cfg = load(redis_config, env={"GATEWAY_REDIS_URL": redis_server, "GATEWAY_SHUTDOWN_GRACE_S": "3"})
 
     async def run() -> tuple[str, str]:
         gateway = Gateway(cfg)

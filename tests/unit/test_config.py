@@ -364,3 +364,44 @@ def test_load_admin_token_from_env_and_key_cache_bounds(tmp_path: Path) -> None:
             load(write_json(tmp_path, {"auth": {"key_cache_s": bad}}), env={})
     with pytest.raises(ConfigError, match="16"):
         load(write_json(tmp_path, {}), env={"GATEWAY_ADMIN_TOKEN": "short"})
+
+
+def test_load_client_provider_keys_from_file_and_env(tmp_path: Path) -> None:
+    assert load(write_json(tmp_path, {}), env={}).auth.client_provider_keys is False
+    on = write_json(tmp_path, {"auth": {"client_provider_keys": True}})
+    assert load(on, env={}).auth.client_provider_keys is True
+    assert load(on, env={"GATEWAY_CLIENT_PROVIDER_KEYS": "false"}).auth.client_provider_keys is False
+    assert from_env({"GATEWAY_CLIENT_PROVIDER_KEYS": "true"}).auth.client_provider_keys is True
+    with pytest.raises(ConfigError, match="GATEWAY_CLIENT_PROVIDER_KEYS"):
+        load(on, env={"GATEWAY_CLIENT_PROVIDER_KEYS": "maybe"})
+
+
+def test_load_logs_off_by_default_and_from_file_and_env(tmp_path: Path) -> None:
+    default = load(write_json(tmp_path, {}), env={}).logs
+    assert default.enabled is False and default.path == "gateway-logs.sqlite3"
+    assert (default.retention_days, default.max_mb) == (7.0, 1024.0)
+    on = write_json(tmp_path, {"logs": {"enabled": True, "path": str(tmp_path / "l.db"), "retention_days": 0.5}})
+    assert load(on, env={}).logs.retention_days == 0.5
+    # Naming a file in the environment turns the store on.
+    logs = from_env({"GATEWAY_LOGS_PATH": str(tmp_path / "env.db")}).logs
+    assert logs.enabled is True and logs.path == str(tmp_path / "env.db")
+
+
+@pytest.mark.parametrize(
+    ("logs", "env", "problem"),
+    [
+        ({"max_mb": 0}, {}, "logs.max_mb"),
+        ({"retention_days": -1}, {}, "logs.retention_days"),
+        ({"flush_s": 120}, {}, "logs.flush_s"),
+        ({"max_queued_rows": 10}, {}, "logs.max_queued_rows"),
+        ({"enabled": True, "path": "/no/such/dir/l.db"}, {}, "logs.path"),
+        ({"enabled": True, "path": ":memory:"}, {}, "logs.path"),
+        ({"retention": 3}, {}, "retention"),
+        ({}, {"GATEWAY_LOGS_PATH": "/no/such/dir/l.db"}, "GATEWAY_LOGS_PATH"),
+    ],
+)
+def test_load_logs_problem_names_the_field(
+    tmp_path: Path, logs: dict[str, object], env: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load(write_json(tmp_path, {"logs": logs}), env=env)

@@ -1,0 +1,86 @@
+"""The attempt loop with a client's own provider key (``Call.direct_key``): no configured
+key is chosen, rotated or cooled down, the provider's retries still apply, and the call
+never takes the lone-attempt shortcut (which chooses a configured key)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.tokens import Tokenizers
+from gateway.config import KeyConfig, RetryConfig
+from gateway.errors import UpstreamStatusError
+from gateway.metrics import Metrics
+from gateway.relay.attempts import NoKeyForModel, first_success, lone_attempt
+from gateway.relay.call import Call
+from gateway.routing.keys import KeyRing
+
+
+def call_with(direct_key: str | None, *, max_retries: int) -> tuple[Call, KeyRing]:
+    # The configured keys serve another model only: choosing one for gpt-x fails.
+    keys = [KeyConfig(value=f"k{i}-0123456789", name=f"k{i}", models=("other",)) for i in range(2)]
+    ring = KeyRing(keys, cooldown_s=30.0)
+    retries = RetryConfig(max_retries=max_retries, backoff_initial_s=0, backoff_max_s=0)
+    provider = SimpleNamespace(name="up", keys=ring, retries=retries, limiter=None, request_s=300.0)
+    target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False)
+    call = Call(
+        endpoint="chat",
+        request_type="chat_completion",
+        requested="up/gpt-x",
+        targets=[(target, b"{}")],  # type: ignore[list-item]
+        body=b"{}",
+        t0=time.perf_counter(),
+        raw_request=False,
+        raw_response=False,
+        client_usage=False,
+        ledger=Ledger(metrics=Metrics(), tokenizers=Tokenizers()),
+        timeouts=None,
+        direct_key=direct_key,
+    )
+    return call, ring
+
+
+def op_failing(statuses: list[int], seen: list[int]) -> Any:
+    async def op(target: Any, body: bytes, key: int) -> str:
+        seen.append(key)
+        if statuses:
+            raise UpstreamStatusError("upstream said no", status=statuses.pop(0), body=None)
+        return "answer"
+
+    return op
+
+
+def untouched(ring: KeyRing) -> bool:
+    return ring._cool_until == [0.0, 0.0] and ring._failures == [0, 0]
+
+
+def test_direct_key_call_is_not_a_lone_attempt() -> None:
+    assert lone_attempt(call_with("sk-client", max_retries=0)[0]) is None
+
+
+def test_direct_key_needs_no_configured_key_and_is_retried() -> None:
+    call, ring = call_with("sk-client", max_retries=2)
+    seen: list[int] = []
+    result, index, limiter = asyncio.run(first_success(call, op_failing([500, 503], seen)))
+    assert (result, index, limiter) == ("answer", 0, None)
+    assert len(seen) == 3 and untouched(ring)
+
+
+@pytest.mark.parametrize("status", [401, 403, 429])
+def test_refused_direct_key_is_neither_rotated_nor_cooled(status: int) -> None:
+    call, ring = call_with("sk-client", max_retries=0)
+    seen: list[int] = []
+    with pytest.raises(UpstreamStatusError):
+        asyncio.run(first_success(call, op_failing([status], seen)))
+    assert len(seen) == 1 and untouched(ring)
+
+
+def test_without_direct_key_a_configured_key_is_needed() -> None:
+    call, _ = call_with(None, max_retries=0)
+    with pytest.raises(NoKeyForModel):
+        asyncio.run(first_success(call, op_failing([], [])))
