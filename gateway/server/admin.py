@@ -132,6 +132,17 @@ def decode_spec(body: bytes) -> KeyCreate:
         raise
 
 
+def check_admin(request: web.BaseRequest, token_digest: bytes) -> None:
+    """The admin API's guard: ``Authorization: Bearer <admin token>``, compared as SHA-256
+    digests in constant time; anything else a 401."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("the admin API needs 'Authorization: Bearer <admin token>'")
+    if not hmac.compare_digest(digest(token), token_digest):
+        raise Unauthorized("invalid admin token")
+
+
 class Admin:
     __slots__ = ("_by_name", "_governor", "_metrics", "_providers", "_token_digest")
 
@@ -145,12 +156,7 @@ class Admin:
         self._metrics = metrics
 
     def _guard(self, request: web.BaseRequest) -> None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("the admin API needs 'Authorization: Bearer <admin token>'")
-        if not hmac.compare_digest(digest(token), self._token_digest):
-            raise Unauthorized("invalid admin token")
+        check_admin(request, self._token_digest)
 
     async def _stored(self, call: Awaitable[T]) -> T:
         try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import logging
 import math
 import re
@@ -34,8 +33,9 @@ import msgspec
 from aiohttp import web
 from msgspec import Struct
 
-from gateway.errors import InvalidRequest, NotFound, StoreUnavailable, Unauthorized
+from gateway.errors import InvalidRequest, NotFound, StoreUnavailable
 from gateway.governance import digest
+from gateway.server.admin import check_admin
 from gateway.server.dispatch import JSON, Routes
 from gateway.state.sqlite import LogEntry, LogQuery, LogStore, LogStoreError
 
@@ -147,13 +147,7 @@ class LogsApi:
         self._store = store
 
     def _guard(self, request: web.BaseRequest) -> None:
-        """The admin API's check (``admin.Admin._guard``)."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("the admin API needs 'Authorization: Bearer <admin token>'")
-        if not hmac.compare_digest(digest(token), self._token_digest):
-            raise Unauthorized("invalid admin token")
+        check_admin(request, self._token_digest)
 
     async def listing(self, request: web.BaseRequest) -> web.StreamResponse:
         self._guard(request)
