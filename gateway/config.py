@@ -141,6 +141,9 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     # model, status, tokens, cost, latency; never content or keys). Metrics are kept
     # either way.
     access_log: bool = True
+    # Also the client's request body and a whole answer's body (each up to 32 KiB; stream
+    # answers never) in those lines. Off: message content is never logged.
+    access_log_content: bool = False
     # Processes serving the port, each with its own event loop and upstream connections,
     # under a supervisor that restarts them (SO_REUSEPORT: the kernel spreads connections).
     # None: one per CPU core. 1: this process serves, no supervisor.
@@ -450,6 +453,7 @@ RESTART_ONLY = (
     ("server", "max_header_bytes"),
     ("server", "max_headers"),
     ("server", "access_log"),
+    ("server", "access_log_content"),
     ("store", "redis_url"),
     ("store", "prefix"),
     ("store", "timeout_s"),

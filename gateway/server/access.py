@@ -46,6 +46,7 @@ _PREFIX = secrets.token_hex(4)
 _counter = 0
 FLUSH_EVERY_S = 0.1
 FLUSH_BYTES = 64 * 1024
+CONTENT_MAX_BYTES = 32 * 1024  # per body, with server.access_log_content
 
 
 def new_request_id() -> str:
@@ -109,6 +110,7 @@ class AccessSink:
         log_lines: bool,
         fd: int = 1,
         store: LogStore | None = None,
+        content: bool = False,
     ) -> None:
         self._metrics = metrics
         self._route_of = route_of
@@ -116,6 +118,8 @@ class AccessSink:
         # The request log store (``logs.enabled``) takes each request's Line too.
         self._store = store
         self._lines = log_lines or store is not None
+        # Message content in the stdout lines: off unless the operator turns it on.
+        self._content = content
         self._fd = fd
         self._buffer: list[bytes] = []
         self._size = 0
@@ -164,13 +168,37 @@ class AccessSink:
             self._store.add(line)
             if not self._log_lines:
                 return
-        data = self._encode(line) + b"\n"
+        data = self._encode(line)
+        if self._content and call is not None:
+            data = self._with_content(data, call, response)
+        data += b"\n"
         self._buffer.append(data)
         self._size += len(data)
         if self._size >= FLUSH_BYTES:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_EVERY_S, self.flush)
+
+    @staticmethod
+    def _with_content(data: bytes, call: Any, response: web.StreamResponse) -> bytes:
+        """``server.access_log_content``: the client's request body and a whole answer's
+        body spliced into the line as JSON (both are JSON by then: the request was
+        validated, the answer built by the gateway); over CONTENT_MAX_BYTES, or a
+        stream's answer, left out and said so."""
+        parts = [data[:-1]]
+        body = call.body
+        if len(body) <= CONTENT_MAX_BYTES:
+            parts += [b',"request_body":', body]
+        else:
+            parts.append(b',"request_body_omitted":"too large"')
+        answer = getattr(response, "body", None)
+        if isinstance(answer, bytes) and response.status < 400:
+            if len(answer) <= CONTENT_MAX_BYTES:
+                parts += [b',"response_body":', answer]
+            else:
+                parts.append(b',"response_body_omitted":"too large"')
+        parts.append(b"}")
+        return b"".join(parts)
 
     def flush(self) -> None:
         """Hands the buffered lines to the writer thread (one write per batch)."""

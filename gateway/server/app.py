@@ -168,7 +168,11 @@ class Gateway:
         self._current = self._build(self.cfg)
         dispatcher = self._dispatcher = self._current.dispatcher
         self._access = AccessSink(
-            self._metrics, route_of(dispatcher), log_lines=self.cfg.server.access_log, store=self._logs
+            self._metrics,
+            route_of(dispatcher),
+            log_lines=self.cfg.server.access_log,
+            store=self._logs,
+            content=self.cfg.server.access_log_content,
         )
         server = self._server = low_level_server(dispatcher, cfg=self.cfg, access=self._access)
         self._metrics.in_flight_source = server.in_flight

@@ -119,3 +119,29 @@ def test_metrics_and_access_log_match_the_requests(gw: Proc) -> None:
     log = gw.log.read_text()
     assert UPSTREAM_KEY not in log and "sk-client-placeholder" not in log
     assert "hello" not in log  # never message content
+
+
+def test_content_is_logged_only_when_enabled(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> None:
+    d = tmp_path_factory.mktemp("obs-content")
+    cfg = d / "gateway.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "server": {"access_log_content": True},
+                "default_provider": "up",
+                "providers": {"up": {"base_url": up.url + "/v1", "keys": [{"value": UPSTREAM_KEY}], "prices": PRICES}},
+            }
+        )
+    )
+    port = free_port()
+    proc = Proc(["serve", "--config", str(cfg), "--port", str(port)], port=port, log=d / "gateway.log")
+    try:
+        body = {"model": "gpt-x", "messages": [{"role": "user", "content": "the secret recipe"}]}
+        r = httpx.post(proc.url + ROUTE, json=body, headers={"x-request-id": "content-1"}, timeout=10)
+        assert r.status_code == 200
+        (line,) = [x for x in access_lines(proc, at_least=1) if x["request_id"] == "content-1"]
+        assert line["request_body"] == body
+        assert line["response_body"] == r.json()
+        assert UPSTREAM_KEY not in proc.log.read_text()
+    finally:
+        proc.stop()
