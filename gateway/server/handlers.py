@@ -86,7 +86,8 @@ def flag(request: web.BaseRequest, name: str) -> bool:
     return request.headers.get(name, "").lower() == "true"
 
 
-def _seconds(request: web.BaseRequest, name: str) -> float | None:
+def header_seconds(request: web.BaseRequest, name: str, *, max_s: float = MAX_TIMEOUT_S) -> float | None:
+    """Header ``name`` as seconds in (0, max_s]; None when absent; otherwise a 400."""
     value = request.headers.get(name)
     if value is None:
         return None
@@ -94,9 +95,9 @@ def _seconds(request: web.BaseRequest, name: str) -> float | None:
         s = float(value)
     except ValueError:
         s = -1.0
-    if not 0 < s <= MAX_TIMEOUT_S:
+    if not 0 < s <= max_s:
         raise InvalidRequest(
-            f"header {name} must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {value!r}",
+            f"header {name} must be a number of seconds in (0, {max_s:g}], got {value!r}",
             param=name,
             code="invalid_header",
         )
@@ -196,8 +197,8 @@ def extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
 
 
 def timeouts(request: web.BaseRequest) -> Timeouts | None:
-    total = _seconds(request, REQUEST_TIMEOUT_HEADER)
-    idle = _seconds(request, IDLE_TIMEOUT_HEADER)
+    total = header_seconds(request, REQUEST_TIMEOUT_HEADER)
+    idle = header_seconds(request, IDLE_TIMEOUT_HEADER)
     return None if total is None and idle is None else Timeouts(total, idle)
 
 

@@ -50,7 +50,7 @@ from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, error_response
-from gateway.server.handlers import ASYNC_ID_HEADER, Handlers
+from gateway.server.handlers import ASYNC_ID_HEADER, Handlers, header_seconds
 from gateway.state import Store
 from gateway.state import StoreUnavailable as StoreDown
 
@@ -126,20 +126,8 @@ def owner_of(request: web.BaseRequest, principal: Principal | None) -> str:
 
 
 def result_ttl(request: web.BaseRequest, *, default: float) -> float:
-    value = request.headers.get(RESULT_TTL_HEADER)
-    if value is None:
-        return default
-    try:
-        s = float(value)
-    except ValueError:
-        s = -1.0
-    if not 0 < s <= MAX_RESULT_TTL_S:
-        raise InvalidRequest(
-            f"header {RESULT_TTL_HEADER} must be a number of seconds in (0, {MAX_RESULT_TTL_S:g}], got {value!r}",
-            param=RESULT_TTL_HEADER,
-            code="invalid_header",
-        )
-    return s
+    s = header_seconds(request, RESULT_TTL_HEADER, max_s=MAX_RESULT_TTL_S)
+    return default if s is None else s
 
 
 def max_out(req: ChatCompletionRequest | CompletionRequest) -> int:
