@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
@@ -14,7 +15,7 @@ from gateway.providers import Endpoint
 from gateway.relayed import client_headers, retry_after_s
 from gateway.routing.table import Target
 from gateway.schemas.response import ExtraFields
-from gateway.upstream import Timeouts
+from gateway.upstream import Reply, Timeouts
 
 # Upstream statuses worth another provider: overload and server faults. A 4xx other
 # than 429 is the request's own fault and would fail everywhere.
@@ -123,6 +124,20 @@ class Call:
         """The target that answered, else the primary (whose error the client got)."""
         targets = self.targets
         return targets[self.served_index if self.served_index >= 0 else 0][0] if targets else None
+
+    def send(self, target: Target, body: bytes, key: int, *, stream: bool) -> Awaitable[Reply]:
+        """One attempt's upstream request with this call's options (timeouts, extra headers,
+        the client's own key). Not a coroutine: the caller awaits the provider's own."""
+        return target.provider.send(
+            self.endpoint,
+            body,
+            stream=stream,
+            timeouts=self.timeouts,
+            key=key,
+            model=target.model,
+            extra=self.extra_headers,
+            secret=self.direct_key,
+        )
 
     def passthrough(self, target: Target) -> bool:
         """The client and the target speak the same dialect: bytes pass untranslated."""

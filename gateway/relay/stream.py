@@ -56,16 +56,7 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
     wait_s = call.timeouts.stream_idle_s if call.timeouts and call.timeouts.stream_idle_s else None
     try:
         async with asyncio.timeout(wait_s or provider.first_byte_s):
-            reply = await provider.send(
-                call.endpoint,
-                body,
-                stream=True,
-                timeouts=call.timeouts,
-                key=key,
-                model=target.model,
-                extra=call.extra_headers,
-                secret=call.direct_key,
-            )
+            reply = await call.send(target, body, key, stream=True)
             try:
                 translated = provider.dialect in translate.TRANSLATED
                 if not 200 <= reply.status < 300:

@@ -74,16 +74,7 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
     provider = target.provider
     sent = time.perf_counter()
     try:
-        reply = await provider.send(
-            call.endpoint,
-            body,
-            stream=False,
-            timeouts=call.timeouts,
-            key=key,
-            model=target.model,
-            extra=call.extra_headers,
-            secret=call.direct_key,
-        )
+        reply = await call.send(target, body, key, stream=False)
         try:
             data = await reply.read()
         finally:

@@ -5,20 +5,17 @@ never takes the lone-attempt shortcut (which chooses a configured key)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from gateway.accounting.ledger import Ledger
-from gateway.accounting.tokens import Tokenizers
 from gateway.config import KeyConfig, RetryConfig
 from gateway.errors import UpstreamStatusError
-from gateway.metrics import Metrics
 from gateway.relay.attempts import NoKeyForModel, first_success, lone_attempt
 from gateway.relay.call import Call
 from gateway.routing.keys import KeyRing
+from tests.unit.relay.calls import one_target_call
 
 
 def call_with(direct_key: str | None, *, max_retries: int) -> tuple[Call, KeyRing]:
@@ -28,20 +25,7 @@ def call_with(direct_key: str | None, *, max_retries: int) -> tuple[Call, KeyRin
     retries = RetryConfig(max_retries=max_retries, backoff_initial_s=0, backoff_max_s=0)
     provider = SimpleNamespace(name="up", keys=ring, retries=retries, limiter=None, request_s=300.0)
     target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False)
-    call = Call(
-        endpoint="chat",
-        request_type="chat_completion",
-        requested="up/gpt-x",
-        targets=[(target, b"{}")],  # type: ignore[list-item]
-        body=b"{}",
-        t0=time.perf_counter(),
-        raw_request=False,
-        raw_response=False,
-        client_usage=False,
-        ledger=Ledger(metrics=Metrics(), tokenizers=Tokenizers()),
-        timeouts=None,
-        direct_key=direct_key,
-    )
+    call = one_target_call(target, direct_key=direct_key)
     return call, ring
 
 

@@ -5,19 +5,17 @@ an upstream sends, and charges the call and the metrics alike."""
 from __future__ import annotations
 
 import json
-import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from gateway import codec
-from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import Price
-from gateway.accounting.tokens import Tokenizers
 from gateway.metrics import Metrics
 from gateway.relay import unary
 from gateway.relay.call import Call
+from tests.unit.relay.calls import one_target_call
 
 PRICE = Price(input=2e-6, output=8e-6, cache_read=None, request=0.0)
 
@@ -42,19 +40,7 @@ def call_and_target(*, priced: bool) -> tuple[Call, Any, Metrics]:
         name="up", pricing=SimpleNamespace(lookup=lambda model: PRICE if priced else None), dialect="openai"
     )
     target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False)
-    call = Call(
-        endpoint="chat",
-        request_type="chat_completion",
-        requested="up/gpt-x",
-        targets=[(target, b"{}")],  # type: ignore[list-item]
-        body=b"{}",
-        t0=time.perf_counter(),
-        raw_request=False,
-        raw_response=False,
-        client_usage=False,
-        ledger=Ledger(metrics=metrics, tokenizers=Tokenizers()),
-        timeouts=None,
-    )
+    call = one_target_call(target, metrics=metrics)
     return call, target, metrics
 
 
