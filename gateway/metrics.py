@@ -61,6 +61,20 @@ class Histogram:
         return out
 
 
+class _Answered:
+    """One (route, provider, model) label set's answers: counts by status, and the
+    histograms its requests are observed into (shared with the other label sets of the
+    same route and provider)."""
+
+    __slots__ = ("duration", "overhead", "statuses", "upstream")
+
+    def __init__(self, duration: Histogram, overhead: Histogram) -> None:
+        self.statuses: dict[int, int] = {}
+        self.duration = duration  # whole requests, per (route, provider)
+        self.upstream: Histogram | None = None  # waiting on the upstream, per provider
+        self.overhead = overhead  # the gateway's own part, per route
+
+
 class ProviderMeters:
     """One provider's counters."""
 
@@ -96,7 +110,7 @@ class Metrics(Collector):
         self.log_rows_dropped = 0  # request log store rows lost (its queue full, or unwritable)
         self.jobs = dict.fromkeys(JOB_EVENTS, 0)
         # Per request, recorded when its answer is written (see ``request``).
-        self.requests: dict[tuple[str, str, str, int], int] = {}  # (route, provider, model, status)
+        self._answered: dict[tuple[str, str, str], _Answered] = {}  # (route, provider, model)
         self.durations: dict[tuple[str, str], Histogram] = {}  # (route, provider): the whole request
         self.upstream: dict[str, Histogram] = {}  # provider: waiting on the upstream
         self.overhead: dict[str, Histogram] = {}  # route: the whole request minus the upstream's part
@@ -112,31 +126,64 @@ class Metrics(Collector):
 
     def request(self, route: str, provider: str, model: str, status: int, total_s: float, upstream_s: float) -> None:
         """One answered request: counted, its latency and the gateway's own part observed.
-        ``upstream_s`` 0 when no upstream was reached (refused, or served by the gateway)."""
+        ``upstream_s`` 0 when no upstream was reached (refused, or served by the gateway).
+        One dict lookup for the label set, the histograms' observations inlined (~0.8 µs)."""
+        entry = self._answered.get((route, provider, model))
+        if entry is None:
+            entry = self._answered_entry(route, provider, model)
+        statuses = entry.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        h = entry.duration
+        h.counts[bisect_left(h.bounds, total_s)] += 1
+        h.total += total_s
+        if upstream_s:
+            h = entry.upstream or self._upstream_of(entry, provider)
+            h.counts[bisect_left(h.bounds, upstream_s)] += 1
+            h.total += upstream_s
+            total_s = total_s - upstream_s if total_s > upstream_s else 0.0
+        h = entry.overhead
+        h.counts[bisect_left(h.bounds, total_s)] += 1
+        h.total += total_s
+
+    def _answered_entry(self, route: str, provider: str, model: str) -> _Answered:
+        """The counters for a label set seen the first time (or a model over the bound:
+        then the provider's "other" entry, looked up again each time, never cached under
+        the client's string)."""
         models = self._models.get(provider)
         if models is None:
             models = self._models[provider] = set()
         if model not in models:
             if len(models) >= MAX_MODELS_PER_PROVIDER:
                 model = "other"
+                entry = self._answered.get((route, provider, model))
+                if entry is not None:
+                    return entry
             else:
                 models.add(model)
-        key = (route, provider, model, status)
-        requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
-        h = self.durations.get((route, provider))
+        duration = self.durations.get((route, provider))
+        if duration is None:
+            duration = self.durations[(route, provider)] = Histogram(LATENCY_BUCKETS)
+        overhead = self.overhead.get(route)
+        if overhead is None:
+            overhead = self.overhead[route] = Histogram(OVERHEAD_BUCKETS)
+        entry = self._answered[(route, provider, model)] = _Answered(duration, overhead)
+        return entry
+
+    def _upstream_of(self, entry: _Answered, provider: str) -> Histogram:
+        """The provider's upstream histogram, made when an upstream is first reached
+        (refusals never do: no empty series for them)."""
+        h = self.upstream.get(provider)
         if h is None:
-            h = self.durations[(route, provider)] = Histogram(LATENCY_BUCKETS)
-        h.observe(total_s)
-        if upstream_s:
-            u = self.upstream.get(provider)
-            if u is None:
-                u = self.upstream[provider] = Histogram(LATENCY_BUCKETS)
-            u.observe(upstream_s)
-        o = self.overhead.get(route)
-        if o is None:
-            o = self.overhead[route] = Histogram(OVERHEAD_BUCKETS)
-        o.observe(max(0.0, total_s - upstream_s))
+            h = self.upstream[provider] = Histogram(LATENCY_BUCKETS)
+        entry.upstream = h
+        return h
+
+    @property
+    def requests(self) -> dict[tuple[str, str, str, int], int]:
+        """Answered requests by (route, provider, model, status)."""
+        return {
+            (*labels, status): n for labels, entry in self._answered.items() for status, n in entry.statuses.items()
+        }
 
     def first_token(self, provider: str, seconds: float) -> None:
         h = self.ttft.get(provider)

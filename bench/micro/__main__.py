@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.micro import codec, enrich, measure_all, pipeline, routing, stream, table, tokens
+from bench.micro import access, codec, enrich, measure_all, pipeline, routing, stream, table, tokens
 
 MODULES = (
     ("codec: request validation and upstream body", codec.CASES, 1, "µs/call", 5_000),
@@ -13,6 +13,7 @@ MODULES = (
     ("tokens: offline BPE counting", tokens.CASES, 1, "µs/call", 2_000),
     ("stream: per relayed chunk", stream.CASES, len(stream.FRAMES), "µs/chunk", 100),
     ("pipeline: one non-streaming request, in-process", pipeline.CASES, 1, "µs/call", 5_000),
+    ("access: metrics and log line per answer", access.CASES, 1, "µs/call", 5_000),
 )
 
 

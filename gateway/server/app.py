@@ -28,7 +28,7 @@ from gateway.server.dropin import DropIns
 from gateway.server.handlers import Handlers, Health, routes
 from gateway.server.jobs import PENDING_TTL_S, Jobs
 from gateway.server.jobs import routes as job_routes
-from gateway.server.protocol import Server
+from gateway.server.protocol import Server, settle_heap
 from gateway.server.workers import READY
 from gateway.state import MemoryStore, Store
 from gateway.state.sqlite import LogStore
@@ -307,6 +307,7 @@ async def serve(
     # Before start-up: SIGHUP's default action would end the process.
     loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, config_path)
     bound = await gateway.start(host=host, port=port, reuse_port=supervisor is not None)
+    settle_heap()
     providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
     log.info(
         "gateway listening on http://%s:%d; providers: %s; default: %s",

@@ -23,7 +23,7 @@ from gateway.providers import mock as dialect
 from gateway.server.app import BACKLOG, wait_for_signal
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Dispatcher, Routes
-from gateway.server.protocol import Server
+from gateway.server.protocol import Server, settle_heap
 
 log = logging.getLogger("gateway.mock")
 
@@ -250,6 +250,7 @@ async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str |
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(server, host=host, port=port, backlog=BACKLOG, reuse_address=True)
     bound = listener.sockets[0].getsockname()[1]
+    settle_heap()
     log.info("mock provider listening on http://%s:%d/v1", host, bound)
     try:
         await wait_for_signal()

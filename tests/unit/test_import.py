@@ -88,3 +88,19 @@ def test_a_gateway_without_redis_never_imports_redis_py() -> None:
     result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_settle_heap_freezes_start_up_objects_and_raises_the_young_threshold() -> None:
+    # In a child process: the test process's own collector stays as it is.
+    code = (
+        "import gc\n"
+        "from gateway.server.protocol import YOUNG_GC_THRESHOLD, settle_heap\n"
+        "keep = [[i] for i in range(50_000)]\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "settle_heap()\n"
+        "assert gc.get_freeze_count() >= 50_000, gc.get_freeze_count()\n"
+        "assert gc.get_threshold()[0] == YOUNG_GC_THRESHOLD\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
