@@ -78,8 +78,10 @@ DENIED_EXTRA_HEADERS = frozenset(
 
 def has_bf_headers(request: web.BaseRequest) -> bool:
     """Whether any ``x-bf-*`` header came: one scan of the joined raw names instead of a
-    lookup per option (each ~0.3 µs; an SDK sends ~17 headers, none of them ours)."""
-    return b"x-bf-" in b"\n".join([name for name, _ in request.raw_headers]).lower()
+    lookup per option (each ~0.3 µs; an SDK sends ~17 headers, none of them ours).
+    ``find``, not ``in``: CPython's bytes ``in`` first tries the needle as an integer and
+    formats the TypeError it then drops (~0.15 µs)."""
+    return b"\n".join([name for name, _ in request.raw_headers]).lower().find(b"x-bf-") >= 0
 
 
 def flag(request: web.BaseRequest, name: str) -> bool:
@@ -222,7 +224,7 @@ def target_body(
             if param != "model":
                 e.message = f"{param} ({target.provider.name}): {e.message}"
             return e
-    if codec.SIGNATURE_MARK in body:  # a conversation begun on a Gemini model
+    if body.find(codec.SIGNATURE_MARK) >= 0:  # begun on a Gemini model (find: see has_bf_headers)
         body = codec.strip_signatures(body)
     return codec.upstream_body(
         body,
