@@ -60,8 +60,12 @@ def new_request_id() -> str:
 class GatewayRequest(web.BaseRequest):
     """``web.BaseRequest`` that knows its request id and hands it to every answer."""
 
-    ATTRS = web.BaseRequest.ATTRS | frozenset(["_request_id"])
+    ATTRS = web.BaseRequest.ATTRS | frozenset(["_request_id", "t0"])
     _request_id: str | None = None
+    # perf_counter when the request was parsed (set by server.protocol.Server): answers
+    # the relay did not time (refusals, 404s, /health) are timed from it, since
+    # aiohttp's own timer under uvloop counts whole milliseconds.
+    t0: float | None = None
 
     @property
     def request_id(self) -> str:
@@ -170,6 +174,9 @@ class AccessSink:
         if error is not None:
             self._metrics.error(error)
         if call is None:
+            t0 = getattr(request, "t0", None)
+            if t0 is not None:
+                seconds = time.perf_counter() - t0
             self._metrics.request(self._route_of(path), "none", "none", status, seconds, 0.0)
             if self._lines:
                 ms = int(seconds * 1e6 + 0.5) / 1000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from time import perf_counter
 from typing import Any
 
 from aiohttp import web
@@ -68,7 +69,9 @@ class Server(web.Server):
         writer: AbstractStreamWriter,
         task: asyncio.Task[None],
     ) -> web.BaseRequest:
-        return GatewayRequest(message, payload, protocol, writer, task, self._loop)
+        request = GatewayRequest(message, payload, protocol, writer, task, self._loop)
+        request.t0 = perf_counter()
+        return request
 
     def in_flight(self) -> int:
         """Requests being served now (read at scrape time only)."""

@@ -121,6 +121,25 @@ def test_metrics_and_access_log_match_the_requests(gw: Proc) -> None:
     assert "hello" not in log  # never message content
 
 
+def test_answers_the_relay_did_not_time_have_sub_millisecond_latencies(gw: Proc) -> None:
+    # 404s and refusals are timed from the request's own perf_counter stamp: aiohttp's
+    # timer under uvloop counts whole milliseconds (every latency would be 0.0, 1.0, ...).
+    ids = [f"clock-{i}" for i in range(5)]
+    for rid in ids:
+        assert httpx.get(gw.url + "/v1/nowhere", headers={"x-request-id": rid}, timeout=10).status_code == 404
+    deadline = time.monotonic() + 10
+    while not set(ids) <= {line["request_id"] for line in access_lines(gw, at_least=1)}:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    latencies = [line["latency_ms"] for line in access_lines(gw, at_least=1) if line["request_id"] in ids]
+    assert len(latencies) == 5 and all(ms >= 0 for ms in latencies)
+    assert any(ms != int(ms) for ms in latencies), latencies
+    m = scrape(gw)
+    unmatched = (("route", "unmatched"),)
+    count = m[("gateway_overhead_seconds_count", unmatched)]
+    assert 0 < m[("gateway_overhead_seconds_sum", unmatched)] < count * 1.0
+
+
 def test_content_is_logged_only_when_enabled(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> None:
     d = tmp_path_factory.mktemp("obs-content")
     cfg = d / "gateway.json"
