@@ -139,6 +139,27 @@ def gateway(upstream: Proc, tmp_path_factory: pytest.TempPathFactory, request: p
     assert UPSTREAM_KEY not in proc.log.read_text()
 
 
+def serve_config(
+    config: dict[str, Any], d: Path, *, name: str = "gateway", env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Proc:
+    """A gateway process serving ``config`` (written as JSON into ``d``)."""
+    path = d / f"{name}.json"
+    path.write_text(json.dumps(config))
+    port = free_port()
+    return Proc(["serve", "--config", str(path), "--port", str(port), *args], port=port, log=d / f"{name}.log", env=env)
+
+
+@pytest.fixture(scope="session")
+def faulty() -> Iterator[Any]:
+    """The suite's own fault-injecting upstream (``tests.faulty``), shared by the session:
+    each test module registers its scenarios under names of its own."""
+    from tests.faulty import FaultyUpstream
+
+    up = FaultyUpstream()
+    yield up
+    up.stop()
+
+
 @pytest.fixture
 def received(upstream: Proc) -> Callable[[], list[dict[str, Any]]]:
     """Clears the upstream's record; the returned function reads what it received since."""
