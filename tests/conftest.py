@@ -140,7 +140,12 @@ def gateway(upstream: Proc, tmp_path_factory: pytest.TempPathFactory, request: p
 
 
 def serve_config(
-    config: dict[str, Any], d: Path, *, name: str = "gateway", env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    config: dict[str, Any],
+    d: Path,
+    *,
+    name: str = "gateway",
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Proc:
     """A gateway process serving ``config`` (written as JSON into ``d``)."""
     path = d / f"{name}.json"
