@@ -210,7 +210,10 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
             await write(frame)
         await resp.write_eof()
     except ConnectionError:
-        # The client went away; closing the reply (below) closes the upstream.
+        # The client went away; closing the reply (below) closes the upstream. (When
+        # aiohttp saw the connection close first it cancels the handler instead, and
+        # server.handlers records the request.)
+        call.abandoned = True
         log.debug("client disconnected mid-stream")
     finally:
         reply.close()
