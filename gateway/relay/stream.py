@@ -2,9 +2,10 @@
 
 The upstream is opened, and its first chunk awaited, before the client's headers are
 written: a failure or silence before the first byte is an ordinary HTTP error (504 for
-a timeout) and may fall back. After it, failures are reported in-band as an OpenAI
-error frame and the stream ends. Each upstream read is framed (``sse.Framer``) and
-watched (``watch.StreamWatch``); what they return is written as one slice.
+a timeout; 502 for a 200 whose Content-Type is not text/event-stream) and may fall
+back. After it, failures are reported in-band as an OpenAI error frame and the stream
+ends. Each upstream read is framed (``sse.Framer``) and watched (``watch.StreamWatch``);
+what they return is written as one slice.
 Backpressure: ``write`` waits while the client's socket buffer is full, and no read of
 the upstream happens meanwhile, so aiohttp stops reading the upstream socket.
 """
@@ -40,6 +41,12 @@ SSE_HEADERS = {
 }
 
 
+def is_event_stream(content_type: str | None) -> bool:
+    """Whether a reply may be relayed as a stream: it declares ``text/event-stream`` (with
+    any parameters), or declares nothing and the framer judges its bytes."""
+    return content_type is None or content_type.partition(";")[0].strip().lower() == "text/event-stream"
+
+
 class _Opened:
     """An upstream stream whose first chunk has arrived, not yet sent to the client."""
 
@@ -65,6 +72,13 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                         data = translate.error(target, reply.status, data)
                     raise status_error(
                         provider.name, reply.status, provider.redact(data, secret=call.direct_key), reply.headers
+                    )
+                if not is_event_stream(reply.content_type):
+                    # A 200 that is not a stream (a JSON answer or error, an HTML page):
+                    # a 502 now, before any byte has gone to the client, can still fall back.
+                    raise UpstreamProtocolError(
+                        f"provider '{provider.name}' answered a stream request with Content-Type "
+                        f"{reply.content_type}, not text/event-stream"
                     )
                 if translated and not call.passthrough(target):
                     chunks = translate.stream(target, reply.chunks())
