@@ -126,7 +126,12 @@ def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> Non
 
 async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
     sent = time.perf_counter()
-    opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
+    try:
+        opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
+    except BaseException:
+        # Failed, or its client gone, before a first chunk: the wait is still the upstream's.
+        call.upstream_s = time.perf_counter() - sent
+        raise
     call.served_index = index
     metrics = call.ledger.metrics
     metrics.streams_in_flight += 1

@@ -120,18 +120,18 @@ def test_client_closed_stream_recorded_once_with_what_passed(gw: Proc) -> None:
     assert metric(gw, "gateway_requests_total", route=ROUTE, provider="up", model="gpt-x", status="200") == ok
 
 
-def test_client_closed_unary_in_flight_recorded_once(gw: Proc) -> None:
-    rid = f"closed-unary-{gw.port}"
+@pytest.mark.parametrize("stream", [False, True])
+def test_client_closed_before_the_upstream_answered_recorded_once(gw: Proc, stream: bool) -> None:
+    rid = f"closed-early-{stream}-{gw.port}"
     before = closed(gw)
     out_tokens = metric(gw, "gateway_tokens_total", provider="up", direction="output")
-    body = {"model": "gpt-x", "messages": MESSAGES, "mock": {"tokens": 5, "ttft_ms": 3000}}
+    body = {"model": "gpt-x", "messages": MESSAGES, "stream": stream, "mock": {"tokens": 5, "ttft_ms": 3000}}
     with pytest.raises(httpx.ReadTimeout):  # the client gives up while the upstream thinks
         httpx.post(gw.url + ROUTE, json=body, headers={"x-request-id": rid}, timeout=httpx.Timeout(10, read=0.3))
 
     line = recorded_once(gw, rid, before)
     assert (line["status"], line["error"], line["path"]) == (499, "client_closed", ROUTE)
-    assert (line["provider"], line["model"]) == ("up", "gpt-x")
-    assert "stream" not in line
+    assert (line["provider"], line["model"], line.get("stream", False)) == ("up", "gpt-x", stream)
     # Nothing passed: nothing charged.
     assert (line.get("tokens_in", 0), line.get("tokens_out", 0), line.get("cost_usd", 0)) == (0, 0, 0)
     assert line["latency_ms"] >= line["upstream_ms"] > 0
