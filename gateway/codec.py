@@ -5,7 +5,7 @@ documented field (contents are skipped over, not kept), and, only when the upstr
 body must differ from the client's, into ``dict[str, Raw]`` whose values are views
 into the original buffer, so unknown fields and message contents are copied, never
 re-encoded. Responses are enriched by splicing ``extra_fields`` before the closing
-brace: the upstream's ``choices`` are never decoded.
+brace: the upstream's ``choices`` are never decoded, only required to be there.
 """
 
 from __future__ import annotations

@@ -57,7 +57,19 @@ class _Waiter:
 class PoolReply:
     """One response: status after the headers, then the body as it arrives."""
 
-    __slots__ = ("_conn", "_done", "_error", "_idle_s", "_queue", "_queued", "_timer", "_waiter", "headers", "status")
+    __slots__ = (
+        "_conn",
+        "_done",
+        "_error",
+        "_idle_s",
+        "_queue",
+        "_queued",
+        "_timer",
+        "_waiter",
+        "content_type",
+        "headers",
+        "status",
+    )
 
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
@@ -66,6 +78,7 @@ class PoolReply:
         self.status = 0
         # Only the headers relayed to the client (RELAYED_HEADERS); the rest are not kept.
         self.headers: list[tuple[str, str]] = []
+        self.content_type: str | None = None  # a stream is relayed only as text/event-stream
         self._queue: deque[bytes] = deque()
         self._queued = 0
         self._done = False
@@ -199,8 +212,13 @@ class _Connection(asyncio.Protocol):
 
     # llhttp callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.reply is not None and name.lower().startswith(RELAYED_HEADERS):
-            self.reply.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        reply = self.reply
+        if reply is not None:
+            low = name.lower()
+            if low.startswith(RELAYED_HEADERS):
+                reply.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+            elif low == b"content-type":
+                reply.content_type = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         if self.reply is not None:

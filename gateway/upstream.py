@@ -39,6 +39,9 @@ class Reply(Protocol):
 
     status: int
     headers: list[tuple[str, str]]  # only those relayed to the client (gateway.relayed)
+    # The Content-Type header's value as sent; None when there was none. A stream is
+    # relayed only from a reply that declares text/event-stream (relay.stream).
+    content_type: str | None
 
     async def read(self) -> bytes: ...
 
@@ -65,12 +68,13 @@ def classify(exc: BaseException, *, provider: str) -> UpstreamError:
 
 
 class HTTPReply:
-    __slots__ = ("_provider", "_resp", "headers", "status")
+    __slots__ = ("_provider", "_resp", "content_type", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse, *, provider: str) -> None:
         self._resp = resp
         self._provider = provider
         self.status = resp.status
+        self.content_type = resp.headers.get("Content-Type")
         self.headers = [(k, v) for k, v in resp.headers.items() if k.lower().encode().startswith(RELAYED_HEADERS)]
 
     async def read(self) -> bytes:

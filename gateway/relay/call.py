@@ -37,6 +37,7 @@ class Call:
     """The request's routing facts, fixed before the first upstream attempt."""
 
     __slots__ = (
+        "abandoned",
         "body",
         "client",
         "client_usage",
@@ -113,6 +114,9 @@ class Call:
         self.served_index = -1
         self.upstream_s = 0.0
         self.principal: str | None = None
+        # The client went away before its answer was complete: recorded as a 499
+        # (server.access), charged for what had passed.
+        self.abandoned = False
 
     def charge(self, usage: Usage, cost: Cost | None) -> None:
         self.used_in = usage.prompt_tokens

@@ -2,9 +2,10 @@
 
 The upstream is opened, and its first chunk awaited, before the client's headers are
 written: a failure or silence before the first byte is an ordinary HTTP error (504 for
-a timeout) and may fall back. After it, failures are reported in-band as an OpenAI
-error frame and the stream ends. Each upstream read is framed (``sse.Framer``) and
-watched (``watch.StreamWatch``); what they return is written as one slice.
+a timeout; 502 for a 200 whose Content-Type is not text/event-stream) and may fall
+back. After it, failures are reported in-band as an OpenAI error frame and the stream
+ends. Each upstream read is framed (``sse.Framer``) and watched (``watch.StreamWatch``);
+what they return is written as one slice.
 Backpressure: ``write`` waits while the client's socket buffer is full, and no read of
 the upstream happens meanwhile, so aiohttp stops reading the upstream socket.
 """
@@ -40,6 +41,12 @@ SSE_HEADERS = {
 }
 
 
+def is_event_stream(content_type: str | None) -> bool:
+    """Whether a reply may be relayed as a stream: it declares ``text/event-stream`` (with
+    any parameters), or declares nothing and the framer judges its bytes."""
+    return content_type is None or content_type.partition(";")[0].strip().lower() == "text/event-stream"
+
+
 class _Opened:
     """An upstream stream whose first chunk has arrived, not yet sent to the client."""
 
@@ -65,6 +72,13 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                         data = translate.error(target, reply.status, data)
                     raise status_error(
                         provider.name, reply.status, provider.redact(data, secret=call.direct_key), reply.headers
+                    )
+                if not is_event_stream(reply.content_type):
+                    # A 200 that is not a stream (a JSON answer or error, an HTML page):
+                    # a 502 now, before any byte has gone to the client, can still fall back.
+                    raise UpstreamProtocolError(
+                        f"provider '{provider.name}' answered a stream request with Content-Type "
+                        f"{reply.content_type}, not text/event-stream"
                     )
                 if translated and not call.passthrough(target):
                     chunks = translate.stream(target, reply.chunks())
@@ -112,7 +126,12 @@ def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> Non
 
 async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
     sent = time.perf_counter()
-    opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
+    try:
+        opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
+    except BaseException:
+        # Failed, or its client gone, before a first chunk: the wait is still the upstream's.
+        call.upstream_s = time.perf_counter() - sent
+        raise
     call.served_index = index
     metrics = call.ledger.metrics
     metrics.streams_in_flight += 1
@@ -210,7 +229,10 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
             await write(frame)
         await resp.write_eof()
     except ConnectionError:
-        # The client went away; closing the reply (below) closes the upstream.
+        # The client went away; closing the reply (below) closes the upstream. (When
+        # aiohttp saw the connection close first it cancels the handler instead, and
+        # server.handlers records the request.)
+        call.abandoned = True
         log.debug("client disconnected mid-stream")
     finally:
         reply.close()

@@ -337,12 +337,14 @@ _DIALECTS = {"openai": openai_dialect, "anthropic": anthropic_dialect, "gemini":
 
 
 class MockReply:
-    __slots__ = ("_body", "_plan", "headers", "status")
+    __slots__ = ("_body", "_plan", "content_type", "headers", "status")
 
-    def __init__(self, plan: mock_dialect.Plan) -> None:
+    def __init__(self, plan: mock_dialect.Plan, *, stream: bool) -> None:
         self._plan = plan
         self.headers: list[tuple[str, str]] = []
         self.status = plan.fail_status or 200
+        # As an HTTP upstream would declare it: events for a stream, JSON otherwise.
+        self.content_type: str | None = "text/event-stream" if stream and not plan.fail_status else "application/json"
         self._body = mock_dialect.error_body(plan.fail_status) if plan.fail_status else b""
 
     async def read(self) -> bytes:
@@ -409,7 +411,7 @@ class MockProvider:
         extra: tuple[tuple[str, str], ...] = (),
         secret: str | None = None,
     ) -> Reply:
-        return MockReply(self._plan(body, endpoint=endpoint))
+        return MockReply(self._plan(body, endpoint=endpoint), stream=stream)
 
     async def list_models(self) -> list[str]:
         return self._models

@@ -8,6 +8,10 @@ from msgspec import UNSET, Raw, Struct, UnsetType
 class ResponseHead(Struct, kw_only=True):
     """The part of an upstream completion the gateway reads; choices stay unread."""
 
+    # Required: an object without it (``{}``, an error object sent with a 200) is not a
+    # completion, and failing here lets retries and fallbacks act. Raw: its presence is
+    # checked, its contents skipped (cheaper than skipping an unknown field).
+    choices: Raw
     id: str | UnsetType = UNSET
     model: str | UnsetType = UNSET
     usage: Raw | UnsetType = UNSET  # Raw cannot sit in a union with None; null stays Raw

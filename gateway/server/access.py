@@ -4,7 +4,10 @@ aiohttp calls the server's access logger once per answered request, after the an
 written (``RequestHandler.log_access``); that is where the gateway records it, off the
 path between client and upstream. What the relay learnt (provider, model, tokens, cost,
 upstream time) travels on the response (``response.call``); error answers carry their
-class (``response.error_type``).
+class (``response.error_type``). A request whose client went away before its answer was
+complete (``call.abandoned``) is recorded as a 499, error ``client_closed``, with what it
+was charged; aiohttp logs no access for a handler it cancelled, so the relay hands those
+over itself (``record_abandoned``).
 
 Request ids: the client's ``x-request-id`` when it is a sane token (1-128 characters of
 ``[A-Za-z0-9._:-]``), else one made here: a random per-process prefix and a counter,
@@ -49,6 +52,10 @@ _counter = 0
 FLUSH_EVERY_S = 0.1
 FLUSH_LINES = 256
 CONTENT_MAX_BYTES = 32 * 1024  # per body, with server.access_log_content
+# A relayed request whose client went away before its answer was complete is recorded
+# with nginx's "client closed request" status (never sent: there is no one to send it to).
+CLIENT_CLOSED_STATUS = 499
+CLIENT_CLOSED = "client_closed"
 
 
 def new_request_id() -> str:
@@ -82,6 +89,20 @@ class GatewayRequest(web.BaseRequest):
 
 def request_id(request: web.BaseRequest) -> str:
     return request.request_id if isinstance(request, GatewayRequest) else new_request_id()
+
+
+def record_abandoned(request: web.BaseRequest, call: Any) -> None:
+    """Records a relayed request whose client went away while the handler ran.
+
+    aiohttp cancels the handler of a connection that closed (``handler_cancellation``)
+    and, the handler having returned nothing, logs no access for it: this hands it to
+    the same access logger, as the 499 it would have been (``RequestHandler.log_access``,
+    aiohttp's own call; tests/integration/test_client_closed.py fails if it stops
+    reaching the log). Called only from a cancelled handler, so never twice."""
+    call.abandoned = True
+    resp = web.Response(status=CLIENT_CLOSED_STATUS)
+    resp.call = call  # type: ignore[attr-defined]
+    request.protocol.log_access(request, resp, asyncio.get_running_loop().time())
 
 
 class Line(msgspec.Struct, omit_defaults=True):
@@ -171,6 +192,9 @@ class AccessSink:
         status = response.status
         path = request.path
         error = getattr(response, "error_type", None)
+        if call is not None and call.abandoned:
+            # Whatever was (or was to be) written, the client did not get the whole answer.
+            status, error = CLIENT_CLOSED_STATUS, CLIENT_CLOSED
         if error is not None:
             self._metrics.error(error)
         if call is None:

@@ -87,6 +87,8 @@ class Answer(web.StreamResponse):
         # for one uncompressed block, without their ~26 lines of Python.
         transport = request.transport
         if transport is None or transport.is_closing():
+            if self.call is not None:
+                self.call.abandoned = True  # recorded as a 499: the client never got it
             raise ConnectionResetError("Cannot write to closing transport")
         writer = request.writer
         writer.output_size += len(out)  # the answer has begun (_Protocol.handle_error reads it)

@@ -26,6 +26,7 @@ from gateway.routing.table import ModelTable, Target
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.schemas.response import Model, ModelList
+from gateway.server.access import record_abandoned
 from gateway.server.answer import Answer, fits
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Handler, Routes
@@ -403,6 +404,11 @@ class Handlers:
             data, index, relayed = await unary(call)
         except GatewayError as e:
             e.call = call  # type: ignore[attr-defined]  # the error's answer is recorded with it
+            raise
+        except asyncio.CancelledError:
+            # The client went away mid-relay (aiohttp cancels the handler): recorded here,
+            # since aiohttp records no access for a cancelled handler.
+            record_abandoned(request, call)
             raise
         call.served_index = index
         provider = call.targets[index][0].provider.name

@@ -10,7 +10,7 @@ import pytest
 
 from gateway import codec
 from gateway.errors import InvalidRequest, UpstreamProtocolError
-from gateway.schemas.response import ExtraFields
+from gateway.schemas.response import ExtraFields, ResponseHead
 
 CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 TEXT: dict[str, Any] = {"model": "m", "prompt": "Say this is a test"}
@@ -371,6 +371,17 @@ def test_response_head_rejects_non_object(body: bytes) -> None:
     assert exc.value.code == "upstream_bad_response"
 
 
+@pytest.mark.parametrize(
+    "body", [b"{}", b'{"id": "c1", "model": "gpt", "usage": {"total_tokens": 3}}', b'{"error": {"message": "busy"}}']
+)
+def test_response_head_rejects_object_without_choices(body: bytes) -> None:
+    with pytest.raises(UpstreamProtocolError) as exc:
+        codec.response_head(body)
+    assert exc.value.status == 502
+    assert exc.value.code == "upstream_bad_response"
+    assert "choices" in exc.value.message
+
+
 ENRICH_BODIES = [
     b'{"id": "c1", "object": "chat.completion", "choices": [{"index": 0}], "usage": null}',
     b'{"id":"c1","choices":[]}\n',
@@ -381,9 +392,13 @@ ENRICH_BODIES = [
 ]
 
 
+# enrich reads only the head's extra_fields: these bodies need not be whole completions.
+NO_EXTRA_FIELDS = ResponseHead(choices=msgspec.Raw(b"[]"))
+
+
 @pytest.mark.parametrize("body", ENRICH_BODIES)
 def test_enrich_adds_extra_fields_keeping_original(body: bytes) -> None:
-    out = codec.enrich(body, codec.response_head(body), extra())
+    out = codec.enrich(body, NO_EXTRA_FIELDS, extra())
     data = json.loads(out)
     original = json.loads(body)
     assert data["extra_fields"] == EXTRA_JSON
@@ -419,7 +434,7 @@ def test_enrich_optional_extra_fields_encoded() -> None:
         chunk_index=3,
     )
     body = b'{"id": "c1"}'
-    data = json.loads(codec.enrich(body, codec.response_head(body), ex))
+    data = json.loads(codec.enrich(body, NO_EXTRA_FIELDS, ex))
     assert data["extra_fields"]["chunk_index"] == 3
     assert "raw_request" not in data["extra_fields"]
 

@@ -24,13 +24,13 @@ ANSWERS = [
     b'{"id":"c1","object":"chat.completion","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,'
     b'"total_tokens":10}}',
     # usage not last, nested details, spaces and a trailing newline
-    b'{"id": "c2", "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10,'
+    b'{"id": "c2", "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10,'
     b' "prompt_tokens_details": {"cached_tokens": 2}}, "model": "m"}\n',
     # the same usage object twice (a quoted echo before the real one)
-    b'{"id":"c3","echo":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10},'
+    b'{"id":"c3","choices":[],"echo":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10},'
     b'"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}',
     # an upstream that priced the request itself: its cost is kept
-    b'{"id":"c4","usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"cost":0.5}}',
+    b'{"id":"c4","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"cost":0.5}}',
 ]
 
 
