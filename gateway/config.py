@@ -424,6 +424,8 @@ def _logs(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> LogsCon
 
 # Server settings the environment overrides (a container needs no file for them).
 _SERVER_ENV = {
+    "GATEWAY_HOST": "host",
+    "GATEWAY_PORT": "port",
     "GATEWAY_WORKERS": "workers",
     "GATEWAY_SHUTDOWN_GRACE_S": "shutdown_grace_s",
     "GATEWAY_DRAIN_DELAY_S": "drain_delay_s",
