@@ -223,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     except OSError as e:
-        print(f"gateway: cannot listen: {e.strerror}", file=sys.stderr)
+        from gateway.server.workers import listen_hint
+
+        print(f"gateway: cannot listen: {e.strerror}{listen_hint(e)}", file=sys.stderr)
         return 1
     return 0
 

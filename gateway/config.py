@@ -155,6 +155,10 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     # and requests are still served, so a load balancer stops sending first (Kubernetes:
     # about its probe period; 0 closes at once).
     drain_delay_s: Annotated[float, Meta(ge=0, le=600)] = 0.0
+    # Join a port another gateway (of the same user) already serves, sharing its connections
+    # (SO_REUSEPORT): how a new gateway takes over from an old one without a gap. False: a
+    # port in use is an error at start-up, whatever the number of workers.
+    reuse_port: bool = False
 
 
 # Windows of budgets and rate limits: 30s (tests), 1m, 5m, 1h, 1d, 1w, 1M.
@@ -452,6 +456,7 @@ RESTART_ONLY = (
     ("server", "host"),
     ("server", "port"),
     ("server", "workers"),
+    ("server", "reuse_port"),
     ("server", "max_header_bytes"),
     ("server", "max_headers"),
     ("server", "access_log"),

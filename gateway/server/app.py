@@ -309,7 +309,7 @@ async def serve(
         loop.add_signal_handler(sig, stopping.set)
     # Before start-up: SIGHUP's default action would end the process.
     loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, config_path)
-    bound = await gateway.start(host=host, port=port, reuse_port=supervisor is not None)
+    bound = await gateway.start(host=host, port=port, reuse_port=supervisor is not None or cfg.server.reuse_port)
     settle_heap()
     providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
     log.info(

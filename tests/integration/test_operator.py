@@ -44,6 +44,35 @@ def test_make_run_passes_host_and_port() -> None:
     assert re.search(r"gateway serve\s*$", plain, re.M), plain
 
 
+def _serve(port: int, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port), *args]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_a_second_gateway_on_a_port_in_use_refuses_to_start(tmp_path: Path) -> None:
+    port = free_port()
+    first = Proc(["serve", "--workers", "2", "--port", str(port)], port=port, log=tmp_path / "first.log")
+    try:
+        for workers in ("2", "1"):
+            r = _serve(port, "--workers", workers)
+            assert r.returncode == 1, (workers, r.stderr)
+            assert "cannot listen" in r.stderr and "server.reuse_port" in r.stderr and "Traceback" not in r.stderr
+        # Asked to join, it does (and serves next to the first).
+        cfg = tmp_path / "join.yaml"
+        cfg.write_text("server:\n  reuse_port: true\nproviders:\n  mock:\n    dialect: mock\n")
+        second = Proc(
+            ["serve", "--workers", "2", "--port", str(port), "--config", str(cfg)],
+            port=port,
+            log=tmp_path / "second.log",
+        )
+        second.stop()
+        assert first.alive()
+    finally:
+        first.stop()
+
+
 def test_log_level_after_the_subcommand(tmp_path: Path) -> None:
     port = free_port()
     proc = Proc(["serve", "--port", str(port), "--log-level", "WARNING"], port=port, log=tmp_path / "gw.log")
