@@ -93,9 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         parents=[common],
         help="validate a config file and exit",
-        description="Load a config file as 'serve' would, print any problem, exit 0 if valid.",
+        description="Load a config file as 'serve' would and print every problem at once: errors "
+        "(exit 1), environment variables its env. references need that are not set here "
+        "(exit 0: the file may be checked where its secrets are not; --strict: exit 1), warnings.",
     )
     c.add_argument("config", metavar="FILE", help="config file to check")
+    c.add_argument("--strict", action="store_true", help="an environment variable that is not set is an error")
 
     m = sub.add_parser(
         "mock",
@@ -151,10 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway import config
 
     if args.command == "check":
-        try:
-            config.load(args.config)
-        except config.ConfigError as e:
-            print(f"gateway: {e}", file=sys.stderr)
+        _, _, problems = config.check(args.config)
+        for m in problems.errors:
+            print(f"gateway: error: {m}", file=sys.stderr)
+        for m in problems.missing:
+            print(f"gateway: {'error' if args.strict else 'to set before serving'}: {m}", file=sys.stderr)
+        for m in problems.warnings:
+            print(f"gateway: warning: {m}", file=sys.stderr)
+        if problems.errors or (args.strict and problems.missing):
             return 1
         print(f"{args.config}: ok")
         return 0
@@ -191,7 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gateway serve: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
     try:
-        cfg = config.load(args.config) if args.config else config.from_env()
+        if args.config:
+            _, served, problems = config.check(args.config)
+            problems.raise_if_any()
+            assert served is not None
+            cfg = served
+            if args.supervisor_fd is None:  # the supervisor has said it for its workers
+                for m in problems.warnings:
+                    logging.getLogger("gateway").warning("%s", m)
+        else:
+            cfg = config.from_env()
     except config.ConfigError as e:
         print(f"gateway: {e}", file=sys.stderr)
         return 1

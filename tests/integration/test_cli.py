@@ -66,7 +66,11 @@ def test_cli_config_unknown_key_names_key_and_file(tmp_path: Path) -> None:
 def test_cli_config_missing_env_var(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.json"
     cfg.write_text('{"providers":{"up":{"base_url":"http://x/v1","keys":[{"value":"env.GATEWAY_TEST_UNSET_VAR"}]}}}')
-    r = run("check", str(cfg))
+    r = run("check", str(cfg))  # reported; the file itself is fine
+    assert r.returncode == 0 and "GATEWAY_TEST_UNSET_VAR" in r.stderr and "to set before serving" in r.stderr
+    r = run("check", "--strict", str(cfg))
+    assert r.returncode == 1 and "GATEWAY_TEST_UNSET_VAR" in r.stderr
+    r = run("serve", "--config", str(cfg))
     assert r.returncode == 1 and "GATEWAY_TEST_UNSET_VAR" in r.stderr
 
 
@@ -135,3 +139,55 @@ def test_cli_mock_fault_flags(tmp_path: Path) -> None:
 def test_cli_mock_rejects_invalid_options() -> None:
     r = run("mock", "--error-rate", "2")
     assert r.returncode == 2 and "error_rate" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_check_passes_the_example_with_no_environment() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "gateway.example.yaml"
+    r = run("check", str(example), env={"PATH": ""})
+    assert r.returncode == 0, r.stderr
+    for var in ("OPENAI_API_KEY", "GROQ_API_KEY", "GATEWAY_ADMIN_TOKEN", "TEAM_A_KEY"):
+        assert f"environment variable {var} is not set" in r.stderr
+    assert "warning" not in r.stderr  # the example writes no secret into the file
+
+
+def test_cli_check_reports_every_problem_by_name(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(
+        "server:\n  port: 99999\n  colour: blue\n"
+        "default_provider: nope\n"
+        "providers:\n"
+        "  groq:\n    base_url: ftp://groq\n    timeouts: {request_s: soon}\n"
+        "  vllm:\n    base_url: http://127.0.0.1:8000/v1\n    keys: [{value: env.GATEWAY_TEST_UNSET_A}, {}]\n"
+    )
+    r = run("check", str(cfg), env={"PATH": ""})
+    assert r.returncode == 1
+    for named in ("server.port", "server.colour: unknown key", "providers.groq.timeouts.request_s", "keys[1].value"):
+        assert named in r.stderr, (named, r.stderr)
+    assert "$.providers" not in r.stderr and "Traceback" not in r.stderr
+    # Once the types are right, the next layer: every semantic problem at once.
+    cfg.write_text(
+        "default_provider: nope\n"
+        "aliases: {fast: other/model}\n"
+        "providers:\n"
+        "  groq:\n    base_url: ftp://groq\n"
+        "  vllm:\n    base_url: http://127.0.0.1:8000/v1\n    keys: [{value: env.GATEWAY_TEST_UNSET_A}]\n"
+    )
+    r = run("check", "--strict", str(cfg), env={"PATH": ""})
+    assert r.returncode == 1
+    for named in ("providers.groq.base_url", "default_provider", "aliases.fast", "GATEWAY_TEST_UNSET_A"):
+        assert named in r.stderr, (named, r.stderr)
+    r = run("serve", "--config", str(cfg), env={"PATH": ""})
+    assert r.returncode == 1 and "4 problems" in r.stderr
+
+
+def test_cli_check_warns_on_literal_secrets_and_no_providers(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text("providers:\n  up:\n    base_url: http://127.0.0.1:1/v1\n    keys: [{value: sk-literal-0123456789}]\n")
+    r = run("check", str(cfg))
+    assert r.returncode == 0
+    assert "warning: " in r.stderr and "providers.up.keys[0].value: a secret written in the file" in r.stderr
+    assert "sk-literal-0123456789" not in r.stderr
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("server: {port: 8080}\n")
+    r = run("check", str(empty))
+    assert r.returncode == 0 and "providers: none configured" in r.stderr
