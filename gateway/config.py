@@ -268,6 +268,10 @@ class AuthConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # asks for, instead of the configured keys; its gateway credential, if any, comes in
     # x-bf-vk. False: such a request is a 403.
     client_provider_keys: bool = False
+    # A request that sets no max_tokens is admitted against a budget as if it would produce
+    # this many completion tokens (priced at its model's output price), so a nearly spent
+    # budget is not overrun by requests without a limit. The real cost replaces it at the end.
+    completion_estimate_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096
 
 
 class StoreConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -313,11 +313,12 @@ async def serve(
     settle_heap()
     providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
     log.info(
-        "gateway listening on http://%s:%d; providers: %s; default: %s",
+        "gateway listening on http://%s:%d; providers: %s; default: %s; auth: %s",
         host or cfg.server.host,
         bound,
         providers or "none",
         cfg.default_provider,
+        auth_mode(cfg),
     )
     if supervisor is not None:
         _report_to(supervisor, stopping)
@@ -326,6 +327,15 @@ async def serve(
     finally:
         log.info("gateway stopping")
         await gateway.stop()
+
+
+def auth_mode(cfg: GatewayConfig) -> str:
+    """The access control in force, as the start-up line says it."""
+    if not Governor.enabled(cfg.auth):
+        return "off (no auth section: every request is served, nothing is counted)"
+    if cfg.auth.required:
+        return "required (a gateway token or virtual key on every request)"
+    return "optional (callers without a gateway credential are served anonymously; gateway keys are checked)"
 
 
 def reload_config(gateway: Gateway, path: str | None) -> None:

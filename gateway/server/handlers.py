@@ -283,7 +283,8 @@ class Handlers:
     async def admit(self, call: Call, principal: Principal | None, *, max_out: int) -> Grant | None:
         """Refuses a caller who may not use the call's targets (403) or is over its limits
         (429, 402), admitting it against an estimate: ~4 bytes per prompt token,
-        ``max_out`` completion tokens, at the primary's price. None: nothing to settle."""
+        ``max_out`` completion tokens (0: none given), at the primary's price. None:
+        nothing to settle."""
         gov = self._governor
         if gov is None or principal is None or principal.kind == "anonymous":
             return None
@@ -292,9 +293,12 @@ class Handlers:
             return None
         target = call.targets[0][0]
         prompt = len(call.body) // 4
+        # No max_tokens: the budget assumes auth.completion_estimate_tokens; token rate
+        # limits count what the request itself bounds (its prompt, its max_tokens).
+        priced_out = max_out or gov.completion_estimate
         cost = self._ledger.cost(
             target.provider.pricing.lookup(target.model),
-            Usage(prompt_tokens=prompt, completion_tokens=max_out, total_tokens=prompt + max_out),
+            Usage(prompt_tokens=prompt, completion_tokens=priced_out, total_tokens=prompt + priced_out),
         )
         return await gov.admit(principal, tokens=prompt + max_out, cost_usd=cost.total_cost if cost else 0.0)
 

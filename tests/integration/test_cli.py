@@ -182,7 +182,9 @@ def test_cli_check_reports_every_problem_by_name(tmp_path: Path) -> None:
 
 def test_cli_check_warns_on_literal_secrets_and_no_providers(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.yaml"
-    cfg.write_text("providers:\n  up:\n    base_url: http://127.0.0.1:1/v1\n    keys: [{value: sk-literal-0123456789}]\n")
+    cfg.write_text(
+        "providers:\n  up:\n    base_url: http://127.0.0.1:1/v1\n    keys: [{value: sk-literal-0123456789}]\n"
+    )
     r = run("check", str(cfg))
     assert r.returncode == 0
     assert "warning: " in r.stderr and "providers.up.keys[0].value: a secret written in the file" in r.stderr
