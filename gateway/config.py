@@ -635,7 +635,9 @@ def from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
     OpenAI SDK itself reads are set (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)."""
     env = os.environ if env is None else env
     providers: dict[str, ProviderConfig] = {"mock": ProviderConfig(dialect="mock")}
-    default = "mock"
+    # The mock answers only models that name it (mock/...): a bare or mistyped model is a
+    # 404, never a canned answer priced as a real one.
+    default: str | None = None
     # Each SDK's own variables. The default provider: openai if set, else anthropic, else gemini.
     for name, prefix, base_default in (
         ("gemini", "GEMINI", GEMINI_DEFAULT_BASE_URL),

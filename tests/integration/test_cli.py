@@ -28,9 +28,15 @@ def test_cli_default_serves_mock_with_no_config(tmp_path: Path) -> None:
         sdk = sdk_client(proc.url + "/v1")
         c = sdk.chat.completions.create(model="mock/mock-chat", messages=[{"role": "user", "content": "hi"}])
         assert c.choices[0].message.content
-        # A bare model goes to the default provider, which is the mock here.
-        c = sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        assert (c.model_extra or {})["extra_fields"]["provider"] == "mock"
+        # No fake answers: a bare or mistyped model is not the mock's (OpenAI's own 404).
+        import openai
+
+        for model in ("gpt-4o", "opneai/gpt-4o"):
+            with pytest.raises(openai.NotFoundError) as exc:
+                sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+            err = exc.value.body
+            assert isinstance(err, dict) and err["code"] == "model_not_found", err
+            assert "configured providers: mock" in err["message"] and "OPENAI_BASE_URL" in err["message"]
         assert {m.id for m in sdk.models.list()} == {"mock/mock-chat", "mock/mock-instruct"}
     finally:
         proc.stop()
