@@ -639,15 +639,23 @@ def from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
     # 404, never a canned answer priced as a real one.
     default: str | None = None
     # Each SDK's own variables. The default provider: openai if set, else anthropic, else gemini.
-    for name, prefix, base_default in (
-        ("gemini", "GEMINI", GEMINI_DEFAULT_BASE_URL),
-        ("anthropic", "ANTHROPIC", ANTHROPIC_DEFAULT_BASE_URL),
-        ("openai", "OPENAI", OPENAI_DEFAULT_BASE_URL),
+    # Priced as the SDK's own provider (genai-prices id) whatever the base URL: a proxy or a
+    # corporate gateway in front of OpenAI is the common custom URL. A model that provider
+    # does not list (a vLLM's meta-llama/...) stays unpriced.
+    for name, prefix, base_default, pricing_id in (
+        ("gemini", "GEMINI", GEMINI_DEFAULT_BASE_URL, "google"),
+        ("anthropic", "ANTHROPIC", ANTHROPIC_DEFAULT_BASE_URL, "anthropic"),
+        ("openai", "OPENAI", OPENAI_DEFAULT_BASE_URL, "openai"),
     ):
         if env.get(f"{prefix}_API_KEY") or env.get(f"{prefix}_BASE_URL"):
             keys = (KeyConfig(value=f"env.{prefix}_API_KEY"),) if env.get(f"{prefix}_API_KEY") else ()
             base = env.get(f"{prefix}_BASE_URL") or base_default
-            providers[name] = ProviderConfig(dialect=name, base_url=base, keys=keys)  # type: ignore[arg-type]
+            providers[name] = ProviderConfig(
+                dialect=name,  # type: ignore[arg-type]
+                base_url=base,
+                keys=keys,
+                pricing_provider=pricing_id,
+            )
             default = name
     problems = Problems()
     cfg = _check(

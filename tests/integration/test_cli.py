@@ -52,8 +52,16 @@ def test_cli_openai_provider_from_sdk_environment(upstream: Proc, tmp_path: Path
         c = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         extra = (c.model_extra or {})["extra_fields"]
         assert (extra["provider"], c.model) == ("openai", "gpt-4o-mini")
+        # Behind a custom base URL, OpenAI's model names are priced as OpenAI prices them.
+        cost = (c.usage.model_extra or {})["cost"] if c.usage else None
+        assert cost is not None and cost["total_cost"] > 0, c.usage
         c = sdk.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}])
         assert c.model == "gpt-4o"
+        # A model OpenAI does not list stays unpriced: no cost, never a made-up one.
+        c = sdk.chat.completions.create(
+            model="meta-llama/Llama-3.1-8B-Instruct", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert c.usage is not None and "cost" not in (c.usage.model_extra or {})
         assert "openai/mock-chat" in {m.id for m in sdk.models.list()}
         assert UPSTREAM_KEY not in proc.log.read_text()
     finally:
