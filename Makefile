@@ -17,8 +17,9 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 
+# HOST=0.0.0.0 PORT=9090 make run: another address (GATEWAY_HOST / GATEWAY_PORT work too).
 run: install
-	$(BIN)/gateway serve
+	$(BIN)/gateway serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: install-test
 	$(BIN)/ruff check gateway tests bench

@@ -11,6 +11,48 @@ from collections.abc import Sequence
 
 from gateway import __version__
 
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+SERVE_EPILOG = """\
+environment (overrides the config file; --host/--port override both):
+  GATEWAY_HOST, GATEWAY_PORT        listen address (server.host, server.port)
+  GATEWAY_WORKERS                   processes (server.workers)
+  GATEWAY_SHUTDOWN_GRACE_S          SIGTERM: time to finish (server.shutdown_grace_s)
+  GATEWAY_DRAIN_DELAY_S             SIGTERM: /health draining before the listener closes
+  GATEWAY_AUTH_REQUIRED             true/false (auth.required)
+  GATEWAY_ADMIN_TOKEN               enables /api/keys and /api/logs (auth.admin_token)
+  GATEWAY_CLIENT_PROVIDER_KEYS      true/false: honour x-bf-direct-key
+  GATEWAY_REDIS_URL                 shared state in Redis (store.redis_url)
+  GATEWAY_STORE_FAIL_OPEN           true/false: serve uncounted while Redis is down
+  GATEWAY_LOGS_PATH                 SQLite request log store (logs.path; turns it on)
+  PROMETHEUS_MULTIPROC_DIR          /metrics sums every worker (an empty directory)
+without --config, providers come from the environment:
+  OPENAI_API_KEY, OPENAI_BASE_URL         an 'openai' provider (any OpenAI-compatible server)
+  ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL   an 'anthropic' provider
+  GEMINI_API_KEY, GEMINI_BASE_URL         a 'gemini' provider
+
+routes (under /v1, /openai/v1, /openai, /langchain/v1, /pydanticai/v1):
+  POST /v1/chat/completions, POST /v1/completions, GET /v1/models
+  POST /v1/async/chat/completions, POST /v1/async/completions, GET .../{job_id}
+  POST /anthropic/v1/messages                         the Anthropic SDK's wire format
+  POST /genai/v1beta/models/{model}:generateContent   the Google GenAI SDK's (and :streamGenerateContent)
+  GET, POST /api/keys, GET, DELETE /api/keys/{id}     virtual keys (with an admin token)
+  GET /api/logs                                       the request log store (with an admin token)
+  GET, HEAD /health [?providers=1]                    liveness; draining; per-provider state
+  GET /metrics                                        Prometheus (OpenMetrics when asked)
+"""
+
+MOCK_EPILOG = """\
+routes (with and without /v1):
+  POST /v1/chat/completions, POST /v1/completions, GET /v1/models   OpenAI's wire format
+  POST /v1/messages                                                 Anthropic's wire format
+  POST /v1beta/models/{model}:generateContent, :streamGenerateContent   Gemini's
+  GET /mock/requests, DELETE /mock/requests                         the last --record requests
+  GET /mock/stats, GET /health
+a request's "mock" field (or header x-mock, JSON) overrides these options per request.
+environment: none is read.
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -18,19 +60,20 @@ def _parser() -> argparse.ArgumentParser:
         description="An OpenAI-compatible LLM gateway that adds almost nothing to each request.",
     )
     p.add_argument("--version", action="version", version=f"gateway {__version__}")
-    p.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log verbosity (default: INFO)",
-    )
+    p.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="log verbosity (default: INFO)")
+    # Also after the subcommand (gateway serve --log-level DEBUG): there it overrides.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, help="log verbosity")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser(
         "serve",
+        parents=[common],
         help="run the gateway",
         description="Run the gateway. With no --config: the built-in mock provider, plus the "
         "'openai' provider when OPENAI_API_KEY or OPENAI_BASE_URL is set.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("--config", metavar="FILE", help="config file (.json, .yaml, .yml or .toml)")
     s.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
@@ -48,13 +91,20 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "check",
+        parents=[common],
         help="validate a config file and exit",
-        description="Load a config file as 'serve' would, print any problem, exit 0 if valid.",
+        description="Load a config file as 'serve' would and print every problem at once: errors "
+        "(exit 1), environment variables its env. references need that are not set here "
+        "(exit 0: the file may be checked where its secrets are not; --strict: exit 1), warnings.",
     )
     c.add_argument("config", metavar="FILE", help="config file to check")
+    c.add_argument("--strict", action="store_true", help="an environment variable that is not set is an error")
 
     m = sub.add_parser(
         "mock",
+        parents=[common],
+        epilog=MOCK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="run the built-in fake LLM as an OpenAI-compatible server",
         description="Serve /v1/chat/completions, /v1/completions and /v1/models with synthetic "
         'answers. A request\'s "mock" field overrides these defaults per request.',
@@ -104,10 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway import config
 
     if args.command == "check":
-        try:
-            config.load(args.config)
-        except config.ConfigError as e:
-            print(f"gateway: {e}", file=sys.stderr)
+        _, _, problems = config.check(args.config)
+        for m in problems.errors:
+            print(f"gateway: error: {m}", file=sys.stderr)
+        for m in problems.missing:
+            print(f"gateway: {'error' if args.strict else 'to set before serving'}: {m}", file=sys.stderr)
+        for m in problems.warnings:
+            print(f"gateway: warning: {m}", file=sys.stderr)
+        if problems.errors or (args.strict and problems.missing):
             return 1
         print(f"{args.config}: ok")
         return 0
@@ -144,7 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gateway serve: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
     try:
-        cfg = config.load(args.config) if args.config else config.from_env()
+        if args.config:
+            _, served, problems = config.check(args.config)
+            problems.raise_if_any()
+            assert served is not None
+            cfg = served
+            if args.supervisor_fd is None:  # the supervisor has said it for its workers
+                for m in problems.warnings:
+                    logging.getLogger("gateway").warning("%s", m)
+        else:
+            cfg = config.from_env()
     except config.ConfigError as e:
         print(f"gateway: {e}", file=sys.stderr)
         return 1
@@ -176,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     except OSError as e:
-        print(f"gateway: cannot listen: {e.strerror}", file=sys.stderr)
+        from gateway.server.workers import listen_hint
+
+        print(f"gateway: cannot listen: {e.strerror}{listen_hint(e)}", file=sys.stderr)
         return 1
     return 0
 

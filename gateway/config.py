@@ -8,10 +8,12 @@ resolved here, the only module that reads the environment.
 from __future__ import annotations
 
 import os
+import re
+import typing
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -29,7 +31,32 @@ GEMINI_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
 class ConfigError(Exception):
-    """A configuration that cannot be served; the message names the file and key."""
+    """A configuration that cannot be served; the message names the file and key (every
+    problem found, one per line, when there are several)."""
+
+
+class Problems:
+    """What checking a config found. Errors stop it from being served; a missing
+    environment variable is an error to ``serve`` and reported by ``gateway check``
+    (which passes without them, so a file can be checked where its secrets are not set);
+    warnings are logged at start-up and printed by ``gateway check``."""
+
+    __slots__ = ("errors", "missing", "warnings")
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.missing: list[str] = []  # "where: environment variable X is not set"
+        self.warnings: list[str] = []
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+    def raise_if_any(self, *, missing_env: bool = True) -> None:
+        found = self.errors + (self.missing if missing_env else [])
+        if len(found) == 1:
+            raise ConfigError(found[0])
+        if found:
+            raise ConfigError(f"{len(found)} problems:\n" + "\n".join(f"  {m}" for m in found))
 
 
 class KeyConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -155,6 +182,10 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     # and requests are still served, so a load balancer stops sending first (Kubernetes:
     # about its probe period; 0 closes at once).
     drain_delay_s: Annotated[float, Meta(ge=0, le=600)] = 0.0
+    # Join a port another gateway (of the same user) already serves, sharing its connections
+    # (SO_REUSEPORT): how a new gateway takes over from an old one without a gap. False: a
+    # port in use is an error at start-up, whatever the number of workers.
+    reuse_port: bool = False
 
 
 # Windows of budgets and rate limits: 30s (tests), 1m, 5m, 1h, 1d, 1w, 1M.
@@ -237,6 +268,10 @@ class AuthConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # asks for, instead of the configured keys; its gateway credential, if any, comes in
     # x-bf-vk. False: such a request is a 403.
     client_provider_keys: bool = False
+    # A request that sets no max_tokens is admitted against a budget as if it would produce
+    # this many completion tokens (priced at its model's output price), so a nearly spent
+    # budget is not overrun by requests without a limit. The real cost replaces it at the end.
+    completion_estimate_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] = 4096
 
 
 class StoreConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -286,34 +321,46 @@ class GatewayConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     aliases: dict[str, str] = {}
 
 
-def _resolve(value: str, *, where: str, env: Mapping[str, str]) -> str:
+def _resolve(value: str, *, where: str, env: Mapping[str, str], problems: Problems, secret: bool = False) -> str:
     if not value.startswith(ENV_PREFIX):
+        if secret and value:
+            problems.warnings.append(f"{where}: a secret written in the file; write env.VAR_NAME and set VAR_NAME")
         return value
     var = value[len(ENV_PREFIX) :]
     if var not in env:
-        raise ConfigError(f"{where}: environment variable {var} is not set")
+        problems.missing.append(f"{where}: environment variable {var} is not set")
+        return value
     return env[var]
 
 
-def _resolve_provider(name: str, p: ProviderConfig, *, source: str, env: Mapping[str, str]) -> ProviderConfig:
+def _resolve_provider(
+    name: str, p: ProviderConfig, *, source: str, env: Mapping[str, str], problems: Problems
+) -> ProviderConfig:
     where = f"{source}: providers.{name}"
     keys = tuple(
-        msgspec.structs.replace(k, value=_resolve(k.value, where=f"{where}.keys[{i}].value", env=env))
+        msgspec.structs.replace(
+            k, value=_resolve(k.value, where=f"{where}.keys[{i}].value", env=env, problems=problems, secret=True)
+        )
         for i, k in enumerate(p.keys)
     )
-    headers = {h: _resolve(v, where=f"{where}.headers.{h}", env=env) for h, v in p.headers.items()}
-    base_url = _resolve(p.base_url, where=f"{where}.base_url", env=env).rstrip("/")
-    if p.dialect != "mock" and not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}.base_url: expected an http:// or https:// URL, got {base_url!r}")
+    headers = {h: _resolve(v, where=f"{where}.headers.{h}", env=env, problems=problems) for h, v in p.headers.items()}
+    resolved = _resolve(p.base_url, where=f"{where}.base_url", env=env, problems=problems)
+    base_url = resolved.rstrip("/")
+    if (
+        p.dialect != "mock"
+        and not base_url.startswith(("http://", "https://"))
+        and not (p.base_url.startswith(ENV_PREFIX) and resolved == p.base_url)  # its variable is missing
+    ):
+        problems.error(f"{where}.base_url: expected an http:// or https:// URL, got {base_url!r}")
     names = [k.name for k in keys]
     if len(set(names)) != len(names):
-        raise ConfigError(f"{where}.keys: key names must be unique, got {names}")
+        problems.error(f"{where}.keys: key names must be unique, got {names}")
     if p.ca_file is not None:
-        _check_ca_file(p.ca_file, where=f"{where}.ca_file")
+        _check_ca_file(p.ca_file, where=f"{where}.ca_file", problems=problems)
     return msgspec.structs.replace(p, keys=keys, headers=headers, base_url=base_url)
 
 
-def _check_ca_file(path: str, *, where: str) -> None:
+def _check_ca_file(path: str, *, where: str, problems: Problems) -> None:
     """Loaded here as the provider will load it: a config that passes cannot fail to
     start, or to reload, on its CA file."""
     import ssl  # only for configs that name a CA file
@@ -321,37 +368,43 @@ def _check_ca_file(path: str, *, where: str) -> None:
     try:
         ssl.create_default_context(cafile=path)
     except (OSError, ssl.SSLError) as e:
-        raise ConfigError(f"{where}: cannot load CA certificates from {path!r}: {e}") from None
+        problems.error(f"{where}: cannot load CA certificates from {path!r}: {e}")
 
 
-def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> GatewayConfig:
+def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str], problems: Problems) -> GatewayConfig:
+    """``cfg`` as served: secrets resolved, environment overrides applied; what is wrong
+    with it goes into ``problems`` (every problem, not the first)."""
     for name in cfg.providers:
         # Names go into response headers: printable ASCII, no space, no '/'.
         if not name or "/" in name or " " in name or not (name.isascii() and name.isprintable()):
-            raise ConfigError(f"{source}: providers: invalid provider name {name!r} (printable ASCII, no '/' or space)")
-    providers = {n: _resolve_provider(n, p, source=source, env=env) for n, p in cfg.providers.items()}
+            problems.error(f"{source}: providers: invalid provider name {name!r} (printable ASCII, no '/' or space)")
+    if not cfg.providers:
+        problems.warnings.append(f"{source}: providers: none configured; every model request will be refused")
+    providers = {
+        n: _resolve_provider(n, p, source=source, env=env, problems=problems) for n, p in cfg.providers.items()
+    }
     if cfg.default_provider is not None and cfg.default_provider not in providers:
-        raise ConfigError(f"{source}: default_provider: {cfg.default_provider!r} is not a configured provider")
+        problems.error(f"{source}: default_provider: {cfg.default_provider!r} is not a configured provider")
     for alias, target in cfg.aliases.items():
         provider, sep, model = target.partition("/")
         if not sep or not model or provider not in providers:
-            raise ConfigError(
+            problems.error(
                 f"{source}: aliases.{alias}: expected 'provider/model' with a configured provider, got {target!r}"
             )
     return msgspec.structs.replace(
         cfg,
         providers=providers,
-        auth=_auth(cfg, source=source, env=env),
-        store=_store(cfg, env=env),
-        server=_server(cfg, env=env),
-        logs=_logs(cfg, source=source, env=env),
+        auth=_auth(cfg, source=source, env=env, problems=problems),
+        store=_store(cfg, source=source, env=env, problems=problems),
+        server=_server(cfg, env=env, problems=problems),
+        logs=_logs(cfg, source=source, env=env, problems=problems),
     )
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def _env_flag(env: Mapping[str, str], var: str, default: bool) -> bool:
+def _env_flag(env: Mapping[str, str], var: str, default: bool, problems: Problems) -> bool:
     value = env.get(var)
     if value is None or value == "":
         return default
@@ -359,54 +412,67 @@ def _env_flag(env: Mapping[str, str], var: str, default: bool) -> bool:
         return True
     if value.lower() in _FALSE:
         return False
-    raise ConfigError(f"environment variable {var}: expected true or false, got {value!r}")
+    problems.error(f"environment variable {var}: expected true or false, got {value!r}")
+    return default
 
 
-def _auth(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> AuthConfig:
+def _auth(cfg: GatewayConfig, *, source: str, env: Mapping[str, str], problems: Problems) -> AuthConfig:
     a = cfg.auth
     where = f"{source}: auth"
     admin = env.get("GATEWAY_ADMIN_TOKEN") or (
-        _resolve(a.admin_token, where=f"{where}.admin_token", env=env) if a.admin_token else None
+        _resolve(a.admin_token, where=f"{where}.admin_token", env=env, problems=problems, secret=True)
+        if a.admin_token
+        else None
     )
     tokens = tuple(
-        msgspec.structs.replace(t, value=_resolve(t.value, where=f"{where}.tokens[{i}].value", env=env))
+        msgspec.structs.replace(
+            t, value=_resolve(t.value, where=f"{where}.tokens[{i}].value", env=env, problems=problems, secret=True)
+        )
         for i, t in enumerate(a.tokens)
     )
     vks = []
     for i, vk in enumerate(a.virtual_keys):
         at = f"{where}.virtual_keys[{i}]"
-        vk = msgspec.structs.replace(vk, value=_resolve(vk.value, where=f"{at}.value", env=env))
+        vk = msgspec.structs.replace(
+            vk, value=_resolve(vk.value, where=f"{at}.value", env=env, problems=problems, secret=True)
+        )
         problem = key_problem(vk, providers=cfg.providers)
         if problem is not None:
-            raise ConfigError(f"{at}.{problem[0]}: {problem[1]}")
+            problems.error(f"{at}.{problem[0]}: {problem[1]}")
         vks.append(vk)
     secrets = [t.value for t in tokens] + [v.value for v in vks] + ([admin] if admin else [])
-    if any(len(x) < MIN_SECRET_CHARS for x in secrets):
-        raise ConfigError(f"{where}: tokens, virtual key values and admin_token need {MIN_SECRET_CHARS}+ characters")
-    if len(set(secrets)) != len(secrets):
-        raise ConfigError(f"{where}: tokens, virtual key values and admin_token must all differ")
+    # Those whose variable is missing are not known yet (reported as missing).
+    known = [x for x in secrets if not x.startswith(ENV_PREFIX)]
+    if any(len(x) < MIN_SECRET_CHARS for x in known):
+        problems.error(f"{where}: tokens, virtual key values and admin_token need {MIN_SECRET_CHARS}+ characters")
+    if len(set(known)) != len(known):
+        problems.error(f"{where}: tokens, virtual key values and admin_token must all differ")
     names = [v.name for v in vks]
     if len(set(names)) != len(names):
-        raise ConfigError(f"{where}.virtual_keys: names must be unique, got {names}")
-    required = _env_flag(env, "GATEWAY_AUTH_REQUIRED", a.required)
-    direct = _env_flag(env, "GATEWAY_CLIENT_PROVIDER_KEYS", a.client_provider_keys)
+        problems.error(f"{where}.virtual_keys: names must be unique, got {names}")
+    required = _env_flag(env, "GATEWAY_AUTH_REQUIRED", a.required, problems)
+    direct = _env_flag(env, "GATEWAY_CLIENT_PROVIDER_KEYS", a.client_provider_keys, problems)
     return msgspec.structs.replace(
         a, admin_token=admin, tokens=tokens, virtual_keys=tuple(vks), required=required, client_provider_keys=direct
     )
 
 
-def _store(cfg: GatewayConfig, *, env: Mapping[str, str]) -> StoreConfig:
+def _store(cfg: GatewayConfig, *, source: str, env: Mapping[str, str], problems: Problems) -> StoreConfig:
     s = cfg.store
     url = env.get("GATEWAY_REDIS_URL") or (
-        _resolve(s.redis_url, where="store.redis_url", env=env) if s.redis_url else None
+        _resolve(s.redis_url, where=f"{source}: store.redis_url", env=env, problems=problems) if s.redis_url else None
     )
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"store.redis_url: expected redis://, rediss:// or unix://, got {url.split('@')[-1]!r}")
-    fail_open = _env_flag(env, "GATEWAY_STORE_FAIL_OPEN", s.fail_open)
+    if (
+        url is not None
+        and not url.startswith(("redis://", "rediss://", "unix://"))
+        and not (url == s.redis_url and url.startswith(ENV_PREFIX))  # its variable is missing
+    ):
+        problems.error(f"store.redis_url: expected redis://, rediss:// or unix://, got {url.split('@')[-1]!r}")
+    fail_open = _env_flag(env, "GATEWAY_STORE_FAIL_OPEN", s.fail_open, problems)
     return msgspec.structs.replace(s, redis_url=url, fail_open=fail_open)
 
 
-def _logs(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> LogsConfig:
+def _logs(cfg: GatewayConfig, *, source: str, env: Mapping[str, str], problems: Problems) -> LogsConfig:
     logs = cfg.logs
     path = env.get("GATEWAY_LOGS_PATH")
     if path:  # naming a file is enough to want it
@@ -415,22 +481,25 @@ def _logs(cfg: GatewayConfig, *, source: str, env: Mapping[str, str]) -> LogsCon
         return logs
     where = "environment variable GATEWAY_LOGS_PATH" if path else f"{source}: logs.path"
     if logs.path in ("", ":memory:"):  # the writer and reader threads must open one database
-        raise ConfigError(f"{where}: expected a file path, got {logs.path!r}")
+        problems.error(f"{where}: expected a file path, got {logs.path!r}")
+        return logs
     parent = Path(logs.path).parent
     if not parent.is_dir():
-        raise ConfigError(f"{where}: directory {str(parent)!r} does not exist")
+        problems.error(f"{where}: directory {str(parent)!r} does not exist")
     return logs
 
 
 # Server settings the environment overrides (a container needs no file for them).
 _SERVER_ENV = {
+    "GATEWAY_HOST": "host",
+    "GATEWAY_PORT": "port",
     "GATEWAY_WORKERS": "workers",
     "GATEWAY_SHUTDOWN_GRACE_S": "shutdown_grace_s",
     "GATEWAY_DRAIN_DELAY_S": "drain_delay_s",
 }
 
 
-def _server(cfg: GatewayConfig, *, env: Mapping[str, str]) -> ServerConfig:
+def _server(cfg: GatewayConfig, *, env: Mapping[str, str], problems: Problems) -> ServerConfig:
     s = cfg.server
     for var, field in _SERVER_ENV.items():
         value = env.get(var)
@@ -439,7 +508,7 @@ def _server(cfg: GatewayConfig, *, env: Mapping[str, str]) -> ServerConfig:
         try:  # strict=False: "4" is the int 4; the field's own bounds apply
             s = msgspec.convert({**msgspec.structs.asdict(s), field: value}, type=ServerConfig, strict=False)
         except msgspec.ValidationError as e:
-            raise ConfigError(f"environment variable {var}: {e}") from None
+            problems.error(f"environment variable {var}: {e}")
     return s
 
 
@@ -450,6 +519,7 @@ RESTART_ONLY = (
     ("server", "host"),
     ("server", "port"),
     ("server", "workers"),
+    ("server", "reuse_port"),
     ("server", "max_header_bytes"),
     ("server", "max_headers"),
     ("server", "access_log"),
@@ -484,27 +554,80 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> GatewayCo
 def load_written(path: str | Path, *, env: Mapping[str, str] | None = None) -> tuple[GatewayConfig, GatewayConfig]:
     """(as written, as served): the file decoded with its ``env.`` references still in
     place, and ``load``'s result. The first can be encoded back without a secret in it."""
+    written, served, problems = check(path, env=env)
+    problems.raise_if_any()
+    assert written is not None and served is not None
+    return written, served
+
+
+_DECODERS: dict[str, Any] = {".json": msgspec.json, ".yaml": msgspec.yaml, ".yml": msgspec.yaml, ".toml": msgspec.toml}
+
+
+def check(
+    path: str | Path, *, env: Mapping[str, str] | None = None
+) -> tuple[GatewayConfig | None, GatewayConfig | None, Problems]:
+    """(as written, as served, what is wrong): every problem of the file at once, each
+    named by its path (``providers.groq.base_url``). The configs are None when the file
+    cannot be decoded into them."""
     p = Path(path)
     env = os.environ if env is None else env
+    problems = Problems()
     try:
         raw = p.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read config file: {e.strerror}") from None
+        problems.error(f"{p}: cannot read config file: {e.strerror}")
+        return None, None, problems
     suffix = p.suffix.lower()
+    codec = _DECODERS.get(suffix)
+    if codec is None:
+        problems.error(f"{p}: unknown config format {suffix!r}; use .json, .yaml, .yml or .toml")
+        return None, None, problems
     try:
-        if suffix == ".json":
-            cfg = msgspec.json.decode(raw, type=GatewayConfig)
-        elif suffix in (".yaml", ".yml"):
-            cfg = msgspec.yaml.decode(raw, type=GatewayConfig)
-        elif suffix == ".toml":
-            cfg = msgspec.toml.decode(raw, type=GatewayConfig)
-        else:
-            raise ConfigError(f"{p}: unknown config format {suffix!r}; use .json, .yaml, .yml or .toml")
-    except msgspec.ValidationError as e:
-        raise ConfigError(f"{p}: {e}") from None
+        cfg = codec.decode(raw, type=GatewayConfig)
+    except msgspec.ValidationError:
+        # Decoded again untyped, every field on its own: all the problems, by name.
+        for problem in _structure(codec.decode(raw), GatewayConfig, ""):
+            problems.error(f"{p}: {problem}")
+        return None, None, problems
     except msgspec.DecodeError as e:
-        raise ConfigError(f"{p}: not valid {suffix[1:].upper()}: {e}") from None
-    return cfg, _check(cfg, source=str(p), env=env)
+        problems.error(f"{p}: not valid {suffix[1:].upper()}: {e}")
+        return None, None, problems
+    return cfg, _check(cfg, source=str(p), env=env, problems=problems), problems
+
+
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _structure(value: Any, typ: Any, path: str) -> list[str]:
+    """Why ``value`` does not decode into ``typ``: one message per bad field, each named
+    by its path, descending through structs, mappings and lists (msgspec stops at the
+    first)."""
+    if isinstance(typ, type) and issubclass(typ, Struct) and isinstance(value, dict):
+        fields = {f.encode_name: f for f in msgspec.structs.fields(typ)}
+        found = [f"{_join(path, str(k))}: unknown key" for k in value if k not in fields]
+        found += [f"{_join(path, n)}: required, missing" for n, f in fields.items() if f.required and n not in value]
+        for k, v in value.items():
+            if k in fields:
+                found += _structure(v, fields[k].type, _join(path, k))
+        return found
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is dict and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return [m for k, v in value.items() for m in _structure(v, args[1], _join(path, k))]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and isinstance(value, list):
+        return [m for i, v in enumerate(value) for m in _structure(v, args[0], f"{path}[{i}]")]
+    try:
+        msgspec.convert(value, typ)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        at = _AT.search(text)
+        if at:
+            text, path = text[: at.start()], path + at.group("path").replace("[...]", "[]")
+        return [f"{path or '(top)'}: {text}"]
+    return []
 
 
 def from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -512,16 +635,31 @@ def from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
     OpenAI SDK itself reads are set (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)."""
     env = os.environ if env is None else env
     providers: dict[str, ProviderConfig] = {"mock": ProviderConfig(dialect="mock")}
-    default = "mock"
+    # The mock answers only models that name it (mock/...): a bare or mistyped model is a
+    # 404, never a canned answer priced as a real one.
+    default: str | None = None
     # Each SDK's own variables. The default provider: openai if set, else anthropic, else gemini.
-    for name, prefix, base_default in (
-        ("gemini", "GEMINI", GEMINI_DEFAULT_BASE_URL),
-        ("anthropic", "ANTHROPIC", ANTHROPIC_DEFAULT_BASE_URL),
-        ("openai", "OPENAI", OPENAI_DEFAULT_BASE_URL),
+    # Priced as the SDK's own provider (genai-prices id) whatever the base URL: a proxy or a
+    # corporate gateway in front of OpenAI is the common custom URL. A model that provider
+    # does not list (a vLLM's meta-llama/...) stays unpriced.
+    for name, prefix, base_default, pricing_id in (
+        ("gemini", "GEMINI", GEMINI_DEFAULT_BASE_URL, "google"),
+        ("anthropic", "ANTHROPIC", ANTHROPIC_DEFAULT_BASE_URL, "anthropic"),
+        ("openai", "OPENAI", OPENAI_DEFAULT_BASE_URL, "openai"),
     ):
         if env.get(f"{prefix}_API_KEY") or env.get(f"{prefix}_BASE_URL"):
             keys = (KeyConfig(value=f"env.{prefix}_API_KEY"),) if env.get(f"{prefix}_API_KEY") else ()
             base = env.get(f"{prefix}_BASE_URL") or base_default
-            providers[name] = ProviderConfig(dialect=name, base_url=base, keys=keys)  # type: ignore[arg-type]
+            providers[name] = ProviderConfig(
+                dialect=name,  # type: ignore[arg-type]
+                base_url=base,
+                keys=keys,
+                pricing_provider=pricing_id,
+            )
             default = name
-    return _check(GatewayConfig(providers=providers, default_provider=default), source="environment", env=env)
+    problems = Problems()
+    cfg = _check(
+        GatewayConfig(providers=providers, default_provider=default), source="environment", env=env, problems=problems
+    )
+    problems.raise_if_any()
+    return cfg

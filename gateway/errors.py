@@ -66,6 +66,15 @@ class NotFound(GatewayError):
     code = "unknown_url"
 
 
+class ModelNotFound(GatewayError):
+    """No configured provider serves the model (OpenAI's own status and code for an
+    unknown model)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"

@@ -42,6 +42,8 @@ CREDENTIAL_HEADERS = ("x-bf-vk", "authorization", "x-api-key", "api-key", "x-goo
 # which carries the caller's gateway credential then.
 PROVIDER_KEY_HEADERS = CREDENTIAL_HEADERS[1:]
 DIRECT_KEY_HEADER = "x-bf-direct-key"
+# What the admin API's secrets start with; a credential of this shape is meant for the gateway.
+VIRTUAL_KEY_PREFIX = "sk-bf-"
 NANO = 1_000_000_000  # budgets and costs are counted in nano-USD, integers
 # Unknown credentials remembered per process: enough for every SDK placeholder and
 # mistyped key in use, bounded so random credentials cannot grow memory (~2 MB full).
@@ -219,11 +221,23 @@ class Grant:
 
 
 class Governor:
-    __slots__ = ("_by_digest", "_fail_open", "_inactive", "_metrics", "_required", "_runtime", "_settling", "store")
+    __slots__ = (
+        "_by_digest",
+        "_fail_open",
+        "_inactive",
+        "_metrics",
+        "_required",
+        "_runtime",
+        "_settling",
+        "completion_estimate",
+        "store",
+    )
 
     def __init__(self, cfg: AuthConfig, store: Store, *, fail_open: bool, metrics: Metrics) -> None:
         self.store = store
         self._required = cfg.required
+        # Completion tokens a budget admission assumes for a request without max_tokens.
+        self.completion_estimate = cfg.completion_estimate_tokens
         self._fail_open = fail_open
         self._metrics = metrics
         self._by_digest: dict[bytes, Principal] = {}
@@ -272,14 +286,17 @@ class Governor:
             why = found
         if why is not None:
             raise self._refused("unauthorized", Unauthorized(why, code="key_inactive"))
-        if self._required:
+        if self._required or secret.startswith(VIRTUAL_KEY_PREFIX) or "x-bf-vk" in request.headers:
             # With a client's own provider key, the gateway credential goes in x-bf-vk.
             hint = f" (with {DIRECT_KEY_HEADER}, send it in x-bf-vk)" if DIRECT_KEY_HEADER in request.headers else ""
             raise self._refused(
                 "unauthorized",
                 Unauthorized(f"invalid credentials: not a gateway token or virtual key of this gateway{hint}"),
             )
-        return ANONYMOUS  # an SDK's placeholder key, with auth off
+        # An SDK's placeholder key, with auth optional. A credential that claims to be one of
+        # this gateway's (x-bf-vk, or sk-bf-...) is refused above: served anonymously, the
+        # caller would believe its key's limits and budget applied.
+        return ANONYMOUS
 
     def _unexpired(self, p: Principal) -> Principal:
         if p.expires_at is not None and time.time() >= p.expires_at:
@@ -325,7 +342,7 @@ class Governor:
             ) from None
         if isinstance(out, Refusal):
             reason = {"concurrency": "concurrency", "budget": "budget"}.get(out.kind, "rate_limited")
-            raise self._refused(reason, _refusal(principal, out))
+            raise self._refused(reason, _refusal(principal, out, cost_usd=cost_usd))
         return Grant(principal, out)
 
     def _refused(self, reason: str, err: GatewayError) -> GatewayError:
@@ -369,7 +386,7 @@ def credential(request: web.BaseRequest, *, names: tuple[str, ...] = CREDENTIAL_
     return None
 
 
-def _refusal(principal: Principal, r: Refusal) -> GatewayError:
+def _refusal(principal: Principal, r: Refusal, *, cost_usd: float) -> GatewayError:
     retry = max(1, round(r.retry_after_s))
     if r.kind == "concurrency":
         err: GatewayError = RateLimited(
@@ -379,8 +396,9 @@ def _refusal(principal: Principal, r: Refusal) -> GatewayError:
     elif r.kind == "budget":
         assert r.limit is not None
         err = BudgetExceeded(
-            f"virtual key '{principal.name}' has spent its budget of ${r.limit.amount / NANO:g} per "
-            f"{r.limit.window.text}; it renews in {retry} s"
+            f"virtual key '{principal.name}' has not enough of its budget of ${r.limit.amount / NANO:g} per "
+            f"{r.limit.window.text} left for this request (estimated at ${cost_usd:.6g}; a lower max_tokens "
+            f"lowers the estimate); it renews in {retry} s"
         )
     else:
         assert r.limit is not None

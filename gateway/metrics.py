@@ -10,17 +10,19 @@ config; client-chosen model names are never labels.
 from __future__ import annotations
 
 import os
+import platform
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+from gateway import __version__
+
 STREAM_OUTCOMES = ("completed", "client_gone", "upstream_error")
 # Why governance refused a request (gateway_refused_requests_total{reason}).
 REFUSALS = ("unauthorized", "forbidden", "rate_limited", "concurrency", "budget", "store_unavailable")
@@ -35,6 +37,12 @@ OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01
 # choose model names: an unbounded label would grow every scrape without limit).
 MAX_MODELS_PER_PROVIDER = 64
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Multiprocess mode: how the workers' gauges combine (default: the sum over live workers).
+_GAUGE_MODES = {
+    "process_start_time_seconds": "livemin",  # the oldest live worker
+    "process_max_fds": "livemax",
+    "gateway_build_info": "livemax",
+}
 
 
 class Histogram:
@@ -120,6 +128,14 @@ class Metrics(Collector):
         self.in_flight_source: Callable[[], int] | None = None
         self.streams_in_flight = 0
         self._models: dict[str, set[str]] = {}
+        # The standard process_* families (CPU, memory, descriptors, start time), from /proc.
+        self._process = ProcessCollector(registry=None)
+        self._build = GaugeMetricFamily(
+            "gateway_build_info",
+            "The running gateway's version and Python (always 1)",
+            labels=["version", "python"],
+        )
+        self._build.add_metric([__version__, platform.python_version()], 1)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.mirror = Mirror(self) if os.environ.get(MULTIPROC_DIR_ENV) else None
@@ -201,6 +217,8 @@ class Metrics(Collector):
         return meters
 
     def collect(self) -> Iterator[Metric]:
+        yield self._build
+        yield from self._process.collect()
         tokens = CounterMetricFamily("gateway_tokens", "Tokens accounted", labels=["provider", "direction"])
         cost = CounterMetricFamily("gateway_cost_usd", "Cost accounted, USD", labels=["provider"])
         unpriced = CounterMetricFamily(
@@ -292,10 +310,14 @@ class Metrics(Collector):
         yield GaugeMetricFamily("gateway_in_flight_requests", "Requests being served", value=in_flight)
         yield GaugeMetricFamily("gateway_in_flight_streams", "Streams being relayed", value=self.streams_in_flight)
 
-    def exposition(self) -> bytes:
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The scrape's body and content type: Prometheus text, or OpenMetrics when the
+        scraper's ``Accept`` asks for it."""
+        encode, content_type = choose_encoder(accept or "")
         if self.mirror is not None:
-            return self.mirror.exposition()
-        return generate_latest(self.registry)
+            self.mirror.flush()
+            return encode(self.mirror.registry), content_type
+        return encode(self.registry), content_type
 
 
 class Mirror:
@@ -312,8 +334,8 @@ class Mirror:
         self._metrics = metrics
         self._value_class: Any = values.MultiProcessValue()  # type: ignore[no-untyped-call]
         self._values: dict[tuple[str, tuple[str, ...]], Any] = {}
-        self._registry = CollectorRegistry(auto_describe=False)
-        multiprocess.MultiProcessCollector(self._registry)  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=False)
+        multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
 
     def flush(self) -> None:
         """Writes every current value (absolute, so a flush is idempotent)."""
@@ -340,10 +362,6 @@ class Mirror:
                         names,
                         labels,
                         family.documentation,
-                        multiprocess_mode="livesum" if typ == "gauge" else "",
+                        multiprocess_mode=_GAUGE_MODES.get(family.name, "livesum") if typ == "gauge" else "",
                     )
                 v.set(value)
-
-    def exposition(self) -> bytes:
-        self.flush()
-        return generate_latest(self._registry)

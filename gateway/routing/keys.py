@@ -28,7 +28,17 @@ DEFAULT_RATE_LIMIT_COOLDOWN_S = 1.0
 
 
 class KeyRing:
-    __slots__ = ("_cool_until", "_cum", "_failures", "_models", "cooldown_s", "names")
+    __slots__ = (
+        "_cool_until",
+        "_cum",
+        "_failures",
+        "_models",
+        "cooldown_s",
+        "last_failure",
+        "last_failure_status",
+        "last_success",
+        "names",
+    )
 
     def __init__(self, keys: Sequence[KeyConfig], *, cooldown_s: float) -> None:
         self.names = [k.name for k in keys] or ["default"]
@@ -39,6 +49,12 @@ class KeyRing:
         self._cool_until = [0.0] * n
         self._failures = [0] * n
         self.cooldown_s = cooldown_s
+        # For /health?providers=1: wall-clock times of the last answer and the last failure
+        # (0: none since start-up or the last config reload), the failure's HTTP status
+        # (None: a network failure or timeout).
+        self.last_success = 0.0
+        self.last_failure = 0.0
+        self.last_failure_status: int | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -68,7 +84,13 @@ class KeyRing:
         weights = [self._cum[i] - (self._cum[i - 1] if i else 0.0) for i in warm]
         return random.choices(warm, weights=weights)[0]
 
+    def cooling(self) -> list[float]:
+        """Seconds until each key's cool-down ends (0: usable now), in key order."""
+        now = time.monotonic()
+        return [max(0.0, until - now) for until in self._cool_until]
+
     def succeeded(self, i: int) -> None:
+        self.last_success = time.time()
         if self._failures[i]:
             self._failures[i] = 0
 
@@ -76,6 +98,7 @@ class KeyRing:
         """Record a failure of key ``i``: ``status`` is the upstream's HTTP status, None
         for a network failure or timeout."""
         now = time.monotonic()
+        self.last_failure, self.last_failure_status = time.time(), status
         if status in (401, 403):
             self._cool_until[i] = now + self.cooldown_s
         elif status == 429:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.routing.providers import Provider
 
 # Model names come from clients; bounds the cache of resolved targets.
@@ -70,17 +70,20 @@ class ModelTable:
             return Target(provider, rest, True)
         if self._default is not None:
             return Target(self._default, name, name != requested)
+        known = ", ".join(sorted(self._providers)) or "none"
+        how = (
+            "name one as 'provider/model', or add a provider under 'providers' in the config file "
+            "(or set OPENAI_BASE_URL / OPENAI_API_KEY) and make it 'default_provider' for bare model names"
+        )
         if sep:
-            known = ", ".join(sorted(self._providers)) or "none"
-            raise InvalidRequest(
-                f"unknown provider '{prefix}' in model '{requested}'; configured providers: {known}",
+            raise ModelNotFound(
+                f"model '{requested}': no provider '{prefix}' is configured; configured providers: {known}; {how}",
                 param=param,
-                code="unknown_provider",
             )
-        raise InvalidRequest(
-            f"model '{requested}' names no provider and no default_provider is configured; use 'provider/model'",
+        raise ModelNotFound(
+            f"model '{requested}' names no provider and there is no default provider; "
+            f"configured providers: {known}; {how}",
             param=param,
-            code="unknown_provider",
         )
 
     @property

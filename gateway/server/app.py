@@ -63,12 +63,13 @@ def low_level_server(handler: Dispatcher, *, cfg: GatewayConfig, access: AccessS
 class _Generation:
     """What one config built: the routes, and what must drain once they are replaced."""
 
-    __slots__ = ("dispatcher", "governor", "jobs")
+    __slots__ = ("dispatcher", "governor", "jobs", "table")
 
-    def __init__(self, dispatcher: Dispatcher, governor: Governor | None, jobs: Jobs) -> None:
+    def __init__(self, dispatcher: Dispatcher, governor: Governor | None, jobs: Jobs, table: ModelTable) -> None:
         self.dispatcher = dispatcher
         self.governor = governor
         self.jobs = jobs
+        self.table = table
 
 
 class Gateway:
@@ -143,7 +144,7 @@ class Gateway:
         jobs_exact, jobs_prefixes = job_routes(jobs)
         exact, prefixes = {**exact, **jobs_exact}, {**prefixes, **jobs_prefixes}
         dispatcher = Dispatcher({**routes(handlers, health=self._health), **exact}, prefixes=prefixes)
-        return _Generation(dispatcher, governor, jobs)
+        return _Generation(dispatcher, governor, jobs, table)
 
     async def start(self, *, host: str | None = None, port: int | None = None, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0). ``reuse_port``: share the
@@ -166,6 +167,7 @@ class Gateway:
             )
             await self._logs.start()  # a file that cannot be opened stops the start here
         self._current = self._build(self.cfg)
+        self._health.providers = self._current.table.providers
         dispatcher = self._dispatcher = self._current.dispatcher
         self._access = AccessSink(
             self._metrics,
@@ -209,6 +211,7 @@ class Gateway:
         # Requests being handled now hold the old handlers; they are the old routes' last.
         running = [(c, c._current_request) for c in server.connections if c._current_request is not None]
         dispatcher.swap(new.dispatcher)
+        self._health.providers = new.table.providers
         self._current, self.cfg = new, cfg
         if ignored:
             log.warning("config reload: %s changed, ignored until the gateway restarts", ", ".join(ignored))
@@ -306,15 +309,16 @@ async def serve(
         loop.add_signal_handler(sig, stopping.set)
     # Before start-up: SIGHUP's default action would end the process.
     loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, config_path)
-    bound = await gateway.start(host=host, port=port, reuse_port=supervisor is not None)
+    bound = await gateway.start(host=host, port=port, reuse_port=supervisor is not None or cfg.server.reuse_port)
     settle_heap()
     providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
     log.info(
-        "gateway listening on http://%s:%d; providers: %s; default: %s",
+        "gateway listening on http://%s:%d; providers: %s; default: %s; auth: %s",
         host or cfg.server.host,
         bound,
         providers or "none",
         cfg.default_provider,
+        auth_mode(cfg),
     )
     if supervisor is not None:
         _report_to(supervisor, stopping)
@@ -323,6 +327,15 @@ async def serve(
     finally:
         log.info("gateway stopping")
         await gateway.stop()
+
+
+def auth_mode(cfg: GatewayConfig) -> str:
+    """The access control in force, as the start-up line says it."""
+    if not Governor.enabled(cfg.auth):
+        return "off (no auth section: every request is served, nothing is counted)"
+    if cfg.auth.required:
+        return "required (a gateway token or virtual key on every request)"
+    return "optional (callers without a gateway credential are served anonymously; gateway keys are checked)"
 
 
 def reload_config(gateway: Gateway, path: str | None) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 
+import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
@@ -15,13 +17,13 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
 from gateway.errors import Forbidden, GatewayError, InvalidRequest, UpstreamError
 from gateway.governance import DIRECT_KEY_HEADER, PROVIDER_KEY_HEADERS, Governor, Grant, Principal, credential
-from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.providers import Endpoint
 from gateway.relay import translate
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
 from gateway.relayed import client_header_lines, client_headers
+from gateway.routing.providers import Provider
 from gateway.routing.table import ModelTable, Target
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
@@ -282,7 +284,8 @@ class Handlers:
     async def admit(self, call: Call, principal: Principal | None, *, max_out: int) -> Grant | None:
         """Refuses a caller who may not use the call's targets (403) or is over its limits
         (429, 402), admitting it against an estimate: ~4 bytes per prompt token,
-        ``max_out`` completion tokens, at the primary's price. None: nothing to settle."""
+        ``max_out`` completion tokens (0: none given), at the primary's price. None:
+        nothing to settle."""
         gov = self._governor
         if gov is None or principal is None or principal.kind == "anonymous":
             return None
@@ -291,9 +294,12 @@ class Handlers:
             return None
         target = call.targets[0][0]
         prompt = len(call.body) // 4
+        # No max_tokens: the budget assumes auth.completion_estimate_tokens; token rate
+        # limits count what the request itself bounds (its prompt, its max_tokens).
+        priced_out = max_out or gov.completion_estimate
         cost = self._ledger.cost(
             target.provider.pricing.lookup(target.model),
-            Usage(prompt_tokens=prompt, completion_tokens=max_out, total_tokens=prompt + max_out),
+            Usage(prompt_tokens=prompt, completion_tokens=priced_out, total_tokens=prompt + priced_out),
         )
         return await gov.admit(principal, tokens=prompt + max_out, cost_usd=cost.total_cost if cost else 0.0)
 
@@ -462,30 +468,79 @@ class Handlers:
         return web.Response(body=codec.encode(ModelList(data=data)), content_type=JSON)
 
     async def metrics(self, request: web.BaseRequest) -> web.StreamResponse:
-        resp = web.Response(body=self._ledger.metrics.exposition())
-        resp.headers["Content-Type"] = METRICS_CONTENT_TYPE
+        body, content_type = self._ledger.metrics.exposition(request.headers.get("Accept"))
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = content_type
         return resp
 
 
-class Health:
-    """``GET /health``: 200 ``{"status":"ok"}``, then 503 ``{"status":"draining"}`` from
-    the moment the process begins to shut down, so a load balancer stops sending it
-    traffic. One per process: it outlives config reloads."""
+class _KeyState(msgspec.Struct):
+    name: str
+    cooling_down: bool
+    cooldown_remaining_s: float
 
-    __slots__ = ("draining",)
+
+class _ProviderState(msgspec.Struct):
+    dialect: str
+    last_success: str | None  # RFC 3339, UTC; None: none since start-up or the last reload
+    last_failure: str | None
+    last_failure_status: int | None  # None: a network failure or timeout (or no failure)
+    keys: list[_KeyState]
+
+
+class _HealthReport(msgspec.Struct):
+    status: str
+    providers: dict[str, _ProviderState]
+
+
+def _rfc3339(t: float) -> str | None:
+    if not t:
+        return None
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Health:
+    """``GET /health`` (and ``HEAD``): 200 ``{"status":"ok"}``, then 503
+    ``{"status":"draining"}`` from the moment the process begins to shut down, so a load
+    balancer stops sending it traffic. ``?providers=1`` adds each provider's last success
+    and failure and its keys' cool-downs. One per process: it outlives config reloads,
+    which hand it the providers they built (``providers``)."""
+
+    __slots__ = ("draining", "providers")
 
     def __init__(self) -> None:
         self.draining = False
+        self.providers: Mapping[str, Provider] = {}
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        if self.draining:
-            return web.Response(status=503, body=_DRAINING, content_type=JSON)
-        return web.Response(body=_HEALTH, content_type=JSON)
+        status = 503 if self.draining else 200
+        if request.query_string and request.query.get("providers") in ("1", "true"):
+            report = _HealthReport(status="draining" if self.draining else "ok", providers=self._states())
+            return web.Response(status=status, body=codec.encode(report), content_type=JSON)
+        return web.Response(status=status, body=_DRAINING if self.draining else _HEALTH, content_type=JSON)
+
+    def _states(self) -> dict[str, _ProviderState]:
+        states = {}
+        for name, p in self.providers.items():
+            ring = p.keys
+            keys = [
+                _KeyState(name=key, cooling_down=left > 0, cooldown_remaining_s=round(left, 3))
+                for key, left in zip(ring.names, ring.cooling(), strict=True)
+            ]
+            states[name] = _ProviderState(
+                dialect=p.dialect,
+                last_success=_rfc3339(ring.last_success),
+                last_failure=_rfc3339(ring.last_failure),
+                last_failure_status=ring.last_failure_status,
+                keys=keys,
+            )
+        return states
 
 
 def routes(h: Handlers, *, health: Health | None = None) -> Routes:
     """``health``: the process's own, which a shutdown turns to "draining"."""
-    table: Routes = {"/health": {"GET": health or Health()}, "/metrics": {"GET": h.metrics}}
+    health = health or Health()
+    table: Routes = {"/health": {"GET": health, "HEAD": health}, "/metrics": {"GET": h.metrics}}
     endpoints: dict[str, dict[str, Handler]] = {
         "/chat/completions": {"POST": h.chat},
         "/completions": {"POST": h.completions},

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -156,12 +157,14 @@ class Supervisor:
         """Until SIGTERM or SIGINT, or giving up; the exit code."""
         self._dir = tempfile.mkdtemp(prefix="gateway-")
         try:
-            if self._port == 0:
-                try:
-                    self._reserve()
-                except OSError as e:
-                    print(f"gateway: cannot listen: {e.strerror}", file=sys.stderr)
-                    return 1
+            try:
+                self._reserve()
+            except OSError as e:
+                print(
+                    f"gateway: cannot listen on {self._host}:{self._port}: {e.strerror}{listen_hint(e)}",
+                    file=sys.stderr,
+                )
+                return 1
             if self._config_path is not None:
                 try:
                     self._written = load_written(self._config_path)[0]
@@ -207,15 +210,25 @@ class Supervisor:
         await self._stop_all(slots)
 
     def _reserve(self) -> None:
-        """Port 0: the port is chosen here, once for every worker, and held bound (not
-        listening: connections go to the workers only) so that nothing else takes it."""
+        """The port is held here, bound (not listening: connections go to the workers
+        only), so that nothing else takes it; with port 0 it is chosen here, once for
+        every worker. Unless ``server.reuse_port``, a port another process listens on is
+        refused first: the workers' SO_REUSEPORT would otherwise join it silently."""
         family, kind, _, _, address = socket.getaddrinfo(
-            self._host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
+        if self._port and not self.cfg.server.reuse_port:
+            with socket.socket(family, kind) as probe:  # without SO_REUSEPORT: fails on a listener
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
         sock = socket.socket(family, kind)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
+        try:
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
         self._reservation = sock
         self._port = int(sock.getsockname()[1])
 
@@ -352,6 +365,13 @@ class Supervisor:
             worker.generation = self._generation
             worker.signal(signal.SIGHUP)
         log.info("config reloaded from %s; %d workers signalled", self._config_path or "the environment", len(ready))
+
+
+def listen_hint(e: OSError) -> str:
+    """What to do about a listen failure, when there is something to say."""
+    if e.errno == errno.EADDRINUSE:
+        return " (another process serves this port; server.reuse_port: true joins another gateway on it)"
+    return ""
 
 
 def supervise(

@@ -289,7 +289,8 @@ def test_admin_keys_without_auth_required(open_gw: Proc) -> None:
     assert chat(open_gw, key["value"]).status_code == 200
     assert error_of(chat(open_gw, key["value"]), 429)["code"] == "rate_limit_exceeded"
     assert admin(open_gw, "DELETE", "/api/keys/capped").status_code == 200
-    assert chat(open_gw, key["value"]).status_code == 200  # unknown again: anonymous, unlimited
+    # Revoked: a gateway credential it no longer knows is refused, never served anonymously.
+    assert error_of(chat(open_gw, key["value"]), 401)["code"] == "invalid_api_key"
 
 
 # Two gateway processes sharing one real Redis (GATEWAY_REDIS_URL), each with its own cache.

@@ -74,11 +74,12 @@ def test_bad_input_is_400_naming_the_field(
 
 def test_bad_input_unknown_provider_without_default(unrouted: Proc) -> None:
     r = httpx.post(unrouted.url + CHAT, content='{"model":"nope/gpt",' + OK_MSG + "}")
-    assert_error(r, 400, param="model", mentions="unknown provider 'nope'")
+    assert_error(r, 404, param="model", mentions="no provider 'nope' is configured; configured providers: mock")
     r = httpx.post(unrouted.url + CHAT, content='{"model":"bare",' + OK_MSG + "}")
-    assert_error(r, 400, param="model", mentions="no default_provider")
+    assert_error(r, 404, param="model", mentions="no default provider")
+    assert r.json()["error"]["code"] == "model_not_found"
     r = httpx.post(unrouted.url + CHAT, content='{"model":"mock/m",' + OK_MSG + ',"fallbacks":["x/y"]}')
-    assert_error(r, 400, param="fallbacks[0]", mentions="unknown provider 'x'")
+    assert_error(r, 404, param="fallbacks[0]", mentions="no provider 'x'")
 
 
 def test_bad_input_oversize_body_is_413(gateway: Proc) -> None:
@@ -118,7 +119,7 @@ def test_bad_input_unknown_path_is_404(gateway: Proc, path: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
-    [("GET", CHAT, "POST"), ("DELETE", TEXT, "POST"), ("POST", "/v1/models", "GET"), ("POST", "/health", "GET")],
+    [("GET", CHAT, "POST"), ("DELETE", TEXT, "POST"), ("POST", "/v1/models", "GET"), ("POST", "/health", "GET, HEAD")],
 )
 def test_bad_input_wrong_method_is_405(gateway: Proc, method: str, path: str, allow: str) -> None:
     r = httpx.request(method, gateway.url + path)

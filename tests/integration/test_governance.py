@@ -215,3 +215,72 @@ def test_anthropic_route_uses_the_same_credentials(gw: Proc) -> None:
 def test_health_and_metrics_need_no_credentials(gw: Proc) -> None:
     assert httpx.get(gw.url + "/health").status_code == 200
     assert httpx.get(gw.url + "/metrics").status_code == 200
+
+
+# Auth optional: anonymous callers are served, but a credential that claims to be one of
+# this gateway's keys means something.
+
+VK_OPT_BUDGET = "sk-bf-optbudget-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def optional(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    d = tmp_path_factory.mktemp("gw-optional")
+    cfg = d / "gateway.json"
+    config = gateway_config(up)
+    config["auth"] = {
+        "required": False,
+        "virtual_keys": [
+            # $1 per output token: a request without max_tokens is estimated at $4096.
+            {"name": "optbudget", "value": VK_OPT_BUDGET, "budgets": [{"usd": 100, "window": "1d"}]},
+            {"name": "expired", "value": VK_EXPIRED, "expires_at": "2020-01-01T00:00:00Z"},
+            {"name": "off", "value": VK_OFF, "active": False},
+        ],
+    }
+    cfg.write_text(json.dumps(config))
+    port = free_port()
+    proc = Proc(["serve", "--config", str(cfg), "--port", str(port)], port=port, log=d / "gateway.log")
+    yield proc
+    proc.stop()
+
+
+def _chat(proc: Proc, headers: dict[str, str], **extra: Any) -> httpx.Response:
+    body = {"model": "up/gpt-x", "messages": [{"role": "user", "content": "hi"}], **extra}
+    return httpx.post(proc.url + "/v1/chat/completions", json=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({"Authorization": "Bearer sk-bf-unknown-0123456789abcdef"}, "invalid_api_key"),
+        ({"x-bf-vk": "anything-at-all"}, "invalid_api_key"),
+        ({"x-bf-vk": VK_OFF}, "key_inactive"),
+        ({"Authorization": f"Bearer {VK_EXPIRED}"}, "key_expired"),
+        ({"x-api-key": "sk-bf-typo"}, "invalid_api_key"),
+    ],
+)
+def test_auth_optional_refuses_a_gateway_credential_it_does_not_know(
+    optional: Proc, headers: dict[str, str], code: str
+) -> None:
+    r = _chat(optional, headers)
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer sk-placeholder"}, {"x-api-key": "unused"}])
+def test_auth_optional_serves_anonymous_callers(optional: Proc, headers: dict[str, str]) -> None:
+    assert _chat(optional, headers).status_code == 200
+
+
+def test_auth_mode_is_said_at_start_up(optional: Proc, gw: Proc) -> None:
+    assert "auth: optional" in optional.log.read_text()
+    assert "auth: required" in gw.log.read_text()
+
+
+def test_budget_admission_without_max_tokens_assumes_a_completion(optional: Proc) -> None:
+    headers = {"Authorization": f"Bearer {VK_OPT_BUDGET}"}
+    r = _chat(optional, headers)  # 4096 assumed output tokens at $1 each: over the $100 budget
+    assert r.status_code == 402, r.text
+    err = r.json()["error"]
+    assert err["code"] == "budget_exceeded" and "max_tokens" in err["message"] and "$4096" in err["message"]
+    assert _chat(optional, headers, max_tokens=5).status_code == 200  # bounded by the request: fits

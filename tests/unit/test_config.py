@@ -293,13 +293,13 @@ def test_from_env_empty_gives_only_mock() -> None:
     cfg = from_env({})
     assert list(cfg.providers) == ["mock"]
     assert cfg.providers["mock"].dialect == "mock"
-    assert cfg.default_provider == "mock"
+    assert cfg.default_provider is None  # the mock answers mock/... only
 
 
 def test_from_env_empty_values_ignored() -> None:
     cfg = from_env({"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
     assert list(cfg.providers) == ["mock"]
-    assert cfg.default_provider == "mock"
+    assert cfg.default_provider is None
 
 
 def test_from_env_api_key_adds_openai() -> None:

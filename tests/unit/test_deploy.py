@@ -205,4 +205,35 @@ def test_systemd_unit_starts_reloads_and_stops_the_gateway() -> None:
 
 @pytest.mark.parametrize("name", ["gateway.example.yaml", "compose/gateway.yaml"])
 def test_example_configs_load(name: str) -> None:
-    config.load(DEPLOY / name, env={**SECRETS, "OPENAI_BATCH_KEY": "sk-test-batch-0123456789", "GROQ_API_KEY": "gsk-x"})
+    more = {"GATEWAY_OPS_TOKEN": "ops-token-0123456789abcdef", "TEAM_A_KEY": "sk-bf-team-a-0123456789abcdef"}
+    env = {**SECRETS, **more, "OPENAI_BATCH_KEY": "sk-test-batch-0123456789", "GROQ_API_KEY": "gsk-x"}
+    config.load(DEPLOY / name, env=env)
+
+
+def test_example_config_shows_every_setting() -> None:
+    """Every field of every config section appears in the annotated example (commented
+    out or not), so an operator finds each setting there."""
+    text = (DEPLOY / "gateway.example.yaml").read_text()
+    sections = {
+        "server": config.ServerConfig,
+        "auth": config.AuthConfig,
+        "store": config.StoreConfig,
+        "jobs": config.JobsConfig,
+        "logs": config.LogsConfig,
+        "providers.*": config.ProviderConfig,
+        "timeouts": config.TimeoutConfig,
+        "retries": config.RetryConfig,
+        "limits": config.LimitConfig,
+        "mock": config.MockConfig,
+        "keys": config.KeyConfig,
+        "virtual_keys": config.VirtualKeyConfig,
+        "prices": config.PriceConfig,
+    }
+    missing = [
+        f"{section}.{field}"
+        for section, struct in sections.items()
+        for field in struct.__struct_fields__
+        if not re.search(rf"(^|[\s{{,#-]){field}:", text, re.M)
+    ]
+    top = [f for f in config.GatewayConfig.__struct_fields__ if not re.search(rf"^#? ?{f}:", text, re.M)]
+    assert not missing and not top, f"not in deploy/gateway.example.yaml: {missing + top}"

@@ -36,7 +36,7 @@ def test_requests_counted_with_latency_upstream_and_overhead() -> None:
     m.first_token("up", 0.2)
     m.error("rate_limit_error")
     m.in_flight = 3
-    got = samples(m.exposition().decode())
+    got = samples(m.exposition()[0].decode())
     route = ("route", "/v1/chat/completions")
     assert got[("gateway_requests_total", (("model", "gpt-x"), ("provider", "up"), route, ("status", "200")))] == 2
     assert got[("gateway_requests_total", (("model", "gpt-x"), ("provider", "up"), route, ("status", "429")))] == 1
@@ -79,7 +79,7 @@ def test_multiprocess_mode_sums_every_process(tmp_path: Path) -> None:
     for n in (2, 5):
         subprocess.run([sys.executable, "-c", WORKER, str(n)], env=env, check=True, timeout=60)
     reader = subprocess.run(
-        [sys.executable, "-c", "from gateway.metrics import Metrics; print(Metrics().exposition().decode())"],
+        [sys.executable, "-c", "from gateway.metrics import Metrics; print(Metrics().exposition()[0].decode())"],
         env=env,
         check=True,
         timeout=60,

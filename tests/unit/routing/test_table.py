@@ -6,7 +6,7 @@ from typing import cast
 
 import pytest
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.routing.providers import Provider
 from gateway.routing.table import ModelTable
 
@@ -85,12 +85,12 @@ def test_resolve_alias_only_matches_exact_name() -> None:
 
 
 def test_resolve_unknown_provider_without_default() -> None:
-    with pytest.raises(InvalidRequest) as exc:
+    with pytest.raises(ModelNotFound) as exc:
         table(default=None).resolve("nope/model", param="fallbacks[1]")
     err = exc.value
-    assert err.code == "unknown_provider"
+    assert err.code == "model_not_found"
     assert err.param == "fallbacks[1]"
-    assert err.status == 400
+    assert err.status == 404
     assert "nope" in err.message
     # The configured providers are listed to help the client.
     assert "local" in err.message
@@ -98,24 +98,24 @@ def test_resolve_unknown_provider_without_default() -> None:
 
 
 def test_resolve_unknown_provider_default_param_is_model() -> None:
-    with pytest.raises(InvalidRequest) as exc:
+    with pytest.raises(ModelNotFound) as exc:
         table(default=None).resolve("nope/model")
     assert exc.value.param == "model"
 
 
 def test_resolve_bare_model_without_default() -> None:
-    with pytest.raises(InvalidRequest) as exc:
+    with pytest.raises(ModelNotFound) as exc:
         table(default=None).resolve("gpt-4o", param="model")
-    assert exc.value.code == "unknown_provider"
+    assert exc.value.code == "model_not_found"
     assert exc.value.param == "model"
     assert "gpt-4o" in exc.value.message
 
 
 def test_resolve_no_providers_at_all() -> None:
     empty = ModelTable({}, default=None, aliases={})
-    with pytest.raises(InvalidRequest) as exc:
+    with pytest.raises(ModelNotFound) as exc:
         empty.resolve("x/y")
-    assert exc.value.code == "unknown_provider"
+    assert exc.value.code == "model_not_found"
 
 
 def test_table_exposes_providers() -> None:

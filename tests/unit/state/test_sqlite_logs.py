@@ -222,7 +222,7 @@ def test_sqlite_logs_queue_capped_drops_the_oldest(tmp_path: Path) -> None:
     assert store.dropped == metrics.log_rows_dropped == 7500
     run_store(store, lambda s: asyncio.sleep(0))
     assert request_ids(path) == [f"r-{i}" for i in range(7500, 10_000)]
-    assert b"gateway_log_rows_dropped_total 7500.0" in metrics.exposition()
+    assert b"gateway_log_rows_dropped_total 7500.0" in metrics.exposition()[0]
 
 
 def test_sqlite_logs_locked_database_retried_without_loss(
