@@ -14,7 +14,8 @@ import pytest
 
 
 @pytest.mark.skipif(
-    shutil.which("wrk") is None and not os.environ.get("CI"), reason="wrk not installed (CI installs it)"
+    (shutil.which("wrk") is None or shutil.which("h2load") is None) and not os.environ.get("CI"),
+    reason="wrk or h2load not installed (CI installs them)",
 )
 @pytest.mark.timeout(180)
 def test_bench_load_quick_produces_every_cell(tmp_path: Path) -> None:
