@@ -112,6 +112,8 @@ class FaultyUpstream:
 
         self._loop.call_soon_threadsafe(shutdown)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()  # its self-pipe sockets, else ResourceWarnings at exit
 
 
 # What scripts send.
