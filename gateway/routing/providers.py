@@ -436,6 +436,7 @@ def build(
         provider_url=None if mock or cfg.pricing_provider else cfg.base_url,
         genai=genai,
         on_unpriced=ledger.unpriced,
+        unpriced_log=ledger.unpriced_log,
     )
     if mock:
         return MockProvider(name, cfg, pricing=pricing)
