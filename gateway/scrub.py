@@ -84,8 +84,7 @@ class Scrubber:
         keys = self._texts if secret is None or len(secret) < MIN_KEY_CHARS else (*self._texts, secret)
         if not keys or not headers:
             return headers
-        values = "\n".join([v for _, v in headers])
-        if not any(k in values for k in keys):
+        if not self._has_key(headers, keys):
             return headers
         out = []
         for name, value in headers:
@@ -93,3 +92,12 @@ class Scrubber:
                 value = value.replace(k, _REDACTED_TEXT)
             out.append((name, value))
         return out
+
+    @staticmethod
+    def _has_key(headers: list[tuple[str, str]], keys: tuple[str, ...]) -> bool:
+        for _, value in headers:
+            if len(value) >= MIN_KEY_CHARS:  # most values (rate-limit counts) are too short
+                for k in keys:
+                    if k in value:
+                        return True
+        return False
