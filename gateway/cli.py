@@ -9,7 +9,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from gateway import __version__
+from gateway import __version__, logline
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -144,9 +144,7 @@ def _run(coro: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logline.configure(args.log_level)
     if args.command is None:
         _parser().print_help()
         return 2
@@ -248,6 +246,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _log_as(who: str, level: str) -> None:
     """Log lines of a supervisor and its workers say which process speaks."""
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format=f"%(asctime)s %(levelname)s %(name)s [{who}]: %(message)s", force=True
-    )
+    logline.configure(level, who=who)

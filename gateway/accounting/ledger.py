@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway.accounting.pricing import Price
+from gateway.accounting.pricing import Price, UnpricedLog
 from gateway.accounting.tokens import CHAR_ESTIMATE, Tokenizers, count_chat_prompt, count_text_prompt
 from gateway.accounting.usage import Cost, Usage, encode
 from gateway.metrics import Metrics
@@ -15,11 +15,12 @@ log = logging.getLogger("gateway.accounting")
 
 
 class Ledger:
-    __slots__ = ("metrics", "tokenizers")
+    __slots__ = ("metrics", "tokenizers", "unpriced_log")
 
     def __init__(self, *, metrics: Metrics, tokenizers: Tokenizers) -> None:
         self.metrics = metrics
         self.tokenizers = tokenizers
+        self.unpriced_log = UnpricedLog()  # shared by every provider: one rate limit
 
     def unpriced(self, provider: str) -> None:
         self.metrics.for_provider(provider).unpriced += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +24,15 @@ from gateway.config import PriceConfig
 log = logging.getLogger("gateway.pricing")
 
 PER_MTOK = 1e-6
-# Model names come from clients; the mock provider accepts any. Bounds the cache.
+# Model names come from clients; the mock provider accepts any. Bounds the cache (its
+# keys are bounded too: routing.table.MAX_MODEL_CHARS).
 MAX_CACHED_MODELS = 4096
+# The unpriced-model warning: once per (provider, model), and at most this many a
+# window across all providers, so a client cycling through names cannot flood the log;
+# those left out are counted in the next warning.
+UNPRICED_WARNINGS_PER_WINDOW = 10
+UNPRICED_WINDOW_S = 60.0
+MAX_WARNED_MODELS = 4096
 # (threshold in prompt tokens, USD per token); the last threshold reached applies to
 # every token (the "cliff" model providers use).
 Tiers = tuple[tuple[int, float], ...]
@@ -138,13 +146,55 @@ class GenaiPrices:
             return self._snapshot
 
 
+class UnpricedLog:
+    """The warning for a model with no price, bounded (see UNPRICED_WARNINGS_PER_WINDOW).
+    One per process, shared by every provider's ``Pricing``."""
+
+    __slots__ = ("_clock", "_in_window", "_left_out", "_warned", "_window_start")
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._warned: set[tuple[str, str]] = set()
+        self._window_start = float("-inf")
+        self._in_window = 0
+        self._left_out = 0
+
+    def warn(self, provider: str, model: str) -> None:
+        key = (provider, model)
+        if key in self._warned:
+            return
+        if len(self._warned) >= MAX_WARNED_MODELS:
+            self._warned.clear()
+        self._warned.add(key)
+        now = self._clock()
+        if now - self._window_start >= UNPRICED_WINDOW_S:
+            self._window_start, self._in_window = now, 0
+        if self._in_window >= UNPRICED_WARNINGS_PER_WINDOW:
+            self._left_out += 1
+            return
+        self._in_window += 1
+        left_out, self._left_out = self._left_out, 0
+        more = f" ({left_out} more unpriced models not logged)" if left_out else ""
+        log.warning("no price known for model %r of provider '%s': its cost is left out%s", model, provider, more)
+
+
 class Pricing:
     """Per provider: config overrides, then genai-prices, cached per model.
 
-    ``lookup`` returns None for an unpriced model; each unpriced model is logged once.
+    ``lookup`` returns None for an unpriced model; each unpriced model is logged once
+    (``UnpricedLog``).
     """
 
-    __slots__ = ("_cache", "_genai", "_on_unpriced", "_overrides", "_provider_id", "_provider_url", "provider")
+    __slots__ = (
+        "_cache",
+        "_genai",
+        "_on_unpriced",
+        "_overrides",
+        "_provider_id",
+        "_provider_url",
+        "_warn",
+        "provider",
+    )
 
     def __init__(
         self,
@@ -155,13 +205,15 @@ class Pricing:
         provider_url: str | None,
         genai: GenaiPrices,
         on_unpriced: Callable[[str], None],
+        unpriced_log: UnpricedLog | None = None,
     ) -> None:
         self.provider = provider
         self._overrides = {m: Price.from_config(p) for m, p in overrides.items()}
         self._provider_id = provider_id
         self._provider_url = provider_url
         self._genai = genai
-        self._on_unpriced = on_unpriced
+        self._on_unpriced = on_unpriced  # per request priced at nothing (a metric)
+        self._warn = (unpriced_log or UnpricedLog()).warn
         self._cache: dict[str, Price | None] = {}
 
     def lookup(self, model: str) -> Price | None:
@@ -171,6 +223,8 @@ class Pricing:
             if len(self._cache) >= MAX_CACHED_MODELS:
                 self._cache.clear()
             price = self._cache[model] = self._resolve(model)
+            if price is None:
+                self._warn(self.provider, model)
         if price is None:
             self._on_unpriced(self.provider)
         return price
@@ -183,6 +237,5 @@ class Pricing:
             _, info = snap.find_provider_model(model, None, self._provider_id, self._provider_url)
             price = Price.from_genai(info.get_prices(datetime.now(UTC)))
         except LookupError:
-            log.warning("no price known for model '%s' of provider '%s': its cost is left out", model, self.provider)
             return None
         return price

@@ -67,12 +67,12 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
             try:
                 translated = provider.dialect in translate.TRANSLATED
                 if not 200 <= reply.status < 300:
-                    data = await reply.read()
+                    scrub, secret = provider.scrub, call.direct_key
+                    # Scrubbed before a translation quotes a part of it.
+                    data = scrub.body(await reply.read(), secret=secret)
                     if translated:
                         data = translate.error(target, reply.status, data)
-                    raise status_error(
-                        provider.name, reply.status, provider.redact(data, secret=call.direct_key), reply.headers
-                    )
+                    raise status_error(provider.name, reply.status, data, scrub.headers(reply.headers, secret=secret))
                 if not is_event_stream(reply.content_type):
                     # A 200 that is not a stream (a JSON answer or error, an HTML page):
                     # a 502 now, before any byte has gone to the client, can still fall back.
@@ -84,7 +84,11 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                     chunks = translate.stream(target, reply.chunks())
                 else:
                     chunks = reply.chunks()
-                first = await anext(chunks, b"")
+                try:
+                    first = await anext(chunks, b"")
+                except translate.STREAM_ERRORS as e:  # the upstream's error event, quoted
+                    e.message = provider.scrub.text(e.message, secret=call.direct_key)
+                    raise
                 if not first:
                     raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before sending anything")
             except BaseException:
@@ -154,7 +158,12 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         else None
     )
     finisher = _finisher(call, target, counting=counter is not None)
-    watch = StreamWatch(client_usage=call.client_usage, counter=counter, finish=finisher)
+    scrub, secret = target.provider.scrub, call.direct_key
+
+    def redact(frames: bytes) -> bytes:
+        return scrub.body(frames, secret=secret)
+
+    watch = StreamWatch(client_usage=call.client_usage, counter=counter, finish=finisher, redact=redact)
     feed = Framer().feed
     emit = process = watch.process
     shadow = translate.chat_stream(target) if call.passthrough(target) else None
@@ -171,9 +180,9 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
                     process(seen)
             except UpstreamProtocolError as e:
                 watch.error = e  # raised by the loop, after this region
-                # The upstream's own error event goes to the client as it came; bytes
-                # that are not the dialect's events do not.
-                return region if isinstance(e, translate.STREAM_ERRORS) else b""
+                # The upstream's own error event goes to the client as it came, keys
+                # scrubbed; bytes that are not the dialect's events do not.
+                return redact(region) if isinstance(e, translate.STREAM_ERRORS) else b""
             return region
 
     elif to_client is not None:
@@ -187,7 +196,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
     if index:
         headers[FALLBACK_HEADER] = str(index)
     if reply.headers:
-        headers.update(client_headers(reply.headers))
+        headers.update(client_headers(scrub.headers(reply.headers, secret=secret)))
     resp = web.StreamResponse(headers=headers)
     outcome = "client_gone"
     try:
@@ -219,8 +228,8 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
             outcome = "completed"
         except UpstreamError as e:
             outcome = "upstream_error"
-            log.warning("stream from provider failed mid-way: %s", e.message)
-            frame = watch.flush_held() + b"data: " + e.body() + b"\n\n"
+            log.warning("stream from provider failed mid-way: %s", scrub.text(e.message, secret=secret))
+            frame = watch.flush_held() + b"data: " + redact(e.body()) + b"\n\n"
             if call.client is not None:
                 # In the client's dialect. Passed through, the upstream's own error event
                 # (what the watch saw) has reached the client already.

@@ -83,17 +83,20 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
     finally:
         call.upstream_s += time.perf_counter() - sent
     translated = provider.dialect in translate.TRANSLATED
+    scrub, secret = provider.scrub, call.direct_key
+    headers = scrub.headers(reply.headers, secret=secret)
     if not 200 <= reply.status < 300:
+        data = scrub.body(data, secret=secret)  # before a translation quotes a part of it
         if translated:
             data = translate.error(target, reply.status, data)
-        raise status_error(provider.name, reply.status, provider.redact(data, secret=call.direct_key), reply.headers)
+        raise status_error(provider.name, reply.status, data, headers)
     head = codec.response_head(data) if not translated else None
     if head is not None and call.client is None and not (call.raw_request or call.raw_response):
         usage = head.usage
         if usage is not UNSET and head.extra_fields is UNSET:
             reported = bytes(usage)
             if reported != b"null":
-                return _plain(call, target, data, reported), reply.headers
+                return _plain(call, target, data, reported), headers
     upstream_data = data
     if translated:
         data = translate.answer(target, data)
@@ -107,15 +110,15 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
         if call.passthrough(target):
             # Same dialect both sides: the upstream's bytes go back untouched; the
             # translation above served the accounting only.
-            return upstream_data, reply.headers
-        return translate.client_answer(call.client, data), reply.headers
+            return upstream_data, headers
+        return translate.client_answer(call.client, data), headers
     extra = call.extra_fields(
         target,
         estimated=estimated,
         raw_request=body if call.raw_request else None,
         raw_response=upstream_data if call.raw_response else None,
     )
-    return codec.enrich(data, head, extra), reply.headers
+    return codec.enrich(data, head, extra), headers
 
 
 async def unary(call: Call) -> tuple[bytes, int, list[tuple[str, str]]]:

@@ -33,6 +33,9 @@ _DONE_FRAME = b"data: [DONE]\n\n"
 # else takes the general check, so these only make the common case cheap.
 _PLAIN_TAILS = (b'"finish_reason":null}],"usage":null}\n\n', b'"finish_reason":null}]}\n\n')
 _SSE_FIELDS = (b":", b"event:", b"id:", b"retry:", b"data")
+# An upstream's in-band error frame ({"error": {...}}); content never holds the quoted
+# key (its quotes are escaped), so a region without it holds no error object.
+_ERROR = b'"error"'
 
 
 class _UsageChunk(Struct):
@@ -166,6 +169,7 @@ class StreamWatch:
         "_finish",
         "_held",
         "_held_is_usage",
+        "_redact",
         "_sent",
         "error",
         "frames",
@@ -173,8 +177,17 @@ class StreamWatch:
         "usage_raw",
     )
 
-    def __init__(self, *, client_usage: bool, counter: CompletionCounter | None, finish: Finisher) -> None:
+    def __init__(
+        self,
+        *,
+        client_usage: bool,
+        counter: CompletionCounter | None,
+        finish: Finisher,
+        redact: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self._client_usage = client_usage
+        # Applied to an upstream's in-band error frame (its keys scrubbed, gateway.scrub).
+        self._redact = redact
         self._counter = counter
         self._finish = finish
         self._held: bytes | None = None
@@ -204,8 +217,11 @@ class StreamWatch:
             and self._counter is None
             and self._held is None
             and (
-                region.endswith(_PLAIN_TAILS)
-                or not (region.endswith(_DONE_FRAME) or is_finish(region) or has_usage(region))
+                # One frame ending as a content chunk is one; several may hide an error frame.
+                (region.endswith(_PLAIN_TAILS) and (n == 1 or region.find(_ERROR) < 0))
+                or not (
+                    region.endswith(_DONE_FRAME) or is_finish(region) or has_usage(region) or region.find(_ERROR) >= 0
+                )
             )
         ):
             self._sent += n
@@ -216,7 +232,7 @@ class StreamWatch:
             # chunks, passed as one slice; only the frames from the last ordinary one on
             # are looked at one by one.
             cut = _plain_prefix(region)
-            if cut:
+            if cut and region.find(_ERROR, 0, cut) < 0:
                 self._sent += region.count(b"\n\n", 0, cut)
                 out.append(region[:cut])
                 region = region[cut:]
@@ -236,6 +252,8 @@ class StreamWatch:
                 self._count(frame[6:-2])
             self._sent += 1
             return self._release() + frame if self._held is not None else frame
+        if self._redact is not None and frame.find(_ERROR) >= 0:
+            frame = self._redact(frame)  # an error frame may quote the upstream's key
         data = data_of(frame)
         if data is None:
             if not frame.startswith(_SSE_FIELDS):

@@ -28,6 +28,7 @@ from gateway.providers import openai as openai_dialect
 from gateway.routing.keys import KeyRing
 from gateway.routing.limits import Limiter
 from gateway.schemas.response import UpstreamModelList
+from gateway.scrub import Scrubber
 from gateway.upstream import Reply, Timeouts, send
 
 
@@ -61,6 +62,7 @@ class Provider(Protocol):
     limiter: Limiter | None
     request_s: float
     first_byte_s: float
+    scrub: Scrubber  # its keys out of what its upstream sends back
 
     async def send(
         self,
@@ -76,8 +78,6 @@ class Provider(Protocol):
     ) -> Reply: ...
 
     async def list_models(self) -> list[str]: ...
-
-    def redact(self, data: bytes, *, secret: str | None = None) -> bytes: ...
 
 
 class _GeminiModel(msgspec.Struct):
@@ -107,6 +107,7 @@ class HTTPProvider:
         "pricing",
         "request_s",
         "retries",
+        "scrub",
         "stream_usage",
         "_base",
         "_extra",
@@ -116,7 +117,6 @@ class HTTPProvider:
         "_models_url",
         "_origin",
         "_pool",
-        "_secrets",
         "_session",
         "_ssl",
         "_stream",
@@ -147,7 +147,7 @@ class HTTPProvider:
         # A client's own key (x-bf-direct-key) gets its headers built the same way, per request.
         self._wire, self._extra = wire, cfg.headers
         # Provider keys are scrubbed from anything relayed back (upstream error texts).
-        self._secrets = tuple(k.value.encode() for k in keys if len(k.value) >= 8)
+        self.scrub = Scrubber(k.value for k in keys)
         self.retries = cfg.retries
         self.limiter = Limiter(name, cfg.limits) if cfg.limits.max_concurrency is not None else None
         t = cfg.timeouts
@@ -318,14 +318,6 @@ class HTTPProvider:
             raise UpstreamProtocolError(f"provider '{self.name}' sent an unreadable model list: {e}") from None
         return [m.id for m in listing.data]
 
-    def redact(self, data: bytes, *, secret: str | None = None) -> bytes:
-        """``data`` without the provider's keys, nor ``secret`` (a client's own key)."""
-        for known in self._secrets:
-            data = data.replace(known, b"[redacted]")
-        if secret:
-            data = data.replace(secret.encode(), b"[redacted]")
-        return data
-
 
 def _path(url: str) -> str:
     """The request target of ``url``: its path and query."""
@@ -381,6 +373,7 @@ class MockProvider:
         "pricing",
         "request_s",
         "retries",
+        "scrub",
         "stream_usage",
     )
 
@@ -398,6 +391,7 @@ class MockProvider:
         self.limiter = Limiter(name, cfg.limits) if cfg.limits.max_concurrency is not None else None
         self._plan = mock_dialect.Planner(cfg.mock)
         self._models = list(cfg.mock.models)
+        self.scrub = Scrubber(())  # it is sent no key
 
     async def send(
         self,
@@ -415,9 +409,6 @@ class MockProvider:
 
     async def list_models(self) -> list[str]:
         return self._models
-
-    def redact(self, data: bytes, *, secret: str | None = None) -> bytes:
-        return data
 
 
 def build(
@@ -438,6 +429,7 @@ def build(
         provider_url=None if mock or cfg.pricing_provider else cfg.base_url,
         genai=genai,
         on_unpriced=ledger.unpriced,
+        unpriced_log=ledger.unpriced_log,
     )
     if mock:
         return MockProvider(name, cfg, pricing=pricing)

@@ -7,6 +7,7 @@ serves the rest; otherwise the whole string is a bare model for the default prov
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from gateway.errors import InvalidRequest, ModelNotFound
@@ -14,12 +15,44 @@ from gateway.routing.providers import Provider
 
 # Model names come from clients; bounds the cache of resolved targets.
 MAX_CACHED_MODELS = 4096
+# Real model ids are under 100 characters; every cache keyed by a model name (targets,
+# prices, request heads, extra_fields prefixes) holds a bounded number of entries, so
+# this bounds them in bytes too (~1 MB each at most).
+MAX_MODEL_CHARS = 256
+# Dialects whose upstream URL names the model (Gemini: /v1beta/models/{model}:action).
+# Their models must be one plain path segment: no "/", "?", "#", "%", ":" nor "..".
+URL_MODEL_DIALECTS = frozenset({"gemini"})
+_URL_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class Target(NamedTuple):
     provider: Provider
     model: str  # the upstream's model id
     rewrite: bool  # the forwarded body's "model" must be replaced by ``model``
+
+
+def check_model(model: str, *, param: str) -> None:
+    """A 400 naming ``param`` for a requested model name over the bound (not quoted)."""
+    if len(model) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"{param}: a model name has at most {MAX_MODEL_CHARS} characters, got {len(model)}",
+            param=param,
+            code="invalid_value",
+        )
+
+
+def check_url_model(target: Target, *, param: str) -> Target:
+    """``target``, refused with a 400 naming ``param`` when its model goes into the
+    upstream's URL and is not a plain path segment."""
+    model = target.model
+    if target.provider.dialect in URL_MODEL_DIALECTS and (_URL_MODEL.fullmatch(model) is None or ".." in model):
+        raise InvalidRequest(
+            f"{param}: provider '{target.provider.name}' names the model in its URL; a model for it is letters, "
+            f"digits, '.', '_' and '-' (no '..'), got {model[:MAX_MODEL_CHARS]!r}",
+            param=param,
+            code="invalid_value",
+        )
+    return target
 
 
 class ModelTable:
@@ -40,8 +73,9 @@ class ModelTable:
 
     def resolve(self, requested: str, *, param: str = "model") -> Target:
         target = self._cache.get(requested)
-        if target is None:
-            target = self._resolve(requested, param=param)
+        if target is None:  # only valid names are cached: checked here, once
+            check_model(requested, param=param)
+            target = check_url_model(self._resolve(requested, param=param), param=param)
             if len(self._cache) >= MAX_CACHED_MODELS:
                 self._cache.clear()
             self._cache[requested] = target
@@ -55,7 +89,8 @@ class ModelTable:
         if own is not None and requested not in self._aliases:
             prefix, sep, _ = requested.partition("/")
             if not (sep and prefix in self._providers):
-                return Target(own, requested, False)
+                check_model(requested, param=param)
+                return check_url_model(Target(own, requested, False), param=param)
         return self.resolve(requested, param=param)
 
     def _resolve(self, requested: str, *, param: str) -> Target:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ API_KEY_HEADER = "x-bf-api-key"  # pins the provider key to use, by its configur
 # Providers a client's own key (x-bf-direct-key) may go to: those reached over HTTP.
 DIRECT_KEY_DIALECTS = frozenset({"openai", "anthropic", "gemini"})
 EXTRA_HEADER_PREFIX = "x-bf-eh-"
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Credentials, framing and hop-by-hop headers: the gateway sets these itself.
 DENIED_EXTRA_HEADERS = frozenset(
     {
@@ -196,6 +198,12 @@ def extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
                 f"header {name} may not be forwarded: '{forwarded}' is set by the gateway or is hop-by-hop",
                 param=name,
                 code="invalid_header",
+            )
+        if _HEADER_VALUE.fullmatch(value) is None:
+            # Written into the upstream's request head: bytes the client's parser took as
+            # obs-text would be re-encoded differently by each upstream client.
+            raise InvalidRequest(
+                f"header {name}: a forwarded value must be printable ASCII", param=name, code="invalid_header"
             )
         out.append((forwarded, value))
     return tuple(out)

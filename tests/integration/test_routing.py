@@ -226,6 +226,19 @@ def test_extra_headers_forwarded(gw: Proc, open_up: Proc) -> None:
     assert lowered["authorization"] == f"Bearer {ONE}"  # not replaced
 
 
+@pytest.mark.parametrize("value", [b"\xff\xfe", "café".encode()])
+def test_extra_headers_not_printable_ascii_refused(gw: Proc, open_up: Proc, value: bytes) -> None:
+    """A value goes into the upstream's request head: bytes beyond ASCII are a 400
+    naming the header, not a 500 nor a value re-encoded on the way."""
+    _clear(open_up)
+    body = {"model": "noretry/m", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"x-bf-eh-x-trace-id": value}, timeout=20)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_header" and err["param"] == "x-bf-eh-x-trace-id"
+    assert _seen(open_up) == []
+
+
 @pytest.mark.parametrize("name", ["authorization", "host", "content-length", "proxy-authorization", "x-api-key"])
 def test_extra_headers_denied(gw: Proc, name: str) -> None:
     r = _chat(gw, "noretry/m", headers={f"x-bf-eh-{name}": "x"})

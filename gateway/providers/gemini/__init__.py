@@ -82,6 +82,8 @@ signature (history from another model) gets Google's documented placeholder
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from gateway.providers import Endpoint
 from gateway.providers.gemini.inbound import generate_error, generate_request, generate_response
 from gateway.providers.gemini.inbound_stream import GenerateStream
@@ -93,9 +95,11 @@ MODELS_PATH = "/v1beta/models"
 
 
 def url(base_url: str, *, model: str, stream: bool) -> str:
-    """The model is in the path; streams ask for SSE (``alt=sse``), not a JSON array."""
+    """The model is in the path; streams ask for SSE (``alt=sse``), not a JSON array.
+    The router lets only plain names through (``routing.table.check_url_model``); the
+    model is percent-encoded all the same, so no name can leave its path segment."""
     action = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    return f"{base_url}{MODELS_PATH}/{model}:{action}"
+    return f"{base_url}{MODELS_PATH}/{quote(model, safe='')}:{action}"
 
 
 def request_headers(*, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:

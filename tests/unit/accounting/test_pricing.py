@@ -268,3 +268,34 @@ def test_pricing_genai_tiered_model() -> None:
     below = p.cost(usage(100_000, 0)).input_tokens_cost / 100_000
     above = p.cost(usage(300_000, 0)).input_tokens_cost / 300_000
     assert above > below
+
+
+def test_unpriced_log_once_per_model_and_a_bounded_number_a_window(caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.accounting.pricing import UNPRICED_WARNINGS_PER_WINDOW, UNPRICED_WINDOW_S, UnpricedLog
+
+    now = [0.0]
+    warned = UnpricedLog(clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="gateway.pricing"):
+        for _ in range(3):
+            warned.warn("prov", "same")
+        assert len(caplog.records) == 1
+        for i in range(100):
+            warned.warn("prov", f"model-{i}")
+        assert len(caplog.records) == UNPRICED_WARNINGS_PER_WINDOW
+        now[0] += UNPRICED_WINDOW_S
+        warned.warn("prov", "next-window")
+    assert len(caplog.records) == UNPRICED_WARNINGS_PER_WINDOW + 1
+    # The names left out are counted, not lost silently.
+    assert f"({100 - UNPRICED_WARNINGS_PER_WINDOW + 1} more unpriced models not logged)" in caplog.messages[-1]
+
+
+def test_pricing_warns_once_through_a_shared_log(caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.accounting.pricing import UnpricedLog
+
+    shared = UnpricedLog()
+    a = Pricing(provider="a", overrides={}, provider_id=None, provider_url=LOCAL_URL, genai=GENAI,
+                on_unpriced=lambda _: None, unpriced_log=shared)  # fmt: skip
+    with caplog.at_level("WARNING", logger="gateway.pricing"):
+        for _ in range(3):
+            assert a.lookup("made-up-model-9b") is None
+    assert len(caplog.records) == 1 and "'made-up-model-9b'" in caplog.messages[0]

@@ -558,3 +558,29 @@ def test_add_cost_on_mock_usage_chunk() -> None:
     out = add_cost(chunk, raw, COST)
     assert payload(out)["usage"] == {**payload(chunk)["usage"], "cost": {"total_cost": 1.5}}
     assert payload(out)["choices"] == []
+
+
+# --- in-band error frames --------------------------------------------------------------
+
+ERROR_FRAME = b'data: {"error":{"message":"Incorrect API key provided: sk-watch-key-0123456789"}}\n\n'
+
+
+@pytest.mark.parametrize("count", [False, True])
+@pytest.mark.parametrize("split_at", [None, 1, 2, 3])
+def test_watch_error_frames_are_redacted_however_they_are_read(count: bool, split_at: int | None) -> None:
+    """An upstream's error frame reaches the client through ``redact`` whether it comes
+    alone, first, in the middle or last of a coalesced read; content chunks do not."""
+    frames = stream("chat", upstream_usage=False)[:3]
+    frames = [*frames[:2], ERROR_FRAME, *frames[2:]]
+    regions = [b"".join(frames)] if split_at is None else [b"".join(frames[:split_at]), b"".join(frames[split_at:])]
+    seen: list[bytes] = []
+
+    def redact(frame: bytes) -> bytes:
+        seen.append(frame)
+        return frame.replace(b"sk-watch-key-0123456789", b"[redacted]")
+
+    counter = CompletionCounter(GPT4O) if count else None
+    watch = StreamWatch(client_usage=False, counter=counter, finish=finisher(), redact=redact)
+    out = run(watch, regions)
+    assert b"sk-watch-key" not in out and out.count(b"[redacted]") == 1
+    assert seen == [ERROR_FRAME]
