@@ -35,6 +35,8 @@ class GatewayError(Exception):
     # When several targets were tried: one entry per attempt, listed in the error body's
     # extra_fields.attempts.
     attempts: list[Attempt] | None = None
+    # The caller it was refused for, when known (a refused key's principal id): logged.
+    principal: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -148,10 +149,17 @@ def principal_of(vk: KeySpecConfig, *, id: str, secret_digest: bytes, anchor: fl
     )
 
 
-def runtime_principal(record: KeyRecord, *, secret_digest: bytes) -> Principal | str:
+class Inactive(NamedTuple):
+    """A key that exists but is refused: why, and whose (its principal id, for the log)."""
+
+    why: str
+    principal: str
+
+
+def runtime_principal(record: KeyRecord, *, secret_digest: bytes) -> Principal | Inactive:
     """A runtime key's principal, or why it is refused."""
     if not record.active:
-        return f"virtual key '{record.name}' is not active"
+        return Inactive(f"virtual key '{record.name}' is not active", record.principal)
     return principal_of(record, id=record.principal, secret_digest=secret_digest, anchor=0.0)
 
 
@@ -165,11 +173,11 @@ class RuntimeKeys:
     def __init__(self, store: Store, *, ttl_s: float) -> None:
         self.store = store
         self._ttl_s = ttl_s
-        self._found: dict[bytes, tuple[float, str, Principal | str]] = {}  # digest -> (until, name, found)
+        self._found: dict[bytes, tuple[float, str, Principal | Inactive]] = {}  # digest -> (until, name, found)
         self._unknown: dict[bytes, float] = {}  # digest -> until; oldest first
         self._sweep_at = 0.0
 
-    async def find(self, secret_digest: bytes) -> Principal | str | None:
+    async def find(self, secret_digest: bytes) -> Principal | Inactive | None:
         """The key's principal, why it is refused, or None: no key has this secret.
         Raises the store's StoreUnavailable."""
         now = time.monotonic()
@@ -183,7 +191,7 @@ class RuntimeKeys:
         now = time.monotonic()
         if now >= self._sweep_at:
             self._sweep(now)
-        found: Principal | str | None = None
+        found: Principal | Inactive | None = None
         if raw is not None:
             try:
                 record = decode_record(raw)
@@ -241,7 +249,7 @@ class Governor:
         self._fail_open = fail_open
         self._metrics = metrics
         self._by_digest: dict[bytes, Principal] = {}
-        self._inactive: dict[bytes, str] = {}  # digest -> why the key is refused
+        self._inactive: dict[bytes, Inactive] = {}  # digest -> why the key is refused
         for t in cfg.tokens:
             d = digest(t.value)
             self._by_digest[d] = Principal(id=f"token:{t.name}", name=t.name, kind="token", secret_digest=d)
@@ -250,7 +258,7 @@ class Governor:
             if vk.active:
                 self._by_digest[p.secret_digest] = p
             else:
-                self._inactive[p.secret_digest] = f"virtual key '{vk.name}' is not active"
+                self._inactive[p.secret_digest] = Inactive(f"virtual key '{vk.name}' is not active", p.id)
         # Runtime keys exist only where an admin API can create them.
         self._runtime = RuntimeKeys(store, ttl_s=cfg.key_cache_s) if cfg.admin_token else None
         self._settling: set[asyncio.Task[None]] = set()
@@ -285,7 +293,9 @@ class Governor:
                 return self._unexpired(found)
             why = found
         if why is not None:
-            raise self._refused("unauthorized", Unauthorized(why, code="key_inactive"))
+            err = Unauthorized(why.why, code="key_inactive")
+            err.principal = why.principal  # the refusal is logged as the key's
+            raise self._refused("unauthorized", err)
         if self._required or secret.startswith(VIRTUAL_KEY_PREFIX) or "x-bf-vk" in request.headers:
             # With a client's own provider key, the gateway credential goes in x-bf-vk.
             hint = f" (with {DIRECT_KEY_HEADER}, send it in x-bf-vk)" if DIRECT_KEY_HEADER in request.headers else ""
@@ -300,10 +310,12 @@ class Governor:
 
     def _unexpired(self, p: Principal) -> Principal:
         if p.expires_at is not None and time.time() >= p.expires_at:
-            raise self._refused("unauthorized", Unauthorized(f"virtual key '{p.name}' has expired", code="key_expired"))
+            err = Unauthorized(f"virtual key '{p.name}' has expired", code="key_expired")
+            err.principal = p.id
+            raise self._refused("unauthorized", err)
         return p
 
-    async def _find(self, runtime: RuntimeKeys, d: bytes) -> Principal | str | None:
+    async def _find(self, runtime: RuntimeKeys, d: bytes) -> Principal | Inactive | None:
         try:
             return await runtime.find(d)
         except StoreDown as e:

@@ -205,7 +205,8 @@ class AccessSink:
             if self._lines:
                 ms = int(seconds * 1e6 + 0.5) / 1000
                 # Positional: a Struct built with keywords costs twice as much.
-                self._add(Line(_now(), request_id(request), request.method, path, status, ms, None, None, None,
+                self._add(Line(_now(), request_id(request), request.method, path, status, ms,
+                               getattr(response, "principal", None), None, None,
                                False, 0, 0, 0, 0.0, 0.0, error), None, response)  # fmt: skip
             return
         # The relay's own clock: aiohttp's ``seconds`` comes from loop.time(), which

@@ -88,6 +88,8 @@ class KeyView(KeySpecConfig, frozen=True, kw_only=True):
 
     id: str
     source: Literal["api", "config"]
+    # Who its requests are logged as: the access log's "principal", /api/logs?key=.
+    principal: str
     created_at: datetime | UnsetType = UNSET  # config keys: unset
     value: str | UnsetType = UNSET
     usage: list[LimitUsage] | UnsetType = UNSET
@@ -117,7 +119,10 @@ def view(
 ) -> KeyView:
     """Copies the spec's fields only: a config key's ``value`` and a record's internals stay out."""
     fields = {f: getattr(spec, f) for f in KeySpecConfig.__struct_fields__}
-    return KeyView(**fields, id=spec.name, source=source, created_at=created_at, value=value, usage=usage)
+    principal = spec.principal if isinstance(spec, KeyRecord) else config_principal_id(spec.name)
+    return KeyView(
+        **fields, id=spec.name, source=source, principal=principal, created_at=created_at, value=value, usage=usage
+    )
 
 
 def decode_spec(body: bytes) -> KeyCreate:

@@ -26,6 +26,8 @@ def tag_error(resp: web.StreamResponse, err: GatewayError) -> None:
     """What the access log and metrics need of an error answer (``server.access``)."""
     resp.error_type = err.type  # type: ignore[attr-defined]
     resp.call = getattr(err, "call", None)  # type: ignore[attr-defined]
+    if err.principal is not None:
+        resp.principal = err.principal  # type: ignore[attr-defined]
 
 
 def error_response(err: GatewayError) -> web.Response:

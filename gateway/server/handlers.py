@@ -281,7 +281,11 @@ class Handlers:
         """``run``, for a caller ``admit`` lets through; what it used is charged at the end."""
         if principal is not None:
             call.principal = principal.id
-        grant = await self.admit(call, principal, max_out=max_out)
+        try:
+            grant = await self.admit(call, principal, max_out=max_out)
+        except GatewayError as e:
+            e.call = call  # type: ignore[attr-defined]  # refused: logged with its key, model and provider
+            raise
         if grant is None:
             return await self.run(request, call, stream=stream)
         try:

@@ -179,6 +179,7 @@ def test_admin_config_keys_are_listed_shown_and_not_revocable(gw: Proc) -> None:
     listed = admin(gw, "GET", "/api/keys")
     (cfg,) = [k for k in listed.json()["data"] if k["id"] == "from-config"]
     assert cfg["source"] == "config" and "value" not in cfg and "created_at" not in cfg
+    assert cfg["principal"] == "vk:from-config"  # what /api/logs?key= filters on
     shown = admin(gw, "GET", "/api/keys/from-config")
     (usage,) = shown.json()["usage"]
     assert usage["kind"] == "requests" and usage["limit"] == 100 and usage["used"] >= 1
@@ -370,3 +371,22 @@ def test_admin_store_down_fails_key_lookups_closed_or_open(outage: tuple[RedisSe
     server.start()  # empty: the key is gone
     assert refused_within(closed, secret, bound_s=CACHE_S + 10)["code"] == "invalid_api_key"
     assert error_of(chat(closed, unseen), 401)["code"] == "invalid_api_key"
+
+
+def test_admin_keys_show_the_principal_their_requests_are_logged_as(gw: Proc) -> None:
+    import json as _json
+    import time
+
+    key = create(gw, name="logged-as")
+    assert key["principal"].startswith("key:logged-as:")
+    assert chat(gw, key["value"]).status_code == 200
+    listed = {k["id"]: k for k in admin(gw, "GET", "/api/keys").json()["data"]}
+    assert listed["logged-as"]["principal"] == key["principal"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [_json.loads(x) for x in gw.log.read_text().splitlines() if x.startswith('{"ts"')]
+        if any(line.get("principal") == key["principal"] for line in lines):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("no access log line with the key's principal")

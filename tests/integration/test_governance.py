@@ -284,3 +284,33 @@ def test_budget_admission_without_max_tokens_assumes_a_completion(optional: Proc
     err = r.json()["error"]
     assert err["code"] == "budget_exceeded" and "max_tokens" in err["message"] and "$4096" in err["message"]
     assert _chat(optional, headers, max_tokens=5).status_code == 200  # bounded by the request: fits
+
+
+def _logged(proc: Proc, status: int) -> list[dict[str, Any]]:
+    """The access log lines (JSON on stdout, in the process's log) with ``status``."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in proc.log.read_text().splitlines() if line.startswith('{"ts"')]
+        found = [line for line in lines if line["status"] == status]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_refusals_are_logged_with_the_key_model_and_provider(gw: Proc) -> None:
+    headers = {"Authorization": f"Bearer {VK_MODELS}"}
+    body = {"model": "up/gpt-secret-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers).status_code == 403
+    (line,) = [x for x in _logged(gw, 403) if x["model"] == "gpt-secret-1"]
+    assert (line["principal"], line["provider"], line["error"]) == ("vk:models", "up", "permission_error")
+    # A budget refusal, the same way.
+    for _ in range(4):
+        chat(gw, VK_BUDGET)
+    refused = [x for x in _logged(gw, 402) if x.get("principal") == "vk:budget"]
+    assert refused and all((x["provider"], x["model"]) == ("up", "gpt-x") for x in refused)
+    assert all(x.get("principal") and x.get("provider") for x in _logged(gw, 402)), _logged(gw, 402)
+    # A key refused at the door (expired) is logged as that key.
+    assert chat(gw, VK_EXPIRED).status_code == 401
+    assert any(x.get("principal") == "vk:expired" for x in _logged(gw, 401))
