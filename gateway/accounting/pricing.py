@@ -175,7 +175,13 @@ class UnpricedLog:
         self._in_window += 1
         left_out, self._left_out = self._left_out, 0
         more = f" ({left_out} more unpriced models not logged)" if left_out else ""
-        log.warning("no price known for model %r of provider '%s': its cost is left out%s", model, provider, more)
+        log.warning(
+            "no price known for model %r of provider '%s': its cost is left out (give the provider "
+            "'pricing_provider' if it serves a known provider's models, or 'prices' for this model)%s",
+            model,
+            provider,
+            more,
+        )
 
 
 class Pricing:

@@ -108,7 +108,7 @@ class Call:
         self.used_tokens = 0
         self.used_in = 0
         self.used_out = 0
-        self.used_cost = 0.0
+        self.used_cost: float | None = 0.0
         # For metrics and the access log: the target that answered (-1: none did), the
         # time spent waiting on upstreams, the governed caller's id.
         self.served_index = -1
@@ -122,7 +122,7 @@ class Call:
         self.used_in = usage.prompt_tokens
         self.used_out = usage.completion_tokens
         self.used_tokens = usage.prompt_tokens + usage.completion_tokens
-        self.used_cost = cost.total_cost if cost is not None else 0.0
+        self.used_cost = cost.total_cost if cost is not None else None  # unpriced: unknown, not 0
 
     def served_by(self) -> Target | None:
         """The target that answered, else the primary (whose error the client got)."""

@@ -121,7 +121,7 @@ class Line(msgspec.Struct, omit_defaults=True):
     fallback_index: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # null: the model has no known price (never a made-up 0)
     upstream_ms: float = 0.0
     error: str | None = None
 

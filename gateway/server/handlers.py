@@ -318,7 +318,7 @@ class Handlers:
     def settle(self, grant: Grant, call: Call) -> None:
         """Charges what the call used in place of its admission's estimate."""
         if self._governor is not None:
-            self._governor.settle(grant, tokens=call.used_tokens, cost_usd=call.used_cost)
+            self._governor.settle(grant, tokens=call.used_tokens, cost_usd=call.used_cost or 0.0)
 
     def prepare(
         self,

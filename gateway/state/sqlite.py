@@ -60,7 +60,7 @@ class LogEntry(msgspec.Struct):
     fallback_index: int
     tokens_in: int
     tokens_out: int
-    cost_usd: float
+    cost_usd: float | None  # None: the model has no known price (never a made-up 0)
     upstream_ms: float
     error: str | None
 
@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS requests (
     fallback_index INTEGER NOT NULL,
     tokens_in INTEGER NOT NULL,
     tokens_out INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
+    cost_usd REAL,
     upstream_ms REAL NOT NULL,
     error TEXT
 );
@@ -172,10 +172,36 @@ def connect(path: str) -> sqlite3.Connection:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+        elif _cost_not_null(conn):
+            _migrate_nullable_cost(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _cost_not_null(conn: sqlite3.Connection) -> bool:
+    """A file written before unpriced requests were stored with a NULL cost."""
+    return any(row[1] == "cost_usd" and row[3] for row in conn.execute("PRAGMA table_info(requests)"))
+
+
+def _migrate_nullable_cost(conn: sqlite3.Connection) -> None:
+    """The table rebuilt with ``cost_usd`` nullable (SQLite cannot drop a NOT NULL in
+    place), its rows and indexes kept, in one transaction. Two processes opening an old
+    file at once may both do it; the second rebuilds the new table again, harmlessly."""
+    columns = ", ".join(COLUMNS)
+    drops = "".join(f"DROP INDEX IF EXISTS {name};" for name in sorted(_SCHEMA_NAMES - {"requests"}))
+    try:
+        conn.executescript(
+            "BEGIN IMMEDIATE; ALTER TABLE requests RENAME TO requests_before;"
+            f"{drops} {SCHEMA}"
+            f"INSERT INTO requests (rowid, {columns}) SELECT rowid, {columns} FROM requests_before;"
+            "DROP TABLE requests_before; COMMIT;"
+        )
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def query_sql(q: LogQuery) -> tuple[str, list[Any]]:

@@ -164,3 +164,19 @@ def test_content_is_logged_only_when_enabled(up: Proc, tmp_path_factory: pytest.
         assert UPSTREAM_KEY not in proc.log.read_text()
     finally:
         proc.stop()
+
+
+def test_unpriced_requests_are_logged_with_a_null_cost(gw: Proc) -> None:
+    """A model with no known price: cost_usd is null in the access log, never 0.0 (a
+    free request), and the warning names the settings that would price it."""
+    body = {"model": "gpt-unpriced-model", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(gw.url + ROUTE, json=body, headers={"x-request-id": "unpriced-1"}, timeout=10)
+    assert r.status_code == 200 and "cost" not in r.json()["usage"]
+    deadline = time.monotonic() + 10
+    while not (found := [x for x in access_lines(gw, at_least=1) if x["request_id"] == "unpriced-1"]):
+        assert time.monotonic() < deadline, "no access log line"
+        time.sleep(0.05)
+    (line,) = found
+    assert "cost_usd" in line and line["cost_usd"] is None
+    log = gw.log.read_text()
+    assert "gpt-unpriced-model" in log and "'pricing_provider'" in log and "'prices'" in log

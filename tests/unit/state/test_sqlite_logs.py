@@ -344,3 +344,27 @@ def test_bench_logstore_quick_prints_every_query() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("USING INDEX") == 20
     assert "rows/s" in out.stdout and "sweep" in out.stdout
+
+
+def test_a_file_with_the_not_null_cost_column_is_migrated(tmp_path: Path) -> None:
+    """Files written before unpriced requests were stored with a NULL cost: rebuilt once,
+    rows and indexes kept, and an unpriced row then stored with cost NULL."""
+    path = tmp_path / "old.sqlite3"
+    old_schema = logs.SCHEMA.replace("cost_usd REAL,", "cost_usd REAL NOT NULL,")
+    assert old_schema != logs.SCHEMA
+    conn = sqlite3.connect(path)
+    conn.executescript(old_schema)
+    conn.execute(logs._INSERT, msgspec.structs.astuple(line(1, cost_usd=0.5)))
+    conn.commit()
+    conn.close()
+    insert(path, [line(2, cost_usd=None)])  # through connect(): migrated first
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT request_id, cost_usd FROM requests ORDER BY rowid").fetchall()
+        notnull = {r[1]: r[3] for r in conn.execute("PRAGMA table_info(requests)")}
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        conn.close()
+    assert rows == [("r-1", 0.5), ("r-2", None)]
+    assert notnull["cost_usd"] == 0
+    assert indexes >= {"requests_ts", "requests_principal_ts", "requests_errors_ts"}
