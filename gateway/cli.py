@@ -25,6 +25,7 @@ environment (overrides the config file; --host/--port override both):
   GATEWAY_REDIS_URL                 shared state in Redis (store.redis_url)
   GATEWAY_STORE_FAIL_OPEN           true/false: serve uncounted while Redis is down
   GATEWAY_LOGS_PATH                 SQLite request log store (logs.path; turns it on)
+  GATEWAY_LOG_FORMAT                text or json (--log-format; default json when stdout is no terminal)
   PROMETHEUS_MULTIPROC_DIR          /metrics sums every worker (an empty directory)
 without --config, providers come from the environment:
   OPENAI_API_KEY, OPENAI_BASE_URL         an 'openai' provider (any OpenAI-compatible server)
@@ -61,9 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"gateway {__version__}")
     p.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="log verbosity (default: INFO)")
+    p.add_argument(
+        "--log-format",
+        choices=logline.FORMATS,
+        help="text lines on stderr, or JSON lines on stdout beside the access log "
+        "(default: GATEWAY_LOG_FORMAT, else json when stdout is not a terminal)",
+    )
     # Also after the subcommand (gateway serve --log-level DEBUG): there it overrides.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, help="log verbosity")
+    common.add_argument("--log-format", default=argparse.SUPPRESS, choices=logline.FORMATS, help="text or json")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser(
@@ -144,7 +152,14 @@ def _run(coro: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logline.configure(args.log_level)
+    try:
+        log_format = logline.resolve_format(args.log_format)
+    except ValueError as e:
+        print(f"gateway: {e}", file=sys.stderr)
+        return 2
+    # Workers inherit it (their stdout is the supervisor's).
+    os.environ[logline.FORMAT_ENV] = log_format
+    logline.configure(args.log_level, fmt=log_format)
     if args.command is None:
         _parser().print_help()
         return 2
@@ -246,4 +261,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _log_as(who: str, level: str) -> None:
     """Log lines of a supervisor and its workers say which process speaks."""
-    logline.configure(level, who=who)
+    logline.configure(level, who=who, fmt=os.environ[logline.FORMAT_ENV])

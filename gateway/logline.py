@@ -9,14 +9,22 @@ starts at the margin is always a record the gateway wrote. Installed for every l
 of the process, aiohttp's included, by ``configure``.
 
 The JSON access log (``server.access``) is encoded by msgspec, which escapes control
-characters in strings itself.
+characters in strings itself. With the JSON format (``--log-format json``, the default
+when stdout is not a terminal) the process's own records are JSON objects too, one per
+line, on stdout beside the access log: one stream for a log pipeline to parse.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+
+import msgspec
+
+FORMATS = ("text", "json")
+FORMAT_ENV = "GATEWAY_LOG_FORMAT"
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -52,10 +60,79 @@ class LineFormatter(logging.Formatter):
         return s
 
 
-def configure(level: str, *, who: str | None = None) -> None:
-    """The root logger writes to stderr through a ``LineFormatter``; ``who`` names the
-    process (a supervisor or a worker) in every line, replacing an earlier set-up."""
-    where = f" [{who}]" if who else ""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LineFormatter(f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=who is not None)
+class Record(msgspec.Struct, omit_defaults=True):
+    """One record as a JSON line; keys as the access log's where they mean the same."""
+
+    ts: float
+    level: str
+    logger: str
+    message: str
+    process: str | None = None  # "supervisor 4711", "worker 4712"
+    exception: str | None = None  # the traceback, as one string
+
+
+class JsonFormatter(logging.Formatter):
+    """Each record as one JSON object (msgspec escapes every control character)."""
+
+    def __init__(self, who: str | None) -> None:
+        super().__init__()
+        self._who = who
+        self._encode = msgspec.json.Encoder().encode
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = None
+        if record.exc_info:
+            exc = record.exc_text or self.formatException(record.exc_info)
+        elif record.stack_info:
+            exc = self.formatStack(record.stack_info)
+        line = Record(
+            int(record.created * 1000) / 1000,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            self._who,
+            exc,
+        )
+        return self._encode(line).decode()
+
+
+class FdHandler(logging.Handler):
+    """Writes each formatted record with one ``os.write`` to a descriptor: the access
+    log's writer thread writes whole batches to the same one, so lines never interleave
+    within a line."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            view = memoryview((self.format(record) + "\n").encode())
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except Exception:
+            self.handleError(record)
+
+
+def resolve_format(given: str | None) -> str:
+    """``--log-format``, else GATEWAY_LOG_FORMAT, else json when stdout is not a terminal
+    (a container, a service manager, a pipe) and text when it is."""
+    fmt = given or os.environ.get(FORMAT_ENV) or ("text" if os.isatty(1) else "json")
+    if fmt not in FORMATS:
+        raise ValueError(f"log format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def configure(level: str, *, who: str | None = None, fmt: str = "text") -> None:
+    """The root logger's one handler: text lines on stderr through a ``LineFormatter``, or
+    JSON lines on stdout (``fmt="json"``); ``who`` names the process (a supervisor or a
+    worker) in every line, replacing an earlier set-up."""
+    handler: logging.Handler
+    if fmt == "json":
+        handler = FdHandler(1)
+        handler.setFormatter(JsonFormatter(who))
+    else:
+        where = f" [{who}]" if who else ""
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(LineFormatter(f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)

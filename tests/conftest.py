@@ -37,7 +37,9 @@ class Proc:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
-        full_env = {**os.environ, **(env or {})}
+        # Text log lines unless a test asks otherwise: tests read the access log's JSON lines
+        # out of the same file (stdout and stderr together).
+        full_env = {**os.environ, "GATEWAY_LOG_FORMAT": "text", **(env or {})}
         with log.open("wb") as out:
             self.p = subprocess.Popen(
                 [sys.executable, "-m", "gateway", *args], stdout=out, stderr=subprocess.STDOUT, env=full_env

@@ -162,3 +162,45 @@ def test_metrics_negotiates_openmetrics(gateway: Proc) -> None:
     assert r.headers["content-type"].startswith("application/openmetrics-text")
     assert r.text.endswith("# EOF\n")
     assert "gateway_requests_total" in r.text
+
+
+def _json_lines(path: Path) -> list[dict[str, object]]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def test_json_log_format_is_the_default_off_a_terminal(tmp_path: Path) -> None:
+    port = free_port()
+    # stdout is a file here, not a terminal: JSON, with no format given.
+    proc = Proc(["serve", "--port", str(port)], port=port, log=tmp_path / "gw.log", env={"GATEWAY_LOG_FORMAT": ""})
+    try:
+        httpx.post(proc.url + "/v1/chat/completions", content=CHAT % "nobody/x")
+        httpx.get(proc.url + "/health")
+    finally:
+        proc.stop()
+    text = proc.log.read_text()
+    lines = _json_lines(proc.log)
+    assert len(lines) == len(text.splitlines()), "a line that is not JSON:\n" + text
+    app = [x for x in lines if "level" in x]
+    access = [x for x in lines if "request_id" in x]
+    assert any(x["level"] == "INFO" and "gateway listening" in str(x["message"]) for x in app)
+    assert all(set(x) >= {"ts", "level", "logger", "message"} for x in app)
+    assert {x["status"] for x in access} >= {404, 200}
+
+
+def test_json_log_lines_of_workers_say_who_speaks(tmp_path: Path) -> None:
+    port = free_port()
+    proc = Proc(
+        ["serve", "--workers", "2", "--port", str(port), "--log-format", "json"], port=port, log=tmp_path / "gw.log"
+    )
+    proc.stop()
+    processes = {str(x.get("process", "")).split(" ")[0] for x in _json_lines(proc.log) if "level" in x}
+    assert {"supervisor", "worker"} <= processes, proc.log.read_text()
+
+
+def test_text_log_format(tmp_path: Path) -> None:
+    port = free_port()
+    proc = Proc(["serve", "--port", str(port), "--log-format", "text"], port=port, log=tmp_path / "gw.log")
+    proc.stop()
+    assert re.search(r"^\S+ \S+ INFO gateway: gateway listening", proc.log.read_text(), re.M)
