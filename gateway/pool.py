@@ -51,6 +51,8 @@ MAX_HEADER_LINE_BYTES = 8190
 MAX_HEAD_BYTES = 64 * 1024
 # Header names that frame a body; without either, the body ends at the connection's close.
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+# The names on_header looks at, in one startswith: the relayed ones and the framing ones.
+_WATCHED = RELAYED_HEADERS + tuple(_FRAMING)
 # A sweep of the idle stack closes connections up to this much before their IDLE_S is up,
 # so a timer that fires a hair early (the loop's clock is in milliseconds) never re-arms
 # itself in a loop.
@@ -234,6 +236,9 @@ class _Connection(asyncio.Protocol):
         self.last_read = 0.0
         # Response head bytes read so far, while one is awaited (None: not in a head).
         self.head_bytes: int | None = None
+        # Whether a header line of the head being parsed may be over MAX_HEADER_LINE_BYTES:
+        # not when the whole head so far is shorter, so the common head checks no line.
+        self._long_head = False
         self._paused = False
         self._keep_alive = False
         self._framed = False  # the head being parsed has Content-Length or Transfer-Encoding
@@ -246,6 +251,8 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         self.last_read = self._pool.loop.time()
+        if self.head_bytes is not None:
+            self._long_head = self.head_bytes + len(data) > MAX_HEADER_LINE_BYTES
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -276,16 +283,16 @@ class _Connection(asyncio.Protocol):
 
     # llhttp callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > MAX_HEADER_LINE_BYTES:
+        if self._long_head and len(name) + len(value) > MAX_HEADER_LINE_BYTES:
             raise UpstreamProtocolError(
                 f"{self._origin.name} sent a response header line over {MAX_HEADER_LINE_BYTES} bytes"
             )
         low = name.lower()
-        if low.startswith(RELAYED_HEADERS):
-            if self.reply is not None:
+        if low.startswith(_WATCHED):
+            if low in _FRAMING:
+                self._framed = True
+            elif self.reply is not None:
                 self.reply.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        elif low in _FRAMING:
-            self._framed = True
 
     def on_headers_complete(self) -> None:
         self.head_bytes = None
