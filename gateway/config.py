@@ -151,6 +151,10 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     ca_file: str | None = None
     retries: RetryConfig = RetryConfig()
     limits: LimitConfig = LimitConfig()
+    # A unary answer or error body longer than this is refused (502): 128k output tokens
+    # are ~0.5 MB of JSON (a few MB escaped or with logprobs), so 16 MiB is far above any
+    # real completion while bounding the memory one request can pin.
+    max_response_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
     # How long a key the upstream refused, rate-limited or kept failing is skipped.
     key_cooldown_s: Annotated[float, Meta(ge=0)] = 30.0
 

@@ -3,12 +3,17 @@
 aiohttp's ``ClientSession`` spends ~250 µs of Python per proxied request on this machine
 (../shared/reference/performance.md); a connection that is an ``asyncio.Protocol`` fed
 to llhttp (``httptools``, a maintained C parser) does the same work in a fraction. Per
-origin, a bounded stack of idle connections (most recently used first, expired after
-``IDLE_S``); one request at a time per connection, written with one ``transport.write``;
-response bodies handed over as they arrive, with reading paused while the consumer lags
-(flow control). A connection that errors or is not keep-alive is retired, never reused;
-a request whose reused connection fails before any response byte is retried once on a
-fresh one (the stale keep-alive race).
+origin, a bounded stack of idle connections (most recently used first, closed after
+``IDLE_S`` idle by one timer per stack); one request at a time per connection, written
+with one ``transport.write``; response bodies handed over as they arrive, with reading
+paused while the consumer lags (flow control). A connection that errors or is not
+keep-alive is retired, never reused; a request whose reused connection fails before any
+response byte is retried once on a fresh one (the stale keep-alive race). A body with
+neither Content-Length nor chunking ends at the connection's close (HTTP/1.1 allows it).
+
+Deadlines are absolute: one timer per request, armed at the first-byte bound or the
+whole-response deadline, whichever comes first, and kept (or re-armed once) for the body.
+Heads, header lines and ``read()`` bodies are capped.
 
 Failures are raised as ``gateway.errors.Upstream*`` like ``gateway.upstream`` does.
 """
@@ -19,7 +24,7 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
-import time
+import sys
 from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -38,6 +43,20 @@ IDLE_S = 30.0
 # Body bytes buffered for a slow consumer before the socket stops being read.
 HIGH_WATER_BYTES = 256 * 1024
 DNS_TTL_S = 60.0
+# One response header line (name and value): aiohttp's max_field_size, so both upstream
+# clients refuse the same heads.
+MAX_HEADER_LINE_BYTES = 8190
+# A whole response head: real ones are 0.5-2 KB (rate-limit headers included); bounds
+# what the parser buffers while a head never ends.
+MAX_HEAD_BYTES = 64 * 1024
+# Header names that frame a body; without either, the body ends at the connection's close.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+# The names on_header looks at, in one startswith: the relayed ones and the framing ones.
+_WATCHED = (*RELAYED_HEADERS, *_FRAMING, b"content-type")
+# A sweep of the idle stack closes connections up to this much before their IDLE_S is up,
+# so a timer that fires a hair early (the loop's clock is in milliseconds) never re-arms
+# itself in a loop.
+_SWEEP_SLACK_S = 0.01
 
 
 class _Waiter:
@@ -59,9 +78,12 @@ class PoolReply:
 
     __slots__ = (
         "_conn",
+        "_deadline",
         "_done",
         "_error",
+        "_head",
         "_idle_s",
+        "_max_bytes",
         "_queue",
         "_queued",
         "_timer",
@@ -71,10 +93,13 @@ class PoolReply:
         "status",
     )
 
-    def __init__(self, conn: _Connection) -> None:
+    def __init__(self, conn: _Connection, head: asyncio.Future[None], max_bytes: int) -> None:
         self._conn = conn
+        self._head = head  # resolved when the headers are in
+        self._max_bytes = max_bytes  # read() refuses a body longer than this
         self._idle_s: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the idle watch (streams)
+        self._deadline: asyncio.TimerHandle | None = None  # the whole response's
         self.status = 0
         # Only the headers relayed to the client (RELAYED_HEADERS); the rest are not kept.
         self.headers: list[tuple[str, str]] = []
@@ -103,6 +128,16 @@ class PoolReply:
             self._conn.retire()
         else:
             self._timer = loop.call_at(self._conn.last_read + self._idle_s, self._check_idle)
+
+    def _expire(self) -> None:
+        """The request's one timer: before the headers, the wait for them ends (the
+        request raises); after, the body is failed and the connection retired."""
+        self._deadline = None
+        if not self._head.done():
+            self._head.set_exception(TimeoutError())
+        elif not self._done and self._error is None:
+            self._fail(UpstreamTimeout(f"{self._conn._origin.name} did not complete its response in time"))
+            self._conn.retire()
 
     async def _wait(self) -> None:
         fut = self._waiter.fut = asyncio.get_running_loop().create_future()
@@ -133,8 +168,15 @@ class PoolReply:
         # Not through chunks(): an async generator costs more than a small body's whole read.
         parts: list[bytes] = []
         queue = self._queue
+        size = 0
         while True:
             if queue:
+                size += self._queued
+                if size > self._max_bytes:
+                    self.close()
+                    raise UpstreamProtocolError(
+                        f"{self._conn._origin.name} sent an answer over {self._max_bytes} bytes (max_response_bytes)"
+                    )
                 parts += queue
                 queue.clear()
                 self._queued = 0
@@ -150,6 +192,9 @@ class PoolReply:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if not self._done:
             self._conn.retire()
 
@@ -166,6 +211,9 @@ class PoolReply:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._waiter.wake()
 
     def _fail(self, err: UpstreamError) -> None:
@@ -188,8 +236,15 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.idle_since = 0.0
         self.last_read = 0.0
+        # Response head bytes read so far, while one is awaited (None: not in a head).
+        self.head_bytes: int | None = None
+        # Whether a header line of the head being parsed may be over MAX_HEADER_LINE_BYTES:
+        # not when the whole head so far is shorter, so the common head checks no line.
+        self._long_head = False
         self._paused = False
         self._keep_alive = False
+        self._framed = False  # the head being parsed has Content-Length or Transfer-Encoding
+        self._eof_ends = False  # the body being read ends at the connection's close
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -198,32 +253,61 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         self.last_read = self._pool.loop.time()
+        if self.head_bytes is not None:
+            self._long_head = self.head_bytes + len(data) > MAX_HEADER_LINE_BYTES
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
-            self._error(UpstreamProtocolError(f"{self._origin.name} sent a malformed HTTP response: {e}"))
+            cause = e.__context__  # what a callback of ours raised (a cap)
+            if isinstance(cause, UpstreamError):
+                self._error(cause)
+            else:
+                self._error(UpstreamProtocolError(f"{self._origin.name} sent a malformed HTTP response: {e}"))
+            return
+        if self.head_bytes is not None:  # a head not yet complete: its bytes are held by the parser
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                cap = MAX_HEAD_BYTES
+                self._error(UpstreamProtocolError(f"{self._origin.name} sent a response head over {cap} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
         reply, self.reply = self.reply, None
         if reply is not None and not reply._done:
-            self._fail(reply, UpstreamProtocolError(f"{self._origin.name} closed the connection mid-response"))
+            if self._eof_ends and exc is None and reply._error is None:
+                reply._finish()  # a close-delimited body: the close is its end
+            elif not self.got_bytes:
+                # Nothing of a response came: as a refused connection, not a broken answer.
+                self._fail(reply, UpstreamConnectError(f"{self._origin.name} closed the connection before answering"))
+            else:
+                self._fail(reply, UpstreamProtocolError(f"{self._origin.name} closed the connection mid-response"))
         self._origin.forget(self)
 
     # llhttp callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        reply = self.reply
-        if reply is not None:
-            low = name.lower()
-            if low.startswith(RELAYED_HEADERS):
-                reply.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if self._long_head and len(name) + len(value) > MAX_HEADER_LINE_BYTES:
+            raise UpstreamProtocolError(
+                f"{self._origin.name} sent a response header line over {MAX_HEADER_LINE_BYTES} bytes"
+            )
+        low = name.lower()
+        if low.startswith(_WATCHED):
+            reply = self.reply
+            if low in _FRAMING:
+                self._framed = True
+            elif reply is None:
+                pass
             elif low == b"content-type":
                 reply.content_type = value.decode("latin-1")
+            elif low.startswith(RELAYED_HEADERS):  # not a longer name that starts like content-type
+                reply.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        self.head_bytes = None
         if self.reply is not None:
             self.reply.status = self._parser.get_status_code()
-        self._keep_alive = self._parser.should_keep_alive()
+        keep_alive = self._keep_alive = self._parser.should_keep_alive()
+        self._eof_ends = not keep_alive and not self._framed
+        self._framed = False
         fut = self.headers_ready
         if fut is not None and not fut.done():
             fut.set_result(None)
@@ -275,9 +359,9 @@ class _Connection(asyncio.Protocol):
 class _Origin:
     """scheme://host:port: its idle connections and how to open a new one."""
 
-    __slots__ = ("host", "host_header", "idle", "name", "port", "ssl")
+    __slots__ = ("_loop", "_sweeper", "host", "host_header", "idle", "name", "port", "ssl")
 
-    def __init__(self, url: str, *, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(self, url: str, *, ssl_context: ssl.SSLContext | None, loop: asyncio.AbstractEventLoop) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -287,24 +371,53 @@ class _Origin:
         self.host_header = self.host if default_port else f"{self.host}:{self.port}"
         self.ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         self.name = f"{parts.scheme}://{self.host_header}"
+        # Oldest first (released in time order; take() pops the newest).
         self.idle: list[_Connection] = []
+        self._loop = loop
+        # One timer for the whole stack, at the oldest connection's expiry.
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def release(self, conn: _Connection) -> None:
-        if len(self.idle) >= MAX_IDLE_PER_ORIGIN:
+        idle = self.idle
+        if len(idle) >= MAX_IDLE_PER_ORIGIN:
             conn.retire()
             return
-        conn.idle_since = time.monotonic()
-        self.idle.append(conn)
+        conn.idle_since = self._loop.time()
+        idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_at(conn.idle_since + IDLE_S, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle for IDLE_S; re-armed for the oldest one left."""
+        self._sweeper = None
+        idle = self.idle
+        cutoff = self._loop.time() - IDLE_S + _SWEEP_SLACK_S
+        n = 0
+        while n < len(idle) and idle[n].idle_since <= cutoff:
+            n += 1
+        expired = idle[:n]
+        del idle[:n]
+        for conn in expired:
+            conn.retire()
+        if idle:
+            self._sweeper = self._loop.call_at(idle[0].idle_since + IDLE_S, self._sweep)
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in list(self.idle):
+            conn.retire()
 
     def forget(self, conn: _Connection) -> None:
         with contextlib.suppress(ValueError):
             self.idle.remove(conn)
 
     def take(self) -> _Connection | None:
-        idle, now = self.idle, time.monotonic()
+        idle = self.idle
         while idle:
             conn = idle.pop()  # most recently used: warmest, least likely dropped
-            if conn.alive and now - conn.idle_since < IDLE_S:
+            if conn.alive:  # expired ones were closed by the sweep
                 return conn
             conn.retire()
         return None
@@ -325,7 +438,7 @@ class Pool:
         key = f"{parts.scheme}://{parts.netloc}"
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(key, ssl_context=ssl_context or self._ssl)
+            origin = self._origins[key] = _Origin(key, ssl_context=ssl_context or self._ssl, loop=self.loop)
         return origin
 
     async def _addresses(self, host: str) -> list[str]:
@@ -384,61 +497,77 @@ class Pool:
         *,
         connect_s: float | None,
         first_byte_s: float | None,
+        total_s: float | None = None,
+        max_body_bytes: int | None = None,
     ) -> PoolReply:
         """Send ``head`` (request line and headers, without Host and Content-Length)
-        and ``body``; return once the response's headers have arrived."""
+        and ``body``; return once the response's headers have arrived.
+
+        The headers must come within ``first_byte_s`` and the whole response within
+        ``total_s`` of now (None: unbounded); ``read()`` refuses a body over
+        ``max_body_bytes``."""
         loop = self.loop
+        now = loop.time()
+        deadline = now + total_s if total_s is not None else None
+        head_by = now + first_byte_s if first_byte_s is not None else None
+        if head_by is None or (deadline is not None and deadline <= head_by):
+            head_by = deadline  # the one timer is the deadline: kept for the body
+        max_bytes = max_body_bytes if max_body_bytes is not None else sys.maxsize
         for attempt in (0, 1):
             conn = origin.take()
             reused = conn is not None
             if conn is None:
+                if deadline is not None:
+                    left = deadline - loop.time()
+                    connect_s = left if connect_s is None or left < connect_s else connect_s
                 conn = await self._open(origin, connect_s=connect_s)
             # The exchange in this frame (a helper coroutine costs ~1 µs a request).
-            reply = PoolReply(conn)
+            fut = conn.headers_ready = loop.create_future()
+            reply = PoolReply(conn, fut, max_bytes)
             conn.reply = reply
             conn.got_bytes = False
-            fut = conn.headers_ready = loop.create_future()
+            conn.head_bytes = 0
             assert conn.transport is not None
             conn.transport.write(
                 b"%s\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (head, origin.host_header.encode(), len(body), body)
             )
-            # A plain timer on the future, not asyncio.timeout(): that costs ~6 µs a request
-            # here (a Timeout object, a reschedule, task cancel/uncancel bookkeeping).
-            timer = loop.call_at(loop.time() + first_byte_s, _expire, fut) if first_byte_s is not None else None
+            # A plain timer, not asyncio.timeout(): that costs ~6 µs a request here (a
+            # Timeout object, a reschedule, task cancel/uncancel bookkeeping).
+            timer = loop.call_at(head_by, reply._expire) if head_by is not None else None
             try:
                 await fut
-            except TimeoutError:
-                conn.retire()
-                raise UpstreamTimeout(f"{origin.name} sent no response in time") from None
-            except UpstreamProtocolError:
-                conn.retire()
-                # The stale keep-alive race: the server closed the idle connection as we
-                # wrote to it. Nothing came back, so nothing was processed: once more, fresh.
-                if attempt == 0 and reused and not conn.got_bytes:
-                    continue
-                raise
-            except BaseException:
-                conn.retire()
-                raise
-            finally:
+            except BaseException as e:
                 if timer is not None:
                     timer.cancel()
+                conn.retire()
+                if isinstance(e, TimeoutError):
+                    raise UpstreamTimeout(f"{origin.name} sent no response in time") from None
+                # The stale keep-alive race: the server closed the idle connection as we
+                # wrote to it. Nothing came back, so nothing was processed: once more, fresh.
+                if isinstance(e, UpstreamConnectError) and attempt == 0 and reused and not conn.got_bytes:
+                    continue
+                raise
+            finally:
                 # Only ours: a response that completed in the same read as its headers has
                 # already put the connection back, and the next request may have taken it.
                 if conn.headers_ready is fut:
                     conn.headers_ready = None
+            if reply._done:
+                if timer is not None:
+                    timer.cancel()
+            elif head_by is deadline:
+                reply._deadline = timer
+            else:
+                if timer is not None:
+                    timer.cancel()
+                if deadline is not None:
+                    reply._deadline = loop.call_at(deadline, reply._expire)
             return reply
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         for origin in self._origins.values():
-            for conn in list(origin.idle):
-                conn.retire()
-
-
-def _expire(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
+            origin.stop()
 
 
 def request_head(method: str, path: str, headers: Mapping[str, str]) -> bytes:

@@ -59,29 +59,49 @@ def classify(exc: BaseException, *, provider: str) -> UpstreamError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamConnectError(f"cannot connect to provider '{provider}': {exc.os_error or exc}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return UpstreamProtocolError(f"provider '{provider}' closed the connection before answering")
+        # Before any response byte (a broken body is a ClientPayloadError): as the pool says.
+        return UpstreamConnectError(f"provider '{provider}' closed the connection before answering")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return UpstreamProtocolError(f"provider '{provider}' sent a broken body: {exc}")
+    if isinstance(exc, aiohttp.ClientResponseError):  # a head aiohttp's parser refused
+        return UpstreamProtocolError(f"provider '{provider}' sent a malformed HTTP response: {exc.message}")
     if isinstance(exc, (aiohttp.ClientError, OSError)):
         return UpstreamConnectError(f"provider '{provider}' failed: {type(exc).__name__}: {exc}")
     raise exc
 
 
 class HTTPReply:
-    __slots__ = ("_provider", "_resp", "content_type", "headers", "status")
+    __slots__ = ("_max_bytes", "_provider", "_resp", "content_type", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, *, provider: str) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, *, provider: str, max_bytes: int) -> None:
         self._resp = resp
         self._provider = provider
+        self._max_bytes = max_bytes
         self.status = resp.status
         self.content_type = resp.headers.get("Content-Type")
         self.headers = [(k, v) for k, v in resp.headers.items() if k.lower().encode().startswith(RELAYED_HEADERS)]
 
     async def read(self) -> bytes:
+        """The whole body, refused past ``max_bytes`` (counted as decoded)."""
+        resp, cap = self._resp, self._max_bytes
         try:
-            return await self._resp.read()
+            if resp.content_length is not None and resp.content_length > cap:
+                raise self._too_large()
+            parts: list[bytes] = []
+            size = 0
+            async for data in resp.content.iter_any():
+                size += len(data)
+                if size > cap:
+                    raise self._too_large()
+                parts.append(data)
         except Exception as e:
             raise classify(e, provider=self._provider) from None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _too_large(self) -> UpstreamProtocolError:
+        return UpstreamProtocolError(
+            f"provider '{self._provider}' sent an answer over {self._max_bytes} bytes (max_response_bytes)"
+        )
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         it = self._resp.content.iter_any()
@@ -125,6 +145,7 @@ async def send(
     timeout: aiohttp.ClientTimeout,
     provider: str,
     ssl: ssl_module.SSLContext | None = None,
+    max_body_bytes: int,
 ) -> HTTPReply:
     """One upstream request; the reply's body is read (or streamed) by the caller."""
     try:
@@ -133,4 +154,4 @@ async def send(
         )
     except Exception as e:
         raise classify(e, provider=provider) from None
-    return HTTPReply(resp, provider=provider)
+    return HTTPReply(resp, provider=provider, max_bytes=max_body_bytes)

@@ -30,6 +30,9 @@ _encode = msgspec.json.Encoder().encode
 # requested model is the client's string.
 _EXTRA_PREFIXES: dict[tuple[str, str, str, str], bytes] = {}
 _MAX_EXTRA_PREFIXES = 4096
+# An attempt begun at or past the client's deadline still goes out with this much time,
+# so it ends as a prompt 504 rather than a request without any bound.
+MIN_ATTEMPT_S = 0.001
 _LATENCY = b'"latency":'
 
 
@@ -132,11 +135,17 @@ class Call:
     def send(self, target: Target, body: bytes, key: int, *, stream: bool) -> Awaitable[Reply]:
         """One attempt's upstream request with this call's options (timeouts, extra headers,
         the client's own key). Not a coroutine: the caller awaits the provider's own."""
+        timeouts = self.timeouts
+        if timeouts is not None and timeouts.request_s:
+            # The client's x-bf-request-timeout is a deadline from the request's arrival:
+            # an attempt after a retry, a fallback or a queue gets what is left of it.
+            left = self.t0 + timeouts.request_s - time.perf_counter()
+            timeouts = Timeouts(max(left, MIN_ATTEMPT_S), timeouts.stream_idle_s)
         return target.provider.send(
             self.endpoint,
             body,
             stream=stream,
-            timeouts=self.timeouts,
+            timeouts=timeouts,
             key=key,
             model=target.model,
             extra=self.extra_headers,

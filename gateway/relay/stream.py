@@ -58,11 +58,15 @@ class _Opened:
 
 async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Opened:
     """The stream of one attempt, once its first chunk is in: within the first-byte
-    bound (or the client's x-bf-stream-idle-timeout), so silence can still fall back."""
+    bound (or the client's x-bf-stream-idle-timeout), cut to what is left of the client's
+    x-bf-request-timeout, so silence can still fall back."""
     provider = target.provider
-    wait_s = call.timeouts.stream_idle_s if call.timeouts and call.timeouts.stream_idle_s else None
+    o = call.timeouts
+    wait_s = (o.stream_idle_s if o else None) or provider.first_byte_s
+    if o is not None and o.request_s:
+        wait_s = min(wait_s, call.t0 + o.request_s - time.perf_counter())
     try:
-        async with asyncio.timeout(wait_s or provider.first_byte_s):
+        async with asyncio.timeout(wait_s):
             reply = await call.send(target, body, key, stream=True)
             try:
                 translated = provider.dialect in translate.TRANSLATED
@@ -203,7 +207,10 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         await resp.prepare(request)
         write = resp.write
         try:
-            out = emit(feed(opened.first))
+            # A first read may end inside its first frame (nothing whole yet): held, not
+            # looked at (the watch takes whole frames only).
+            region = feed(opened.first)
+            out = emit(region) if region else b""
             if out:
                 await write(out)
             call.ledger.metrics.first_token(target.provider.name, time.perf_counter() - call.t0)

@@ -113,6 +113,7 @@ class HTTPProvider:
         "_extra",
         "_heads",
         "_keys",
+        "_max_bytes",
         "_models",
         "_models_url",
         "_origin",
@@ -156,6 +157,7 @@ class HTTPProvider:
         self._unary = aiohttp.ClientTimeout(total=t.request_s, sock_connect=t.connect_s)
         self._stream = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.stream_idle_s)
         self.first_byte_s = t.first_byte_s or t.stream_idle_s
+        self._max_bytes = cfg.max_response_bytes
         self._session = session
         self._models = list(cfg.models)
         self._ssl = ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else None
@@ -210,20 +212,20 @@ class HTTPProvider:
             if extra:
                 head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")
             t = self._timeouts
-            total = t.request_s
             try:
-                reply = await pool.request(
+                # One deadline for headers and body alike: request_s from now.
+                return await pool.request(
                     self._origin,  # type: ignore[arg-type]
                     head,
                     body,
                     connect_s=t.connect_s,
-                    first_byte_s=total if total is not None else t.stream_idle_s,
+                    first_byte_s=None,
+                    total_s=t.request_s,
+                    max_body_bytes=self._max_bytes,
                 )
             except UpstreamError as e:
                 e.message = f"provider '{self.name}': {e.message}"
                 raise
-            reply.watch_idle(total)
-            return reply
         url = self._url(endpoint, model=model, stream=stream)
         if pool is not None:
             head = self._head(url, key)
@@ -242,6 +244,7 @@ class HTTPProvider:
             timeout=self._timeout(stream, timeouts),
             provider=self.name,
             ssl=self._ssl,
+            max_body_bytes=self._max_bytes,
         )
 
     async def _send_direct(
@@ -273,12 +276,14 @@ class HTTPProvider:
             timeout=self._timeout(stream, timeouts),
             provider=self.name,
             ssl=self._ssl,
+            max_body_bytes=self._max_bytes,
         )
 
     async def _send_pooled(self, head: bytes, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
         t, o = self._timeouts, timeouts
+        # The client's x-bf-request-timeout (what is left of it, see Call.send) bounds the
+        # whole answer, stream or not; without it a unary call has request_s, a stream none.
         total = (o.request_s if o else None) or (None if stream else t.request_s)
-        idle = (o.stream_idle_s if o else None) or t.stream_idle_s
         assert self._pool is not None and self._origin is not None
         try:
             reply = await self._pool.request(
@@ -286,21 +291,29 @@ class HTTPProvider:
                 head,
                 body,
                 connect_s=t.connect_s,
-                # Headers must arrive within the idle bound for a stream, the total for a unary call.
-                first_byte_s=total if total is not None and not stream else idle,
+                # A stream's headers within its first-byte bound (a unary call's: the deadline).
+                first_byte_s=((o.stream_idle_s if o else None) or self.first_byte_s) if stream else None,
+                total_s=total,
+                max_body_bytes=self._max_bytes,
             )
         except UpstreamError as e:
             e.message = f"provider '{self.name}': {e.message}"
             raise
-        # Unary: the body must follow within the total; streams: between chunks.
-        reply.watch_idle(idle if stream else total)
+        if stream:  # between reads
+            reply.watch_idle((o.stream_idle_s if o else None) or t.stream_idle_s)
         return reply
 
     async def list_models(self) -> list[str]:
         if self._models:
             return self._models
         reply = await send(
-            self._session, "GET", self._models_url, headers=self._keys[0], timeout=self._unary, provider=self.name
+            self._session,
+            "GET",
+            self._models_url,
+            headers=self._keys[0],
+            timeout=self._unary,
+            provider=self.name,
+            max_body_bytes=self._max_bytes,
         )
         try:
             data = await reply.read()

@@ -1,6 +1,8 @@
 """The upstream pool against scripted HTTP servers on 127.0.0.1: keep-alive reuse, idle
 connections the server closed, chunked and Content-Length bodies, responses split at
-every byte, a 1 MB body, a reset mid-body, TLS with a self-signed certificate, DNS."""
+every byte, a 1 MB body, a reset mid-body, TLS with a self-signed certificate, DNS; the
+whole-response deadline, close-delimited bodies, the head and body caps, idle connections
+closed on time."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import pool as pool_module
 from gateway.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from gateway.pool import Pool, request_head
 
@@ -39,6 +42,7 @@ class Server:
         self.answer = answer
         self.connections = 0
         self.requests = 0
+        self.closed = 0  # connections ended (by either side)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -52,6 +56,7 @@ class Server:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.closed += 1
             writer.close()
 
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> int:
@@ -73,8 +78,14 @@ def send_bytes(data: bytes, *, close: bool = False) -> Answer:
 
 
 async def fetch(pool: Pool, url: str, **kw: float | None) -> tuple[int, bytes]:
+    bounds = {k: kw[k] for k in ("total_s", "max_body_bytes") if k in kw}
     reply = await pool.request(
-        pool.origin(url), HEAD, b'{"x":1}', connect_s=kw.get("connect_s", 5), first_byte_s=kw.get("first_byte_s", 5)
+        pool.origin(url),
+        HEAD,
+        b'{"x":1}',
+        connect_s=kw.get("connect_s", 5),
+        first_byte_s=kw.get("first_byte_s", 5),
+        **bounds,  # type: ignore[arg-type]
     )
     reply.watch_idle(kw.get("idle_s", 5))
     try:
@@ -312,6 +323,119 @@ def test_pool_concurrent_requests_all_complete() -> None:
         results = await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(32))), timeout=20)
         assert sum(results) == 32 * 50 == server.requests
         assert server.connections <= 32
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_deadline_holds_against_a_trickle() -> None:
+    # Never idle (a byte every 50 ms), never done in time: the deadline is absolute.
+    async def main() -> None:
+        async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+        server = Server(trickle)
+        port = await server.start()
+        pool = Pool()
+        with pytest.raises(UpstreamTimeout, match="did not complete"):
+            await fetch(pool, f"http://127.0.0.1:{port}", first_byte_s=None, idle_s=None, total_s=0.5)
+        assert pool.origin(f"http://127.0.0.1:{port}").idle == []
+        # Headers that never come: the same deadline, with no first-byte bound.
+        server.answer = send_bytes(b"")
+        with pytest.raises(UpstreamTimeout, match="no response in time"):
+            await fetch(pool, f"http://127.0.0.1:{port}", first_byte_s=None, idle_s=None, total_s=0.3)
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("body", [b"", OK_BODY, b"x" * 300_000])
+def test_pool_close_delimited_body_completes(body: bytes) -> None:
+    async def main() -> None:
+        server = Server(send_bytes(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + body, close=True))
+        port = await server.start()
+        pool = Pool()
+        for _ in range(2):
+            assert await fetch(pool, f"http://127.0.0.1:{port}") == (200, body)
+        assert server.connections == 2  # never reused
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_head_caps() -> None:
+    async def main() -> None:
+        pool = Pool()
+        long_line = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 9000 + b"\r\nContent-Length: 11\r\n\r\n" + OK_BODY
+        endless = b"HTTP/1.1 200 OK\r\n" + (b"X-Pad: " + b"p" * 1000 + b"\r\n") * 200  # and never a blank line
+        for answer, match in ((long_line, "header line over 8190"), (endless, "head over 65536")):
+            server = Server(send_bytes(answer))
+            port = await server.start()
+            with pytest.raises(UpstreamProtocolError, match=match):
+                await fetch(pool, f"http://127.0.0.1:{port}")
+            server.close()
+        pool.close()
+
+    run(main())
+
+
+def test_pool_read_refuses_a_body_over_its_cap() -> None:
+    async def main() -> None:
+        body = b"x" * 100_000
+        server = Server(send_bytes(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)))
+        port = await server.start()
+        pool = Pool()
+        with pytest.raises(UpstreamProtocolError, match="over 10000 bytes"):
+            await fetch(pool, f"http://127.0.0.1:{port}", max_body_bytes=10_000)
+        assert await fetch(pool, f"http://127.0.0.1:{port}", max_body_bytes=len(body)) == (200, body)
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_close_before_any_response_byte_is_a_connect_error() -> None:
+    async def main() -> None:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = Server(hang_up)
+        port = await server.start()
+        pool = Pool()
+        with pytest.raises(UpstreamConnectError, match="before answering"):
+            await fetch(pool, f"http://127.0.0.1:{port}")
+        pool.close()
+        server.close()
+
+    run(main())
+
+
+def test_pool_idle_connections_closed_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "IDLE_S", 0.2)
+
+    async def main() -> None:
+        server = Server(send_bytes(CONTENT_LENGTH))
+        port = await server.start()
+        pool = Pool()
+        url = f"http://127.0.0.1:{port}"
+        # Two connections idle at once, then one reused: only unused ones expire.
+        await asyncio.gather(fetch(pool, url), fetch(pool, url))
+        assert server.connections == 2 and len(pool.origin(url).idle) == 2
+        for _ in range(100):  # bounded: up to 5 s
+            if server.closed == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert server.closed == 2  # closed by the pool without being used again
+        assert pool.origin(url).idle == []
+        assert await fetch(pool, url) == (200, OK_BODY)  # a fresh one
+        assert server.connections == 3
         pool.close()
         server.close()
 
