@@ -11,6 +11,7 @@ from gateway.config import BudgetConfig, RateLimitConfig
 from gateway.governance import (
     MAX_UNKNOWN,
     NANO,
+    Inactive,
     KeyRecord,
     Principal,
     RuntimeKeys,
@@ -51,7 +52,9 @@ def test_governance_runtime_principal_of_a_record() -> None:
         ("requests", 3, "1h"),
         ("tokens", 100, "1h"),
     ]
-    assert runtime_principal(record("b", active=False), secret_digest=b"d") == "virtual key 'b' is not active"
+    assert runtime_principal(record("b", active=False), secret_digest=b"d") == Inactive(
+        "virtual key 'b' is not active", "key:b:0a1b2c"
+    )
 
 
 def test_governance_runtime_keys_found_cached_and_forgotten() -> None:
@@ -92,7 +95,8 @@ def test_governance_runtime_keys_cache_unknown_and_inactive() -> None:
         await store.key_create("x", d.hex(), encode_record(record("x")))
         assert await keys.find(d) is None  # "unknown" is cached too
         off = await stored(store, record("off", active=False), "sk-bf-off")
-        assert await keys.find(off) == "virtual key 'off' is not active"
+        found = await keys.find(off)
+        assert isinstance(found, Inactive) and found.why == "virtual key 'off' is not active"
 
     asyncio.run(main())
 
