@@ -110,7 +110,8 @@ HEAD_TIMEOUT_ANSWER = _head_timeout_answer()
 class _Protocol(RequestHandler):
     """One client connection. The head timer runs only while a request head is arriving
     in more than one packet: a head that comes in one (the common case) costs a
-    comparison, no timer."""
+    comparison, no timer. Reads RequestHandler's ``_request_count``, ``_waiter``,
+    ``_close`` and ``_force_close`` (aiohttp 3.x; pinned by tests/integration/test_connections.py)."""
 
     __slots__ = ("_head_timer", "body_limits", "limits")
 
