@@ -168,6 +168,22 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     # One request line or header line; aiohttp's default.
     max_header_bytes: Annotated[int, Meta(ge=1024, le=65536)] = 8190
     max_headers: Annotated[int, Meta(ge=8, le=1024)] = 128
+    # From a request's first byte to the end of its headers; past it a 408 and the
+    # connection closes. Clients send a head in one write: seconds are generous.
+    header_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    # Reading one request body, in all: 16 MiB (max_body_bytes) at ~140 KB/s.
+    body_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 120.0
+    # ... and at least this many bytes a second on average, after a grace of 5 s (a
+    # body that trickles ties up a connection for less than the total allows). 0: no minimum.
+    body_min_bytes_per_s: Annotated[int, Meta(ge=0)] = 1024
+    # A connection with no request begun is closed after this long: 75 s, as nginx,
+    # above the 60 s idle timeout of common load balancers (they close first, cleanly).
+    keepalive_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 75.0
+    # Client connections one process keeps open; past it new ones are closed as they are
+    # accepted (gateway_connections_refused_total). None: derived from the descriptor
+    # limit, which start-up raises to its hard limit: half of it less 64 (each connection
+    # may hold an upstream connection too).
+    max_connections: Annotated[int, Meta(ge=1)] | None = None
     # One JSON line per answered request on stdout (request id, principal, provider,
     # model, status, tokens, cost, latency; never content or keys). Metrics are kept
     # either way.
@@ -517,7 +533,7 @@ def _server(cfg: GatewayConfig, *, env: Mapping[str, str], problems: Problems) -
 
 
 # What a running process cannot take from a reloaded config: its listening socket, its
-# processes, the headers its connections parse with, its access log, its state store and
+# processes, how its connections are read and bounded, its access log, its state store and
 # its request log store.
 RESTART_ONLY = (
     ("server", "host"),
@@ -526,6 +542,11 @@ RESTART_ONLY = (
     ("server", "reuse_port"),
     ("server", "max_header_bytes"),
     ("server", "max_headers"),
+    ("server", "header_timeout_s"),
+    ("server", "body_timeout_s"),
+    ("server", "body_min_bytes_per_s"),
+    ("server", "keepalive_timeout_s"),
+    ("server", "max_connections"),
     ("server", "access_log"),
     ("server", "access_log_content"),
     ("store", "redis_url"),

@@ -110,8 +110,21 @@ class ProviderMeters:
         self.busy = 0  # refused at its concurrency limit
 
 
+class ConnectionStats:
+    """Client connections of one process, kept by the server (``server.protocol``)."""
+
+    __slots__ = ("body_timeouts", "head_timeouts", "open", "refused")
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.refused = 0  # closed as accepted: the process was at server.max_connections
+        self.head_timeouts = 0  # a request head not complete within server.header_timeout_s
+        self.body_timeouts = 0  # a request body slower than server.body_* allow
+
+
 class Metrics(Collector):
     def __init__(self) -> None:
+        self.connections = ConnectionStats()
         self._providers: dict[str, ProviderMeters] = {}
         self.refused = dict.fromkeys(REFUSALS, 0)
         self.store_errors = 0  # state store (Redis) operations that failed
@@ -309,6 +322,21 @@ class Metrics(Collector):
         in_flight = self.in_flight_source() if self.in_flight_source is not None else self.in_flight
         yield GaugeMetricFamily("gateway_in_flight_requests", "Requests being served", value=in_flight)
         yield GaugeMetricFamily("gateway_in_flight_streams", "Streams being relayed", value=self.streams_in_flight)
+        c = self.connections
+        yield GaugeMetricFamily("gateway_open_connections", "Client connections open", value=c.open)
+        yield CounterMetricFamily(
+            "gateway_connections_refused",
+            "Client connections closed as accepted: the process was at server.max_connections",
+            value=c.refused,
+        )
+        timeouts = CounterMetricFamily(
+            "gateway_request_read_timeouts",
+            "Requests whose head or body did not arrive in time (answered 408)",
+            labels=["phase"],
+        )
+        timeouts.add_metric(["head"], c.head_timeouts)
+        timeouts.add_metric(["body"], c.body_timeouts)
+        yield timeouts
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The scrape's body and content type: Prometheus text, or OpenMetrics when the

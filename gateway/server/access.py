@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from msgspec import UNSET, Raw, UnsetType
 
@@ -67,8 +67,10 @@ def new_request_id() -> str:
 class GatewayRequest(web.BaseRequest):
     """``web.BaseRequest`` that knows its request id and hands it to every answer."""
 
-    ATTRS = web.BaseRequest.ATTRS | frozenset(["_request_id", "t0"])
+    ATTRS = web.BaseRequest.ATTRS | frozenset(["_request_id", "t0", "_closing"])
     _request_id: str | None = None
+    # The body was given up on (``server.body``): the answer closes the connection.
+    _closing = False
     # perf_counter when the request was parsed (set by server.protocol.Server): answers
     # the relay did not time (refusals, 404s, /health) are timed from it, since
     # aiohttp's own timer under uvloop counts whole milliseconds.
@@ -82,9 +84,19 @@ class GatewayRequest(web.BaseRequest):
             rid = self._request_id = sent if sent is not None and _SANE_ID.fullmatch(sent) else new_request_id()
         return rid
 
+    def close_after_answer(self) -> None:
+        """The connection closes once this request is answered; what the client sends
+        meanwhile is not parsed (aiohttp drains it for up to its lingering time, so the
+        answer is not lost to a reset)."""
+        self._closing = True
+        self.protocol.close()
+
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         # setdefault: a handler that chose its own id (the mock server does) keeps it.
         response.headers.setdefault(REQUEST_ID_HEADER, self.request_id)
+        if self._closing:  # after aiohttp chose the Connection header: set it here
+            response.force_close()
+            response.headers[hdrs.CONNECTION] = "close"
 
 
 def request_id(request: web.BaseRequest) -> str:

@@ -16,19 +16,28 @@ from gateway.accounting.pricing import GenaiPrices
 from gateway.accounting.tokens import Tokenizers
 from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadable
 from gateway.governance import Governor
-from gateway.metrics import Metrics, Mirror
+from gateway.metrics import ConnectionStats, Metrics, Mirror
 from gateway.pool import Pool
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
 from gateway.server import admin, dropin, logs_api
 from gateway.server.access import AccessLogger, AccessSink
 from gateway.server.admin import Admin
+from gateway.server.body import BodyLimits
 from gateway.server.dispatch import Dispatcher, route_of
 from gateway.server.dropin import DropIns
 from gateway.server.handlers import Handlers, Health, routes
 from gateway.server.jobs import PENDING_TTL_S, Jobs
 from gateway.server.jobs import routes as job_routes
-from gateway.server.protocol import Server, settle_heap
+from gateway.server.protocol import (
+    FD_RESERVE,
+    ConnectionLimits,
+    Server,
+    default_max_connections,
+    descriptor_limit,
+    raise_descriptor_limit,
+    settle_heap,
+)
 from gateway.server.workers import READY
 from gateway.state import MemoryStore, Store
 from gateway.state.sqlite import LogStore
@@ -45,10 +54,29 @@ RETIRE_POLL_S = 1.0
 MIRROR_FLUSH_S = 1.0
 
 
-def low_level_server(handler: Dispatcher, *, cfg: GatewayConfig, access: AccessSink | None = None) -> Server:
+def low_level_server(
+    handler: Dispatcher, *, cfg: GatewayConfig, access: AccessSink | None = None, stats: ConnectionStats | None = None
+) -> Server:
     s = cfg.server
+    stats = ConnectionStats() if stats is None else stats
+    nofile = descriptor_limit()
+    limits = ConnectionLimits(
+        header_timeout_s=s.header_timeout_s,
+        body=BodyLimits(timeout_s=s.body_timeout_s, min_bytes_per_s=s.body_min_bytes_per_s, stats=stats),
+        max_connections=s.max_connections or default_max_connections(nofile),
+        nofile=nofile,
+        stats=stats,
+    )
+    if limits.max_connections * 2 + FD_RESERVE > nofile:
+        log.warning(
+            "server.max_connections %d with a descriptor limit of %d: connections that each hold an "
+            "upstream connection could run the process out of descriptors",
+            limits.max_connections,
+            nofile,
+        )
     return Server(
         handler,
+        limits=limits,
         handler_cancellation=True,
         # aiohttp hands every answered request to the access logger: metrics and the
         # access log line are recorded there, after the answer is written.
@@ -57,6 +85,7 @@ def low_level_server(handler: Dispatcher, *, cfg: GatewayConfig, access: AccessS
         max_line_size=s.max_header_bytes,
         max_field_size=s.max_header_bytes,
         max_headers=s.max_headers,
+        keepalive_timeout=s.keepalive_timeout_s,
     )
 
 
@@ -176,7 +205,9 @@ class Gateway:
             store=self._logs,
             content=self.cfg.server.access_log_content,
         )
-        server = self._server = low_level_server(dispatcher, cfg=self.cfg, access=self._access)
+        server = self._server = low_level_server(
+            dispatcher, cfg=self.cfg, access=self._access, stats=self._metrics.connections
+        )
         self._metrics.in_flight_source = server.in_flight
         mirror = self._metrics.mirror
         if mirror is not None:  # multiprocess mode: other workers' scrapes read our files
@@ -309,16 +340,20 @@ async def serve(
         loop.add_signal_handler(sig, stopping.set)
     # Before start-up: SIGHUP's default action would end the process.
     loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, config_path)
+    nofile = raise_descriptor_limit()
     bound = await gateway.start(host=host, port=port, reuse_port=supervisor is not None or cfg.server.reuse_port)
     settle_heap()
     providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
     log.info(
-        "gateway listening on http://%s:%d; providers: %s; default: %s; auth: %s",
+        "gateway listening on http://%s:%d; providers: %s; default: %s; auth: %s; "
+        "at most %d connections (descriptor limit %d)",
         host or cfg.server.host,
         bound,
         providers or "none",
         cfg.default_provider,
         auth_mode(cfg),
+        cfg.server.max_connections or default_max_connections(nofile),
+        nofile,
     )
     if supervisor is not None:
         _report_to(supervisor, stopping)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import OPENAI_DEFAULT_BASE_URL, ConfigError, from_env, load
+from gateway.config import (
+    OPENAI_DEFAULT_BASE_URL,
+    ConfigError,
+    GatewayConfig,
+    ServerConfig,
+    from_env,
+    load,
+    reloadable,
+)
 
 
 def write_json(tmp_path: Path, data: object, name: str = "gateway.json") -> Path:
@@ -405,3 +413,36 @@ def test_load_logs_problem_names_the_field(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(problem)):
         load(write_json(tmp_path, {"logs": logs}), env=env)
+
+
+def test_load_client_connection_bounds_defaults_and_overrides(tmp_path: Path) -> None:
+    s = load(write_json(tmp_path, {}), env={}).server
+    assert (s.header_timeout_s, s.body_timeout_s, s.body_min_bytes_per_s) == (10.0, 120.0, 1024)
+    assert (s.keepalive_timeout_s, s.max_connections) == (75.0, None)
+    path = write_json(
+        tmp_path,
+        {
+            "server": {
+                "header_timeout_s": 2.5,
+                "body_timeout_s": 30,
+                "body_min_bytes_per_s": 0,
+                "keepalive_timeout_s": 5,
+                "max_connections": 100,
+            }
+        },
+    )
+    s = load(path, env={}).server
+    assert (s.header_timeout_s, s.body_timeout_s, s.body_min_bytes_per_s) == (2.5, 30.0, 0)
+    assert (s.keepalive_timeout_s, s.max_connections) == (5.0, 100)
+    for bad in ({"header_timeout_s": 0}, {"max_connections": 0}, {"body_min_bytes_per_s": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            load(write_json(tmp_path, {"server": bad}), env={})
+
+
+def test_reloadable_keeps_client_connection_bounds() -> None:
+    old = GatewayConfig()
+    new = GatewayConfig(server=ServerConfig(header_timeout_s=1.0, max_connections=10, max_body_bytes=4096))
+    served, ignored = reloadable(old, new)
+    assert served.server.header_timeout_s == 10.0 and served.server.max_connections is None
+    assert served.server.max_body_bytes == 4096  # reloadable, taken
+    assert set(ignored) == {"server.header_timeout_s", "server.max_connections"}
