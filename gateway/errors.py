@@ -148,6 +148,15 @@ class StoreUnavailable(GatewayError):
     code = "store_unavailable"
 
 
+class ServerShuttingDown(GatewayError):
+    """The gateway is shutting down and its grace has run out: a stream still running ends
+    with this as its error frame, one not yet begun is answered with it."""
+
+    status = 503
+    type = "server_error"
+    code = "server_shutting_down"
+
+
 class UpstreamError(GatewayError):
     """The provider could not give a usable answer."""
 

@@ -23,7 +23,7 @@ from prometheus_client.utils import floatToGoString
 
 from gateway import __version__
 
-STREAM_OUTCOMES = ("completed", "client_gone", "upstream_error")
+STREAM_OUTCOMES = ("completed", "client_gone", "upstream_error", "shutdown")
 # Why governance refused a request (gateway_refused_requests_total{reason}).
 REFUSALS = ("unauthorized", "forbidden", "rate_limited", "concurrency", "budget", "store_unavailable")
 # Async jobs (gateway_async_jobs_total{event}): accepted, ended with an answer or an

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
@@ -16,6 +17,9 @@ from gateway.relayed import client_headers, retry_after_s
 from gateway.routing.table import Target
 from gateway.schemas.response import ExtraFields
 from gateway.upstream import Reply, Timeouts
+
+if TYPE_CHECKING:
+    from gateway.relay.stream import LiveStreams
 
 # Upstream statuses worth another provider: overload and server faults. A 4xx other
 # than 429 is the request's own fault and would fail everywhere.
@@ -55,6 +59,7 @@ class Call:
         "request_type",
         "requested",
         "served_index",
+        "streams",
         "t0",
         "targets",
         "timeouts",
@@ -83,6 +88,7 @@ class Call:
         extra_headers: tuple[tuple[str, str], ...] = (),
         client: str | None = None,
         direct_key: str | None = None,
+        streams: LiveStreams | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
@@ -107,6 +113,8 @@ class Call:
         # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:
         # OpenAI. Answers go back in it; a target of the same dialect is passed through.
         self.client = client
+        # The process's running streams, which a shutdown ends cleanly (relay.stream).
+        self.streams = streams
         # What the request consumed, as accounted (charged to a virtual key at the end).
         self.used_tokens = 0
         self.used_in = 0

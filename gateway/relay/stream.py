@@ -16,12 +16,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from aiohttp import web
 
 from gateway.accounting.tokens import CompletionCounter
 from gateway.accounting.usage import Usage, encode
-from gateway.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.errors import GatewayError, ServerShuttingDown, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from gateway.relay import translate
 from gateway.relay.attempts import first_success
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call, status_error
@@ -39,6 +40,46 @@ SSE_HEADERS = {
     # Tells nginx-style proxies in front of the gateway not to buffer the stream.
     "X-Accel-Buffering": "no",
 }
+
+
+# The cancellation message that ends a stream at the shutdown grace (``LiveStreams``).
+SHUTDOWN = "gateway shutting down"
+# How long a stream ended by the shutdown may take to write its error frame and end.
+SHUTDOWN_WRITE_S = 1.0
+
+
+class LiveStreams:
+    """The process's streams being relayed (their handler tasks), so that a shutdown whose
+    grace has run out ends each with an error frame and a clean end of the body, rather
+    than cutting its connection."""
+
+    __slots__ = ("tasks",)
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def end_all(self) -> int:
+        """Ends every stream (each writes its ``server_shutting_down`` frame), waiting at
+        most SHUTDOWN_WRITE_S and a little for them; how many there were."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel(SHUTDOWN)
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_WRITE_S + 0.5)
+        return len(tasks)
+
+
+def _is_shutdown(e: asyncio.CancelledError) -> bool:
+    if e.args and e.args[0] == SHUTDOWN:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # handled here: later awaits (the error frame's write) may run
+        return True
+    return False
+
+
+def _shutting_down() -> ServerShuttingDown:
+    return ServerShuttingDown("the gateway is shutting down and its grace for running requests has ended")
 
 
 def is_event_stream(content_type: str | None) -> bool:
@@ -134,23 +175,36 @@ def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> Non
 
 async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
     sent = time.perf_counter()
+    live = call.streams
+    task = asyncio.current_task() if live is not None else None
+    if task is not None and live is not None:
+        live.tasks.add(task)
     try:
-        opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
-    except BaseException:
-        # Failed, or its client gone, before a first chunk: the wait is still the upstream's.
-        call.upstream_s = time.perf_counter() - sent
-        raise
-    call.served_index = index
-    metrics = call.ledger.metrics
-    metrics.streams_in_flight += 1
-    try:
-        return await _relay(call, request, opened, index)
+        try:
+            opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
+        except asyncio.CancelledError as e:
+            call.upstream_s = time.perf_counter() - sent
+            if _is_shutdown(e):  # nothing sent yet: an ordinary 503
+                raise _shutting_down() from None
+            raise
+        except BaseException:
+            # Failed, or its client gone, before a first chunk: the wait is still the upstream's.
+            call.upstream_s = time.perf_counter() - sent
+            raise
+        call.served_index = index
+        metrics = call.ledger.metrics
+        metrics.streams_in_flight += 1
+        try:
+            return await _relay(call, request, opened, index)
+        finally:
+            metrics.streams_in_flight -= 1
+            # A stream's upstream part: from the first send to the upstream's last byte.
+            call.upstream_s = time.perf_counter() - sent
+            if limiter is not None:
+                limiter.release()
     finally:
-        metrics.streams_in_flight -= 1
-        # A stream's upstream part: from the first send to the upstream's last byte.
-        call.upstream_s = time.perf_counter() - sent
-        if limiter is not None:
-            limiter.release()
+        if task is not None and live is not None:
+            live.tasks.discard(task)
 
 
 async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: int) -> web.StreamResponse:
@@ -233,15 +287,30 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
                     f"provider '{target.provider.name}' closed the stream before its completion marker"
                 )
             outcome = "completed"
-        except UpstreamError as e:
-            outcome = "upstream_error"
-            log.warning("stream from provider failed mid-way: %s", scrub.text(e.message, secret=secret))
+        except (UpstreamError, asyncio.CancelledError) as caught:
+            e: GatewayError
+            if isinstance(caught, asyncio.CancelledError):
+                if not _is_shutdown(caught):
+                    raise
+                # The shutdown's grace ended: the client learns why its stream stops.
+                outcome, e = "shutdown", _shutting_down()
+            else:
+                outcome, e = "upstream_error", caught
+                log.warning("stream from provider failed mid-way: %s", scrub.text(e.message, secret=secret))
             frame = watch.flush_held() + b"data: " + redact(e.body()) + b"\n\n"
             if call.client is not None:
                 # In the client's dialect. Passed through, the upstream's own error event
                 # (what the watch saw) has reached the client already.
                 relayed = shadow is not None and isinstance(e, translate.STREAM_ERRORS)
                 frame = b"" if relayed else (to_client or translate.client_stream(call.client)).feed(frame)
+            if outcome == "shutdown":
+                try:
+                    async with asyncio.timeout(SHUTDOWN_WRITE_S):
+                        await write(frame)
+                        await resp.write_eof()
+                except TimeoutError:  # a client that does not read: its connection is cut
+                    call.abandoned = True
+                return resp
             await write(frame)
         await resp.write_eof()
     except ConnectionError:

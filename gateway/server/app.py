@@ -18,6 +18,7 @@ from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadabl
 from gateway.governance import Governor
 from gateway.metrics import ConnectionStats, Metrics, Mirror
 from gateway.pool import Pool
+from gateway.relay.stream import LiveStreams
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
 from gateway.server import admin, dropin, logs_api
@@ -50,6 +51,10 @@ log = logging.getLogger("gateway")
 BACKLOG = 2048
 # A reload's old routes: how often to look whether their last requests have ended.
 RETIRE_POLL_S = 1.0
+# The graceful drain: how often to look whether requests in flight have ended, and how
+# long aiohttp may take, once the grace is over, to cancel what is left.
+SHUTDOWN_POLL_S = 0.05
+FINAL_SHUTDOWN_S = 0.25
 # Multiprocess metrics: how stale another worker's view of this one's counters may be.
 MIRROR_FLUSH_S = 1.0
 
@@ -123,6 +128,8 @@ class Gateway:
         self._ledger: Ledger | None = None
         self._genai = GenaiPrices()
         self._health = Health()
+        # Streams being relayed, whatever config they began on: a shutdown ends them.
+        self._streams = LiveStreams()
         # The dispatcher the server calls; a reload swaps its route tables.
         self._dispatcher: Dispatcher | None = None
         self._current: _Generation | None = None
@@ -159,6 +166,7 @@ class Gateway:
             ledger=ledger,
             governor=governor,
             direct_keys=cfg.auth.client_provider_keys,
+            streams=self._streams,
         )
         jobs = Jobs(handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics)
         handlers.jobs = jobs.route
@@ -274,8 +282,18 @@ class Gateway:
         if self._listener is not None:
             self._listener.close()
         if self._server is not None:
-            self._server.pre_shutdown()  # idle keep-alive connections close now
-            await self._server.shutdown(s.shutdown_grace_s)
+            server = self._server
+            server.pre_shutdown()  # idle keep-alive connections close now
+            # Requests and streams in flight have until the grace ends...
+            while server.in_flight() and loop.time() < deadline:
+                await asyncio.sleep(SHUTDOWN_POLL_S)
+            # ...then a stream still running ends with an error frame and a clean end of
+            # its body (server_shutting_down), and what is left is cancelled at once:
+            # the process is done about a second after the grace, never twice it.
+            ended = await self._streams.end_all()
+            if ended:
+                log.warning("shutdown grace ended: %d stream(s) ended with server_shutting_down", ended)
+            await server.shutdown(FINAL_SHUTDOWN_S)
         if self._listener is not None:
             await self._listener.wait_closed()
         generations = [g for g in (self._current, *self._retired) if g is not None]

@@ -21,6 +21,7 @@ from gateway.governance import DIRECT_KEY_HEADER, PROVIDER_KEY_HEADERS, Governor
 from gateway.providers import Endpoint
 from gateway.relay import translate
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
+from gateway.relay.stream import LiveStreams
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
 from gateway.relayed import client_header_lines, client_headers
@@ -248,7 +249,7 @@ def target_body(
 
 
 class Handlers:
-    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "direct_keys", "jobs")
+    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "direct_keys", "jobs", "streams")
 
     def __init__(
         self,
@@ -258,6 +259,7 @@ class Handlers:
         ledger: Ledger,
         governor: Governor | None = None,
         direct_keys: bool = False,
+        streams: LiveStreams | None = None,
     ) -> None:
         self._table = table
         self._max_body = max_body_bytes
@@ -269,6 +271,8 @@ class Handlers:
         self.jobs: JobRoute | None = None
         # auth.client_provider_keys: whether x-bf-direct-key is honoured (else a 403).
         self.direct_keys = direct_keys
+        # The process's running streams (the app's, outliving a reload): a shutdown ends them.
+        self.streams = streams
 
     async def identify(self, request: web.BaseRequest) -> Principal | None:
         """The caller; None when no auth is configured (nothing to check). Callers on the
@@ -371,6 +375,7 @@ class Handlers:
             pinned_key=pinned,
             extra_headers=extra,
             direct_key=direct,
+            streams=self.streams,
         )
 
     def _targets(

@@ -161,6 +161,8 @@ _TYPE_STATUS = {
 def status_of_type(kind: str | None, code: str | int | None) -> int:
     if code == "upstream_timeout":
         return 504
+    if code in ("server_shutting_down", "store_unavailable"):
+        return 503  # UNAVAILABLE: try again, elsewhere or shortly
     return _TYPE_STATUS.get(kind or "", 500)
 
 

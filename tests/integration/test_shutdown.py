@@ -1,0 +1,122 @@
+"""A stream still running when the shutdown's grace ends: an error frame in the client's
+own dialect (server_shutting_down) and a clean end of the chunked body, at the grace, not
+at twice it; the process (and a supervisor's workers) exit on their own, never killed."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import serve_config
+
+GRACE_S = 1.0
+# A stream that would run ~20 s: far past the grace.
+SLOW = {"tokens": 200, "itl_ms": 100}
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def config() -> dict[str, Any]:
+    return {
+        "server": {"shutdown_grace_s": GRACE_S},
+        "aliases": {"slow": "mock/mock-chat"},
+        "providers": {"mock": {"dialect": "mock", "mock": SLOW}},
+    }
+
+
+REQUESTS = {
+    "openai": ("/v1/chat/completions", {"model": "mock/mock-chat", "stream": True, "messages": MESSAGES}),
+    "anthropic": (
+        "/anthropic/v1/messages",
+        {"model": "mock/mock-chat", "stream": True, "max_tokens": 500, "messages": MESSAGES},
+    ),
+    "gemini": (
+        "/genai/v1beta/models/slow:streamGenerateContent?alt=sse",
+        {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+    ),
+}
+
+
+class Reader(threading.Thread):
+    """Reads one stream to its end; records what came and how the body ended."""
+
+    def __init__(self, url: str, path: str, body: dict[str, Any], started: threading.Barrier) -> None:
+        super().__init__(daemon=True)
+        self.url, self.path, self.body, self.started = url, path, body, started
+        self.text = ""
+        self.error: BaseException | None = None
+        self.ended_at = 0.0
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("POST", self.url + self.path, json=self.body, timeout=30) as r:
+                assert r.status_code == 200, r.read()
+                first = True
+                for chunk in r.iter_text():
+                    self.text += chunk
+                    if first:
+                        first = False
+                        self.started.wait(30)
+        except BaseException as e:  # a cut body is httpx.RemoteProtocolError
+            self.error = e
+        self.ended_at = time.monotonic()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_streams_running_at_the_grace_end_with_an_error_frame(tmp_path: Path, workers: str) -> None:
+    proc = serve_config(config(), tmp_path, args=("--workers", workers))
+    try:
+        started = threading.Barrier(len(REQUESTS) + 1)
+        readers = {name: Reader(proc.url, path, body, started) for name, (path, body) in REQUESTS.items()}
+        for r in readers.values():
+            r.start()
+        started.wait(30)  # every stream has begun
+        t0 = time.monotonic()
+        proc.p.send_signal(signal.SIGTERM)
+        for r in readers.values():
+            r.join(30)
+        code = proc.p.wait(30)
+        exited = time.monotonic() - t0
+    finally:
+        proc.stop()
+    for name, r in readers.items():
+        assert r.error is None, (name, r.error, r.text[-300:])
+        # The OpenAI frame names the code; the drop-ins' own error shapes carry the message.
+        assert ("server_shutting_down" if name == "openai" else "shutting down") in r.text, (name, r.text[-300:])
+        assert r.ended_at - t0 < GRACE_S + 3, (name, r.ended_at - t0)  # at the grace, not twice it
+    assert '"finish_reason":"stop"' not in readers["openai"].text  # cut, not finished
+    assert readers["openai"].text.rstrip().endswith("}")  # the error frame is the last
+    assert "event: error" in readers["anthropic"].text
+    assert '"status":"UNAVAILABLE"' in readers["gemini"].text
+    assert code == 0 and exited < GRACE_S + 4, (code, exited)
+    log = proc.log.read_text()
+    assert "ended with server_shutting_down" in log and "Traceback" not in log
+    assert "killing" not in log.lower()
+
+
+def test_a_stream_not_begun_at_the_grace_is_a_503(tmp_path: Path) -> None:
+    cfg = config()
+    cfg["providers"]["mock"]["mock"] = {"ttft_ms": 20_000}  # the first chunk never comes in time
+    proc = serve_config(cfg, tmp_path)
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        path, body = REQUESTS["openai"]
+        answers.append(httpx.post(proc.url + path, json=body, timeout=30))
+
+    try:
+        t = threading.Thread(target=ask, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        proc.p.send_signal(signal.SIGTERM)
+        t.join(30)
+        assert proc.p.wait(30) == 0
+    finally:
+        proc.stop()
+    (r,) = answers
+    assert r.status_code == 503 and r.json()["error"]["code"] == "server_shutting_down"
