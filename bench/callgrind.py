@@ -1,0 +1,153 @@
+"""User-space instructions per request of the gateway, under callgrind: the noise-free
+measure of the hot path (CPU time on this shared machine moves ±10-25% between rounds;
+instruction counts repeat to ~0.1%).
+
+Each tree given (a checkout of the gateway: the working tree, or ``git worktree add`` of
+another commit) is measured in turn, alternating, against one ``gateway mock`` upstream:
+``gateway serve`` (one worker, the pool client, pricing and the access log on) runs under ``valgrind
+--tool=callgrind --instr-atstart=no`` on CPU 1, wrk drives it from CPU 0 with 16
+connections; after a warm-up, instrumentation is switched on for ``--seconds``, and the
+instructions counted are divided by the requests wrk completed in that window.
+
+    python -m bench.callgrind --tree . --tree /tmp/gateway-base --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.load import MESSAGES
+from bench.targets import ROOT, free_port, python_module, spawn
+
+GATEWAY_CPU, LOADGEN_CPU = 1, 0
+
+
+def _wrk(url: str, script: Path, seconds: int) -> int:
+    out = subprocess.run(
+        ["taskset", "-c", str(LOADGEN_CPU), "wrk", "-t1", "-c16", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    ).stdout
+    m = re.search(r"(\d+) requests in", out)
+    if m is None:
+        raise RuntimeError(f"unreadable wrk output:\n{out}")
+    return int(m.group(1))
+
+
+def _instructions(folder: Path, pid: int) -> int:
+    """Ir of the dumps callgrind wrote for ``pid`` (instrumented window only)."""
+    total = 0
+    for dump in folder.glob(f"callgrind.out.{pid}*"):
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+    return total
+
+
+def measure(tree: Path, upstream: str, folder: Path, *, warmup_s: int, seconds: int) -> float:
+    """Instructions per request for the gateway in ``tree``."""
+    config = folder / "gateway.json"
+    config.write_text(
+        json.dumps(
+            {
+                "default_provider": "up",
+                "providers": {
+                    "up": {
+                        "base_url": upstream + "/v1",
+                        "keys": [{"value": "env.BENCH_UPSTREAM_KEY"}],
+                        "pricing_provider": "openai",
+                        "client": "pool",
+                    }
+                },
+            }
+        )
+    )
+    port = free_port()
+    argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={folder}/callgrind.out.%p",
+        *python_module("gateway", "--log-level", "WARNING", "serve", "--workers", "1"),
+        *("--config", str(config), "--port", str(port)),
+    ]
+    env = {"PYTHONPATH": str(tree), "BENCH_UPSTREAM_KEY": "sk-bench", "GATEWAY_LOG_FORMAT": "text"}
+    target = spawn(
+        "gateway", argv, port=port, cpu=GATEWAY_CPU, health="/health", log=folder / "gw.log", env=env, cwd=tree
+    )
+    try:
+        script = folder / "chat.lua"
+        body = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES})
+        script.write_text(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
+        )
+        url = target.url + "/v1/chat/completions"
+        _wrk(url, script, warmup_s)
+        subprocess.run(["callgrind_control", "-i", "on", str(target.pid)], check=True, capture_output=True)
+        done = _wrk(url, script, seconds)
+        subprocess.run(["callgrind_control", "-i", "off", str(target.pid)], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "-d", str(target.pid)], check=True, capture_output=True)
+        time.sleep(1)
+        ir = _instructions(folder, target.pid)
+    finally:
+        target.stop()
+    if not ir or not done:
+        raise RuntimeError(f"nothing measured for {tree}: {ir} instructions, {done} requests")
+    return ir / done
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.callgrind", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tree", action="append", type=Path, help="a gateway checkout (repeat; default: this one)")
+    p.add_argument("--rounds", type=int, default=1, help="measurements per tree, alternated (default 1)")
+    p.add_argument("--warmup", type=int, default=10, help="seconds of load before counting (default 10)")
+    p.add_argument("--seconds", type=int, default=15, help="seconds counted (default 15)")
+    args = p.parse_args(argv)
+    for tool in ("valgrind", "callgrind_control", "wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"bench.callgrind needs {tool} (Debian: valgrind, wrk, util-linux)", file=sys.stderr)
+            return 1
+    trees = [t.resolve() for t in (args.tree or [ROOT])]
+    results: dict[Path, list[float]] = {t: [] for t in trees}
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
+        folder = Path(tmp)
+        mock_port = free_port()
+        mock = spawn(
+            "mock",
+            ["taskset", "-c", str(LOADGEN_CPU), *python_module("gateway", "mock", "--port", str(mock_port))],
+            port=mock_port,
+            cpu=None,
+            health="/health",
+            log=folder / "mock.log",
+            env={"PYTHONPATH": str(ROOT)},
+        )
+        try:
+            for _ in range(args.rounds):
+                for tree in trees:
+                    run = folder / f"run-{len(results[tree])}-{trees.index(tree)}"
+                    run.mkdir()
+                    results[tree].append(measure(tree, mock.url, run, warmup_s=args.warmup, seconds=args.seconds))
+                    print(f"{tree}: {results[tree][-1] / 1000:.1f}k instructions a request", flush=True)
+        finally:
+            mock.stop()
+    git = ["git", "log", "-1", "--format=%h"]
+    for tree, values in results.items():
+        sha = subprocess.run(git, cwd=tree, capture_output=True, text=True, check=False).stdout.strip()
+        runs = " / ".join(f"{v / 1000:.1f}k" for v in values)
+        print(f"{sha or tree}: {runs}  ({os.path.relpath(tree)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
