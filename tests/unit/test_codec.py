@@ -7,8 +7,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway import codec
+from gateway import codec, screen
 from gateway.errors import InvalidRequest, UpstreamProtocolError
 from gateway.schemas.response import ExtraFields
 
@@ -448,3 +450,55 @@ def test_strip_signatures_removes_gemini_thought_signatures_from_tool_ids_only()
     assert out["messages"][0]["content"] == 'id is "x|ts:AAAA" literally |ts:BB'  # content untouched
     plain = b'{"messages":[{"role":"user","content":"hi"}]}'
     assert codec.strip_signatures(plain) == plain
+
+
+# screen: the byte pre-tests against the exact scans they stand in for.
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n'),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\k'), inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_screen_nesting_depth_is_exact(value: object) -> None:
+    body = json.dumps(value).encode()
+    assert screen.nesting_depth(body) == _depth(value)
+    if screen._few_opens(body):  # the pre-test's verdict never contradicts the scan
+        assert screen.nesting_depth(body) <= screen.MAX_DEPTH
+
+
+def test_screen_nesting_depth_of_deep_and_truncated_bodies() -> None:
+    assert screen.nesting_depth(b"[" * 129 + b"]" * 129) > screen.MAX_DEPTH
+    assert screen.nesting_depth(b'{"a":' + b"[0," * 2000) > screen.MAX_DEPTH  # never closed
+    assert screen.nesting_depth(b'["]]]]]]", [[1]]]') == 3  # brackets in strings do not count
+    with pytest.raises(InvalidRequest, match="nested deeper than 128"):
+        codec.decode_chat(b'{"model":"m","messages":[{"role":"user","content":"hi"}],"x":' + b"[" * 5000 + b"}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["model", "stream", "user", "mod\\u0065l", "x"]), min_size=1, max_size=4))
+def test_screen_read_key_pretest_never_misses_a_repeat(keys: list[str]) -> None:
+    body = ("{" + ",".join(f'"{k}":1' for k in keys) + "}").encode()
+    repeated = screen.repeated_keys(body) & codec.CHAT_KEYS.names
+    if repeated:
+        assert codec.CHAT_KEYS.suspect(body)
+        with pytest.raises(InvalidRequest) as e:
+            screen.check(body, codec.CHAT_KEYS)
+        assert e.value.code == "duplicate_key" and e.value.param in repeated
+
+
+def test_screen_invalid_utf8_names_the_byte() -> None:
+    with pytest.raises(InvalidRequest, match="byte 0xc3 at offset 12"):
+        codec.decode_chat(b'{"model":"ab\xc3"}')
