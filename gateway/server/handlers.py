@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -74,6 +75,10 @@ DENIED_EXTRA_HEADERS = frozenset(
         "expect",
     }
 )
+
+
+# What a header value forwarded as is may hold (names: aiohttp's parser admits tokens only).
+_NOT_VISIBLE = re.compile(rb"[^\t\x20-\x7e]")
 
 
 def has_bf_headers(request: web.BaseRequest) -> bool:
@@ -178,23 +183,30 @@ def direct_key(
 
 
 def extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
-    """``x-bf-eh-<name>: value`` headers, forwarded upstream as ``<name>: value``."""
+    """``x-bf-eh-<name>: value`` headers, forwarded upstream as ``<name>: value``, each
+    with its own value, byte for byte: a value that is not visible ASCII (UTF-8 or
+    Latin-1 text, control characters) could not reach the upstream unchanged, a 400."""
     out = []
-    for raw, _ in request.raw_headers:
+    for raw, raw_value in request.raw_headers:
         # Most header names do not start with x: one byte test each on the common path.
         if raw[:1] not in b"xX" or raw[:8].lower() != b"x-bf-eh-":
             continue
         name = raw.decode("latin-1")
-        low = name.lower()
-        value = request.headers.get(name, "")
-        forwarded = low[len(EXTRA_HEADER_PREFIX) :]
+        forwarded = name[len(EXTRA_HEADER_PREFIX) :].lower()
         if not forwarded or forwarded in DENIED_EXTRA_HEADERS or forwarded.startswith("proxy-"):
             raise InvalidRequest(
                 f"header {name} may not be forwarded: '{forwarded}' is set by the gateway or is hop-by-hop",
                 param=name,
                 code="invalid_header",
             )
-        out.append((forwarded, value))
+        if _NOT_VISIBLE.search(raw_value):
+            raise InvalidRequest(
+                f"header {name}: its value must be visible ASCII (spaces and tabs allowed); "
+                "send other text percent- or base64-encoded",
+                param=name,
+                code="invalid_header",
+            )
+        out.append((forwarded, raw_value.decode("ascii")))
     return tuple(out)
 
 
