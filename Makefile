@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint install install-test bench bench-gateway clean
+.PHONY: run test soak lint install install-test bench bench-gateway clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: install-test
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The mixed soak (not in `make test`): SOAK_DURATION_S seconds of mixed traffic against a
+# real gateway; flat RSS and descriptors, every request counted in gateway_requests_total.
+SOAK_DURATION_S ?= 180
+soak: install-test
+	SOAK_DURATION_S=$(SOAK_DURATION_S) $(BIN)/python -m pytest -s -p no:cacheprovider --override-ini addopts= -o timeout=0 tests/soak
 
 # Micro benchmarks, then the load comparison: direct, floor, gateway, LiteLLM, Portkey
 # (peers installed into /tmp/gateway-bench-peers on first use). Under 5 minutes.

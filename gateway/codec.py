@@ -16,6 +16,7 @@ from typing import TypeVar
 import msgspec
 from msgspec import Raw
 
+from gateway import screen
 from gateway.errors import InvalidRequest, UpstreamProtocolError
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
@@ -48,11 +49,23 @@ def _param(message: str) -> tuple[str, str | None]:
     return text, (path or None)
 
 
-def decode_request(decode: msgspec.json.Decoder[T], body: bytes) -> T:
+# The top-level keys the gateway routes, authorizes and prices on: given twice, the
+# gateway would read the last while an upstream reading the first gets the same bytes.
+# Looked for where authorization depends on them (access control configured, ``strict``).
+CHAT_KEYS = screen.Keys(("model", "fallbacks", "stream", "stream_options", "max_tokens", "max_completion_tokens"))
+TEXT_KEYS = screen.Keys(("model", "fallbacks", "stream", "stream_options", "max_tokens"))
+
+
+def decode_request(decode: msgspec.json.Decoder[T], body: bytes, *, keys: screen.Keys | None = None) -> T:
+    """``body`` decoded, or InvalidRequest naming the problem; ``keys``: the top-level
+    keys that may not repeat (``screen.check``)."""
     if not body:
         raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
+    screen.check(body, keys)
     try:
         return decode.decode(body)
+    except RecursionError:  # the nesting bound (screen.NESTING): the decoder's own
+        raise InvalidRequest(screen.NESTING, code="nesting_too_deep") from None
     except msgspec.ValidationError as e:
         text, param = _param(str(e))
         where = f" at '{param}'" if param else ""
@@ -65,12 +78,13 @@ _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _completion_decoder = msgspec.json.Decoder(CompletionRequest)
 
 
-def decode_chat(body: bytes) -> ChatCompletionRequest:
-    return decode_request(_chat_decoder, body)
+def decode_chat(body: bytes, *, strict: bool = False) -> ChatCompletionRequest:
+    """``strict``: a repeated key the gateway reads is a 400 (with access control)."""
+    return decode_request(_chat_decoder, body, keys=CHAT_KEYS if strict else None)
 
 
-def decode_completion(body: bytes) -> CompletionRequest:
-    req = decode_request(_completion_decoder, body)
+def decode_completion(body: bytes, *, strict: bool = False) -> CompletionRequest:
+    req = decode_request(_completion_decoder, body, keys=TEXT_KEYS if strict else None)
     prompt = req.prompt
     if isinstance(prompt, list):
         kind = type(prompt[0])

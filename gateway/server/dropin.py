@@ -25,7 +25,7 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET, Struct, UnsetType
 
-from gateway import codec
+from gateway import codec, screen
 from gateway.accounting.ledger import Ledger
 from gateway.errors import ErrorBody, GatewayError, InvalidRequest, NotFound
 from gateway.governance import Principal
@@ -77,6 +77,9 @@ class _GenerateHead(Struct):
 
 _messages_head = msgspec.json.Decoder(_MessagesHead)
 _generate_head = msgspec.json.Decoder(_GenerateHead)
+# What the heads read must not repeat (codec.decode_request).
+_MESSAGES_KEYS = screen.Keys(_MessagesHead.__struct_fields__)
+_GENERATE_KEYS = screen.Keys(_GenerateHead.__struct_fields__)
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -120,7 +123,7 @@ class DropIns:
         try:
             principal = await self._handlers.identify(request)
             body = await read_bounded(request, limit=self._max_body)
-            head = codec.decode_request(_messages_head, body)
+            head = codec.decode_request(_messages_head, body, keys=_MESSAGES_KEYS if self._handlers.strict else None)
             if not isinstance(head.model, str) or not head.model:
                 raise InvalidRequest("model: Field required", param="model", code="invalid_value")
             return await self._relay(
@@ -152,7 +155,7 @@ class DropIns:
                 )
             principal = await self._handlers.identify(request)
             body = await read_bounded(request, limit=self._max_body)
-            head = codec.decode_request(_generate_head, body)
+            head = codec.decode_request(_generate_head, body, keys=_GENERATE_KEYS if self._handlers.strict else None)
             config = head.generationConfig
             return await self._relay(
                 request,

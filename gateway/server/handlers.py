@@ -57,7 +57,6 @@ API_KEY_HEADER = "x-bf-api-key"  # pins the provider key to use, by its configur
 # Providers a client's own key (x-bf-direct-key) may go to: those reached over HTTP.
 DIRECT_KEY_DIALECTS = frozenset({"openai", "anthropic", "gemini"})
 EXTRA_HEADER_PREFIX = "x-bf-eh-"
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Credentials, framing and hop-by-hop headers: the gateway sets these itself.
 DENIED_EXTRA_HEADERS = frozenset(
     {
@@ -80,6 +79,10 @@ DENIED_EXTRA_HEADERS = frozenset(
         "expect",
     }
 )
+
+
+# What a header value forwarded as is may hold (names: aiohttp's parser admits tokens only).
+_NOT_VISIBLE = re.compile(rb"[^\t\x20-\x7e]")
 
 
 def has_bf_headers(request: web.BaseRequest) -> bool:
@@ -184,29 +187,30 @@ def direct_key(
 
 
 def extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
-    """``x-bf-eh-<name>: value`` headers, forwarded upstream as ``<name>: value``."""
+    """``x-bf-eh-<name>: value`` headers, forwarded upstream as ``<name>: value``, each
+    with its own value, byte for byte: a value that is not visible ASCII (UTF-8 or
+    Latin-1 text, control characters) could not reach the upstream unchanged, a 400."""
     out = []
-    for raw, _ in request.raw_headers:
+    for raw, raw_value in request.raw_headers:
         # Most header names do not start with x: one byte test each on the common path.
         if raw[:1] not in b"xX" or raw[:8].lower() != b"x-bf-eh-":
             continue
         name = raw.decode("latin-1")
-        low = name.lower()
-        value = request.headers.get(name, "")
-        forwarded = low[len(EXTRA_HEADER_PREFIX) :]
+        forwarded = name[len(EXTRA_HEADER_PREFIX) :].lower()
         if not forwarded or forwarded in DENIED_EXTRA_HEADERS or forwarded.startswith("proxy-"):
             raise InvalidRequest(
                 f"header {name} may not be forwarded: '{forwarded}' is set by the gateway or is hop-by-hop",
                 param=name,
                 code="invalid_header",
             )
-        if _HEADER_VALUE.fullmatch(value) is None:
-            # Written into the upstream's request head: bytes the client's parser took as
-            # obs-text would be re-encoded differently by each upstream client.
+        if _NOT_VISIBLE.search(raw_value):
             raise InvalidRequest(
-                f"header {name}: a forwarded value must be printable ASCII", param=name, code="invalid_header"
+                f"header {name}: its value must be visible ASCII (spaces and tabs allowed); "
+                "send other text percent- or base64-encoded",
+                param=name,
+                code="invalid_header",
             )
-        out.append((forwarded, value))
+        out.append((forwarded, raw_value.decode("ascii")))
     return tuple(out)
 
 
@@ -273,6 +277,12 @@ class Handlers:
         self.direct_keys = direct_keys
         # The process's running streams (the app's, outliving a reload): a shutdown ends them.
         self.streams = streams
+
+    @property
+    def strict(self) -> bool:
+        """Whether a repeated key the gateway reads is refused: with access control, where
+        it could change what is authorized (gateway.screen)."""
+        return self._governor is not None
 
     async def identify(self, request: web.BaseRequest) -> Principal | None:
         """The caller; None when no auth is configured (nothing to check). Callers on the
@@ -457,7 +467,9 @@ class Handlers:
             return await self.jobs(request, "chat")
         principal = await self.identify(request) if self._governor is not None else None
         body = await read_bounded(request, limit=self._max_body)
-        return await self._complete(request, body, codec.decode_chat(body), endpoint="chat", t0=t0, principal=principal)
+        return await self._complete(
+            request, body, codec.decode_chat(body, strict=self.strict), endpoint="chat", t0=t0, principal=principal
+        )
 
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
@@ -467,7 +479,12 @@ class Handlers:
         principal = await self.identify(request) if self._governor is not None else None
         body = await read_bounded(request, limit=self._max_body)
         return await self._complete(
-            request, body, codec.decode_completion(body), endpoint="text", t0=t0, principal=principal
+            request,
+            body,
+            codec.decode_completion(body, strict=self.strict),
+            endpoint="text",
+            t0=t0,
+            principal=principal,
         )
 
     async def models(self, request: web.BaseRequest) -> web.StreamResponse:

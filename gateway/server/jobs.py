@@ -241,7 +241,12 @@ class Jobs:
         principal = await self._handlers.identify(request)
         owner = owner_of(request, principal)
         body = await read_bounded(request, limit=self._max_body)
-        req = codec.decode_chat(body) if endpoint == "chat" else codec.decode_completion(body)
+        strict = self._handlers.strict
+        req = (
+            codec.decode_chat(body, strict=strict)
+            if endpoint == "chat"
+            else codec.decode_completion(body, strict=strict)
+        )
         if req.stream:
             raise InvalidRequest(
                 'an async job cannot stream: send it without "stream": true, or without x-bf-async',

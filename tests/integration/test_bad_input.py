@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Proc
+from tests.conftest import UPSTREAM_KEY, Proc, gateway_config, serve_config
 
 CHAT = "/v1/chat/completions"
 TEXT = "/v1/completions"
@@ -148,3 +149,229 @@ def test_bad_input_oversize_body_in_one_read_before_its_end_is_413(gateway: Proc
         while b"\r\n\r\n" not in answer:
             answer += s.recv(65536)
     assert answer.split(b"\r\n")[0].endswith(b"413 Request Entity Too Large"), answer[:200]
+
+
+# Bodies msgspec cannot judge alone: invalid UTF-8, deep nesting, a read key given twice.
+# Every JSON route, each answering in its own dialect; the admin API needs a token.
+
+ADMIN_TOKEN = "adm-bad-input-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def routes_gw(upstream: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    config = gateway_config(upstream, client="pool")
+    config["auth"] = {"required": False, "admin_token": ADMIN_TOKEN}
+    proc = serve_config(config, tmp_path_factory.mktemp("bad-input-routes"), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
+    yield proc
+    proc.stop()
+
+
+# (route, path, headers, a valid body with {value} where any JSON value goes: an unknown
+# field, forwarded as bytes; on the admin API, whose fields are all known, a list item)
+ROUTES: list[tuple[str, str, dict[str, str], str]] = [
+    ("chat", CHAT, {}, '{"model":"mock/m","messages":[{"role":"user","content":"hi"}],"x":{value}}'),
+    ("text", TEXT, {}, '{"model":"mock/m","prompt":"hi","x":{value}}'),
+    (
+        "async",
+        CHAT,
+        {"x-bf-async": "true"},
+        '{"model":"mock/m","messages":[{"role":"user","content":"hi"}],"x":{value}}',
+    ),
+    (
+        "anthropic",
+        "/anthropic/v1/messages",
+        {},
+        '{"model":"mock/m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"x":{value}}',
+    ),
+    (
+        "genai",
+        "/genai/v1beta/models/mock/m:generateContent",
+        {},
+        '{"contents":[{"parts":[{"text":"hi"}]}],"x":{value}}',
+    ),
+    ("admin", "/api/keys", {"Authorization": f"Bearer {ADMIN_TOKEN}"}, '{"name":"k-{n}","deny_models":[{value}]}'),
+]
+ROUTE_IDS = [r[0] for r in ROUTES]
+
+
+def body_of(template: str, value: str | bytes, *, n: int = 0) -> bytes:
+    v = value if isinstance(value, bytes) else value.encode()
+    return template.replace("{n}", str(n)).encode().replace(b"{value}", v)
+
+
+def error_of(route: str, r: httpx.Response) -> dict[str, Any]:
+    """The error object of any dialect, with the status checked against it."""
+    assert r.headers["content-type"].startswith("application/json"), r.text
+    data = r.json()
+    if route == "anthropic":
+        assert data["type"] == "error"
+    err: dict[str, Any] = data["error"]
+    if route == "genai":
+        assert err["code"] == r.status_code and err["status"] == "INVALID_ARGUMENT"
+    else:
+        assert set(err) >= {"message", "type", "param", "code"}
+    return err
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+def test_bad_input_valid_bodies_of_the_routes_pass(
+    routes_gw: Proc, route: tuple[str, str, dict[str, str], str]
+) -> None:
+    # The positive control of the cases below: the same bodies, well-formed, are served.
+    _, path, headers, template = route
+    r = httpx.post(routes_gw.url + path, content=body_of(template, '"ok"', n=1), headers=headers, timeout=10)
+    assert r.status_code in (200, 201, 202), r.text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b'"\xff"', b'"caf\xc3"', b'"\xed\xa0\x80"', b'{"k\xe9y":1}'],
+    ids=["ff", "truncated", "surrogate", "in-a-key"],
+)
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+def test_bad_input_invalid_utf8_is_400(
+    routes_gw: Proc, route: tuple[str, str, dict[str, str], str], value: bytes
+) -> None:
+    name, path, headers, template = route
+    r = httpx.post(routes_gw.url + path, content=body_of(template, value, n=2), headers=headers, timeout=10)
+    assert r.status_code == 400, r.text
+    assert "not valid utf-8" in error_of(name, r)["message"].lower()
+
+
+def test_bad_input_invalid_utf8_in_a_read_string_is_400(gateway: Proc) -> None:
+    # The issue's own reproduction: the byte inside a message, the typed part.
+    body = b'{"model":"mock/x","messages":[{"role":"user","content":"\xff"}]}'
+    r = httpx.post(gateway.url + CHAT, content=body)
+    assert_error(r, 400, mentions="not valid UTF-8: byte 0xff at offset 56")
+    assert httpx.post(gateway.url + CHAT, content='{"model":"mock/m",' + OK_MSG + "}").status_code == 200
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [1000, 5000])
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+def test_bad_input_deep_nesting_is_400(
+    routes_gw: Proc, route: tuple[str, str, dict[str, str], str], depth: int
+) -> None:
+    # In an unknown field: the bytes the gateway forwards without decoding them.
+    name, path, headers, template = route
+    r = httpx.post(routes_gw.url + path, content=body_of(template, nested(depth - 1), n=3), headers=headers, timeout=10)
+    assert r.status_code == 400, r.text
+    err = error_of(name, r)
+    if name == "admin":  # every field typed: the first '[' where a string goes is the error
+        assert "expected `str`, got `array`" in err["message"].lower()
+        return
+    assert "nested too deeply" in err["message"]
+    if name != "genai":
+        assert err["code"] == "nesting_too_deep"
+
+
+def test_bad_input_real_nesting_and_brackets_in_strings_pass(gateway: Proc) -> None:
+    ok = '{"model":"mock/m",' + OK_MSG + ',"x":' + nested(200) + "}"
+    assert httpx.post(gateway.url + CHAT, content=ok).status_code == 200
+    text = "[" * 3000 + '\\\\\\"{' * 500  # brackets, escaped backslashes and quotes in a string
+    in_string = '{"model":"mock/m","messages":[{"role":"user","content":"' + text + '"}]}'
+    assert httpx.post(gateway.url + CHAT, content=in_string).status_code == 200
+    objects = '{"model":"mock/m",' + OK_MSG + ',"x":' + '{"a":' * 2000 + "1" + "}" * 2000 + "}"
+    r = httpx.post(gateway.url + CHAT, content=objects)
+    assert_error(r, 400, mentions="nested too deeply")
+
+
+@pytest.mark.parametrize(
+    ("dup", "param"),
+    [
+        ('"model":"mock/a","model":"mock/b"', "model"),
+        ('"model":"mock/a","mod\\u0065l":"mock/b"', "model"),  # escaped: the same key to a decoder
+        ('"model":"mock/a","stream":false,"stream":true', "stream"),
+        ('"model":"mock/a","fallbacks":["mock/b"],"fallbacks":[]', "fallbacks"),
+        ('"model":"mock/a","max_tokens":5,"max_tokens":100000', "max_tokens"),
+    ],
+    ids=["model", "escaped-model", "stream", "fallbacks", "max_tokens"],
+)
+@pytest.mark.parametrize("route", ["chat", "text", "async", "anthropic"])
+def test_bad_input_repeated_read_key_is_400(routes_gw: Proc, route: str, dup: str, param: str) -> None:
+    name, path, headers, template = next(r for r in ROUTES if r[0] == route)
+    body = template.replace('"model":"mock/m"', dup)
+    r = httpx.post(routes_gw.url + path, content=body_of(body, "1"), headers=headers, timeout=10)
+    assert r.status_code == 400, r.text
+    err = error_of(name, r)
+    assert err["param"] == param and err["code"] == "duplicate_key"
+    assert f"'{param}' is given more than once" in err["message"]
+
+
+def test_bad_input_repeated_read_key_genai_is_400(routes_gw: Proc) -> None:
+    body = '{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{},"generationConfig":{"maxOutputTokens":9}}'
+    r = httpx.post(routes_gw.url + "/genai/v1beta/models/mock/m:generateContent", content=body)
+    assert r.status_code == 400, r.text
+    assert error_of("genai", r)["param"] == "generationConfig"
+
+
+def test_bad_input_repeated_read_key_without_access_control_is_served(gateway: Proc) -> None:
+    # No authorization depends on it: forwarded as sent (the gateway reads the last, as
+    # most JSON parsers do), at no cost to the common request.
+    body = '{"model":"mock/a","model":"mock/b",' + OK_MSG + "}"
+    assert httpx.post(gateway.url + CHAT, content=body).status_code == 200
+
+
+def test_bad_input_repeated_keys_the_gateway_does_not_read_or_nested_pass(routes_gw: Proc) -> None:
+    # Only the top-level keys the gateway routes on are refused; the rest is the upstream's.
+    tool = '{"type":"object","properties":{"model":{"type":"string"},"stream":{"type":"boolean"}}}'
+    bodies = [
+        '{"model":"mock/m",' + OK_MSG + ',"user":"a","user":"b"}',
+        '{"model":"mock/m",' + OK_MSG + ',"x":{"model":1,"model":2}}',
+        '{"model":"mock/m","messages":[{"role":"user","content":"say \\"model\\" and \\"model\\""}]}',
+        '{"model":"mock/m",'
+        + OK_MSG
+        + ',"tools":[{"type":"function","function":{"name":"f","parameters":'
+        + tool
+        + "}}]}",
+    ]
+    for body in bodies:
+        assert httpx.post(routes_gw.url + CHAT, content=body).status_code == 200, body
+
+
+@pytest.mark.parametrize(
+    "value", ["€".encode(), b"\xe9", "é".encode()], ids=["euro-utf8", "latin1-byte", "e-acute-utf8"]
+)
+def test_bad_input_extra_header_value_not_ascii_is_400(gateway: Proc, value: bytes) -> None:
+    # Both upstream clients: the pool wrote the value as Latin-1 (a 500 for "€", "é" sent
+    # as one byte), aiohttp as UTF-8; neither forwarded what the client sent.
+    r = httpx.post(
+        gateway.url + CHAT,
+        content='{"model":"up/m",' + OK_MSG + "}",
+        headers=[("x-bf-eh-x-note", value)],
+    )
+    assert_error(r, 400, param="x-bf-eh-x-note", mentions="visible ASCII")
+
+
+@pytest.mark.parametrize("value", [b"a\x01b", b"a\x7fb"], ids=["control", "del"])
+def test_bad_input_extra_header_value_with_control_characters_is_400(gateway: Proc, value: bytes) -> None:
+    # aiohttp's parser refuses these itself, before any handler.
+    r = httpx.post(gateway.url + CHAT, content='{"model":"up/m",' + OK_MSG + "}", headers=[("x-bf-eh-x-note", value)])
+    assert_error(r, 400, mentions="")
+
+
+def test_bad_input_extra_header_ascii_is_forwarded(gateway: Proc, received: Callable[[], list[dict[str, Any]]]) -> None:
+    r = httpx.post(
+        gateway.url + CHAT, content='{"model":"up/m",' + OK_MSG + "}", headers=[("x-bf-eh-x-note", "a b\tc ~!")]
+    )
+    assert r.status_code == 200, r.text
+    (seen,) = received()
+    assert {k.lower(): v for k, v in seen["headers"].items()}["x-note"] == "a b\tc ~!"
+
+
+@pytest.mark.parametrize("name", [b"x-bf-eh-a@b", b'x-bf-eh-a"b', b"x-bf-eh-a/b"])
+def test_bad_input_extra_header_name_not_a_token_is_400(gateway: Proc, name: bytes) -> None:
+    body = ('{"model":"up/m",' + OK_MSG + "}").encode()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s: v\r\n\r\n" % (len(body), name)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
+        s.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert b" 400 " in answer.split(b"\r\n")[0], answer[:300]

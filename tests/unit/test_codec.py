@@ -7,8 +7,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway import codec
+from gateway import codec, screen
 from gateway.errors import InvalidRequest, UpstreamProtocolError
 from gateway.schemas.response import ExtraFields, ResponseHead
 
@@ -463,3 +465,30 @@ def test_strip_signatures_removes_gemini_thought_signatures_from_tool_ids_only()
     assert out["messages"][0]["content"] == 'id is "x|ts:AAAA" literally |ts:BB'  # content untouched
     plain = b'{"messages":[{"role":"user","content":"hi"}]}'
     assert codec.strip_signatures(plain) == plain
+
+
+# screen: the byte pre-tests against the exact scans they stand in for.
+
+
+def test_screen_deep_nesting_is_a_400_from_the_decoder() -> None:
+    with pytest.raises(InvalidRequest, match="nested too deeply") as exc:
+        codec.decode_chat(b'{"model":"m","messages":[{"role":"user","content":"hi"}],"x":' + b"[" * 5000 + b"}")
+    assert exc.value.code == "nesting_too_deep"
+    codec.decode_chat(b'{"model":"m","messages":[{"role":"user","content":"hi"}],"x":' + b"[" * 200 + b"]" * 200 + b"}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["model", "stream", "user", "mod\\u0065l", "x"]), min_size=1, max_size=4))
+def test_screen_read_key_pretest_never_misses_a_repeat(keys: list[str]) -> None:
+    body = ("{" + ",".join(f'"{k}":1' for k in keys) + "}").encode()
+    repeated = screen.repeated_keys(body) & codec.CHAT_KEYS.names
+    if repeated:
+        assert codec.CHAT_KEYS.suspect(body)
+        with pytest.raises(InvalidRequest) as e:
+            screen.check(body, codec.CHAT_KEYS)
+        assert e.value.code == "duplicate_key" and e.value.param in repeated
+
+
+def test_screen_invalid_utf8_names_the_byte() -> None:
+    with pytest.raises(InvalidRequest, match="byte 0xc3 at offset 12"):
+        codec.decode_chat(b'{"model":"ab\xc3"}')

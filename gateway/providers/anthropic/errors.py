@@ -18,6 +18,7 @@ from gateway.providers.anthropic.schema import (
     ErrorOut,
     ErrorResponse,
 )
+from gateway.screen import NESTING
 
 T = TypeVar("T")
 
@@ -122,6 +123,8 @@ def decode_request(decode: msgspec.json.Decoder[T], body: bytes, *, what: str) -
     """A client's body, or InvalidRequest naming the param at fault."""
     try:
         return decode.decode(body)
+    except RecursionError:  # the route's own decode reached the same bound first
+        raise InvalidRequest(NESTING, code="nesting_too_deep") from None
     except msgspec.ValidationError as e:
         text = str(e)
         m = _AT.search(text)

@@ -13,6 +13,7 @@ from gateway.errors import InvalidRequest, UpstreamProtocolError
 from gateway.providers.gemini import chat_wire as oa
 from gateway.providers.gemini import convert
 from gateway.providers.gemini import wire as g
+from gateway.screen import NESTING
 
 # Values whose keys are the user's (arguments, results, schemas): never renamed.
 _FREE_FORM = frozenset(
@@ -54,10 +55,14 @@ def decode_request(body: bytes) -> g.GenerateContentRequest:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError as e:
         raise InvalidRequest(f"request body is not valid JSON: {e}", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest(NESTING, code="nesting_too_deep") from None
     if not isinstance(raw, dict):
         raise _invalid("", "the request body must be a JSON object")
     try:
         return msgspec.convert(_camel_keys(raw), g.GenerateContentRequest)
+    except RecursionError:  # _camel_keys recurses as deep as the body nests
+        raise InvalidRequest(NESTING, code="nesting_too_deep") from None
     except msgspec.ValidationError as e:
         m = _AT.search(str(e))
         text = str(e)[: m.start()] if m else str(e)
