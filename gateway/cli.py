@@ -27,6 +27,8 @@ environment (overrides the config file; --host/--port override both):
   GATEWAY_LOGS_PATH                 SQLite request log store (logs.path; turns it on)
   GATEWAY_LOG_FORMAT                text or json (--log-format; default json when stdout is no terminal)
   PROMETHEUS_MULTIPROC_DIR          /metrics sums every worker (an empty directory)
+  HTTPS_PROXY, HTTP_PROXY           forward proxy for https / http upstreams (http://[user:pass@]host:port;
+  ALL_PROXY, NO_PROXY               else ALL_PROXY), NO_PROXY hosts go direct; lower-case wins (providers.*.proxy)
 without --config, providers come from the environment:
   OPENAI_API_KEY, OPENAI_BASE_URL         an 'openai' provider (any OpenAI-compatible server)
   ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL   an 'anthropic' provider

@@ -14,9 +14,12 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta, Struct
+
+from gateway.proxy import Proxy, environment_proxies, proxy_for
 
 Seconds = Annotated[float, Meta(gt=0)]
 Share = Annotated[float, Meta(ge=0, le=1)]
@@ -149,6 +152,11 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     client: Literal["aiohttp", "pool"] = "pool"
     # PEM file of CA certificates trusted for this provider's TLS (default: the system's).
     ca_file: str | None = None
+    # The forward proxy to the upstream, for both clients: "env" (HTTPS_PROXY for an
+    # https base_url, HTTP_PROXY for an http one, else ALL_PROXY; unless NO_PROXY names
+    # its host; read once at start-up), "none" (direct), or "http://[user:pass@]host:port"
+    # (env.VAR_NAME for one with a password). As served: "none" or the proxy's URL.
+    proxy: str = "env"
     retries: RetryConfig = RetryConfig()
     limits: LimitConfig = LimitConfig()
     # A unary answer or error body longer than this is refused (502): 128k output tokens
@@ -377,7 +385,37 @@ def _resolve_provider(
         problems.error(f"{where}.keys: key names must be unique, got {names}")
     if p.ca_file is not None:
         _check_ca_file(p.ca_file, where=f"{where}.ca_file", problems=problems)
-    return msgspec.structs.replace(p, keys=keys, headers=headers, base_url=base_url)
+    proxy = (
+        "none"
+        if p.dialect == "mock"
+        else _resolve_proxy(p.proxy, base_url, where=f"{where}.proxy", env=env, problems=problems)
+    )
+    return msgspec.structs.replace(p, keys=keys, headers=headers, base_url=base_url, proxy=proxy)
+
+
+def _resolve_proxy(value: str, base_url: str, *, where: str, env: Mapping[str, str], problems: Problems) -> str:
+    """The proxy URL the provider's upstream is reached through, or "none"."""
+    if value == "none":
+        return value
+    if value == "env":
+        url = proxy_for(base_url, environment_proxies(env))
+        if url is None:
+            return "none"
+        where = f"{where} (from the environment's {urlsplit(base_url).scheme.upper()}_PROXY or ALL_PROXY)"
+    else:
+        url = _resolve(value, where=where, env=env, problems=problems)
+        if url.startswith(ENV_PREFIX):  # its variable is missing (reported)
+            return "none"
+        if "@" in url and not value.startswith(ENV_PREFIX):
+            problems.warnings.append(
+                f"{where}: a proxy password written in the file; write env.VAR_NAME and set VAR_NAME"
+            )
+    try:
+        Proxy(url)
+    except ValueError as e:  # the message shows scheme://host:port, never credentials
+        problems.error(f"{where}: {e}")
+        return "none"
+    return url
 
 
 def _check_ca_file(path: str, *, where: str, problems: Problems) -> None:

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.proxy import MAX_CONNECT_HEAD_BYTES, Proxy
 from gateway.relayed import RELAYED_HEADERS
 
 # Idle connections kept per origin; beyond it a finished connection is closed.
@@ -246,6 +247,10 @@ class _Connection(asyncio.Protocol):
         self._framed = False  # the head being parsed has Content-Length or Transfer-Encoding
         self._eof_ends = False  # the body being read ends at the connection's close
 
+    def itself(self) -> _Connection:
+        """The protocol factory of a connection made before its transport."""
+        return self
+
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -359,9 +364,28 @@ class _Connection(asyncio.Protocol):
 class _Origin:
     """scheme://host:port: its idle connections and how to open a new one."""
 
-    __slots__ = ("_loop", "_sweeper", "host", "host_header", "idle", "name", "port", "ssl")
+    __slots__ = (
+        "_loop",
+        "_proxy_lines",
+        "_sweeper",
+        "_target",
+        "host",
+        "host_header",
+        "idle",
+        "name",
+        "port",
+        "proxy",
+        "ssl",
+    )
 
-    def __init__(self, url: str, *, ssl_context: ssl.SSLContext | None, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        loop: asyncio.AbstractEventLoop,
+        proxy: Proxy | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -371,6 +395,15 @@ class _Origin:
         self.host_header = self.host if default_port else f"{self.host}:{self.port}"
         self.ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         self.name = f"{parts.scheme}://{self.host_header}"
+        # Through a proxy: an https origin is reached through a CONNECT tunnel (its
+        # requests as to the origin itself); an http one's requests go to the proxy in
+        # absolute form, with the proxy's credentials. Both are put into the request
+        # heads built once per key (``head``), so a request costs no more than direct.
+        self.proxy = proxy
+        absolute = proxy is not None and self.ssl is None
+        self._target = self.name if absolute else ""
+        auth = proxy.authorization if proxy is not None and absolute else None
+        self._proxy_lines = f"\r\nProxy-Authorization: {auth}".encode("latin-1") if auth else b""
         # Oldest first (released in time order; take() pops the newest).
         self.idle: list[_Connection] = []
         self._loop = loop
@@ -413,6 +446,11 @@ class _Origin:
         with contextlib.suppress(ValueError):
             self.idle.remove(conn)
 
+    def head(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """``request_head`` for this origin: the request target and proxy credentials
+        as its proxy (if any) needs them."""
+        return request_head(method, self._target + path, headers) + self._proxy_lines
+
     def take(self) -> _Connection | None:
         idle = self.idle
         while idle:
@@ -423,6 +461,61 @@ class _Origin:
         return None
 
 
+class _Tunnel(asyncio.Protocol):
+    """A connection to a proxy until its answer to CONNECT: then ``start_tls`` moves the
+    transport to the origin's TLS."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, proxy: Proxy, origin: str) -> None:
+        self._proxy = proxy
+        self._origin = origin
+        self._buffer = b""
+        self._answer: asyncio.Future[bytes] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def itself(self) -> _Tunnel:
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer.done():
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            self._answer.set_result(self._buffer[:end])
+        elif len(self._buffer) > MAX_CONNECT_HEAD_BYTES:
+            self._answer.set_exception(
+                UpstreamProtocolError(
+                    f"proxy {self._proxy.name} sent a CONNECT answer over {MAX_CONNECT_HEAD_BYTES} bytes"
+                )
+            )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._answer.done():
+            self._answer.set_exception(
+                UpstreamConnectError(f"proxy {self._proxy.name} closed the connection before answering CONNECT")
+            )
+
+    async def establish(self, authority: str, *, authorization: str | None) -> None:
+        """CONNECT ``authority`` (host:port); an answer other than 2xx is an
+        UpstreamConnectError naming the proxy and its status, never its credentials."""
+        assert self.transport is not None
+        auth = f"Proxy-Authorization: {authorization}\r\n" if authorization else ""
+        self.transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode("latin-1"))
+        head = await self._answer
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            raise UpstreamProtocolError(f"proxy {self._proxy.name} sent a malformed CONNECT answer: {line[:100]!r}")
+        if not 200 <= int(code) < 300:
+            raise UpstreamConnectError(
+                f"proxy {self._proxy.name} refused CONNECT to {self._origin}: HTTP {code} {reason[:100]}".rstrip()
+            )
+
+
 class Pool:
     """Keep-alive HTTP/1.1 connections to upstream origins, for the whole process."""
 
@@ -430,15 +523,21 @@ class Pool:
         self.loop = asyncio.get_running_loop()
         self._resolver = resolver
         self._ssl = ssl_context
-        self._origins: dict[str, _Origin] = {}
+        self._origins: dict[str | tuple[str, str, str | None], _Origin] = {}
         self._dns: dict[str, tuple[float, list[str]]] = {}
 
-    def origin(self, url: str, *, ssl_context: ssl.SSLContext | None = None) -> _Origin:
+    def origin(self, url: str, *, ssl_context: ssl.SSLContext | None = None, proxy: Proxy | None = None) -> _Origin:
+        """The origin of ``url``, reached directly or through ``proxy`` (decided here,
+        once, not per request)."""
         parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
+        base = f"{parts.scheme}://{parts.netloc}"
+        # One origin per proxy and credentials: a reload that changes them gets new connections.
+        key = base if proxy is None else (base, proxy.name, proxy.authorization)
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(key, ssl_context=ssl_context or self._ssl, loop=self.loop)
+            origin = self._origins[key] = _Origin(
+                base, ssl_context=ssl_context or self._ssl, loop=self.loop, proxy=proxy
+            )
         return origin
 
     async def _addresses(self, host: str) -> list[str]:
@@ -469,6 +568,8 @@ class Pool:
         return addresses
 
     async def _open(self, origin: _Origin, *, connect_s: float | None) -> _Connection:
+        if origin.proxy is not None:
+            return await self._open_proxied(origin, origin.proxy, connect_s=connect_s)
         error: Exception | None = None
         try:
             async with asyncio.timeout(connect_s):
@@ -488,6 +589,42 @@ class Pool:
         except TimeoutError:
             raise UpstreamTimeout(f"connecting to {origin.name} timed out") from None
         raise UpstreamConnectError(f"cannot connect to {origin.name}: {error}") from None
+
+    async def _open_proxied(self, origin: _Origin, proxy: Proxy, *, connect_s: float | None) -> _Connection:
+        """A connection to the proxy; for an https origin, tunnelled (CONNECT) and then
+        TLS with the origin, on the same transport. ``connect_s`` bounds all of it."""
+        loop = self.loop
+        via = f"{origin.name} through proxy {proxy.name}"
+        error: Exception | None = None
+        try:
+            async with asyncio.timeout(connect_s):
+                for address in await self._addresses(proxy.host):
+                    conn = _Connection(self, origin)
+                    try:
+                        if origin.ssl is None:
+                            await loop.create_connection(conn.itself, address, proxy.port)
+                            return conn
+                        tunnel = _Tunnel(loop, proxy=proxy, origin=origin.name)
+                        transport, _ = await loop.create_connection(tunnel.itself, address, proxy.port)
+                    except OSError as e:
+                        error = e
+                        continue
+                    try:
+                        host = f"[{origin.host}]" if ":" in origin.host else origin.host  # IPv6
+                        await tunnel.establish(f"{host}:{origin.port}", authorization=proxy.authorization)
+                        tls = await loop.start_tls(transport, conn, origin.ssl, server_hostname=origin.host)
+                    except (OSError, ssl.SSLError) as e:
+                        transport.abort()
+                        raise UpstreamConnectError(f"cannot connect to {via}: {e}") from None
+                    except BaseException:
+                        transport.abort()
+                        raise
+                    assert tls is not None
+                    conn.connection_made(tls)  # start_tls does not call it
+                    return conn
+        except TimeoutError:
+            raise UpstreamTimeout(f"connecting to {via} timed out") from None
+        raise UpstreamConnectError(f"cannot connect to proxy {proxy.name} (for {origin.name}): {error}") from None
 
     async def request(
         self,
@@ -562,6 +699,12 @@ class Pool:
                     timer.cancel()
                 if deadline is not None:
                     reply._deadline = loop.call_at(deadline, reply._expire)
+            if reply.status == 407 and origin.proxy is not None:
+                # An http origin's request refused by its proxy (an https origin's is in CONNECT).
+                reply.close()
+                raise UpstreamConnectError(
+                    f"proxy {origin.proxy.name} refused the request to {origin.name}: HTTP 407 (proxy authentication)"
+                )
             return reply
         raise AssertionError("unreachable")
 

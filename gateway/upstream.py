@@ -146,12 +146,36 @@ async def send(
     provider: str,
     ssl: ssl_module.SSLContext | None = None,
     max_body_bytes: int,
+    proxy: str | None = None,
+    proxy_auth: aiohttp.BasicAuth | None = None,
 ) -> HTTPReply:
-    """One upstream request; the reply's body is read (or streamed) by the caller."""
+    """One upstream request; the reply's body is read (or streamed) by the caller.
+    ``proxy``: ``http://host:port`` of the forward proxy (its credentials in ``proxy_auth``)."""
     try:
         resp = await session.request(
-            method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False, ssl=ssl or True
+            method,
+            url,
+            data=body,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+            ssl=ssl or True,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
         )
+    except aiohttp.ClientProxyConnectionError as e:
+        raise UpstreamConnectError(
+            f"provider '{provider}': cannot connect to proxy {proxy}: {e.os_error or e}"
+        ) from None
+    except aiohttp.ClientHttpProxyError as e:  # its answer to CONNECT (an https origin)
+        raise UpstreamConnectError(
+            f"provider '{provider}': proxy {proxy} refused CONNECT: HTTP {e.status} {e.message}".rstrip()
+        ) from None
     except Exception as e:
         raise classify(e, provider=provider) from None
+    if proxy is not None and resp.status == 407:  # an http origin's request, refused by the proxy
+        resp.close()
+        raise UpstreamConnectError(
+            f"provider '{provider}': proxy {proxy} refused the request: HTTP 407 (proxy authentication)"
+        )
     return HTTPReply(resp, provider=provider, max_bytes=max_body_bytes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Awaitable, Callable
@@ -39,7 +40,9 @@ Script = Callable[[Request, asyncio.StreamWriter], Awaitable[None]]
 class FaultyUpstream:
     """``up.scripts[name] = script``; ``up.url(name)`` is that scenario's base URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        # With TLS it is reached as https://localhost (the name its certificate carries).
+        self._ssl = ssl_context
         self.scripts: dict[str, Script] = {}
         self.requests: list[tuple[str, Request]] = []  # (scenario, request), in arrival order
         self.connections = 0
@@ -53,6 +56,8 @@ class FaultyUpstream:
             raise RuntimeError("the faulty upstream did not start")
 
     def url(self, scenario: str) -> str:
+        if self._ssl is not None:
+            return f"https://localhost:{self.port}/{scenario}"
         return f"http://127.0.0.1:{self.port}/{scenario}"
 
     def on(self, name: str) -> Callable[[Script], Script]:
@@ -68,7 +73,7 @@ class FaultyUpstream:
         asyncio.set_event_loop(self._loop)
 
         async def start() -> None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=MAX_HEAD)
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=MAX_HEAD, ssl=self._ssl)
             self.port = int(self._server.sockets[0].getsockname()[1])
 
         self._loop.run_until_complete(start())

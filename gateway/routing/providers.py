@@ -19,12 +19,13 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices, Pricing
 from gateway.config import ProviderConfig, RetryConfig
 from gateway.errors import UpstreamError, UpstreamProtocolError
-from gateway.pool import Pool, request_head
+from gateway.pool import Pool
 from gateway.providers import Endpoint
 from gateway.providers import anthropic as anthropic_dialect
 from gateway.providers import gemini as gemini_dialect
 from gateway.providers import mock as mock_dialect
 from gateway.providers import openai as openai_dialect
+from gateway.proxy import Proxy
 from gateway.routing.keys import KeyRing
 from gateway.routing.limits import Limiter
 from gateway.schemas.response import UpstreamModelList
@@ -118,6 +119,8 @@ class HTTPProvider:
         "_models_url",
         "_origin",
         "_pool",
+        "_proxy",
+        "_proxy_auth",
         "_session",
         "_ssl",
         "_stream",
@@ -161,9 +164,19 @@ class HTTPProvider:
         self._session = session
         self._models = list(cfg.models)
         self._ssl = ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else None
+        # The forward proxy, as config resolved it (HTTPS_PROXY and friends, or the provider's own).
+        proxy = None if cfg.proxy == "none" else Proxy(cfg.proxy)
+        # aiohttp is given the proxy without its credentials, which go apart (proxy_auth):
+        # the URL it puts into its errors then holds no secret.
+        self._proxy = proxy.name if proxy is not None else None
+        self._proxy_auth = (
+            aiohttp.BasicAuth(proxy.user, proxy.password, encoding="utf-8")
+            if proxy is not None and proxy.user is not None
+            else None
+        )
         # The gateway's own pool when configured: request heads built once per key and URL.
         self._pool = pool if cfg.client == "pool" else None
-        self._origin = self._pool.origin(cfg.base_url, ssl_context=self._ssl) if self._pool else None
+        self._origin = self._pool.origin(cfg.base_url, ssl_context=self._ssl, proxy=proxy) if self._pool else None
         self._heads: dict[tuple[str, int], bytes] = {}
 
     def _url(self, endpoint: Endpoint, *, model: str, stream: bool) -> str:
@@ -176,7 +189,8 @@ class HTTPProvider:
         if head is None:
             if len(self._heads) >= _MAX_HEADS:
                 self._heads.clear()
-            head = self._heads[(url, key)] = request_head("POST", _path(url), self._keys[key])
+            assert self._origin is not None
+            head = self._heads[(url, key)] = self._origin.head("POST", _path(url), self._keys[key])
         return head
 
     def _timeout(self, stream: bool, o: Timeouts | None) -> aiohttp.ClientTimeout:
@@ -245,6 +259,8 @@ class HTTPProvider:
             provider=self.name,
             ssl=self._ssl,
             max_body_bytes=self._max_bytes,
+            proxy=self._proxy,
+            proxy_auth=self._proxy_auth,
         )
 
     async def _send_direct(
@@ -263,9 +279,9 @@ class HTTPProvider:
         url = self._url(endpoint, model=model, stream=stream)
         headers = self._wire.request_headers(api_key=secret, extra=self._extra)
         headers.update(extra)
-        if self._pool is not None:
+        if self._origin is not None:
             return await self._send_pooled(
-                request_head("POST", _path(url), headers), body, stream=stream, timeouts=timeouts
+                self._origin.head("POST", _path(url), headers), body, stream=stream, timeouts=timeouts
             )
         return await send(
             self._session,
@@ -277,6 +293,8 @@ class HTTPProvider:
             provider=self.name,
             ssl=self._ssl,
             max_body_bytes=self._max_bytes,
+            proxy=self._proxy,
+            proxy_auth=self._proxy_auth,
         )
 
     async def _send_pooled(self, head: bytes, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
@@ -313,7 +331,10 @@ class HTTPProvider:
             headers=self._keys[0],
             timeout=self._unary,
             provider=self.name,
+            ssl=self._ssl,
             max_body_bytes=self._max_bytes,
+            proxy=self._proxy,
+            proxy_auth=self._proxy_auth,
         )
         try:
             data = await reply.read()

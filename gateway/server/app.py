@@ -18,6 +18,7 @@ from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadabl
 from gateway.governance import Governor
 from gateway.metrics import ConnectionStats, Metrics, Mirror
 from gateway.pool import Pool
+from gateway.proxy import Proxy
 from gateway.relay.stream import LiveStreams
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
@@ -361,7 +362,7 @@ async def serve(
     nofile = raise_descriptor_limit()
     bound = await gateway.start(host=host, port=port, reuse_port=supervisor is not None or cfg.server.reuse_port)
     settle_heap()
-    providers = ", ".join(f"{n} ({p.dialect})" for n, p in cfg.providers.items())
+    providers = ", ".join(f"{n} ({p.dialect}{_via(p.proxy)})" for n, p in cfg.providers.items())
     log.info(
         "gateway listening on http://%s:%d; providers: %s; default: %s; auth: %s; "
         "at most %d connections (descriptor limit %d)",
@@ -380,6 +381,11 @@ async def serve(
     finally:
         log.info("gateway stopping")
         await gateway.stop()
+
+
+def _via(proxy: str) -> str:
+    """The proxy as logs may show it: scheme://host:port, never its credentials."""
+    return "" if proxy == "none" else f" via proxy {Proxy(proxy).name}"
 
 
 def auth_mode(cfg: GatewayConfig) -> str:
