@@ -38,7 +38,7 @@ AGENT = msgspec.json.encode(
 
 CASES: Cases = {
     "validate chat request (1 KB)": lambda: codec.decode_chat(REQUEST),
-    "  of which screen.check, UTF-8 only (1 KB)": lambda: screen.check(REQUEST),
+    "screen.check alone, UTF-8 only (1 KB)": lambda: screen.check(REQUEST),
     "validate chat request, strict (1 KB; access control on)": lambda: codec.decode_chat(REQUEST, strict=True),
     "validate chat request (18 KB prose)": lambda: codec.decode_chat(PROSE),
     "validate chat request, strict (18 KB prose)": lambda: codec.decode_chat(PROSE, strict=True),

@@ -414,7 +414,12 @@ def _report_to(supervisor: socket.socket, stopping: asyncio.Event) -> None:
     even by SIGKILL) stops the worker, which drains as for SIGTERM."""
     loop = asyncio.get_running_loop()
     supervisor.setblocking(False)
-    supervisor.send(READY)
+    try:
+        supervisor.send(READY)
+    except OSError:  # it died while this worker was starting
+        log.warning("the supervisor is gone: stopping")
+        stopping.set()
+        return
 
     def readable() -> None:
         try:

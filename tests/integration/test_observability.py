@@ -158,7 +158,11 @@ def test_content_is_logged_only_when_enabled(up: Proc, tmp_path_factory: pytest.
         body = {"model": "gpt-x", "messages": [{"role": "user", "content": "the secret recipe"}]}
         r = httpx.post(proc.url + ROUTE, json=body, headers={"x-request-id": "content-1"}, timeout=10)
         assert r.status_code == 200
-        (line,) = [x for x in access_lines(proc, at_least=1) if x["request_id"] == "content-1"]
+        deadline = time.monotonic() + 10
+        while not (found := [x for x in access_lines(proc, at_least=1) if x["request_id"] == "content-1"]):
+            assert time.monotonic() < deadline, "no access log line"
+            time.sleep(0.05)
+        (line,) = found
         assert line["request_body"] == body
         assert line["response_body"] == r.json()
         assert UPSTREAM_KEY not in proc.log.read_text()
