@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="measurements per tree, alternated (default 1)")
     p.add_argument("--warmup", type=int, default=10, help="seconds of load before counting (default 10)")
     p.add_argument("--seconds", type=int, default=15, help="seconds counted (default 15)")
+    p.add_argument("--keep", type=Path, help="keep the callgrind dumps in this directory (callgrind_annotate them)")
     args = p.parse_args(argv)
     for tool in ("valgrind", "callgrind_control", "wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     trees = [t.resolve() for t in (args.tree or [ROOT])]
     results: dict[Path, list[float]] = {t: [] for t in trees}
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
-        folder = Path(tmp)
+        folder = args.keep.resolve() if args.keep else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         mock_port = free_port()
         mock = spawn(
             "mock",
