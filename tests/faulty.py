@@ -18,13 +18,12 @@ import asyncio
 import socket
 import ssl
 import struct
-import threading
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 import msgspec
 
-MAX_HEAD = 64 * 1024
+from tests.loopserver import LoopServer
 
 
 class Request(NamedTuple):
@@ -37,23 +36,18 @@ class Request(NamedTuple):
 Script = Callable[[Request, asyncio.StreamWriter], Awaitable[None]]
 
 
-class FaultyUpstream:
+class FaultyUpstream(LoopServer):
     """``up.scripts[name] = script``; ``up.url(name)`` is that scenario's base URL."""
+
+    name = "faulty-upstream"
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
         # With TLS it is reached as https://localhost (the name its certificate carries).
-        self._ssl = ssl_context
+        super().__init__(ssl_context=ssl_context)
         self.scripts: dict[str, Script] = {}
         self.requests: list[tuple[str, Request]] = []  # (scenario, request), in arrival order
         self.connections = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="faulty-upstream", daemon=True)
-        self._server: asyncio.Server | None = None
-        self.port = 0
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the faulty upstream did not start")
+        self.start()
 
     def url(self, scenario: str) -> str:
         if self._ssl is not None:
@@ -68,17 +62,6 @@ class FaultyUpstream:
             return script
 
         return register
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=MAX_HEAD, ssl=self._ssl)
-            self.port = int(self._server.sockets[0].getsockname()[1])
-
-        self._loop.run_until_complete(start())
-        self._ready.set()
-        self._loop.run_forever()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -108,23 +91,6 @@ class FaultyUpstream:
         finally:
             if not writer.is_closing():
                 writer.close()
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            # Scripts still running (a silent upstream) end now; their connections close.
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0.05)  # the closed transports' connection_lost callbacks
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()  # an unclosed loop is a ResourceWarning (an error in this suite)
 
 
 # What scripts send.

@@ -12,50 +12,35 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import threading
 from urllib.parse import urlsplit
 
-MAX_HEAD = 64 * 1024
+from tests.loopserver import LoopServer
+
 REJECT = (
     b"HTTP/1.1 407 Proxy Authentication Required\r\n"
     b'Proxy-Authenticate: Basic realm="t"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
 )
 
 
-class ForwardProxy:
+class ForwardProxy(LoopServer):
     """``proxy.tunnels``: the authorities CONNECTed to; ``proxy.forwarded``: the
     absolute-form targets forwarded; ``proxy.refused``: requests answered 407."""
 
+    name = "forward-proxy"
+
     def __init__(self, *, user: str | None = None, password: str | None = None) -> None:
+        super().__init__()
         self._expected = (
             "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if user is not None else None
         )
         self.tunnels: list[str] = []
         self.forwarded: list[str] = []
         self.refused = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-        self._thread = threading.Thread(target=self._run, name="forward-proxy", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the forward proxy did not start")
+        self.start()
 
     def url(self, *, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user is not None else ""
         return f"http://{auth}127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=MAX_HEAD)
-            self.port = int(self._server.sockets[0].getsockname()[1])
-
-        self._loop.run_until_complete(start())
-        self._ready.set()
-        self._loop.run_forever()
 
     @staticmethod
     async def _head(reader: asyncio.StreamReader) -> tuple[str, str, list[tuple[str, str]]] | None:
@@ -132,22 +117,6 @@ class ForwardProxy:
         finally:
             back.cancel()
             w.close()
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0.05)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
