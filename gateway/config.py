@@ -148,7 +148,7 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     stream_usage: Literal["auto", "upstream", "count"] = "auto"
     # The upstream client: "pool", the gateway's own keep-alive HTTP/1.1 pool
     # (gateway/pool.py; 0.6-0.7x the CPU of an aiohttp forwarder per request), or
-    # "aiohttp", ClientSession, for what the pool does not do (HTTP/2, compressed bodies).
+    # "aiohttp", ClientSession, for what the pool does not do (compressed bodies).
     client: Literal["aiohttp", "pool"] = "pool"
     # PEM file of CA certificates trusted for this provider's TLS (default: the system's).
     ca_file: str | None = None
