@@ -7,6 +7,8 @@ are caught (``gateway.upstream``), into the ``Upstream*`` subclasses.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import msgspec
 
 
@@ -194,6 +196,60 @@ class UpstreamStatusError(UpstreamError):
 
     def body(self) -> bytes:
         return self.upstream_body if self.upstream_body is not None else super().body()
+
+
+class Failure(NamedTuple):
+    """What one failed attempt means for the next, decided once (``classify``)."""
+
+    retry: bool  # the same key may be answered otherwise on another try (after a backoff)
+    rotate_key: bool  # move to another key of the provider, when there is one
+    fall_back: bool  # another target (a fallback) may succeed
+    cooldown_s: float | None  # the key is skipped this long from now (None: not at once)
+    strike: bool  # counts toward the key's consecutive-failure cool-down
+
+
+# The request's own fault, or a verdict any provider would give: nothing to try again.
+_FINAL = Failure(retry=False, rotate_key=False, fall_back=False, cooldown_s=None, strike=False)
+# The provider's fault (a 5xx, a timeout, a reset, garbage): again, or elsewhere.
+_PROVIDER_FAULT = Failure(retry=True, rotate_key=False, fall_back=True, cooldown_s=None, strike=True)
+# The gateway's own refusal of one target (busy, no key for the model, untranslatable).
+_TARGET_REFUSED = Failure(retry=False, rotate_key=False, fall_back=True, cooldown_s=None, strike=False)
+DEFAULT_RATE_LIMIT_COOLDOWN_S = 1.0  # a 429 without Retry-After
+
+
+def classify(err: GatewayError, *, key_cooldown_s: float = 0.0) -> Failure:
+    """The one failure policy: retries, key rotation and cool-down, fallbacks; every
+    decision about a failed attempt reads it (``relay.attempts``, ``routing.keys``).
+
+    - Every 5xx (Anthropic's 529 ``overloaded_error``, 501 and 505 included), 408, a
+      timeout, a broken connection or answer: the provider's fault. Retried (after a
+      backoff), then fallen back; a strike against the key.
+    - 429: another key if there is one, else the same after its Retry-After; the key
+      cools for that long (1 s without one, at most ``key_cooldown_s``); falls back.
+    - 401, 403: the key was refused: it cools for ``key_cooldown_s`` and another key is
+      tried; the same key never again. No fallback (another provider would not make the
+      request valid; an operator's key problem shows as it is).
+    - 409: no retry, but a fallback may serve it.
+    - Any other 4xx: the request's own fault. Final, and no mark against the key.
+    - The gateway's own refusal of a target (busy, no key for the model, a field its
+      dialect cannot carry): the next target."""
+    if isinstance(err, UpstreamStatusError):
+        status = err.status
+        if status >= 500 or status == 408:
+            return _PROVIDER_FAULT
+        if status == 429:
+            after = err.retry_after_s if err.retry_after_s is not None else DEFAULT_RATE_LIMIT_COOLDOWN_S
+            return Failure(
+                retry=True, rotate_key=True, fall_back=True, cooldown_s=min(after, key_cooldown_s), strike=False
+            )
+        if status in (401, 403):
+            return Failure(retry=False, rotate_key=True, fall_back=False, cooldown_s=key_cooldown_s, strike=False)
+        if status == 409:
+            return Failure(retry=False, rotate_key=False, fall_back=True, cooldown_s=None, strike=False)
+        return _FINAL
+    if isinstance(err, UpstreamError):
+        return _PROVIDER_FAULT
+    return _TARGET_REFUSED
 
 
 def unexpected() -> GatewayError:

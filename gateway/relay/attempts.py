@@ -1,13 +1,12 @@
 """The attempt loop: each target in order (the primary, then each fallback), each with
 its provider's concurrency slot, key choice and retries.
 
-Retries (``retries.max_retries`` per provider): a 429, 401 or 403 moves to another key
-of the provider (the key cools down, see ``routing.keys``); a 5xx, timeout or network
-failure retries the same way after a backoff (exponential, full jitter, an upstream's
-Retry-After when it sent one), never past the request's timeout. A 4xx other than
-those is the request's own fault: no retry, no fallback.
-
-A fallback is tried only when the failure may be the provider's (``may_fall_back``).
+Retries (``retries.max_retries`` per provider), key rotation and fallbacks follow one
+policy, ``gateway.errors.classify``: a 429, 401 or 403 moves to another key of the
+provider (the key cools down, see ``routing.keys``); a 5xx, timeout or network failure
+retries after a backoff (exponential, full jitter, an upstream's Retry-After when it sent
+one), never past the request's timeout; a 4xx other than those is the request's own
+fault: no retry, no fallback.
 All failing: the primary's error, with every attempt listed.
 """
 
@@ -20,17 +19,14 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from gateway.config import RetryConfig
-from gateway.errors import Attempt, GatewayError, UpstreamError, UpstreamStatusError
-from gateway.relay.call import Call, may_fall_back
+from gateway.errors import Attempt, GatewayError, UpstreamError, UpstreamStatusError, classify
+from gateway.relay.call import Call
 from gateway.routing.limits import Limiter, ProviderBusy
 from gateway.routing.table import Target
 
 T = TypeVar("T")
 # One attempt on one target with one key (index into the provider's KeyRing).
 Op = Callable[[Target, bytes, int], Awaitable[T]]
-_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_KEY_STATUS = frozenset({401, 403, 429})
-_ANY_RETRY_STATUS = _RETRY_STATUS | _KEY_STATUS
 
 
 class NoKeyForModel(GatewayError):
@@ -56,11 +52,13 @@ def lone_attempt(call: Call) -> tuple[Target, bytes, int] | None:
 
 
 def note_failure(target: Target, key: int, e: UpstreamError) -> None:
-    """An attempt with key ``key`` failed upstream: the key cools down as its status says."""
-    if isinstance(e, UpstreamStatusError):
-        target.provider.keys.failed(key, status=e.status, retry_after_s=e.retry_after_s)
-    else:
-        target.provider.keys.failed(key, status=None, retry_after_s=None)
+    """An attempt with key ``key`` failed upstream: the key is marked as ``classify`` says."""
+    keys = target.provider.keys
+    keys.failed(key, classify(e, key_cooldown_s=keys.cooldown_s), status=_status(e))
+
+
+def _status(e: UpstreamError) -> int | None:
+    return e.status if isinstance(e, UpstreamStatusError) else None
 
 
 async def first_success(call: Call, op: Op[T]) -> tuple[T, int, Limiter | None]:
@@ -84,7 +82,7 @@ async def first_success(call: Call, op: Op[T]) -> tuple[T, int, Limiter | None]:
             if isinstance(e, ProviderBusy):
                 call.ledger.metrics.for_provider(target.provider.name).busy += 1
             errors.append((target, e))
-            if not may_fall_back(e):
+            if not classify(e).fall_back:
                 break
             continue
         if index:
@@ -121,20 +119,20 @@ async def _retrying(call: Call, target: Target, body: bytes, op: Op[T]) -> T:
         try:
             result = await op(target, body, key)
         except UpstreamError as e:
-            status = e.status if isinstance(e, UpstreamStatusError) else None
-            retry_after = e.retry_after_s if isinstance(e, UpstreamStatusError) else None
+            failure = classify(e, key_cooldown_s=keys.cooldown_s)
             if not direct:
-                keys.failed(key, status=status, retry_after_s=retry_after)
-            if attempt >= cfg.max_retries or (status is not None and status not in _ANY_RETRY_STATUS):
+                keys.failed(key, failure, status=_status(e))
+            if attempt >= cfg.max_retries or not (failure.retry or failure.rotate_key):
                 raise
-            if status in _KEY_STATUS and pinned is None:
+            if failure.rotate_key and pinned is None:
                 excluded.add(key)
                 if keys.choose(target.model, exclude=excluded) is None:
-                    if status != 429:
+                    if not failure.retry:
                         raise  # refused with every key
                     excluded.clear()  # rate-limited on every key: wait, then any
-            elif status in (401, 403):
+            elif not failure.retry:
                 raise  # the pinned (or client's) key was refused: another try gives the same answer
+            retry_after = e.retry_after_s if isinstance(e, UpstreamStatusError) else None
             delay = backoff_s(cfg, attempt=attempt, retry_after_s=retry_after)
             deadline = call.t0 + ((call.timeouts.request_s if call.timeouts else None) or provider.request_s)
             if time.perf_counter() + delay >= deadline:

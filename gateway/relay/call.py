@@ -21,9 +21,6 @@ from gateway.upstream import Reply, Timeouts
 if TYPE_CHECKING:
     from gateway.relay.stream import LiveStreams
 
-# Upstream statuses worth another provider: overload and server faults. A 4xx other
-# than 429 is the request's own fault and would fail everywhere.
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 # Response headers named as the reference API names them.
 PROVIDER_HEADER = "x-bifrost-provider"
 FALLBACK_HEADER = "x-bifrost-fallback-index"  # only when a fallback served
@@ -204,15 +201,6 @@ class Call:
             raw_request=Raw(raw_request) if raw_request is not None else UNSET,
             raw_response=Raw(raw_response) if raw_response is not None else UNSET,
         )
-
-
-def may_fall_back(err: GatewayError) -> bool:
-    """Another target may succeed: anything but an upstream's verdict on the request
-    itself (a 4xx other than 408/409/429). Protocol errors (garbage, reset), the
-    gateway's own refusals of one target (busy, no key, untranslatable) move on."""
-    if isinstance(err, UpstreamStatusError):
-        return err.status in RETRYABLE_STATUS
-    return True
 
 
 class _ErrorObject(msgspec.Struct):

@@ -20,11 +20,10 @@ import time
 from collections.abc import Sequence
 
 from gateway.config import KeyConfig
+from gateway.errors import Failure
 
 # Consecutive failures (5xx, network) before a key cools down: one failure is noise.
 COOLDOWN_AFTER_FAILURES = 3
-# A 429 without Retry-After cools the key this long; with one, at most ``cooldown_s``.
-DEFAULT_RATE_LIMIT_COOLDOWN_S = 1.0
 
 
 class KeyRing:
@@ -94,17 +93,16 @@ class KeyRing:
         if self._failures[i]:
             self._failures[i] = 0
 
-    def failed(self, i: int, *, status: int | None, retry_after_s: float | None = None) -> None:
-        """Record a failure of key ``i``: ``status`` is the upstream's HTTP status, None
-        for a network failure or timeout."""
+    def failed(self, i: int, failure: Failure, *, status: int | None) -> None:
+        """Key ``i`` failed as ``failure`` says (``gateway.errors.classify``): cooled for its
+        ``cooldown_s`` now, or a strike (``COOLDOWN_AFTER_FAILURES`` in a row cool it for
+        ``cooldown_s``). ``status``: the upstream's HTTP status, None for a network
+        failure or timeout (kept for /health)."""
         now = time.monotonic()
         self.last_failure, self.last_failure_status = time.time(), status
-        if status in (401, 403):
-            self._cool_until[i] = now + self.cooldown_s
-        elif status == 429:
-            wait = retry_after_s if retry_after_s is not None else DEFAULT_RATE_LIMIT_COOLDOWN_S
-            self._cool_until[i] = now + min(wait, self.cooldown_s)
-        else:
+        if failure.cooldown_s is not None:
+            self._cool_until[i] = now + failure.cooldown_s
+        elif failure.strike:
             self._failures[i] += 1
             if self._failures[i] >= COOLDOWN_AFTER_FAILURES:
                 self._failures[i] = 0
