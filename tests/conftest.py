@@ -69,6 +69,29 @@ class Proc:
                 self.p.wait()
 
 
+def start_mock(d: Path, *args: str) -> Proc:
+    """A ``gateway mock`` process (``args``: its flags, e.g. ``--api-key K --record 50``)."""
+    port = free_port()
+    return Proc(["mock", "--port", str(port), *args], port=port, log=d / "mock.log")
+
+
+@pytest.fixture(scope="session")
+def plain_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A ``gateway mock`` with no key and no record, shared by every module that needs
+    only its answers."""
+    proc = start_mock(tmp_path_factory.mktemp("plain-up"))
+    yield proc
+    proc.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration runs real servers: marked ``integration``
+    (``pytest -m "not integration"`` runs the unit tests alone)."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     """``gateway mock`` as a separate OpenAI-compatible server that records requests."""

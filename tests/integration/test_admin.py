@@ -50,11 +50,8 @@ def start(
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    proc = Proc(["mock", "--port", str(port)], port=port, log=tmp_path_factory.mktemp("admin-up") / "m.log")
-    yield proc
-    proc.stop()
+def up(plain_upstream: Proc) -> Proc:
+    return plain_upstream
 
 
 @pytest.fixture(scope="module")

@@ -61,11 +61,8 @@ def serve(cfg: dict[str, Any], d: Path, *, name: str = "gateway", env: dict[str,
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    proc = Proc(["mock", "--port", str(port)], port=port, log=tmp_path_factory.mktemp("jobs-up") / "m.log")
-    yield proc
-    proc.stop()
+def up(plain_upstream: Proc) -> Proc:
+    return plain_upstream
 
 
 @pytest.fixture(scope="module")

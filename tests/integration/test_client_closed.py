@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Proc, free_port, metric, serve_config
+from tests.conftest import Proc, metric, serve_config
 
 ADMIN_TOKEN = "adm-closed-token-0123456789"
 PRICES = {"gpt-x": {"input_mtok": 1.0, "output_mtok": 2.0}}
@@ -23,11 +23,8 @@ WAIT_S = 10.0
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    proc = Proc(["mock", "--port", str(port)], port=port, log=tmp_path_factory.mktemp("closed-up") / "m.log")
-    yield proc
-    proc.stop()
+def up(plain_upstream: Proc) -> Proc:
+    return plain_upstream
 
 
 @pytest.fixture(scope="module", params=["aiohttp", "pool"])

@@ -13,16 +13,14 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Proc, free_port, metric
+from tests.conftest import Proc, free_port, metric, start_mock
 
 KEY = "sk-dialect-upstream-0123456789"
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    d = tmp_path_factory.mktemp("dialect-up")
-    proc = Proc(["mock", "--port", str(port), "--api-key", KEY, "--record", "50"], port=port, log=d / "m.log")
+    proc = start_mock(tmp_path_factory.mktemp("dialect-up"), "--api-key", KEY, "--record", "50")
     yield proc
     proc.stop()
 

@@ -22,7 +22,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.conftest import Proc, free_port
+from tests.conftest import Proc, free_port, start_mock
 
 CLIENT_KEY = "sk-client-own-key-0123456789abcdef"  # the only key the upstream accepts
 WRONG_KEY = "sk-client-wrong-key-fedcba9876543210"
@@ -73,9 +73,7 @@ def stopped(proc: Proc) -> None:
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    d = tmp_path_factory.mktemp("direct-up")
-    proc = Proc(["mock", "--port", str(port), "--api-key", CLIENT_KEY, "--record", "20"], port=port, log=d / "m.log")
+    proc = start_mock(tmp_path_factory.mktemp("direct-up"), "--api-key", CLIENT_KEY, "--record", "20")
     yield proc
     proc.stop()
 

@@ -18,16 +18,14 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.conftest import Proc, free_port, metric
+from tests.conftest import Proc, free_port, metric, start_mock
 
 KEY = "sk-dropin-upstream-0123456789"
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    d = tmp_path_factory.mktemp("dropin-up")
-    proc = Proc(["mock", "--port", str(port), "--api-key", KEY, "--record", "50"], port=port, log=d / "m.log")
+    proc = start_mock(tmp_path_factory.mktemp("dropin-up"), "--api-key", KEY, "--record", "50")
     yield proc
     proc.stop()
 

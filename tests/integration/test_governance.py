@@ -58,11 +58,8 @@ def gateway_config(up: Proc) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    proc = Proc(["mock", "--port", str(port)], port=port, log=tmp_path_factory.mktemp("gov-up") / "m.log")
-    yield proc
-    proc.stop()
+def up(plain_upstream: Proc) -> Proc:
+    return plain_upstream
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Proc, free_port, metric
+from tests.conftest import Proc, free_port, metric, start_mock
 
 GOOD = "sk-good-key-0123456789"
 ONE = "sk-one-aaaaaaaaaaaa"
@@ -25,9 +25,7 @@ FAST_BACKOFF = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 @pytest.fixture(scope="module")
 def authed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     """An upstream that takes only GOOD."""
-    port = free_port()
-    d = tmp_path_factory.mktemp("authed")
-    proc = Proc(["mock", "--port", str(port), "--api-key", GOOD, "--record", "200"], port=port, log=d / "m.log")
+    proc = start_mock(tmp_path_factory.mktemp("authed"), "--api-key", GOOD, "--record", "200")
     yield proc
     proc.stop()
 
@@ -35,9 +33,7 @@ def authed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 @pytest.fixture(scope="module")
 def open_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     """An upstream that takes any key, so the key each attempt used can be read back."""
-    port = free_port()
-    d = tmp_path_factory.mktemp("open")
-    proc = Proc(["mock", "--port", str(port), "--record", "200"], port=port, log=d / "m.log")
+    proc = start_mock(tmp_path_factory.mktemp("open"), "--record", "200")
     yield proc
     proc.stop()
 
