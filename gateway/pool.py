@@ -130,6 +130,12 @@ class PoolReply:
         else:
             self._timer = loop.call_at(self._conn.last_read + self._idle_s, self._check_idle)
 
+    def _expire_head(self) -> None:
+        """The first-byte bound, when it is not the whole deadline: only the wait for the
+        headers ends (a head that came meanwhile is the answer's, not a timeout)."""
+        if not self._head.done():
+            self._head.set_exception(TimeoutError())
+
     def _expire(self) -> None:
         """The request's one timer: before the headers, the wait for them ends (the
         request raises); after, the body is failed and the connection retired."""
@@ -327,6 +333,9 @@ class _Connection(asyncio.Protocol):
         if reply is not None:
             reply._finish()
         if self._keep_alive and self.alive:
+            # The whole answer is in: reading goes on, whether or not its consumer drains
+            # what was buffered (a stream whose client left): the next request reads here.
+            self.resume()
             self._origin.release(self)
         else:
             self.retire()
@@ -670,7 +679,11 @@ class Pool:
             )
             # A plain timer, not asyncio.timeout(): that costs ~6 µs a request here (a
             # Timeout object, a reschedule, task cancel/uncancel bookkeeping).
-            timer = loop.call_at(head_by, reply._expire) if head_by is not None else None
+            timer = (
+                loop.call_at(head_by, reply._expire if head_by is deadline else reply._expire_head)
+                if head_by is not None
+                else None
+            )
             try:
                 await fut
             except BaseException as e:

@@ -72,7 +72,9 @@ def repeated_keys(body: bytes) -> frozenset[str]:
     """The keys given more than once in ``body``'s top-level object, escapes decoded; empty
     when ``body`` is not a JSON object (the decoder then says why)."""
     try:
-        pairs = json.loads(body, object_pairs_hook=list)
+        # Numbers kept as text: json refuses integers past 4300 digits, which msgspec skips
+        # in an unknown field; a failure here would read as "nothing repeated".
+        pairs = json.loads(body, object_pairs_hook=list, parse_int=str, parse_float=str, parse_constant=str)
     except (ValueError, RecursionError):  # the decoder says why
         return frozenset()
     if not isinstance(pairs, list) or not all(isinstance(p, tuple) for p in pairs):

@@ -53,14 +53,19 @@ class LiveStreams:
     grace has run out ends each with an error frame and a clean end of the body, rather
     than cutting its connection."""
 
-    __slots__ = ("tasks",)
+    __slots__ = ("stopping", "tasks")
 
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[Any]] = set()
+        # The grace has ended: a relay cancelled from now on is answered 503
+        # server_shutting_down (unary calls: aiohttp's shutdown cancels them), not
+        # recorded as abandoned by its client.
+        self.stopping = False
 
     async def end_all(self) -> int:
         """Ends every stream (each writes its ``server_shutting_down`` frame), waiting at
         most SHUTDOWN_WRITE_S and a little for them; how many there were."""
+        self.stopping = True
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel(SHUTDOWN)
@@ -78,7 +83,7 @@ def _is_shutdown(e: asyncio.CancelledError) -> bool:
     return False
 
 
-def _shutting_down() -> ServerShuttingDown:
+def shutting_down() -> ServerShuttingDown:
     return ServerShuttingDown("the gateway is shutting down and its grace for running requests has ended")
 
 
@@ -174,37 +179,31 @@ def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> Non
 
 
 async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
+    # Its task is among call.streams' (server.handlers.run): a shutdown whose grace ends
+    # cancels it with SHUTDOWN.
     sent = time.perf_counter()
-    live = call.streams
-    task = asyncio.current_task() if live is not None else None
-    if task is not None and live is not None:
-        live.tasks.add(task)
     try:
-        try:
-            opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
-        except asyncio.CancelledError as e:
-            call.upstream_s = time.perf_counter() - sent
-            if _is_shutdown(e):  # nothing sent yet: an ordinary 503
-                raise _shutting_down() from None
-            raise
-        except BaseException:
-            # Failed, or its client gone, before a first chunk: the wait is still the upstream's.
-            call.upstream_s = time.perf_counter() - sent
-            raise
-        call.served_index = index
-        metrics = call.ledger.metrics
-        metrics.streams_in_flight += 1
-        try:
-            return await _relay(call, request, opened, index)
-        finally:
-            metrics.streams_in_flight -= 1
-            # A stream's upstream part: from the first send to the upstream's last byte.
-            call.upstream_s = time.perf_counter() - sent
-            if limiter is not None:
-                limiter.release()
+        opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
+    except asyncio.CancelledError as e:
+        call.upstream_s = time.perf_counter() - sent
+        if _is_shutdown(e):  # nothing sent yet: an ordinary 503
+            raise shutting_down() from None
+        raise
+    except BaseException:
+        # Failed, or its client gone, before a first chunk: the wait is still the upstream's.
+        call.upstream_s = time.perf_counter() - sent
+        raise
+    call.served_index = index
+    metrics = call.ledger.metrics
+    metrics.streams_in_flight += 1
+    try:
+        return await _relay(call, request, opened, index)
     finally:
-        if task is not None and live is not None:
-            live.tasks.discard(task)
+        metrics.streams_in_flight -= 1
+        # A stream's upstream part: from the first send to the upstream's last byte.
+        call.upstream_s = time.perf_counter() - sent
+        if limiter is not None:
+            limiter.release()
 
 
 async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: int) -> web.StreamResponse:
@@ -293,7 +292,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
                 if not _is_shutdown(caught):
                     raise
                 # The shutdown's grace ended: the client learns why its stream stops.
-                outcome, e = "shutdown", _shutting_down()
+                outcome, e = "shutdown", shutting_down()
             else:
                 outcome, e = "upstream_error", caught
                 log.warning("stream from provider failed mid-way: %s", scrub.text(e.message, secret=secret))

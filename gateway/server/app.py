@@ -15,7 +15,7 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices
 from gateway.accounting.tokens import Tokenizers
 from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadable
-from gateway.governance import Governor
+from gateway.governance import Governor, digest
 from gateway.metrics import ConnectionStats, Metrics, Mirror
 from gateway.pool import Pool
 from gateway.proxy import Proxy
@@ -206,6 +206,7 @@ class Gateway:
             await self._logs.start()  # a file that cannot be opened stops the start here
         self._current = self._build(self.cfg)
         self._health.providers = self._current.table.providers
+        self._health.admin_digest = admin_digest(self.cfg)
         dispatcher = self._dispatcher = self._current.dispatcher
         self._access = AccessSink(
             self._metrics,
@@ -252,6 +253,7 @@ class Gateway:
         running = [(c, c._current_request) for c in server.connections if c._current_request is not None]
         dispatcher.swap(new.dispatcher)
         self._health.providers = new.table.providers
+        self._health.admin_digest = admin_digest(cfg)
         self._current, self.cfg = new, cfg
         if ignored:
             log.warning("config reload: %s changed, ignored until the gateway restarts", ", ".join(ignored))
@@ -386,6 +388,10 @@ async def serve(
 def _via(proxy: str) -> str:
     """The proxy as logs may show it: scheme://host:port, never its credentials."""
     return "" if proxy == "none" else f" via proxy {Proxy(proxy).name}"
+
+
+def admin_digest(cfg: GatewayConfig) -> bytes | None:
+    return digest(cfg.auth.admin_token) if cfg.auth.admin_token else None
 
 
 def auth_mode(cfg: GatewayConfig) -> str:

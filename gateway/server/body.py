@@ -35,7 +35,7 @@ RATE_GRACE_S = 5.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # What aiohttp inflates; any other Content-Encoding is refused (aiohttp would pass the
 # bytes through as if they were not encoded).
-KNOWN_ENCODINGS = frozenset(("gzip", "deflate", "identity", "x-gzip"))
+KNOWN_ENCODINGS = frozenset(("gzip", "deflate", "identity"))
 
 
 class BodyLimits:

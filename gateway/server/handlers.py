@@ -21,7 +21,7 @@ from gateway.governance import DIRECT_KEY_HEADER, PROVIDER_KEY_HEADERS, Governor
 from gateway.providers import Endpoint
 from gateway.relay import translate
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
-from gateway.relay.stream import LiveStreams
+from gateway.relay.stream import LiveStreams, shutting_down
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
 from gateway.relayed import client_header_lines, client_headers
@@ -429,6 +429,10 @@ class Handlers:
 
     async def run(self, request: web.BaseRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """The call relayed, streamed or whole, with the response headers it earns."""
+        live = call.streams
+        task = asyncio.current_task() if live is not None else None
+        if live is not None and task is not None:
+            live.tasks.add(task)  # a shutdown whose grace ends ends it (relay.stream.LiveStreams)
         try:
             if stream:
                 resp = await relay_stream(call, request)
@@ -439,10 +443,19 @@ class Handlers:
             e.call = call  # type: ignore[attr-defined]  # the error's answer is recorded with it
             raise
         except asyncio.CancelledError:
+            if live is not None and live.stopping:
+                # The shutdown's grace ended with this call still running: a 503, the
+                # client is still there (streams under way end in-band, relay.stream).
+                err = shutting_down()
+                err.call = call  # type: ignore[attr-defined]
+                raise err from None
             # The client went away mid-relay (aiohttp cancels the handler): recorded here,
             # since aiohttp records no access for a cancelled handler.
             record_abandoned(request, call)
             raise
+        finally:
+            if live is not None and task is not None:
+                live.tasks.discard(task)
         call.served_index = index
         provider = call.targets[index][0].provider.name
         if not index and fits(request):  # the common answer: bytes, one write
@@ -537,18 +550,26 @@ class Health:
     """``GET /health`` (and ``HEAD``): 200 ``{"status":"ok"}``, then 503
     ``{"status":"draining"}`` from the moment the process begins to shut down, so a load
     balancer stops sending it traffic. ``?providers=1`` adds each provider's last success
-    and failure and its keys' cool-downs. One per process: it outlives config reloads,
-    which hand it the providers they built (``providers``)."""
+    and failure and its keys' cool-downs (with an admin token configured, for it only).
+    One per process: it outlives config reloads, which hand it the providers they built
+    (``providers``)."""
 
-    __slots__ = ("draining", "providers")
+    __slots__ = ("admin_digest", "draining", "providers")
 
     def __init__(self) -> None:
         self.draining = False
         self.providers: Mapping[str, Provider] = {}
+        # With an admin token configured, the providers' state (key names, failures) is
+        # shown only to it; without one it is as open as /metrics.
+        self.admin_digest: bytes | None = None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         status = 503 if self.draining else 200
         if request.query_string and request.query.get("providers") in ("1", "true"):
+            if self.admin_digest is not None:
+                from gateway.server.admin import check_admin  # only for this rare query
+
+                check_admin(request, self.admin_digest)
             report = _HealthReport(status="draining" if self.draining else "ok", providers=self._states())
             return web.Response(status=status, body=codec.encode(report), content_type=JSON)
         return web.Response(status=status, body=_DRAINING if self.draining else _HEALTH, content_type=JSON)

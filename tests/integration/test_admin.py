@@ -387,3 +387,11 @@ def test_admin_keys_show_the_principal_their_requests_are_logged_as(gw: Proc) ->
         time.sleep(0.05)
     else:
         raise AssertionError("no access log line with the key's principal")
+
+
+def test_health_providers_needs_the_admin_token_when_there_is_one(gw: Proc) -> None:
+    assert httpx.get(gw.url + "/health").json() == {"status": "ok"}  # liveness stays open
+    r = httpx.get(gw.url + "/health?providers=1")
+    assert r.status_code == 401
+    r = httpx.get(gw.url + "/health?providers=1", headers=AUTH)
+    assert r.status_code == 200 and "providers" in r.json()

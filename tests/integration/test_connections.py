@@ -267,7 +267,7 @@ def test_content_encoding_body_not_so_encoded_is_400(tight: Proc, encoding: str)
     assert_error(body, code="invalid_content_encoding", mentions="Content-Encoding")
 
 
-@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "xyz"])
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "x-gzip", "xyz"])
 def test_content_encoding_unsupported_is_415_on_http_1_1(tight: Proc, encoding: str) -> None:
     status, headers, body = send_encoded(tight, BODY, encoding)
     assert status.startswith(b"HTTP/1.1 415 "), (status, body)

@@ -440,3 +440,32 @@ def test_pool_idle_connections_closed_on_time(monkeypatch: pytest.MonkeyPatch) -
         server.close()
 
     run(main())
+
+
+def test_pool_connection_released_after_a_paused_read_reads_again() -> None:
+    """A whole answer larger than the pool's high-water mark, left unread by its consumer:
+    the connection goes back to the idle stack reading, and the next request on it is
+    answered (it was left paused: the next request waited for its timeout)."""
+    big = b"x" * (300 * 1024)  # past the high-water mark, in about two reads
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big)
+
+    async def main() -> None:
+        server = Server(send_bytes(answer))
+        port = await server.start()
+        pool = Pool()
+        origin = pool.origin(f"http://127.0.0.1:{port}")
+        reply = await pool.request(origin, HEAD, b"{}", connect_s=5, first_byte_s=5)
+        for _ in range(200):  # until the whole answer is in (bounded)
+            if reply._done:
+                break
+            await asyncio.sleep(0.01)
+        assert reply._done
+        reply.close()  # not read: the consumer went away
+        assert server.connections == 1
+        status, body = await fetch(pool, f"http://127.0.0.1:{port}", first_byte_s=3, idle_s=3)
+        assert (status, len(body)) == (200, len(big))
+        assert server.connections == 1  # the same connection, reused
+        pool.close()
+        server.close()
+
+    run(main())

@@ -120,3 +120,28 @@ def test_a_stream_not_begun_at_the_grace_is_a_503(tmp_path: Path) -> None:
         proc.stop()
     (r,) = answers
     assert r.status_code == 503 and r.json()["error"]["code"] == "server_shutting_down"
+
+
+def test_a_unary_call_running_at_the_grace_is_a_503_not_a_client_close(tmp_path: Path) -> None:
+    cfg = config()
+    cfg["providers"]["mock"]["mock"] = {"ttft_ms": 20_000}
+    proc = serve_config(cfg, tmp_path)
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        body = {"model": "mock/mock-chat", "messages": MESSAGES}
+        answers.append(httpx.post(proc.url + "/v1/chat/completions", json=body, timeout=30))
+
+    try:
+        t = threading.Thread(target=ask, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        proc.p.send_signal(signal.SIGTERM)
+        t.join(30)
+        assert proc.p.wait(30) == 0
+    finally:
+        proc.stop()
+    (r,) = answers
+    assert r.status_code == 503 and r.json()["error"]["code"] == "server_shutting_down"
+    log = proc.log.read_text()
+    assert '"status":503' in log and '"status":499' not in log

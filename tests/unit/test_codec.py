@@ -492,3 +492,12 @@ def test_screen_read_key_pretest_never_misses_a_repeat(keys: list[str]) -> None:
 def test_screen_invalid_utf8_names_the_byte() -> None:
     with pytest.raises(InvalidRequest, match="byte 0xc3 at offset 12"):
         codec.decode_chat(b'{"model":"ab\xc3"}')
+
+
+def test_screen_repeated_key_behind_a_number_json_refuses_is_still_found() -> None:
+    # Python's json refuses integers past 4300 digits; msgspec skips one in an unknown
+    # field. The exact scan must not read that refusal as "nothing repeated".
+    body = b'{"model":"a/x","messages":[{"role":"user","content":"hi"}],"z":' + b"9" * 5000 + b',"model":"b/y"}'
+    with pytest.raises(InvalidRequest) as exc:
+        codec.decode_chat(body, strict=True)
+    assert exc.value.code == "duplicate_key" and exc.value.param == "model"
