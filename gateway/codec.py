@@ -61,7 +61,8 @@ def decode_request(decode: msgspec.json.Decoder[T], body: bytes, *, keys: screen
     keys that may not repeat (``screen.check``)."""
     if not body:
         raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
-    screen.check(body, keys)
+    if keys is not None or not body.isascii():  # the common ASCII body: no call
+        screen.check(body, keys)
     try:
         return decode.decode(body)
     except RecursionError:  # the nesting bound (screen.NESTING): the decoder's own

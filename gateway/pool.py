@@ -54,6 +54,9 @@ MAX_HEAD_BYTES = 64 * 1024
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 # The names on_header looks at, in one startswith: the relayed ones and the framing ones.
 _WATCHED = (*RELAYED_HEADERS, *_FRAMING, b"content-type")
+# The first bytes of the watched names that are not relayed ones (content-*, transfer-*).
+_CT = frozenset(b"ct")
+assert not any(p[0] in _CT for p in RELAYED_HEADERS)
 # A sweep of the idle stack closes connections up to this much before their IDLE_S is up,
 # so a timer that fires a hair early (the loop's clock is in milliseconds) never re-arms
 # itself in a loop.
@@ -264,8 +267,10 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         self.last_read = self._pool.loop.time()
-        if self.head_bytes is not None:
-            self._long_head = self.head_bytes + len(data) > MAX_HEADER_LINE_BYTES
+        head = self.head_bytes
+        if head is not None:  # a head awaited: counted with this read (None once it is complete)
+            head = self.head_bytes = head + len(data)
+            self._long_head = head > MAX_HEADER_LINE_BYTES
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -275,11 +280,10 @@ class _Connection(asyncio.Protocol):
             else:
                 self._error(UpstreamProtocolError(f"{self._origin.name} sent a malformed HTTP response: {e}"))
             return
-        if self.head_bytes is not None:  # a head not yet complete: its bytes are held by the parser
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                cap = MAX_HEAD_BYTES
-                self._error(UpstreamProtocolError(f"{self._origin.name} sent a response head over {cap} bytes"))
+        # A head not yet complete: its bytes are held by the parser.
+        if self.head_bytes is not None and self.head_bytes > MAX_HEAD_BYTES:
+            cap = MAX_HEAD_BYTES
+            self._error(UpstreamProtocolError(f"{self._origin.name} sent a response head over {cap} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
@@ -302,15 +306,16 @@ class _Connection(asyncio.Protocol):
             )
         low = name.lower()
         if low.startswith(_WATCHED):
-            reply = self.reply
-            if low in _FRAMING:
-                self._framed = True
-            elif reply is None:
-                pass
-            elif low == b"content-type":
-                reply.content_type = value.decode("latin-1")
-            elif low.startswith(RELAYED_HEADERS):  # not a longer name that starts like content-type
-                reply.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+            # One startswith a line; then the first byte tells the kind apart (no hashing):
+            # c and t are content-type and the framing names, the relayed ones start otherwise.
+            if low[0] in _CT:
+                if low == b"content-type":
+                    if self.reply is not None:
+                        self.reply.content_type = value.decode("latin-1")
+                elif low == b"content-length" or low == b"transfer-encoding":
+                    self._framed = True
+            elif self.reply is not None:
+                self.reply.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self.head_bytes = None

@@ -17,6 +17,7 @@ Keys shorter than MIN_KEY_CHARS are not scrubbed: replacing them would garble an
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 
 REDACTED = b"[redacted]"
@@ -48,11 +49,13 @@ def _pattern(keys: Iterable[str]) -> re.Pattern[bytes] | None:
 class Scrubber:
     """The keys of one provider, found in bytes, text and headers."""
 
-    __slots__ = ("_escaped", "_keys", "_texts")
+    __slots__ = ("_escaped", "_keys", "_shortest", "_texts")
 
     def __init__(self, keys: Iterable[str]) -> None:
         usable = sorted({k for k in keys if len(k) >= MIN_KEY_CHARS}, key=len, reverse=True)
         self._texts = tuple(usable)
+        # No value shorter than this can hold a key (none configured: no value can).
+        self._shortest = len(usable[-1]) if usable else sys.maxsize
         self._keys = tuple(k.encode() for k in usable)
         self._escaped = _pattern(usable)  # built once; a client's own key gets one per error
 
@@ -81,23 +84,21 @@ class Scrubber:
 
     def headers(self, headers: list[tuple[str, str]], *, secret: str | None = None) -> list[tuple[str, str]]:
         """The relayed upstream headers with the keys replaced in their values."""
-        keys = self._texts if secret is None or len(secret) < MIN_KEY_CHARS else (*self._texts, secret)
-        if not keys or not headers:
-            return headers
-        if not self._has_key(headers, keys):
-            return headers
+        keys, shortest = self._texts, self._shortest
+        if secret is not None and len(secret) >= MIN_KEY_CHARS:
+            keys, shortest = (*keys, secret), min(shortest, len(secret))
+        for _, value in headers:
+            if len(value) >= shortest:  # most values (rate-limit counts) are shorter than any key
+                for k in keys:
+                    if k in value:
+                        return self._replaced(headers, keys)
+        return headers
+
+    @staticmethod
+    def _replaced(headers: list[tuple[str, str]], keys: tuple[str, ...]) -> list[tuple[str, str]]:
         out = []
         for name, value in headers:
             for k in keys:
                 value = value.replace(k, _REDACTED_TEXT)
             out.append((name, value))
         return out
-
-    @staticmethod
-    def _has_key(headers: list[tuple[str, str]], keys: tuple[str, ...]) -> bool:
-        for _, value in headers:
-            if len(value) >= MIN_KEY_CHARS:  # most values (rate-limit counts) are too short
-                for k in keys:
-                    if k in value:
-                        return True
-        return False

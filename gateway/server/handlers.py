@@ -253,7 +253,7 @@ def target_body(
 
 
 class Handlers:
-    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "direct_keys", "jobs", "streams")
+    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "direct_keys", "jobs", "streams", "strict")
 
     def __init__(
         self,
@@ -270,6 +270,10 @@ class Handlers:
         self._ledger = ledger
         # None when no credentials are configured or required: nothing to check.
         self._governor = governor
+        # Whether a repeated key the gateway reads is refused: with access control, where
+        # it could change what is authorized (gateway.screen). An attribute, not a
+        # property: read on every request.
+        self.strict = governor is not None
         # Submits and polls of async jobs (server.jobs), wired by the app; None: the
         # async headers are ignored.
         self.jobs: JobRoute | None = None
@@ -277,12 +281,6 @@ class Handlers:
         self.direct_keys = direct_keys
         # The process's running streams (the app's, outliving a reload): a shutdown ends them.
         self.streams = streams
-
-    @property
-    def strict(self) -> bool:
-        """Whether a repeated key the gateway reads is refused: with access control, where
-        it could change what is authorized (gateway.screen)."""
-        return self._governor is not None
 
     async def identify(self, request: web.BaseRequest) -> Principal | None:
         """The caller; None when no auth is configured (nothing to check). Callers on the

@@ -105,6 +105,8 @@ def _head_timeout_answer() -> bytes:
 
 
 HEAD_TIMEOUT_ANSWER = _head_timeout_answer()
+# RequestHandler's own, called by the override without super().
+_feed = RequestHandler.data_received
 
 
 class _Protocol(RequestHandler):
@@ -123,7 +125,7 @@ class _Protocol(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         count = self._request_count
-        super().data_received(data)
+        _feed(self, data)  # not super(): a super object and two lookups a packet
         if self._request_count != count:  # a request head is complete
             if self._head_timer is not None:
                 self._head_timer.cancel()

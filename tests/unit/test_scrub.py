@@ -61,3 +61,14 @@ def test_scrub_text_and_headers() -> None:
     ]
     clean = [("x-ratelimit-limit", "10")]
     assert s.headers(clean) is clean
+
+
+def test_scrub_headers_values_too_short_for_a_key_are_skipped_not_missed() -> None:
+    """Values are searched only when as long as the shortest key, a client's own included."""
+    short_direct = "sk-12345"  # 8 characters: shorter than KEY, still scrubbed
+    s = Scrubber([KEY])
+    headers = [("retry-after", short_direct), ("x-ratelimit-limit", "10")]
+    assert s.headers(headers, secret=short_direct) == [("retry-after", "[redacted]"), ("x-ratelimit-limit", "10")]
+    assert s.headers(headers) is headers  # KEY is longer than either value
+    assert Scrubber([]).headers(headers) is headers
+    assert Scrubber([]).headers([("retry-after", short_direct)], secret=short_direct) == [("retry-after", "[redacted]")]
