@@ -340,7 +340,8 @@ class _Connection(asyncio.Protocol):
         if self._keep_alive and self.alive:
             # The whole answer is in: reading goes on, whether or not its consumer drains
             # what was buffered (a stream whose client left): the next request reads here.
-            self.resume()
+            if self._paused:
+                self.resume()
             self._origin.release(self)
         else:
             self.retire()
