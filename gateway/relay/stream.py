@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -49,29 +49,28 @@ SHUTDOWN_WRITE_S = 1.0
 
 
 class LiveStreams:
-    """The process's streams being relayed (their handler tasks), so that a shutdown whose
-    grace has run out ends each with an error frame and a clean end of the body, rather
-    than cutting its connection."""
+    """What a shutdown whose grace has run out tells the relays still running: streams end
+    with an error frame and a clean end of their body, non-streaming calls are answered
+    503 ``server_shutting_down``, rather than their connections being cut. The server
+    cancels their tasks with SHUTDOWN (``end_all``); nothing is registered per request."""
 
-    __slots__ = ("stopping", "tasks")
+    __slots__ = ("stopping",)
 
     def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[Any]] = set()
-        # The grace has ended: a relay cancelled from now on is answered 503
-        # server_shutting_down (unary calls: aiohttp's shutdown cancels them), not
-        # recorded as abandoned by its client.
+        # The grace has ended: a relay cancelled from now on is the shutdown's, not a
+        # client that went away (server.handlers.run).
         self.stopping = False
 
-    async def end_all(self) -> int:
-        """Ends every stream (each writes its ``server_shutting_down`` frame), waiting at
-        most SHUTDOWN_WRITE_S and a little for them; how many there were."""
+    async def end_all(self, tasks: Iterable[asyncio.Task[Any]]) -> int:
+        """Cancels ``tasks`` (the handlers of the requests in flight) with SHUTDOWN and waits
+        at most SHUTDOWN_WRITE_S and a little for them to answer; how many there were."""
         self.stopping = True
-        tasks = list(self.tasks)
-        for task in tasks:
+        running = [t for t in tasks if not t.done()]
+        for task in running:
             task.cancel(SHUTDOWN)
-        if tasks:
-            await asyncio.wait(tasks, timeout=SHUTDOWN_WRITE_S + 0.5)
-        return len(tasks)
+        if running:
+            await asyncio.wait(running, timeout=SHUTDOWN_WRITE_S + 0.5)
+        return len(running)
 
 
 def _is_shutdown(e: asyncio.CancelledError) -> bool:
@@ -179,8 +178,7 @@ def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> Non
 
 
 async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
-    # Its task is among call.streams' (server.handlers.run): a shutdown whose grace ends
-    # cancels it with SHUTDOWN.
+    # A shutdown whose grace ends cancels its task with SHUTDOWN (LiveStreams).
     sent = time.perf_counter()
     try:
         opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))

@@ -293,9 +293,17 @@ class Gateway:
             # ...then a stream still running ends with an error frame and a clean end of
             # its body (server_shutting_down), and what is left is cancelled at once:
             # the process is done about a second after the grace, never twice it.
-            ended = await self._streams.end_all()
+            # The handlers of the requests still in flight (aiohttp's per-connection task,
+            # which awaits the request's own: a cancel with a message reaches it).
+            # tests/integration/test_shutdown.py pins these private names.
+            handlers = [
+                c._task_handler
+                for c in server.connections
+                if c._current_request is not None and c._task_handler is not None
+            ]
+            ended = await self._streams.end_all(handlers)
             if ended:
-                log.warning("shutdown grace ended: %d stream(s) ended with server_shutting_down", ended)
+                log.warning("shutdown grace ended: %d request(s) ended with server_shutting_down", ended)
             await server.shutdown(FINAL_SHUTDOWN_S)
         if self._listener is not None:
             await self._listener.wait_closed()

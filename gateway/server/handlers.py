@@ -427,10 +427,6 @@ class Handlers:
 
     async def run(self, request: web.BaseRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """The call relayed, streamed or whole, with the response headers it earns."""
-        live = call.streams
-        task = asyncio.current_task() if live is not None else None
-        if live is not None and task is not None:
-            live.tasks.add(task)  # a shutdown whose grace ends ends it (relay.stream.LiveStreams)
         try:
             if stream:
                 resp = await relay_stream(call, request)
@@ -441,6 +437,7 @@ class Handlers:
             e.call = call  # type: ignore[attr-defined]  # the error's answer is recorded with it
             raise
         except asyncio.CancelledError:
+            live = call.streams
             if live is not None and live.stopping:
                 # The shutdown's grace ended with this call still running: a 503, the
                 # client is still there (streams under way end in-band, relay.stream).
@@ -451,9 +448,6 @@ class Handlers:
             # since aiohttp records no access for a cancelled handler.
             record_abandoned(request, call)
             raise
-        finally:
-            if live is not None and task is not None:
-                live.tasks.discard(task)
         call.served_index = index
         provider = call.targets[index][0].provider.name
         if not index and fits(request):  # the common answer: bytes, one write
