@@ -25,15 +25,15 @@ import contextlib
 import ipaddress
 import ssl
 import sys
-from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
 
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
-from gateway.proxy import MAX_CONNECT_HEAD_BYTES, Proxy
+from gateway.poolreply import PoolReply
+from gateway.proxy import Proxy, Tunnel
 from gateway.relayed import RELAYED_HEADERS
 
 # Idle connections kept per origin; beyond it a finished connection is closed.
@@ -41,8 +41,6 @@ MAX_IDLE_PER_ORIGIN = 256
 # An idle connection older than this is closed rather than reused: servers commonly drop
 # keep-alive connections after 5-75 s, and reusing one they just dropped costs a retry.
 IDLE_S = 30.0
-# Body bytes buffered for a slow consumer before the socket stops being read.
-HIGH_WATER_BYTES = 256 * 1024
 DNS_TTL_S = 60.0
 # One response header line (name and value): aiohttp's max_field_size, so both upstream
 # clients refuse the same heads.
@@ -61,175 +59,6 @@ assert not any(p[0] in _CT for p in RELAYED_HEADERS)
 # so a timer that fires a hair early (the loop's clock is in milliseconds) never re-arms
 # itself in a loop.
 _SWEEP_SLACK_S = 0.01
-
-
-class _Waiter:
-    """Resolves a future once: the consumer of one response waits on it."""
-
-    __slots__ = ("fut",)
-
-    def __init__(self) -> None:
-        self.fut: asyncio.Future[None] | None = None
-
-    def wake(self) -> None:
-        fut = self.fut
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-
-
-class PoolReply:
-    """One response: status after the headers, then the body as it arrives."""
-
-    __slots__ = (
-        "_conn",
-        "_deadline",
-        "_done",
-        "_error",
-        "_head",
-        "_idle_s",
-        "_max_bytes",
-        "_queue",
-        "_queued",
-        "_timer",
-        "_waiter",
-        "content_type",
-        "headers",
-        "status",
-    )
-
-    def __init__(self, conn: _Connection, head: asyncio.Future[None], max_bytes: int) -> None:
-        self._conn = conn
-        self._head = head  # resolved when the headers are in
-        self._max_bytes = max_bytes  # read() refuses a body longer than this
-        self._idle_s: float | None = None
-        self._timer: asyncio.TimerHandle | None = None  # the idle watch (streams)
-        self._deadline: asyncio.TimerHandle | None = None  # the whole response's
-        self.status = 0
-        # Only the headers relayed to the client (RELAYED_HEADERS); the rest are not kept.
-        self.headers: list[tuple[str, str]] = []
-        self.content_type: str | None = None  # a stream is relayed only as text/event-stream
-        self._queue: deque[bytes] = deque()
-        self._queued = 0
-        self._done = False
-        self._error: UpstreamError | None = None
-        self._waiter = _Waiter()
-
-    def watch_idle(self, idle_s: float | None) -> None:
-        """Fail the body if nothing arrives for ``idle_s``: one timer per response,
-        re-armed only when it fires (no timer per chunk)."""
-        self._idle_s = idle_s
-        if idle_s is not None and self._timer is None and not self._done:
-            loop = self._conn._pool.loop
-            self._timer = loop.call_at(max(self._conn.last_read, loop.time()) + idle_s, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._timer = None
-        if self._done or self._error is not None or self._idle_s is None:
-            return
-        loop = self._conn._pool.loop
-        if loop.time() - self._conn.last_read >= self._idle_s:
-            self._fail(UpstreamTimeout(f"{self._conn._origin.name} went idle mid-response"))
-            self._conn.retire()
-        else:
-            self._timer = loop.call_at(self._conn.last_read + self._idle_s, self._check_idle)
-
-    def _expire_head(self) -> None:
-        """The first-byte bound, when it is not the whole deadline: only the wait for the
-        headers ends (a head that came meanwhile is the answer's, not a timeout)."""
-        if not self._head.done():
-            self._head.set_exception(TimeoutError())
-
-    def _expire(self) -> None:
-        """The request's one timer: before the headers, the wait for them ends (the
-        request raises); after, the body is failed and the connection retired."""
-        self._deadline = None
-        if not self._head.done():
-            self._head.set_exception(TimeoutError())
-        elif not self._done and self._error is None:
-            self._fail(UpstreamTimeout(f"{self._conn._origin.name} did not complete its response in time"))
-            self._conn.retire()
-
-    async def _wait(self) -> None:
-        fut = self._waiter.fut = asyncio.get_running_loop().create_future()
-        try:
-            await fut
-        finally:
-            self._waiter.fut = None
-
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
-        queue, conn = self._queue, self._conn
-        while True:
-            if queue:
-                # Everything buffered at once: llhttp reports each HTTP chunk apart, and
-                # one relay step (frame, watch, write) per read is what keeps streams cheap.
-                data = queue.popleft() if len(queue) == 1 else b"".join(queue)
-                queue.clear()
-                self._queued = 0
-                conn.resume()
-                yield data
-            elif self._done:
-                return
-            elif self._error is not None:
-                raise self._error
-            else:
-                await self._wait()
-
-    async def read(self) -> bytes:
-        # Not through chunks(): an async generator costs more than a small body's whole read.
-        parts: list[bytes] = []
-        queue = self._queue
-        size = 0
-        while True:
-            if queue:
-                size += self._queued
-                if size > self._max_bytes:
-                    self.close()
-                    raise UpstreamProtocolError(
-                        f"{self._conn._origin.name} sent an answer over {self._max_bytes} bytes (max_response_bytes)"
-                    )
-                parts += queue
-                queue.clear()
-                self._queued = 0
-                self._conn.resume()
-            if self._done:
-                return parts[0] if len(parts) == 1 else b"".join(parts)
-            if self._error is not None:
-                raise self._error
-            await self._wait()
-
-    def close(self) -> None:
-        """A response not read to its end leaves its connection unusable: retired."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        if not self._done:
-            self._conn.retire()
-
-    # Called by the connection.
-    def _feed(self, data: bytes) -> None:
-        self._queue.append(data)
-        self._queued += len(data)
-        if self._queued >= HIGH_WATER_BYTES:
-            self._conn.pause()
-        self._waiter.wake()
-
-    def _finish(self) -> None:
-        self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        self._waiter.wake()
-
-    def _fail(self, err: UpstreamError) -> None:
-        if not self._done:
-            self._error = err
-            self._waiter.wake()
 
 
 class _Connection(asyncio.Protocol):
@@ -476,61 +305,6 @@ class _Origin:
         return None
 
 
-class _Tunnel(asyncio.Protocol):
-    """A connection to a proxy until its answer to CONNECT: then ``start_tls`` moves the
-    transport to the origin's TLS."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, proxy: Proxy, origin: str) -> None:
-        self._proxy = proxy
-        self._origin = origin
-        self._buffer = b""
-        self._answer: asyncio.Future[bytes] = loop.create_future()
-        self.transport: asyncio.Transport | None = None
-
-    def itself(self) -> _Tunnel:
-        return self
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        if self._answer.done():
-            return
-        self._buffer += data
-        end = self._buffer.find(b"\r\n\r\n")
-        if end >= 0:
-            self._answer.set_result(self._buffer[:end])
-        elif len(self._buffer) > MAX_CONNECT_HEAD_BYTES:
-            self._answer.set_exception(
-                UpstreamProtocolError(
-                    f"proxy {self._proxy.name} sent a CONNECT answer over {MAX_CONNECT_HEAD_BYTES} bytes"
-                )
-            )
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._answer.done():
-            self._answer.set_exception(
-                UpstreamConnectError(f"proxy {self._proxy.name} closed the connection before answering CONNECT")
-            )
-
-    async def establish(self, authority: str, *, authorization: str | None) -> None:
-        """CONNECT ``authority`` (host:port); an answer other than 2xx is an
-        UpstreamConnectError naming the proxy and its status, never its credentials."""
-        assert self.transport is not None
-        auth = f"Proxy-Authorization: {authorization}\r\n" if authorization else ""
-        self.transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode("latin-1"))
-        head = await self._answer
-        line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        version, _, rest = line.partition(" ")
-        code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise UpstreamProtocolError(f"proxy {self._proxy.name} sent a malformed CONNECT answer: {line[:100]!r}")
-        if not 200 <= int(code) < 300:
-            raise UpstreamConnectError(
-                f"proxy {self._proxy.name} refused CONNECT to {self._origin}: HTTP {code} {reason[:100]}".rstrip()
-            )
-
-
 class Pool:
     """Keep-alive HTTP/1.1 connections to upstream origins, for the whole process."""
 
@@ -619,7 +393,7 @@ class Pool:
                         if origin.ssl is None:
                             await loop.create_connection(conn.itself, address, proxy.port)
                             return conn
-                        tunnel = _Tunnel(loop, proxy=proxy, origin=origin.name)
+                        tunnel = Tunnel(loop, proxy=proxy, origin=origin.name)
                         transport, _ = await loop.create_connection(tunnel.itself, address, proxy.port)
                     except OSError as e:
                         error = e

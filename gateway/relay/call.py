@@ -104,7 +104,7 @@ class Call:
         self.pinned_key = pinned_key  # x-bf-api-key: the provider key to use, by name
         self.extra_headers = extra_headers  # x-bf-eh-*: forwarded upstream
         # x-bf-direct-key: the client's own provider key, sent instead of the configured
-        # ones (every target is on one provider, see server.handlers.direct_key). Held
+        # ones (every target is on one provider, see server.options.direct_key). Held
         # for the request only: never logged, recorded or answered.
         self.direct_key = direct_key
         # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:

@@ -61,7 +61,7 @@ def _plain(call: Call, target: Target, data: bytes, usage_raw: bytes) -> bytes:
     call.charge(usage, cost)
     extra = call.plain_extra_fields(target)
     end = len(data.rstrip()) - 1  # the closing brace: response_head proved an object
-    # find, not in: see server.handlers.has_bf_headers
+    # find, not in: see server.options.has_bf_headers
     if cost is not None and usage_raw.find(b'"cost"') < 0 and usage_raw[-1:] == b"}":
         at = data.rfind(usage_raw)
         if at >= 0:

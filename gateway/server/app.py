@@ -28,7 +28,8 @@ from gateway.server.admin import Admin
 from gateway.server.body import BodyLimits
 from gateway.server.dispatch import Dispatcher, route_of
 from gateway.server.dropin import DropIns
-from gateway.server.handlers import Handlers, Health, routes
+from gateway.server.handlers import Handlers, routes
+from gateway.server.health import Health
 from gateway.server.jobs import PENDING_TTL_S, Jobs
 from gateway.server.jobs import routes as job_routes
 from gateway.server.protocol import (

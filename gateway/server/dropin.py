@@ -36,16 +36,14 @@ from gateway.relay.call import Call
 from gateway.routing.table import ModelTable, Target
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, tag_error
-from gateway.server.handlers import (
+from gateway.server.handlers import Handlers, check_endpoint, target_body
+from gateway.server.options import (
     RAW_REQUEST_HEADER,
     RAW_RESPONSE_HEADER,
-    Handlers,
-    check_endpoint,
     direct_key,
     extra_headers,
     flag,
     pinned_key,
-    target_body,
     timeouts,
 )
 

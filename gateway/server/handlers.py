@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 
-import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
 from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
-from gateway.errors import Forbidden, GatewayError, InvalidRequest, UpstreamError
-from gateway.governance import DIRECT_KEY_HEADER, PROVIDER_KEY_HEADERS, Governor, Grant, Principal, credential
+from gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from gateway.governance import Governor, Grant, Principal
 from gateway.providers import Endpoint
 from gateway.relay import translate
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
@@ -25,7 +22,6 @@ from gateway.relay.stream import LiveStreams, shutting_down
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
 from gateway.relayed import client_header_lines, client_headers
-from gateway.routing.providers import Provider
 from gateway.routing.table import ModelTable, Target
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
@@ -34,190 +30,26 @@ from gateway.server.access import record_abandoned
 from gateway.server.answer import Answer, fits
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Handler, Routes
-from gateway.upstream import Timeouts
+from gateway.server.health import Health
+from gateway.server.options import (
+    ASYNC_HEADER,
+    ASYNC_ID_HEADER,
+    RAW_REQUEST_HEADER,
+    RAW_RESPONSE_HEADER,
+    direct_key,
+    extra_headers,
+    flag,
+    has_bf_headers,
+    pinned_key,
+    timeouts,
+)
 
 log = logging.getLogger("gateway.server")
 
 # Drop-in prefixes: each SDK's base URL points at one of these.
 PREFIXES = ("", "/openai", "/langchain", "/pydanticai")
-RAW_REQUEST_HEADER = "x-bf-send-back-raw-request"
-RAW_RESPONSE_HEADER = "x-bf-send-back-raw-response"
-REQUEST_TIMEOUT_HEADER = "x-bf-request-timeout"
-IDLE_TIMEOUT_HEADER = "x-bf-stream-idle-timeout"
-# Async inference (server.jobs): submit the request as a job, or poll a job by its id.
-ASYNC_HEADER = "x-bf-async"
-ASYNC_ID_HEADER = "x-bf-async-id"
 JobRoute = Callable[[web.BaseRequest, Endpoint], Awaitable[web.StreamResponse]]
-# Per-request timeouts are clamped as the reference system clamps them (30 min).
-MAX_TIMEOUT_S = 1800.0
-_HEALTH = b'{"status":"ok"}'
-_DRAINING = b'{"status":"draining"}'
 _PROVIDER_HEADER = PROVIDER_HEADER.encode()
-API_KEY_HEADER = "x-bf-api-key"  # pins the provider key to use, by its configured name
-# Providers a client's own key (x-bf-direct-key) may go to: those reached over HTTP.
-DIRECT_KEY_DIALECTS = frozenset({"openai", "anthropic", "gemini"})
-EXTRA_HEADER_PREFIX = "x-bf-eh-"
-# Credentials, framing and hop-by-hop headers: the gateway sets these itself.
-DENIED_EXTRA_HEADERS = frozenset(
-    {
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "anthropic-version",
-        "host",
-        "content-length",
-        "content-type",
-        "content-encoding",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "cookie",
-        "expect",
-    }
-)
-
-
-# What a header value forwarded as is may hold (names: aiohttp's parser admits tokens only).
-_NOT_VISIBLE = re.compile(rb"[^\t\x20-\x7e]")
-
-
-def has_bf_headers(request: web.BaseRequest) -> bool:
-    """Whether any ``x-bf-*`` header came: one scan of the joined raw names instead of a
-    lookup per option (each ~0.3 µs; an SDK sends ~17 headers, none of them ours).
-    ``find``, not ``in``: CPython's bytes ``in`` first tries the needle as an integer and
-    formats the TypeError it then drops (~0.15 µs)."""
-    return b"\n".join([name for name, _ in request.raw_headers]).lower().find(b"x-bf-") >= 0
-
-
-def flag(request: web.BaseRequest, name: str) -> bool:
-    return request.headers.get(name, "").lower() == "true"
-
-
-def header_seconds(request: web.BaseRequest, name: str, *, max_s: float = MAX_TIMEOUT_S) -> float | None:
-    """Header ``name`` as seconds in (0, max_s]; None when absent; otherwise a 400."""
-    value = request.headers.get(name)
-    if value is None:
-        return None
-    try:
-        s = float(value)
-    except ValueError:
-        s = -1.0
-    if not 0 < s <= max_s:
-        raise InvalidRequest(
-            f"header {name} must be a number of seconds in (0, {max_s:g}], got {value!r}",
-            param=name,
-            code="invalid_header",
-        )
-    return s
-
-
-def pinned_key(request: web.BaseRequest, targets: list[tuple[Target, bytes | GatewayError]]) -> str | None:
-    name = request.headers.get(API_KEY_HEADER)
-    if name is None:
-        return None
-    if not any(t.provider.keys.index(name) is not None for t, _ in targets):
-        raise InvalidRequest(
-            f"header {API_KEY_HEADER}: no provider of this request has a key named {name!r}",
-            param=API_KEY_HEADER,
-            code="unknown_key",
-        )
-    return name
-
-
-def direct_key(
-    request: web.BaseRequest, targets: list[tuple[Target, bytes | GatewayError]], *, enabled: bool
-) -> str | None:
-    """The client's own provider key, when it sent ``x-bf-direct-key: true``: read from
-    ``Authorization: Bearer``, ``x-api-key``, ``api-key`` or ``x-goog-api-key`` (first
-    found), sent to the request's one provider instead of its configured keys. A 403 when
-    the operator has not enabled ``auth.client_provider_keys``, never the configured keys."""
-    value = request.headers.get(DIRECT_KEY_HEADER)
-    if value is None or value.lower() == "false":
-        return None
-    if value.lower() != "true":
-        raise InvalidRequest(
-            f"header {DIRECT_KEY_HEADER} must be true or false, got {value!r}",
-            param=DIRECT_KEY_HEADER,
-            code="invalid_header",
-        )
-    if not enabled:
-        raise Forbidden(
-            f"this gateway does not accept clients' own provider keys ({DIRECT_KEY_HEADER}); "
-            "its operator can enable them with auth.client_provider_keys",
-            param=DIRECT_KEY_HEADER,
-            code="direct_keys_disabled",
-        )
-    if API_KEY_HEADER in request.headers:
-        raise InvalidRequest(
-            f"headers {DIRECT_KEY_HEADER} and {API_KEY_HEADER} exclude each other: "
-            "send the client's own provider key or pin a configured one",
-            param=API_KEY_HEADER,
-            code="invalid_header",
-        )
-    key = credential(request, names=PROVIDER_KEY_HEADERS)
-    if key is None:
-        raise InvalidRequest(
-            f"header {DIRECT_KEY_HEADER}: no provider key came; send it as 'Authorization: Bearer ...', "
-            "x-api-key, api-key or x-goog-api-key",
-            param=DIRECT_KEY_HEADER,
-            code="missing_provider_key",
-        )
-    if not (key.isascii() and key.isprintable()):
-        raise InvalidRequest("the provider key must be printable ASCII", param=DIRECT_KEY_HEADER, code="invalid_header")
-    provider = targets[0][0].provider
-    if provider.dialect not in DIRECT_KEY_DIALECTS:
-        raise InvalidRequest(
-            f"provider '{provider.name}' takes no API key: a client provider key goes to a provider reached over HTTP",
-            param="model",
-            code="direct_key_unsupported",
-        )
-    for i, (target, _) in enumerate(targets[1:]):
-        if target.provider is not provider:
-            raise InvalidRequest(
-                f"a client provider key goes to one provider only: fallbacks[{i}] is on provider "
-                f"'{target.provider.name}', the model on '{provider.name}'",
-                param=f"fallbacks[{i}]",
-                code="direct_key_one_provider",
-            )
-    return key
-
-
-def extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
-    """``x-bf-eh-<name>: value`` headers, forwarded upstream as ``<name>: value``, each
-    with its own value, byte for byte: a value that is not visible ASCII (UTF-8 or
-    Latin-1 text, control characters) could not reach the upstream unchanged, a 400."""
-    out = []
-    for raw, raw_value in request.raw_headers:
-        # Most header names do not start with x: one byte test each on the common path.
-        if raw[:1] not in b"xX" or raw[:8].lower() != b"x-bf-eh-":
-            continue
-        name = raw.decode("latin-1")
-        forwarded = name[len(EXTRA_HEADER_PREFIX) :].lower()
-        if not forwarded or forwarded in DENIED_EXTRA_HEADERS or forwarded.startswith("proxy-"):
-            raise InvalidRequest(
-                f"header {name} may not be forwarded: '{forwarded}' is set by the gateway or is hop-by-hop",
-                param=name,
-                code="invalid_header",
-            )
-        if _NOT_VISIBLE.search(raw_value):
-            raise InvalidRequest(
-                f"header {name}: its value must be visible ASCII (spaces and tabs allowed); "
-                "send other text percent- or base64-encoded",
-                param=name,
-                code="invalid_header",
-            )
-        out.append((forwarded, raw_value.decode("ascii")))
-    return tuple(out)
-
-
-def timeouts(request: web.BaseRequest) -> Timeouts | None:
-    total = header_seconds(request, REQUEST_TIMEOUT_HEADER)
-    idle = header_seconds(request, IDLE_TIMEOUT_HEADER)
-    return None if total is None and idle is None else Timeouts(total, idle)
 
 
 def check_endpoint(target: Target, endpoint: Endpoint, param: str) -> None:
@@ -511,77 +343,6 @@ class Handlers:
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = content_type
         return resp
-
-
-class _KeyState(msgspec.Struct):
-    name: str
-    cooling_down: bool
-    cooldown_remaining_s: float
-
-
-class _ProviderState(msgspec.Struct):
-    dialect: str
-    last_success: str | None  # RFC 3339, UTC; None: none since start-up or the last reload
-    last_failure: str | None
-    last_failure_status: int | None  # None: a network failure or timeout (or no failure)
-    keys: list[_KeyState]
-
-
-class _HealthReport(msgspec.Struct):
-    status: str
-    providers: dict[str, _ProviderState]
-
-
-def _rfc3339(t: float) -> str | None:
-    if not t:
-        return None
-    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class Health:
-    """``GET /health`` (and ``HEAD``): 200 ``{"status":"ok"}``, then 503
-    ``{"status":"draining"}`` from the moment the process begins to shut down, so a load
-    balancer stops sending it traffic. ``?providers=1`` adds each provider's last success
-    and failure and its keys' cool-downs (with an admin token configured, for it only).
-    One per process: it outlives config reloads, which hand it the providers they built
-    (``providers``)."""
-
-    __slots__ = ("admin_digest", "draining", "providers")
-
-    def __init__(self) -> None:
-        self.draining = False
-        self.providers: Mapping[str, Provider] = {}
-        # With an admin token configured, the providers' state (key names, failures) is
-        # shown only to it; without one it is as open as /metrics.
-        self.admin_digest: bytes | None = None
-
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        status = 503 if self.draining else 200
-        if request.query_string and request.query.get("providers") in ("1", "true"):
-            if self.admin_digest is not None:
-                from gateway.server.admin import check_admin  # only for this rare query
-
-                check_admin(request, self.admin_digest)
-            report = _HealthReport(status="draining" if self.draining else "ok", providers=self._states())
-            return web.Response(status=status, body=codec.encode(report), content_type=JSON)
-        return web.Response(status=status, body=_DRAINING if self.draining else _HEALTH, content_type=JSON)
-
-    def _states(self) -> dict[str, _ProviderState]:
-        states = {}
-        for name, p in self.providers.items():
-            ring = p.keys
-            keys = [
-                _KeyState(name=key, cooling_down=left > 0, cooldown_remaining_s=round(left, 3))
-                for key, left in zip(ring.names, ring.cooling(), strict=True)
-            ]
-            states[name] = _ProviderState(
-                dialect=p.dialect,
-                last_success=_rfc3339(ring.last_success),
-                last_failure=_rfc3339(ring.last_failure),
-                last_failure_status=ring.last_failure_status,
-                keys=keys,
-            )
-        return states
 
 
 def routes(h: Handlers, *, health: Health | None = None) -> Routes:

@@ -50,7 +50,8 @@ from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, error_response
-from gateway.server.handlers import ASYNC_ID_HEADER, Handlers, header_seconds
+from gateway.server.handlers import Handlers
+from gateway.server.options import ASYNC_ID_HEADER, header_seconds
 from gateway.state import Store
 from gateway.state import StoreUnavailable as StoreDown
 
