@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
@@ -17,9 +16,6 @@ from gateway.relayed import client_headers, retry_after_s
 from gateway.routing.table import Target
 from gateway.schemas.response import ExtraFields
 from gateway.upstream import Reply, Timeouts
-
-if TYPE_CHECKING:
-    from gateway.relay.stream import LiveStreams
 
 # Response headers named as the reference API names them.
 PROVIDER_HEADER = "x-bifrost-provider"
@@ -56,7 +52,6 @@ class Call:
         "request_type",
         "requested",
         "served_index",
-        "streams",
         "t0",
         "targets",
         "timeouts",
@@ -85,7 +80,6 @@ class Call:
         extra_headers: tuple[tuple[str, str], ...] = (),
         client: str | None = None,
         direct_key: str | None = None,
-        streams: LiveStreams | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
@@ -110,8 +104,6 @@ class Call:
         # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:
         # OpenAI. Answers go back in it; a target of the same dialect is passed through.
         self.client = client
-        # The process's running streams, which a shutdown ends cleanly (relay.stream).
-        self.streams = streams
         # What the request consumed, as accounted (charged to a virtual key at the end).
         self.used_tokens = 0
         self.used_in = 0

@@ -233,7 +233,6 @@ class DropIns:
             extra_headers=forwarded,
             client=client,
             direct_key=direct,
-            streams=self._handlers.streams,
         )
         return await self._handlers.governed(request, call, principal, stream=stream, max_out=max_out)
 

@@ -215,7 +215,6 @@ class Handlers:
             pinned_key=pinned,
             extra_headers=extra,
             direct_key=direct,
-            streams=self.streams,
         )
 
     def _targets(
@@ -269,7 +268,7 @@ class Handlers:
             e.call = call  # type: ignore[attr-defined]  # the error's answer is recorded with it
             raise
         except asyncio.CancelledError:
-            live = call.streams
+            live = self.streams
             if live is not None and live.stopping:
                 # The shutdown's grace ended with this call still running: a 503, the
                 # client is still there (streams under way end in-band, relay.stream).
