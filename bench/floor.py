@@ -9,7 +9,7 @@ features cost.
     .venv/bin/python -m bench.floor --port 8081 --upstream http://127.0.0.1:9000
     .venv/bin/python -m bench.floor --pool ...   # the same on the gateway's own pool
 
-``--pool`` swaps ``ClientSession`` for ``gateway.pool``: the thinnest forwarder on the
+``--pool`` swaps ``ClientSession`` for ``gateway.upstream.pool``: the thinnest forwarder on the
 gateway's upstream client, so gateway+pool minus floor+pool is what validation, routing
 and accounting cost under load.
 """
@@ -28,7 +28,7 @@ from aiohttp import web
 async def serve_pooled(port: int, upstream: str) -> None:
     """The same forwarder on the gateway's own upstream pool instead of ``ClientSession``:
     what the gateway costs beyond this is what its features cost (issue 5)."""
-    from gateway.pool import Pool, request_head
+    from gateway.upstream.pool import Pool, request_head
 
     pool = Pool()
     origin = pool.origin(upstream)

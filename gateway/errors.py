@@ -2,7 +2,7 @@
 
 Every failure the gateway reports is a ``GatewayError``; its class fixes the HTTP
 status and the OpenAI ``type``. Upstream failures are classified once, where they
-are caught (``gateway.upstream``), into the ``Upstream*`` subclasses.
+are caught (``gateway.upstream.client``), into the ``Upstream*`` subclasses.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.micro import Cases, main_for
 from bench.micro.fixtures import table_with
 from gateway.config import KeyConfig, ProviderConfig
-from gateway.routing.providers import HTTPProvider
+from gateway.upstream.http import HTTPTransport
 
 TABLE = table_with(
     openai=ProviderConfig(
@@ -16,7 +16,7 @@ TABLE = table_with(
 )
 WEIGHTED = TABLE.providers["openai"]
 ONE_KEY = TABLE.providers["vllm"]
-assert isinstance(WEIGHTED, HTTPProvider) and isinstance(ONE_KEY, HTTPProvider)
+assert isinstance(WEIGHTED.transport, HTTPTransport) and isinstance(ONE_KEY.transport, HTTPTransport)
 
 CASES: Cases = {
     "resolve provider/model": lambda: TABLE.resolve("vllm/meta-llama/Llama-3.1-8B"),

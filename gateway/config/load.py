@@ -32,7 +32,7 @@ from gateway.config.schema import (
     StoreConfig,
     key_problem,
 )
-from gateway.proxy import Proxy, environment_proxies, proxy_for
+from gateway.upstream.proxy import Proxy, environment_proxies, proxy_for
 
 
 class Problems:

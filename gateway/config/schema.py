@@ -111,7 +111,7 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # one of its streams ends without usage, then counts.
     stream_usage: Literal["auto", "upstream", "count"] = "auto"
     # The upstream client: "pool", the gateway's own keep-alive HTTP/1.1 pool
-    # (gateway/pool.py; 0.6-0.7x the CPU of an aiohttp forwarder per request), or
+    # (gateway/upstream/pool.py; 0.6-0.7x the CPU of an aiohttp forwarder per request), or
     # "aiohttp", ClientSession, for what the pool does not do (compressed bodies).
     client: Literal["aiohttp", "pool"] = "pool"
     # PEM file of CA certificates trusted for this provider's TLS (default: the system's).

@@ -12,10 +12,10 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Cost, Usage
 from gateway.errors import GatewayError, UpstreamStatusError
 from gateway.providers import Endpoint
-from gateway.relayed import client_headers, retry_after_s
 from gateway.routing.table import Target
 from gateway.schemas.response import ExtraFields
-from gateway.upstream import Reply, Timeouts
+from gateway.upstream.client import Reply, Timeouts
+from gateway.upstream.relayed import client_headers, retry_after_s
 
 # Response headers named as the reference API names them.
 PROVIDER_HEADER = "x-bifrost-provider"

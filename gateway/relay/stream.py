@@ -28,9 +28,9 @@ from gateway.relay.attempts import first_success
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call, status_error
 from gateway.relay.sse import Framer
 from gateway.relay.watch import Finisher, StreamWatch
-from gateway.relayed import client_headers
 from gateway.routing.table import Target
-from gateway.upstream import Reply
+from gateway.upstream.client import Reply
+from gateway.upstream.relayed import client_headers
 
 log = logging.getLogger("gateway.relay")
 

@@ -1,36 +1,33 @@
-"""Runtime providers: a configured provider bound to its transport and keys.
+"""Runtime providers: a configured provider's routing facts (keys and their health,
+pricing, retries, limits, what its streams report) bound to its transport.
 
-``HTTPProvider`` sends over the process's one upstream session; ``MockProvider``
-answers in-process with the same generator ``gateway mock`` serves over HTTP.
+The transport (``upstream.http.HTTPTransport`` over the pool or the aiohttp session,
+``upstream.mock.MockTransport`` in-process) is chosen once, at start-up; its ``send``
+and ``list_models`` are the provider's own, bound without an extra call.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ssl
-from collections.abc import AsyncGenerator
+from collections.abc import Awaitable, Callable
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
-import msgspec
 
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices, Pricing
 from gateway.config import ProviderConfig, RetryConfig
-from gateway.errors import UpstreamError, UpstreamProtocolError
-from gateway.pool import Pool
 from gateway.providers import Endpoint
 from gateway.providers import anthropic as anthropic_dialect
 from gateway.providers import gemini as gemini_dialect
 from gateway.providers import mock as mock_dialect
 from gateway.providers import openai as openai_dialect
-from gateway.proxy import Proxy
 from gateway.routing.keys import KeyRing
 from gateway.routing.limits import Limiter
-from gateway.schemas.response import UpstreamModelList
 from gateway.scrub import Scrubber
-from gateway.upstream import Reply, Timeouts, send
+from gateway.upstream.client import Reply, Timeouts
+from gateway.upstream.http import HTTPTransport
+from gateway.upstream.mock import MockTransport
+from gateway.upstream.pool import Pool
 
 
 class StreamUsage:
@@ -52,20 +49,8 @@ class StreamUsage:
         self.reported = reported
 
 
-class Provider(Protocol):
-    name: str
-    dialect: str
-    endpoints: frozenset[Endpoint]
-    pricing: Pricing
-    stream_usage: StreamUsage
-    keys: KeyRing
-    retries: RetryConfig
-    limiter: Limiter | None
-    request_s: float
-    first_byte_s: float
-    scrub: Scrubber  # its keys out of what its upstream sends back
-
-    async def send(
+class Send(Protocol):
+    def __call__(
         self,
         endpoint: Endpoint,
         body: bytes,
@@ -76,27 +61,19 @@ class Provider(Protocol):
         model: str = "",
         extra: tuple[tuple[str, str], ...] = (),
         secret: str | None = None,
-    ) -> Reply: ...
-
-    async def list_models(self) -> list[str]: ...
+    ) -> Awaitable[Reply]: ...
 
 
-class _GeminiModel(msgspec.Struct):
-    name: str
+_ENDPOINTS = {
+    "openai": openai_dialect.ENDPOINTS,
+    "anthropic": anthropic_dialect.ENDPOINTS,
+    "gemini": gemini_dialect.ENDPOINTS,
+    "mock": mock_dialect.ENDPOINTS,
+}
 
 
-class _Listing(msgspec.Struct):
-    """Gemini's model list: ``{"models": [{"name": "models/gemini-..."}]}``."""
-
-    models: list[_GeminiModel] = []
-
-
-# Bounded so a client cycling through model names cannot grow the head cache forever.
-_MAX_HEADS = 1024
-
-
-class HTTPProvider:
-    """A provider reached over HTTP in its own dialect (OpenAI-compatible, Anthropic, Gemini)."""
+class Provider:
+    """One configured provider: what routing and the relay read, and its transport."""
 
     __slots__ = (
         "dialect",
@@ -104,345 +81,37 @@ class HTTPProvider:
         "first_byte_s",
         "keys",
         "limiter",
+        "list_models",
         "name",
         "pricing",
         "request_s",
         "retries",
         "scrub",
+        "send",
         "stream_usage",
-        "_base",
-        "_extra",
-        "_heads",
-        "_keys",
-        "_max_bytes",
-        "_models",
-        "_models_url",
-        "_origin",
-        "_pool",
-        "_proxy",
-        "_proxy_auth",
-        "_session",
-        "_ssl",
-        "_stream",
-        "_timeouts",
-        "_unary",
-        "_urls",
-        "_wire",
+        "transport",
     )
 
     def __init__(
-        self, name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession, pricing: Pricing, pool: Pool | None
+        self, name: str, cfg: ProviderConfig, *, pricing: Pricing, transport: HTTPTransport | MockTransport
     ) -> None:
         self.name = name
         self.dialect: str = cfg.dialect
+        self.endpoints: frozenset[Endpoint] = _ENDPOINTS[cfg.dialect]
         self.pricing = pricing
         self.stream_usage = StreamUsage(cfg.stream_usage)
-        wire = _DIALECTS[cfg.dialect]
-        self.endpoints: frozenset[Endpoint] = wire.ENDPOINTS
-        self._base = cfg.base_url
-        # Gemini's URL names the model: built per request (gemini_dialect.url).
-        self._urls: dict[Endpoint, str] = {} if cfg.dialect == "gemini" else wire.urls(cfg.base_url)
-        self._models_url: str = cfg.base_url + wire.MODELS_PATH
         keys = cfg.keys or ()
         self.keys = KeyRing(keys, cooldown_s=cfg.key_cooldown_s)
-        self._keys = [wire.request_headers(api_key=k.value, extra=cfg.headers) for k in keys] or [
-            wire.request_headers(api_key=None, extra=cfg.headers)
-        ]
-        # A client's own key (x-bf-direct-key) gets its headers built the same way, per request.
-        self._wire, self._extra = wire, cfg.headers
         # Provider keys are scrubbed from anything relayed back (upstream error texts).
         self.scrub = Scrubber(k.value for k in keys)
-        self.retries = cfg.retries
+        self.retries: RetryConfig = cfg.retries
         self.limiter = Limiter(name, cfg.limits) if cfg.limits.max_concurrency is not None else None
         t = cfg.timeouts
-        self._timeouts = t
         self.request_s = t.request_s
-        self._unary = aiohttp.ClientTimeout(total=t.request_s, sock_connect=t.connect_s)
-        self._stream = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.stream_idle_s)
         self.first_byte_s = t.first_byte_s or t.stream_idle_s
-        self._max_bytes = cfg.max_response_bytes
-        self._session = session
-        self._models = list(cfg.models)
-        self._ssl = ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else None
-        # The forward proxy, as config resolved it (HTTPS_PROXY and friends, or the provider's own).
-        proxy = None if cfg.proxy == "none" else Proxy(cfg.proxy)
-        # aiohttp is given the proxy without its credentials, which go apart (proxy_auth):
-        # the URL it puts into its errors then holds no secret.
-        self._proxy = proxy.name if proxy is not None else None
-        self._proxy_auth = (
-            aiohttp.BasicAuth(proxy.user, proxy.password, encoding="utf-8")
-            if proxy is not None and proxy.user is not None
-            else None
-        )
-        # The gateway's own pool when configured: request heads built once per key and URL.
-        self._pool = pool if cfg.client == "pool" else None
-        self._origin = self._pool.origin(cfg.base_url, ssl_context=self._ssl, proxy=proxy) if self._pool else None
-        self._heads: dict[tuple[str, int], bytes] = {}
-
-    def _url(self, endpoint: Endpoint, *, model: str, stream: bool) -> str:
-        if self.dialect == "gemini":
-            return gemini_dialect.url(self._base, model=model, stream=stream)
-        return self._urls[endpoint]
-
-    def _head(self, url: str, key: int) -> bytes:
-        head = self._heads.get((url, key))
-        if head is None:
-            if len(self._heads) >= _MAX_HEADS:
-                self._heads.clear()
-            assert self._origin is not None
-            head = self._heads[(url, key)] = self._origin.head("POST", _path(url), self._keys[key])
-        return head
-
-    def _timeout(self, stream: bool, o: Timeouts | None) -> aiohttp.ClientTimeout:
-        if o is None:
-            return self._stream if stream else self._unary
-        t = self._timeouts
-        if stream:
-            return aiohttp.ClientTimeout(
-                total=o.request_s, sock_connect=t.connect_s, sock_read=o.stream_idle_s or t.stream_idle_s
-            )
-        return aiohttp.ClientTimeout(total=o.request_s or t.request_s, sock_connect=t.connect_s)
-
-    async def send(
-        self,
-        endpoint: Endpoint,
-        body: bytes,
-        *,
-        stream: bool,
-        timeouts: Timeouts | None,
-        key: int = 0,
-        model: str = "",
-        extra: tuple[tuple[str, str], ...] = (),
-        secret: str | None = None,
-    ) -> Reply:
-        if secret is not None:
-            return await self._send_direct(
-                endpoint, body, stream=stream, timeouts=timeouts, model=model, extra=extra, secret=secret
-            )
-        pool = self._pool
-        if pool is not None and not stream and timeouts is None and self.dialect != "gemini":
-            # The common unary call, in one frame (``_send_pooled`` below, specialised).
-            head = self._head(self._urls[endpoint], key)
-            if extra:
-                head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")
-            t = self._timeouts
-            try:
-                # One deadline for headers and body alike: request_s from now.
-                return await pool.request(
-                    self._origin,  # type: ignore[arg-type]
-                    head,
-                    body,
-                    connect_s=t.connect_s,
-                    first_byte_s=None,
-                    total_s=t.request_s,
-                    max_body_bytes=self._max_bytes,
-                )
-            except UpstreamError as e:
-                e.message = f"provider '{self.name}': {e.message}"
-                raise
-        url = self._url(endpoint, model=model, stream=stream)
-        if pool is not None:
-            head = self._head(url, key)
-            if extra:
-                head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")
-            return await self._send_pooled(head, body, stream=stream, timeouts=timeouts)
-        headers = self._keys[key]
-        if extra:
-            headers = {**headers, **dict(extra)}
-        return await send(
-            self._session,
-            "POST",
-            url,
-            body=body,
-            headers=headers,
-            timeout=self._timeout(stream, timeouts),
-            provider=self.name,
-            ssl=self._ssl,
-            max_body_bytes=self._max_bytes,
-            proxy=self._proxy,
-            proxy_auth=self._proxy_auth,
-        )
-
-    async def _send_direct(
-        self,
-        endpoint: Endpoint,
-        body: bytes,
-        *,
-        stream: bool,
-        timeouts: Timeouts | None,
-        model: str,
-        extra: tuple[tuple[str, str], ...],
-        secret: str,
-    ) -> Reply:
-        """A call with the client's own key (x-bf-direct-key): its headers are built for
-        this request alone, as a configured key's are, and never cached (``_heads``)."""
-        url = self._url(endpoint, model=model, stream=stream)
-        headers = self._wire.request_headers(api_key=secret, extra=self._extra)
-        headers.update(extra)
-        if self._origin is not None:
-            return await self._send_pooled(
-                self._origin.head("POST", _path(url), headers), body, stream=stream, timeouts=timeouts
-            )
-        return await send(
-            self._session,
-            "POST",
-            url,
-            body=body,
-            headers=headers,
-            timeout=self._timeout(stream, timeouts),
-            provider=self.name,
-            ssl=self._ssl,
-            max_body_bytes=self._max_bytes,
-            proxy=self._proxy,
-            proxy_auth=self._proxy_auth,
-        )
-
-    async def _send_pooled(self, head: bytes, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
-        t, o = self._timeouts, timeouts
-        # The client's x-bf-request-timeout (what is left of it, see Call.send) bounds the
-        # whole answer, stream or not; without it a unary call has request_s, a stream none.
-        total = (o.request_s if o else None) or (None if stream else t.request_s)
-        assert self._pool is not None and self._origin is not None
-        try:
-            reply = await self._pool.request(
-                self._origin,
-                head,
-                body,
-                connect_s=t.connect_s,
-                # A stream's headers within its first-byte bound (a unary call's: the deadline).
-                first_byte_s=((o.stream_idle_s if o else None) or self.first_byte_s) if stream else None,
-                total_s=total,
-                max_body_bytes=self._max_bytes,
-            )
-        except UpstreamError as e:
-            e.message = f"provider '{self.name}': {e.message}"
-            raise
-        if stream:  # between reads
-            reply.watch_idle((o.stream_idle_s if o else None) or t.stream_idle_s)
-        return reply
-
-    async def list_models(self) -> list[str]:
-        if self._models:
-            return self._models
-        reply = await send(
-            self._session,
-            "GET",
-            self._models_url,
-            headers=self._keys[0],
-            timeout=self._unary,
-            provider=self.name,
-            ssl=self._ssl,
-            max_body_bytes=self._max_bytes,
-            proxy=self._proxy,
-            proxy_auth=self._proxy_auth,
-        )
-        try:
-            data = await reply.read()
-        finally:
-            reply.close()
-        if reply.status != 200:
-            raise UpstreamProtocolError(
-                f"provider '{self.name}' answered GET {self._models_url} with HTTP {reply.status}"
-            )
-        try:
-            if self.dialect == "gemini":
-                return [m.name.removeprefix("models/") for m in msgspec.json.decode(data, type=_Listing).models]
-            listing = msgspec.json.decode(data, type=UpstreamModelList)
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise UpstreamProtocolError(f"provider '{self.name}' sent an unreadable model list: {e}") from None
-        return [m.id for m in listing.data]
-
-
-def _path(url: str) -> str:
-    """The request target of ``url``: its path and query."""
-    parts = urlsplit(url)
-    return parts.path + ("?" + parts.query if parts.query else "")
-
-
-_DIALECTS = {"openai": openai_dialect, "anthropic": anthropic_dialect, "gemini": gemini_dialect}
-
-
-class MockReply:
-    __slots__ = ("_body", "_plan", "content_type", "headers", "status")
-
-    def __init__(self, plan: mock_dialect.Plan, *, stream: bool) -> None:
-        self._plan = plan
-        self.headers: list[tuple[str, str]] = []
-        self.status = plan.fail_status or 200
-        # As an HTTP upstream would declare it: events for a stream, JSON otherwise.
-        self.content_type: str | None = "text/event-stream" if stream and not plan.fail_status else "application/json"
-        self._body = mock_dialect.error_body(plan.fail_status) if plan.fail_status else b""
-
-    async def read(self) -> bytes:
-        if self._body:
-            return self._body
-        delay = mock_dialect.unary_delay_s(self._plan)
-        if delay:
-            await asyncio.sleep(delay)
-        return mock_dialect.completion_body(self._plan)
-
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
-        try:
-            async for frame in mock_dialect.paced(self._plan):
-                yield frame
-        except mock_dialect.MockReset as e:
-            raise UpstreamProtocolError(str(e)) from None
-
-    def close(self) -> None:
-        pass
-
-
-class MockProvider:
-    """The built-in fake LLM, answering in-process."""
-
-    __slots__ = (
-        "_models",
-        "_plan",
-        "dialect",
-        "endpoints",
-        "first_byte_s",
-        "keys",
-        "limiter",
-        "name",
-        "pricing",
-        "request_s",
-        "retries",
-        "scrub",
-        "stream_usage",
-    )
-
-    def __init__(self, name: str, cfg: ProviderConfig, *, pricing: Pricing) -> None:
-        self.name = name
-        self.dialect = "mock"
-        t = cfg.timeouts
-        self.first_byte_s = t.first_byte_s or t.stream_idle_s
-        self.request_s = t.request_s
-        self.pricing = pricing
-        self.stream_usage = StreamUsage(cfg.stream_usage)
-        self.endpoints = mock_dialect.ENDPOINTS
-        self.keys = KeyRing(cfg.keys, cooldown_s=cfg.key_cooldown_s)
-        self.retries = cfg.retries
-        self.limiter = Limiter(name, cfg.limits) if cfg.limits.max_concurrency is not None else None
-        self._plan = mock_dialect.Planner(cfg.mock)
-        self._models = list(cfg.mock.models)
-        self.scrub = Scrubber(())  # it is sent no key
-
-    async def send(
-        self,
-        endpoint: Endpoint,
-        body: bytes,
-        *,
-        stream: bool,
-        timeouts: Timeouts | None,
-        key: int = 0,
-        model: str = "",
-        extra: tuple[tuple[str, str], ...] = (),
-        secret: str | None = None,
-    ) -> Reply:
-        return MockReply(self._plan(body, endpoint=endpoint), stream=stream)
-
-    async def list_models(self) -> list[str]:
-        return self._models
+        self.transport = transport
+        self.send: Send = transport.send
+        self.list_models: Callable[[], Awaitable[list[str]]] = transport.list_models
 
 
 def build(
@@ -465,6 +134,5 @@ def build(
         on_unpriced=ledger.unpriced,
         unpriced_log=ledger.unpriced_log,
     )
-    if mock:
-        return MockProvider(name, cfg, pricing=pricing)
-    return HTTPProvider(name, cfg, session=session, pricing=pricing, pool=pool)
+    transport = MockTransport(cfg) if mock else HTTPTransport(name, cfg, session=session, pool=pool)
+    return Provider(name, cfg, pricing=pricing, transport=transport)

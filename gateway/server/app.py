@@ -17,8 +17,6 @@ from gateway.accounting.tokens import Tokenizers
 from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadable
 from gateway.governance import Governor, digest
 from gateway.metrics import ConnectionStats, Metrics, Mirror
-from gateway.pool import Pool
-from gateway.proxy import Proxy
 from gateway.relay.stream import LiveStreams
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
@@ -44,7 +42,9 @@ from gateway.server.protocol import (
 from gateway.server.workers import READY
 from gateway.state import MemoryStore, Store
 from gateway.state.sqlite import LogStore
-from gateway.upstream import new_session
+from gateway.upstream.client import new_session
+from gateway.upstream.pool import Pool
+from gateway.upstream.proxy import Proxy
 
 log = logging.getLogger("gateway")
 

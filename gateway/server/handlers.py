@@ -21,7 +21,6 @@ from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
 from gateway.relay.stream import LiveStreams, shutting_down
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
-from gateway.relayed import client_header_lines, client_headers
 from gateway.routing.table import ModelTable, Target
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
@@ -43,6 +42,7 @@ from gateway.server.options import (
     pinned_key,
     timeouts,
 )
+from gateway.upstream.relayed import client_header_lines, client_headers
 
 log = logging.getLogger("gateway.server")
 

@@ -45,7 +45,6 @@ from gateway.metrics import Metrics
 from gateway.providers import Endpoint
 from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
 from gateway.relay.unary import unary
-from gateway.relayed import client_headers
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.server.body import read_bounded
@@ -54,6 +53,7 @@ from gateway.server.handlers import Handlers
 from gateway.server.options import ASYNC_ID_HEADER, header_seconds
 from gateway.state import Store
 from gateway.state import StoreUnavailable as StoreDown
+from gateway.upstream.relayed import client_headers
 
 log = logging.getLogger("gateway.jobs")
 

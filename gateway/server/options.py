@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.errors import Forbidden, GatewayError, InvalidRequest
 from gateway.governance import DIRECT_KEY_HEADER, PROVIDER_KEY_HEADERS, credential
 from gateway.routing.table import Target
-from gateway.upstream import Timeouts
+from gateway.upstream.client import Timeouts
 
 RAW_REQUEST_HEADER = "x-bf-send-back-raw-request"
 RAW_RESPONSE_HEADER = "x-bf-send-back-raw-response"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import pool as pool_module
 from gateway.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
-from gateway.pool import Pool, request_head
+from gateway.upstream import pool as pool_module
+from gateway.upstream.pool import Pool, request_head
 
 HEAD = request_head("POST", "/v1/chat/completions", {"Content-Type": "application/json"})
 OK_BODY = b'{"ok":true}'

@@ -12,12 +12,13 @@ import pytest
 from gateway.accounting.pricing import Pricing
 from gateway.config import ProviderConfig
 from gateway.relay.stream import is_event_stream
-from gateway.routing.providers import MockProvider
+from gateway.routing.providers import Provider
+from gateway.upstream.mock import MockTransport
 
 
 def content_type(*, stream: bool, **mock: Any) -> str | None:
     cfg = msgspec.convert({"dialect": "mock"}, ProviderConfig)
-    provider = MockProvider("mock", cfg, pricing=cast(Pricing, None))  # pricing is only kept
+    provider = Provider("mock", cfg, pricing=cast(Pricing, None), transport=MockTransport(cfg))  # pricing is only kept
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream, "mock": mock})
 
     async def send() -> str | None:

@@ -1,4 +1,4 @@
-"""One pooled response (``gateway.pool``): its status and relayed headers once the head has
+"""One pooled response (``gateway.upstream.pool``): its status and relayed headers once the head has
 come, then the body as it arrives, with the connection's reading paused while the
 consumer lags, and the request's one deadline timer."""
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from gateway.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 
 if TYPE_CHECKING:
-    from gateway.pool import _Connection
+    from gateway.upstream.pool import _Connection
 
 # Body bytes buffered for a slow consumer before the socket stops being read.
 HIGH_WATER_BYTES = 256 * 1024

@@ -15,7 +15,7 @@ Deadlines are absolute: one timer per request, armed at the first-byte bound or 
 whole-response deadline, whichever comes first, and kept (or re-armed once) for the body.
 Heads, header lines and ``read()`` bodies are capped.
 
-Failures are raised as ``gateway.errors.Upstream*`` like ``gateway.upstream`` does.
+Failures are raised as ``gateway.errors.Upstream*`` like ``gateway.upstream.client`` does.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from urllib.parse import urlsplit
 import httptools
 
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
-from gateway.poolreply import PoolReply
-from gateway.proxy import Proxy, Tunnel
-from gateway.relayed import RELAYED_HEADERS
+from gateway.upstream.poolreply import PoolReply
+from gateway.upstream.proxy import Proxy, Tunnel
+from gateway.upstream.relayed import RELAYED_HEADERS
 
 # Idle connections kept per origin; beyond it a finished connection is closed.
 MAX_IDLE_PER_ORIGIN = 256

@@ -15,7 +15,7 @@ import aiohttp
 
 from gateway import __version__
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
-from gateway.relayed import RELAYED_HEADERS
+from gateway.upstream.relayed import RELAYED_HEADERS
 
 USER_AGENT = f"gateway/{__version__}"
 # Streams are read as they arrive; 64 KiB holds many SSE frames per read without
@@ -38,7 +38,7 @@ class Reply(Protocol):
     """What the relay reads from any upstream, over HTTP or in-process."""
 
     status: int
-    headers: list[tuple[str, str]]  # only those relayed to the client (gateway.relayed)
+    headers: list[tuple[str, str]]  # only those relayed to the client (gateway.upstream.relayed)
     # The Content-Type header's value as sent; None when there was none. A stream is
     # relayed only from a reply that declares text/event-stream (relay.stream).
     content_type: str | None

@@ -1,0 +1,287 @@
+"""One provider's HTTP transport: its URLs, its per-key request heads, its timeouts,
+sent over the gateway's pool or the process's aiohttp session.
+
+Routing facts (keys' health, pricing, limits) live above, in ``routing.providers``;
+this module only knows how to reach one upstream in its dialect.
+"""
+
+from __future__ import annotations
+
+import ssl
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+
+from gateway.config import ProviderConfig
+from gateway.errors import UpstreamError, UpstreamProtocolError
+from gateway.providers import Endpoint
+from gateway.providers import anthropic as anthropic_dialect
+from gateway.providers import gemini as gemini_dialect
+from gateway.providers import openai as openai_dialect
+from gateway.schemas.response import UpstreamModelList
+from gateway.upstream.client import Reply, Timeouts, send
+from gateway.upstream.pool import Pool
+from gateway.upstream.proxy import Proxy
+
+
+class _GeminiModel(msgspec.Struct):
+    name: str
+
+
+class _Listing(msgspec.Struct):
+    """Gemini's model list: ``{"models": [{"name": "models/gemini-..."}]}``."""
+
+    models: list[_GeminiModel] = []
+
+
+# Bounded so a client cycling through model names cannot grow the head cache forever.
+_MAX_HEADS = 1024
+
+
+class HTTPTransport:
+    """A provider reached over HTTP in its own dialect (OpenAI-compatible, Anthropic, Gemini)."""
+
+    __slots__ = (
+        "dialect",
+        "first_byte_s",
+        "name",
+        "_base",
+        "_extra",
+        "_heads",
+        "_keys",
+        "_max_bytes",
+        "_models",
+        "_models_url",
+        "_origin",
+        "_pool",
+        "_proxy",
+        "_proxy_auth",
+        "_session",
+        "_ssl",
+        "_stream",
+        "_timeouts",
+        "_unary",
+        "_urls",
+        "_wire",
+    )
+
+    def __init__(self, name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession, pool: Pool | None) -> None:
+        self.name = name
+        self.dialect: str = cfg.dialect
+        wire = _DIALECTS[cfg.dialect]
+        self._base = cfg.base_url
+        # Gemini's URL names the model: built per request (gemini_dialect.url).
+        self._urls: dict[Endpoint, str] = {} if cfg.dialect == "gemini" else wire.urls(cfg.base_url)
+        self._models_url: str = cfg.base_url + wire.MODELS_PATH
+        keys = cfg.keys or ()
+        self._keys = [wire.request_headers(api_key=k.value, extra=cfg.headers) for k in keys] or [
+            wire.request_headers(api_key=None, extra=cfg.headers)
+        ]
+        # A client's own key (x-bf-direct-key) gets its headers built the same way, per request.
+        self._wire, self._extra = wire, cfg.headers
+        t = cfg.timeouts
+        self._timeouts = t
+        self._unary = aiohttp.ClientTimeout(total=t.request_s, sock_connect=t.connect_s)
+        self._stream = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.stream_idle_s)
+        self.first_byte_s = t.first_byte_s or t.stream_idle_s
+        self._max_bytes = cfg.max_response_bytes
+        self._session = session
+        self._models = list(cfg.models)
+        self._ssl = ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else None
+        # The forward proxy, as config resolved it (HTTPS_PROXY and friends, or the provider's own).
+        proxy = None if cfg.proxy == "none" else Proxy(cfg.proxy)
+        # aiohttp is given the proxy without its credentials, which go apart (proxy_auth):
+        # the URL it puts into its errors then holds no secret.
+        self._proxy = proxy.name if proxy is not None else None
+        self._proxy_auth = (
+            aiohttp.BasicAuth(proxy.user, proxy.password, encoding="utf-8")
+            if proxy is not None and proxy.user is not None
+            else None
+        )
+        # The gateway's own pool when configured: request heads built once per key and URL.
+        self._pool = pool if cfg.client == "pool" else None
+        self._origin = self._pool.origin(cfg.base_url, ssl_context=self._ssl, proxy=proxy) if self._pool else None
+        self._heads: dict[tuple[str, int], bytes] = {}
+
+    def _url(self, endpoint: Endpoint, *, model: str, stream: bool) -> str:
+        if self.dialect == "gemini":
+            return gemini_dialect.url(self._base, model=model, stream=stream)
+        return self._urls[endpoint]
+
+    def _head(self, url: str, key: int) -> bytes:
+        head = self._heads.get((url, key))
+        if head is None:
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            assert self._origin is not None
+            head = self._heads[(url, key)] = self._origin.head("POST", _path(url), self._keys[key])
+        return head
+
+    def _timeout(self, stream: bool, o: Timeouts | None) -> aiohttp.ClientTimeout:
+        if o is None:
+            return self._stream if stream else self._unary
+        t = self._timeouts
+        if stream:
+            return aiohttp.ClientTimeout(
+                total=o.request_s, sock_connect=t.connect_s, sock_read=o.stream_idle_s or t.stream_idle_s
+            )
+        return aiohttp.ClientTimeout(total=o.request_s or t.request_s, sock_connect=t.connect_s)
+
+    async def send(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        *,
+        stream: bool,
+        timeouts: Timeouts | None,
+        key: int = 0,
+        model: str = "",
+        extra: tuple[tuple[str, str], ...] = (),
+        secret: str | None = None,
+    ) -> Reply:
+        if secret is not None:
+            return await self._send_direct(
+                endpoint, body, stream=stream, timeouts=timeouts, model=model, extra=extra, secret=secret
+            )
+        pool = self._pool
+        if pool is not None and not stream and timeouts is None and self.dialect != "gemini":
+            # The common unary call, in one frame (``_send_pooled`` below, specialised).
+            head = self._head(self._urls[endpoint], key)
+            if extra:
+                head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")
+            t = self._timeouts
+            try:
+                # One deadline for headers and body alike: request_s from now.
+                return await pool.request(
+                    self._origin,  # type: ignore[arg-type]
+                    head,
+                    body,
+                    connect_s=t.connect_s,
+                    first_byte_s=None,
+                    total_s=t.request_s,
+                    max_body_bytes=self._max_bytes,
+                )
+            except UpstreamError as e:
+                e.message = f"provider '{self.name}': {e.message}"
+                raise
+        url = self._url(endpoint, model=model, stream=stream)
+        if pool is not None:
+            head = self._head(url, key)
+            if extra:
+                head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")
+            return await self._send_pooled(head, body, stream=stream, timeouts=timeouts)
+        headers = self._keys[key]
+        if extra:
+            headers = {**headers, **dict(extra)}
+        return await send(
+            self._session,
+            "POST",
+            url,
+            body=body,
+            headers=headers,
+            timeout=self._timeout(stream, timeouts),
+            provider=self.name,
+            ssl=self._ssl,
+            max_body_bytes=self._max_bytes,
+            proxy=self._proxy,
+            proxy_auth=self._proxy_auth,
+        )
+
+    async def _send_direct(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        *,
+        stream: bool,
+        timeouts: Timeouts | None,
+        model: str,
+        extra: tuple[tuple[str, str], ...],
+        secret: str,
+    ) -> Reply:
+        """A call with the client's own key (x-bf-direct-key): its headers are built for
+        this request alone, as a configured key's are, and never cached (``_heads``)."""
+        url = self._url(endpoint, model=model, stream=stream)
+        headers = self._wire.request_headers(api_key=secret, extra=self._extra)
+        headers.update(extra)
+        if self._origin is not None:
+            return await self._send_pooled(
+                self._origin.head("POST", _path(url), headers), body, stream=stream, timeouts=timeouts
+            )
+        return await send(
+            self._session,
+            "POST",
+            url,
+            body=body,
+            headers=headers,
+            timeout=self._timeout(stream, timeouts),
+            provider=self.name,
+            ssl=self._ssl,
+            max_body_bytes=self._max_bytes,
+            proxy=self._proxy,
+            proxy_auth=self._proxy_auth,
+        )
+
+    async def _send_pooled(self, head: bytes, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
+        t, o = self._timeouts, timeouts
+        # The client's x-bf-request-timeout (what is left of it, see Call.send) bounds the
+        # whole answer, stream or not; without it a unary call has request_s, a stream none.
+        total = (o.request_s if o else None) or (None if stream else t.request_s)
+        assert self._pool is not None and self._origin is not None
+        try:
+            reply = await self._pool.request(
+                self._origin,
+                head,
+                body,
+                connect_s=t.connect_s,
+                # A stream's headers within its first-byte bound (a unary call's: the deadline).
+                first_byte_s=((o.stream_idle_s if o else None) or self.first_byte_s) if stream else None,
+                total_s=total,
+                max_body_bytes=self._max_bytes,
+            )
+        except UpstreamError as e:
+            e.message = f"provider '{self.name}': {e.message}"
+            raise
+        if stream:  # between reads
+            reply.watch_idle((o.stream_idle_s if o else None) or t.stream_idle_s)
+        return reply
+
+    async def list_models(self) -> list[str]:
+        if self._models:
+            return self._models
+        reply = await send(
+            self._session,
+            "GET",
+            self._models_url,
+            headers=self._keys[0],
+            timeout=self._unary,
+            provider=self.name,
+            ssl=self._ssl,
+            max_body_bytes=self._max_bytes,
+            proxy=self._proxy,
+            proxy_auth=self._proxy_auth,
+        )
+        try:
+            data = await reply.read()
+        finally:
+            reply.close()
+        if reply.status != 200:
+            raise UpstreamProtocolError(
+                f"provider '{self.name}' answered GET {self._models_url} with HTTP {reply.status}"
+            )
+        try:
+            if self.dialect == "gemini":
+                return [m.name.removeprefix("models/") for m in msgspec.json.decode(data, type=_Listing).models]
+            listing = msgspec.json.decode(data, type=UpstreamModelList)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise UpstreamProtocolError(f"provider '{self.name}' sent an unreadable model list: {e}") from None
+        return [m.id for m in listing.data]
+
+
+def _path(url: str) -> str:
+    """The request target of ``url``: its path and query."""
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+_DIALECTS = {"openai": openai_dialect, "anthropic": anthropic_dialect, "gemini": gemini_dialect}
