@@ -184,6 +184,16 @@ class UpstreamProtocolError(UpstreamError):
     code = "upstream_bad_response"
 
 
+class PoolExhausted(UpstreamError):
+    """Every connection the gateway may hold to the upstream's origin (its provider's
+    ``max_connections``) stayed busy while the request waited for one (``pool_timeout_s``,
+    or what was left of the request's own timeout). Nothing was sent: the next fallback
+    is tried, and the key is not held to blame."""
+
+    status = 503
+    code = "upstream_pool_exhausted"
+
+
 class UpstreamStatusError(UpstreamError):
     """The upstream answered with an error status; its body is relayed as is when it
     is already an OpenAI error body."""
@@ -231,8 +241,8 @@ def classify(err: GatewayError, *, key_cooldown_s: float = 0.0) -> Failure:
       request valid; an operator's key problem shows as it is).
     - 409: no retry, but a fallback may serve it.
     - Any other 4xx: the request's own fault. Final, and no mark against the key.
-    - The gateway's own refusal of a target (busy, no key for the model, a field its
-      dialect cannot carry): the next target."""
+    - The gateway's own refusal of a target (busy, its connection pool exhausted, no
+      key for the model, a field its dialect cannot carry): the next target."""
     if isinstance(err, UpstreamStatusError):
         status = err.status
         if status >= 500 or status == 408:
@@ -247,6 +257,8 @@ def classify(err: GatewayError, *, key_cooldown_s: float = 0.0) -> Failure:
         if status == 409:
             return Failure(retry=False, rotate_key=False, fall_back=True, cooldown_s=None, strike=False)
         return _FINAL
+    if isinstance(err, PoolExhausted):
+        return _TARGET_REFUSED
     if isinstance(err, UpstreamError):
         return _PROVIDER_FAULT
     return _TARGET_REFUSED

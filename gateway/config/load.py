@@ -71,6 +71,10 @@ def _resolve(value: str, *, where: str, env: Mapping[str, str], problems: Proble
     return env[var]
 
 
+# The pool's cap and wait as a provider has them by default.
+_POOL_DEFAULTS = (ProviderConfig().max_connections, ProviderConfig().pool_timeout_s)
+
+
 def _resolve_provider(
     name: str, p: ProviderConfig, *, source: str, env: Mapping[str, str], problems: Problems
 ) -> ProviderConfig:
@@ -93,6 +97,11 @@ def _resolve_provider(
     names = [k.name for k in keys]
     if len(set(names)) != len(names):
         problems.error(f"{where}.keys: key names must be unique, got {names}")
+    if p.client == "aiohttp" and p.dialect != "mock" and (p.max_connections, p.pool_timeout_s) != _POOL_DEFAULTS:
+        problems.warnings.append(
+            f"{where}: max_connections and pool_timeout_s apply to client 'pool' only; "
+            f"client 'aiohttp' keeps up to {_POOL_DEFAULTS[0]} connections per host, shared by its providers"
+        )
     if p.ca_file is not None:
         _check_ca_file(p.ca_file, where=f"{where}.ca_file", problems=problems)
     proxy = (

@@ -114,6 +114,15 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # (gateway/upstream/pool.py; 0.6-0.7x the CPU of an aiohttp forwarder per request), or
     # "aiohttp", ClientSession, for what the pool does not do (compressed bodies).
     client: Literal["aiohttp", "pool"] = "pool"
+    # Connections the pool keeps open to this provider's origin (scheme://host:port), in
+    # use, idle and being opened. At the cap a request waits for one to be released or
+    # closed, first come first served, for pool_timeout_s at most (and never past its own
+    # timeout), then fails with a 503 (upstream_pool_exhausted) and the next fallback is
+    # tried. Providers sharing an origin share its connections: the largest cap and the
+    # longest wait among them apply. The default is the aiohttp client's per-host cap,
+    # which client "aiohttp" keeps whatever this says.
+    max_connections: Annotated[int, Meta(ge=1)] = 1000
+    pool_timeout_s: Seconds = 5.0
     # PEM file of CA certificates trusted for this provider's TLS (default: the system's).
     ca_file: str | None = None
     # The forward proxy to the upstream, for both clients: "env" (HTTPS_PROXY for an

@@ -43,6 +43,8 @@ from gateway.server.workers import READY
 from gateway.state import MemoryStore, Store
 from gateway.state.sqlite import LogStore
 from gateway.upstream.client import new_session
+from gateway.upstream.http import HTTPTransport
+from gateway.upstream.origin import limit_origins
 from gateway.upstream.pool import Pool
 from gateway.upstream.proxy import Proxy
 
@@ -183,6 +185,10 @@ class Gateway:
         jobs_exact, jobs_prefixes = job_routes(jobs)
         exact, prefixes = {**exact, **jobs_exact}, {**prefixes, **jobs_prefixes}
         dispatcher = Dispatcher({**routes(handlers, health=self._health), **exact}, prefixes=prefixes)
+        # Last: a config that could not be built leaves the pool's caps as they were.
+        limit_origins(
+            t.pool_limit for p in providers.values() if isinstance(t := p.transport, HTTPTransport) and t.pool_limit
+        )
         return _Generation(dispatcher, governor, jobs, table)
 
     async def start(self, *, host: str | None = None, port: int | None = None, reuse_port: bool = False) -> int:

@@ -21,6 +21,7 @@ from gateway.providers import gemini as gemini_dialect
 from gateway.providers import openai as openai_dialect
 from gateway.schemas.response import UpstreamModelList
 from gateway.upstream.client import Reply, Timeouts, send
+from gateway.upstream.origin import Origin
 from gateway.upstream.pool import Pool
 from gateway.upstream.proxy import Proxy
 
@@ -46,6 +47,7 @@ class HTTPTransport:
         "dialect",
         "first_byte_s",
         "name",
+        "pool_limit",
         "_base",
         "_extra",
         "_heads",
@@ -102,6 +104,11 @@ class HTTPTransport:
         # The gateway's own pool when configured: request heads built once per key and URL.
         self._pool = pool if cfg.client == "pool" else None
         self._origin = self._pool.origin(cfg.base_url, ssl_context=self._ssl, proxy=proxy) if self._pool else None
+        # The origin's cap and wait this provider asks for, set by ``limit_origins`` once
+        # its whole config is built (the aiohttp client keeps its own per-host cap).
+        self.pool_limit: tuple[Origin, int, float] | None = (
+            (self._origin, cfg.max_connections, cfg.pool_timeout_s) if self._origin is not None else None
+        )
         self._heads: dict[tuple[str, int], bytes] = {}
 
     def _url(self, endpoint: Endpoint, *, model: str, stream: bool) -> str:

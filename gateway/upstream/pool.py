@@ -21,26 +21,21 @@ Failures are raised as ``gateway.errors.Upstream*`` like ``gateway.upstream.clie
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import ssl
 import sys
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
 
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.upstream.origin import Origin
+from gateway.upstream.origin import request_head as request_head  # where it was first
 from gateway.upstream.poolreply import PoolReply
 from gateway.upstream.proxy import Proxy, Tunnel
 from gateway.upstream.relayed import RELAYED_HEADERS
 
-# Idle connections kept per origin; beyond it a finished connection is closed.
-MAX_IDLE_PER_ORIGIN = 256
-# An idle connection older than this is closed rather than reused: servers commonly drop
-# keep-alive connections after 5-75 s, and reusing one they just dropped costs a retry.
-IDLE_S = 30.0
 DNS_TTL_S = 60.0
 # One response header line (name and value): aiohttp's max_field_size, so both upstream
 # clients refuse the same heads.
@@ -55,16 +50,12 @@ _WATCHED = (*RELAYED_HEADERS, *_FRAMING, b"content-type")
 # The first bytes of the watched names that are not relayed ones (content-*, transfer-*).
 _CT = frozenset(b"ct")
 assert not any(p[0] in _CT for p in RELAYED_HEADERS)
-# A sweep of the idle stack closes connections up to this much before their IDLE_S is up,
-# so a timer that fires a hair early (the loop's clock is in milliseconds) never re-arms
-# itself in a loop.
-_SWEEP_SLACK_S = 0.01
 
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; llhttp calls the on_* methods."""
 
-    def __init__(self, pool: Pool, origin: _Origin) -> None:
+    def __init__(self, pool: Pool, origin: Origin) -> None:
         self._pool = pool
         self._origin = origin
         self._parser = httptools.HttpResponseParser(self)
@@ -72,6 +63,9 @@ class _Connection(asyncio.Protocol):
         self.reply: PoolReply | None = None
         self.headers_ready: asyncio.Future[None] | None = None
         self.alive = True
+        # Holds one of its origin's slots (max_connections): from when it is open for
+        # requests until it closes (Origin.forget gives the slot back, once).
+        self.counted = False
         self.got_bytes = False
         self.idle_since = 0.0
         self.last_read = 0.0
@@ -205,106 +199,6 @@ class _Connection(asyncio.Protocol):
         self._origin.forget(self)
 
 
-class _Origin:
-    """scheme://host:port: its idle connections and how to open a new one."""
-
-    __slots__ = (
-        "_loop",
-        "_proxy_lines",
-        "_sweeper",
-        "_target",
-        "host",
-        "host_header",
-        "idle",
-        "name",
-        "port",
-        "proxy",
-        "ssl",
-    )
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        ssl_context: ssl.SSLContext | None,
-        loop: asyncio.AbstractEventLoop,
-        proxy: Proxy | None = None,
-    ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        default_port = self.port == (443 if parts.scheme == "https" else 80)
-        self.host_header = self.host if default_port else f"{self.host}:{self.port}"
-        self.ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
-        self.name = f"{parts.scheme}://{self.host_header}"
-        # Through a proxy: an https origin is reached through a CONNECT tunnel (its
-        # requests as to the origin itself); an http one's requests go to the proxy in
-        # absolute form, with the proxy's credentials. Both are put into the request
-        # heads built once per key (``head``), so a request costs no more than direct.
-        self.proxy = proxy
-        absolute = proxy is not None and self.ssl is None
-        self._target = self.name if absolute else ""
-        auth = proxy.authorization if proxy is not None and absolute else None
-        self._proxy_lines = f"\r\nProxy-Authorization: {auth}".encode("latin-1") if auth else b""
-        # Oldest first (released in time order; take() pops the newest).
-        self.idle: list[_Connection] = []
-        self._loop = loop
-        # One timer for the whole stack, at the oldest connection's expiry.
-        self._sweeper: asyncio.TimerHandle | None = None
-
-    def release(self, conn: _Connection) -> None:
-        idle = self.idle
-        if len(idle) >= MAX_IDLE_PER_ORIGIN:
-            conn.retire()
-            return
-        conn.idle_since = self._loop.time()
-        idle.append(conn)
-        if self._sweeper is None:
-            self._sweeper = self._loop.call_at(conn.idle_since + IDLE_S, self._sweep)
-
-    def _sweep(self) -> None:
-        """Close the connections idle for IDLE_S; re-armed for the oldest one left."""
-        self._sweeper = None
-        idle = self.idle
-        cutoff = self._loop.time() - IDLE_S + _SWEEP_SLACK_S
-        n = 0
-        while n < len(idle) and idle[n].idle_since <= cutoff:
-            n += 1
-        expired = idle[:n]
-        del idle[:n]
-        for conn in expired:
-            conn.retire()
-        if idle:
-            self._sweeper = self._loop.call_at(idle[0].idle_since + IDLE_S, self._sweep)
-
-    def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for conn in list(self.idle):
-            conn.retire()
-
-    def forget(self, conn: _Connection) -> None:
-        with contextlib.suppress(ValueError):
-            self.idle.remove(conn)
-
-    def head(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
-        """``request_head`` for this origin: the request target and proxy credentials
-        as its proxy (if any) needs them."""
-        return request_head(method, self._target + path, headers) + self._proxy_lines
-
-    def take(self) -> _Connection | None:
-        idle = self.idle
-        while idle:
-            conn = idle.pop()  # most recently used: warmest, least likely dropped
-            if conn.alive:  # expired ones were closed by the sweep
-                return conn
-            conn.retire()
-        return None
-
-
 class Pool:
     """Keep-alive HTTP/1.1 connections to upstream origins, for the whole process."""
 
@@ -312,10 +206,10 @@ class Pool:
         self.loop = asyncio.get_running_loop()
         self._resolver = resolver
         self._ssl = ssl_context
-        self._origins: dict[str | tuple[str, str, str | None], _Origin] = {}
+        self._origins: dict[str | tuple[str, str, str | None], Origin] = {}
         self._dns: dict[str, tuple[float, list[str]]] = {}
 
-    def origin(self, url: str, *, ssl_context: ssl.SSLContext | None = None, proxy: Proxy | None = None) -> _Origin:
+    def origin(self, url: str, *, ssl_context: ssl.SSLContext | None = None, proxy: Proxy | None = None) -> Origin:
         """The origin of ``url``, reached directly or through ``proxy`` (decided here,
         once, not per request)."""
         parts = urlsplit(url)
@@ -324,7 +218,7 @@ class Pool:
         key = base if proxy is None else (base, proxy.name, proxy.authorization)
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(
+            origin = self._origins[key] = Origin(
                 base, ssl_context=ssl_context or self._ssl, loop=self.loop, proxy=proxy
             )
         return origin
@@ -356,7 +250,7 @@ class Pool:
         self._dns[host] = (now + (min(min(ttls), DNS_TTL_S) if ttls else DNS_TTL_S), addresses)
         return addresses
 
-    async def _open(self, origin: _Origin, *, connect_s: float | None) -> _Connection:
+    async def _open(self, origin: Origin, *, connect_s: float | None) -> _Connection:
         if origin.proxy is not None:
             return await self._open_proxied(origin, origin.proxy, connect_s=connect_s)
         error: Exception | None = None
@@ -379,7 +273,7 @@ class Pool:
             raise UpstreamTimeout(f"connecting to {origin.name} timed out") from None
         raise UpstreamConnectError(f"cannot connect to {origin.name}: {error}") from None
 
-    async def _open_proxied(self, origin: _Origin, proxy: Proxy, *, connect_s: float | None) -> _Connection:
+    async def _open_proxied(self, origin: Origin, proxy: Proxy, *, connect_s: float | None) -> _Connection:
         """A connection to the proxy; for an https origin, tunnelled (CONNECT) and then
         TLS with the origin, on the same transport. ``connect_s`` bounds all of it."""
         loop = self.loop
@@ -415,9 +309,39 @@ class Pool:
             raise UpstreamTimeout(f"connecting to {via} timed out") from None
         raise UpstreamConnectError(f"cannot connect to proxy {proxy.name} (for {origin.name}): {error}") from None
 
+    async def _connect(
+        self, origin: Origin, *, connect_s: float | None, deadline: float | None
+    ) -> tuple[_Connection, bool]:
+        """For a request that found no idle connection: a new one under the origin's cap,
+        else the first one released (reused: True) or a slot to open one in, waited for
+        until ``deadline`` at most (``Origin.wait``). The slot is given back whatever
+        stops the opening (a failure, the connect timeout, a cancelled request)."""
+        while origin.opened >= origin.max_connections or origin.waiters:
+            conn = await origin.wait(deadline=deadline)
+            if conn is None:
+                break  # a slot, counted for us
+            if conn.alive:
+                return conn, True
+            # Closed as it was handed over (its slot went on to the next waiter): again.
+        else:
+            origin.opened += 1
+        try:
+            if deadline is not None:
+                left = deadline - self.loop.time()
+                connect_s = left if connect_s is None or left < connect_s else connect_s
+            conn = await self._open(origin, connect_s=connect_s)
+        except BaseException:
+            origin.free()
+            raise
+        if not conn.alive:  # closed before this task ran again: forget() found it uncounted
+            origin.free()
+            raise UpstreamConnectError(f"{origin.name} closed the connection as it was opened")
+        conn.counted = True
+        return conn, False
+
     async def request(
         self,
-        origin: _Origin,
+        origin: Origin,
         head: bytes,
         body: bytes,
         *,
@@ -443,10 +367,7 @@ class Pool:
             conn = origin.take()
             reused = conn is not None
             if conn is None:
-                if deadline is not None:
-                    left = deadline - loop.time()
-                    connect_s = left if connect_s is None or left < connect_s else connect_s
-                conn = await self._open(origin, connect_s=connect_s)
+                conn, reused = await self._connect(origin, connect_s=connect_s, deadline=head_by)
             # The exchange in this frame (a helper coroutine costs ~1 µs a request).
             fut = conn.headers_ready = loop.create_future()
             reply = PoolReply(conn, fut, max_bytes)
@@ -504,10 +425,3 @@ class Pool:
     def close(self) -> None:
         for origin in self._origins.values():
             origin.stop()
-
-
-def request_head(method: str, path: str, headers: Mapping[str, str]) -> bytes:
-    """The request line and headers, built once per provider key."""
-    lines = [f"{method} {path} HTTP/1.1"]
-    lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
-    return "\r\n".join(lines).encode("latin-1")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
-from gateway.upstream import pool as pool_module
+from gateway.upstream import origin as origin_module
 from gateway.upstream.pool import Pool, request_head
 
 HEAD = request_head("POST", "/v1/chat/completions", {"Content-Type": "application/json"})
@@ -418,7 +418,7 @@ def test_pool_close_before_any_response_byte_is_a_connect_error() -> None:
 
 
 def test_pool_idle_connections_closed_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pool_module, "IDLE_S", 0.2)
+    monkeypatch.setattr(origin_module, "IDLE_S", 0.2)
 
     async def main() -> None:
         server = Server(send_bytes(CONTENT_LENGTH))

@@ -446,3 +446,30 @@ def test_reloadable_keeps_client_connection_bounds() -> None:
     assert served.server.header_timeout_s == 10.0 and served.server.max_connections is None
     assert served.server.max_body_bytes == 4096  # reloadable, taken
     assert set(ignored) == {"server.header_timeout_s", "server.max_connections"}
+
+
+def test_load_provider_pool_cap_defaults_bounds_and_aiohttp_warning(tmp_path: Path) -> None:
+    from gateway.config import check
+    from gateway.upstream.client import MAX_CONNECTIONS_PER_HOST
+    from gateway.upstream.origin import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT_S
+
+    def provider(**fields: object) -> dict[str, object]:
+        return {"providers": {"p": {"base_url": "http://127.0.0.1:9/v1", **fields}}}
+
+    p = load(write_json(tmp_path, provider()), env={}).providers["p"]
+    # An origin no config limited, the aiohttp client and a provider's default agree.
+    assert (p.max_connections, p.pool_timeout_s) == (DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT_S) == (1000, 5.0)
+    assert MAX_CONNECTIONS_PER_HOST == DEFAULT_MAX_CONNECTIONS
+    p = load(write_json(tmp_path, provider(max_connections=8, pool_timeout_s=0.5)), env={}).providers["p"]
+    assert (p.max_connections, p.pool_timeout_s) == (8, 0.5)
+    for bad in ({"max_connections": 0}, {"pool_timeout_s": 0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            load(write_json(tmp_path, provider(**bad)), env={})
+    # The aiohttp client has its own per-host cap: a provider's is not applied there.
+    _, _, problems = check(write_json(tmp_path, provider(client="aiohttp", max_connections=8)), env={})
+    assert [w for w in problems.warnings if "max_connections" in w] == [
+        f"{tmp_path / 'gateway.json'}: providers.p: max_connections and pool_timeout_s apply to client 'pool' only; "
+        "client 'aiohttp' keeps up to 1000 connections per host, shared by its providers"
+    ]
+    _, _, problems = check(write_json(tmp_path, provider(max_connections=8)), env={})
+    assert not [w for w in problems.warnings if "max_connections" in w]

@@ -9,6 +9,7 @@ from gateway.errors import (
     Failure,
     GatewayError,
     InvalidRequest,
+    PoolExhausted,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -51,6 +52,11 @@ TABLE: list[tuple[str, GatewayError, Failure]] = [
     (
         "busy",
         ProviderBusy("busy"),
+        Failure(retry=False, rotate_key=False, fall_back=True, cooldown_s=None, strike=False),
+    ),
+    (
+        "pool exhausted",
+        PoolExhausted("p"),
         Failure(retry=False, rotate_key=False, fall_back=True, cooldown_s=None, strike=False),
     ),
     (
