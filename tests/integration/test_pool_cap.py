@@ -2,21 +2,26 @@
 past the cap wait for a released connection, first come first served; a wait past
 ``pool_timeout_s`` is PoolExhausted; the origin's count of live connections stays exact
 through failed connects, TLS failures, proxies and tunnels, the stale keep-alive retry,
-and requests cancelled while opening or waiting."""
+and requests cancelled while opening or waiting. Through a gateway process: the 503
+(upstream_pool_exhausted) at the cap, a fallback serving instead, no strike on the key."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import httpx
 import pytest
 
 from gateway.errors import PoolExhausted, UpstreamConnectError, UpstreamTimeout
 from gateway.upstream.origin import Origin, limit_origins
 from gateway.upstream.pool import Pool
 from gateway.upstream.proxy import Proxy
-from tests.conftest import free_port
+from tests.conftest import Proc, free_port, serve_config
+from tests.faulty import COMPLETION, Request, respond
 from tests.integration.test_pool import CONTENT_LENGTH, HEAD, OK_BODY, Server, fetch, send_bytes
 from tests.proxy import ForwardProxy
 
@@ -318,3 +323,60 @@ def test_pool_cap_changed_by_a_new_config() -> None:
         server.close()
 
     run(main())
+
+
+# Through a gateway process: provider "capped" (one connection, a 0.3 s wait) in front of
+# an upstream that holds each request HOLD_S; "spare" is the in-process mock.
+HOLD_S = 3.0
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def gw(faulty: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    @faulty.on("cap-hold")
+    async def _(req: Request, w: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(HOLD_S)
+        await respond(w, 200, COMPLETION)
+
+    config = {
+        "providers": {
+            "capped": {
+                "base_url": faulty.url("cap-hold") + "/v1",
+                "keys": [{"name": "only", "value": "sk-capped-key-0123456789"}],
+                "max_connections": 1,
+                "pool_timeout_s": 0.3,
+            },
+            "spare": {"dialect": "mock"},
+        }
+    }
+    proc = serve_config(config, tmp_path_factory.mktemp("pool-cap"))
+    yield proc
+    proc.stop()
+
+
+def _chat(gw: Proc, model: str, **extra: object) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+    return httpx.post(gw.url + CHAT, json=body, timeout=30)
+
+
+def test_gateway_pool_exhausted_is_503_then_the_fallback_serves(gw: Proc) -> None:
+    with ThreadPoolExecutor(1) as ex:
+        holding = ex.submit(_chat, gw, "capped/m")  # takes the one connection for HOLD_S
+        time.sleep(0.5)
+        for _ in range(3):  # three in a row: were it the key's fault, it would cool now
+            t0 = time.monotonic()
+            r = _chat(gw, "capped/m")
+            assert 0.25 < time.monotonic() - t0 < 2
+            assert r.status_code == 503, r.text
+            err = r.json()["error"]
+            assert err["code"] == "upstream_pool_exhausted" and err["type"] == "upstream_error"
+            assert err["message"].startswith("provider 'capped': connection pool of http://127.0.0.1:")
+            assert "all 1 connections busy, none free within 0.3 s" in err["message"]
+        r = _chat(gw, "capped/m", fallbacks=["spare/mock-chat"])
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == "mock-chat"
+        assert holding.result().status_code == 200  # the one connection's own request
+    health = httpx.get(gw.url + "/health?providers=1", timeout=5).json()
+    assert health["providers"]["capped"]["keys"] == [
+        {"name": "only", "cooling_down": False, "cooldown_remaining_s": 0.0}
+    ]
