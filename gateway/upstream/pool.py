@@ -10,6 +10,8 @@ paused while the consumer lags (flow control). A connection that errors or is no
 keep-alive is retired, never reused; a request whose reused connection fails before any
 response byte is retried once on a fresh one (the stale keep-alive race). A body with
 neither Content-Length nor chunking ends at the connection's close (HTTP/1.1 allows it).
+Each origin caps its live connections (``gateway.upstream.origin``): past the cap a
+request waits for one, then fails with ``PoolExhausted``.
 
 Deadlines are absolute: one timer per request, armed at the first-byte bound or the
 whole-response deadline, whichever comes first, and kept (or re-armed once) for the body.
