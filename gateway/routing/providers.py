@@ -24,7 +24,7 @@ from gateway.providers import openai as openai_dialect
 from gateway.routing.keys import KeyRing
 from gateway.routing.limits import Limiter
 from gateway.scrub import Scrubber
-from gateway.upstream.client import Reply, Timeouts
+from gateway.upstream.client import Reply, Timeouts, first_byte_s
 from gateway.upstream.http import HTTPTransport
 from gateway.upstream.mock import MockTransport
 from gateway.upstream.pool import Pool
@@ -108,7 +108,7 @@ class Provider:
         self.limiter = Limiter(name, cfg.limits) if cfg.limits.max_concurrency is not None else None
         t = cfg.timeouts
         self.request_s = t.request_s
-        self.first_byte_s = t.first_byte_s or t.stream_idle_s
+        self.first_byte_s = first_byte_s(t)
         self.transport = transport
         self.send: Send = transport.send
         self.list_models: Callable[[], Awaitable[list[str]]] = transport.list_models

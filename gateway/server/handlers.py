@@ -17,7 +17,7 @@ from gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from gateway.governance import Governor, Grant, Principal
 from gateway.providers import Endpoint
 from gateway.relay import translate
-from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
+from gateway.relay.call import PROVIDER_HEADER, Call
 from gateway.relay.stream import LiveStreams, shutting_down
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
@@ -26,7 +26,7 @@ from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.schemas.response import Model, ModelList
 from gateway.server.access import record_abandoned
-from gateway.server.answer import Answer, fits
+from gateway.server.answer import Answer, answer_headers, fits
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Handler, Routes
 from gateway.server.health import Health
@@ -42,7 +42,7 @@ from gateway.server.options import (
     pinned_key,
     timeouts,
 )
-from gateway.upstream.relayed import client_header_lines, client_headers
+from gateway.upstream.relayed import client_header_lines
 
 log = logging.getLogger("gateway.server")
 
@@ -287,11 +287,8 @@ class Handlers:
                 head += client_header_lines(relayed)
             return Answer(head, data, call)
         # Headers as one dict: cheaper than content_type= and a setitem (~0.4 µs).
-        headers = {"Content-Type": JSON, PROVIDER_HEADER: provider}
-        if index:
-            headers[FALLBACK_HEADER] = str(index)
-        if relayed:
-            headers.update(client_headers(relayed))
+        headers = {"Content-Type": JSON}
+        headers.update(answer_headers(provider, index, relayed))
         out = web.Response(body=data, headers=headers)
         out.call = call  # type: ignore[attr-defined]
         return out

@@ -43,17 +43,17 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound, RateLimited, 
 from gateway.governance import Grant, Principal, credential, digest
 from gateway.metrics import Metrics
 from gateway.providers import Endpoint
-from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call
+from gateway.relay.call import Call
 from gateway.relay.unary import unary
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
+from gateway.server.answer import answer_headers
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, error_response
 from gateway.server.handlers import Handlers
 from gateway.server.options import ASYNC_ID_HEADER, header_seconds
 from gateway.state import Store
 from gateway.state import StoreUnavailable as StoreDown
-from gateway.upstream.relayed import client_headers
 
 log = logging.getLogger("gateway.jobs")
 
@@ -356,11 +356,7 @@ class Jobs:
             log.exception("unexpected error running an async job")
             status, body = render_unexpected()
             return status, [], body
-        headers = [(PROVIDER_HEADER, call.targets[index][0].provider.name)]
-        if index:
-            headers.append((FALLBACK_HEADER, str(index)))
-        headers.extend(client_headers(relayed))
-        return 200, headers, data
+        return 200, answer_headers(call.targets[index][0].provider.name, index, relayed), data
 
     async def _write(self, job: _Job, *, finished: bool) -> None:
         """Stores the job's record; a failure is logged, never raised (the job goes on,

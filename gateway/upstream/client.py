@@ -2,6 +2,11 @@
 
 Every aiohttp exception is turned into a ``gateway.errors.Upstream*`` error here, at
 the boundary; nothing above this module sees aiohttp's client exceptions.
+
+An attempt's time bounds, for either client, are made in one place: ``bounds``. Above
+it the relay only takes what is left of a client's x-bf-request-timeout
+(``relay.call.Call.send``; the first-chunk wait of ``relay.stream`` and the retry
+deadline of ``relay.attempts`` read the same deadline).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import NamedTuple, Protocol
 import aiohttp
 
 from gateway import __version__
+from gateway.config import TimeoutConfig
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from gateway.upstream.relayed import RELAYED_HEADERS
 
@@ -32,6 +38,33 @@ class Timeouts(NamedTuple):
 
     request_s: float | None
     stream_idle_s: float | None
+
+
+class Bounds(NamedTuple):
+    """One attempt's time bounds, whichever client sends it (None: unbounded)."""
+
+    total_s: float | None  # the whole answer, headers and body
+    first_byte_s: float | None  # a stream's response headers (a unary call's: total_s)
+    idle_s: float | None  # between two reads of a stream's body
+
+
+def first_byte_s(t: TimeoutConfig) -> float:
+    """A stream's first-byte bound as configured: ``first_byte_s``, else ``stream_idle_s``."""
+    return t.first_byte_s or t.stream_idle_s
+
+
+def bounds(t: TimeoutConfig, o: Timeouts | None, *, stream: bool) -> Bounds:
+    """The one place a provider's configured timeouts and a request's overrides (``o``,
+    what is left of them: ``relay.call.Call.send``) make an attempt's bounds. The client's
+    x-bf-request-timeout bounds the whole answer, stream or not; without it a unary call
+    has ``request_s``, a stream none. Its x-bf-stream-idle-timeout stands for both the
+    first-byte and the idle bound of a stream. Computed at start-up for calls without
+    overrides (``upstream.http``)."""
+    request_s = o.request_s if o is not None else None
+    idle_s = o.stream_idle_s if o is not None else None
+    if not stream:
+        return Bounds(request_s or t.request_s, None, None)
+    return Bounds(request_s, idle_s or first_byte_s(t), idle_s or t.stream_idle_s)
 
 
 class Reply(Protocol):

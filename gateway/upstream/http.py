@@ -20,7 +20,7 @@ from gateway.providers import anthropic as anthropic_dialect
 from gateway.providers import gemini as gemini_dialect
 from gateway.providers import openai as openai_dialect
 from gateway.schemas.response import UpstreamModelList
-from gateway.upstream.client import Reply, Timeouts, send
+from gateway.upstream.client import Bounds, Reply, Timeouts, bounds, first_byte_s, send
 from gateway.upstream.origin import Origin
 from gateway.upstream.pool import Pool
 from gateway.upstream.proxy import Proxy
@@ -49,6 +49,7 @@ class HTTPTransport:
         "name",
         "pool_limit",
         "_base",
+        "_bounds",
         "_extra",
         "_heads",
         "_keys",
@@ -84,9 +85,11 @@ class HTTPTransport:
         self._wire, self._extra = wire, cfg.headers
         t = cfg.timeouts
         self._timeouts = t
-        self._unary = aiohttp.ClientTimeout(total=t.request_s, sock_connect=t.connect_s)
-        self._stream = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.stream_idle_s)
-        self.first_byte_s = t.first_byte_s or t.stream_idle_s
+        # Without per-request overrides, an attempt's bounds are the provider's: once, here.
+        self._bounds = (bounds(t, None, stream=False), bounds(t, None, stream=True))
+        self._unary = self._client_timeout(self._bounds[0])
+        self._stream = self._client_timeout(self._bounds[1])
+        self.first_byte_s = first_byte_s(t)
         self._max_bytes = cfg.max_response_bytes
         self._session = session
         self._models = list(cfg.models)
@@ -128,12 +131,11 @@ class HTTPTransport:
     def _timeout(self, stream: bool, o: Timeouts | None) -> aiohttp.ClientTimeout:
         if o is None:
             return self._stream if stream else self._unary
-        t = self._timeouts
-        if stream:
-            return aiohttp.ClientTimeout(
-                total=o.request_s, sock_connect=t.connect_s, sock_read=o.stream_idle_s or t.stream_idle_s
-            )
-        return aiohttp.ClientTimeout(total=o.request_s or t.request_s, sock_connect=t.connect_s)
+        return self._client_timeout(bounds(self._timeouts, o, stream=stream))
+
+    def _client_timeout(self, b: Bounds) -> aiohttp.ClientTimeout:
+        # aiohttp has no first-byte bound of its own: relay.stream waits for the first chunk.
+        return aiohttp.ClientTimeout(total=b.total_s, sock_connect=self._timeouts.connect_s, sock_read=b.idle_s)
 
     async def send(
         self,
@@ -159,7 +161,8 @@ class HTTPTransport:
                 head += "".join(f"\r\n{k}: {v}" for k, v in extra).encode("latin-1")
             t = self._timeouts
             try:
-                # One deadline for headers and body alike: request_s from now.
+                # One deadline for headers and body alike: request_s from now (as bounds()
+                # gives it, proven equal by tests/unit/upstream/test_http.py).
                 return await pool.request(
                     self._origin,  # type: ignore[arg-type]
                     head,
@@ -230,27 +233,24 @@ class HTTPTransport:
         )
 
     async def _send_pooled(self, head: bytes, body: bytes, *, stream: bool, timeouts: Timeouts | None) -> Reply:
-        t, o = self._timeouts, timeouts
-        # The client's x-bf-request-timeout (what is left of it, see Call.send) bounds the
-        # whole answer, stream or not; without it a unary call has request_s, a stream none.
-        total = (o.request_s if o else None) or (None if stream else t.request_s)
+        b = self._bounds[stream] if timeouts is None else bounds(self._timeouts, timeouts, stream=stream)
         assert self._pool is not None and self._origin is not None
         try:
             reply = await self._pool.request(
                 self._origin,
                 head,
                 body,
-                connect_s=t.connect_s,
-                # A stream's headers within its first-byte bound (a unary call's: the deadline).
-                first_byte_s=((o.stream_idle_s if o else None) or self.first_byte_s) if stream else None,
-                total_s=total,
+                connect_s=self._timeouts.connect_s,
+                first_byte_s=b.first_byte_s,
+                total_s=b.total_s,
                 max_body_bytes=self._max_bytes,
             )
         except UpstreamError as e:
             e.message = f"provider '{self.name}': {e.message}"
             raise
         if stream:  # between reads
-            reply.watch_idle((o.stream_idle_s if o else None) or t.stream_idle_s)
+            assert b.idle_s is not None
+            reply.watch_idle(b.idle_s)
         return reply
 
     async def list_models(self) -> list[str]:

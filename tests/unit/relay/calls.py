@@ -1,4 +1,5 @@
-"""A Call for one fake target, as the relay's unit tests need it."""
+"""Calls as the relay's unit tests need them, built in one place: a change to how a
+``Call`` is constructed is adapted here, not in every test."""
 
 from __future__ import annotations
 
@@ -7,22 +8,44 @@ from typing import Any
 
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.tokens import Tokenizers
+from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.relay.call import Call
+from gateway.upstream.client import Timeouts
+
+
+def make_call(
+    targets: list[tuple[Any, bytes | GatewayError]],
+    *,
+    body: bytes = b"{}",
+    requested: str = "up/gpt-x",
+    request_type: str = "chat_completion",
+    metrics: Metrics | None = None,
+    t0: float | None = None,
+    raw_request: bool = False,
+    raw_response: bool = False,
+    timeouts: Timeouts | None = None,
+    pinned_key: str | None = None,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+    direct_key: str | None = None,
+) -> Call:
+    return Call(
+        endpoint="chat",
+        request_type=request_type,
+        requested=requested,
+        targets=targets,
+        body=body,
+        t0=time.perf_counter() if t0 is None else t0,
+        raw_request=raw_request,
+        raw_response=raw_response,
+        client_usage=False,
+        ledger=Ledger(metrics=metrics or Metrics(), tokenizers=Tokenizers()),
+        timeouts=timeouts,
+        pinned_key=pinned_key,
+        extra_headers=extra_headers,
+        direct_key=direct_key,
+    )
 
 
 def one_target_call(target: Any, *, metrics: Metrics | None = None, direct_key: str | None = None) -> Call:
-    return Call(
-        endpoint="chat",
-        request_type="chat_completion",
-        requested="up/gpt-x",
-        targets=[(target, b"{}")],
-        body=b"{}",
-        t0=time.perf_counter(),
-        raw_request=False,
-        raw_response=False,
-        client_usage=False,
-        ledger=Ledger(metrics=metrics or Metrics(), tokenizers=Tokenizers()),
-        timeouts=None,
-        direct_key=direct_key,
-    )
+    return make_call([(target, b"{}")], metrics=metrics, direct_key=direct_key)

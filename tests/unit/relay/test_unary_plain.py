@@ -15,7 +15,7 @@ from gateway.accounting.pricing import Price
 from gateway.metrics import Metrics
 from gateway.relay import unary
 from gateway.relay.call import Call
-from tests.unit.relay.calls import one_target_call
+from tests.unit.relay.calls import make_call
 
 PRICE = Price(input=2e-6, output=8e-6, cache_read=None, request=0.0)
 
@@ -31,16 +31,21 @@ ANSWERS = [
     b'"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}',
     # an upstream that priced the request itself: its cost is kept
     b'{"id":"c4","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"cost":0.5}}',
+    # space before the usage object's closing brace; non-ASCII content, raw and escaped
+    b'{"id":"c5","choices":[{"message":{"content":"h\xc3\xa9 \\u00e9 \xf0\x9f\x98\x80"}}],'
+    b'"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10 } }',
+    # usage first, the answer's own closing brace after a newline and spaces
+    b'{"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10},"choices":[]\n  }\r\n',
 ]
 
 
-def call_and_target(*, priced: bool) -> tuple[Call, Any, Metrics]:
+def call_and_target(*, priced: bool, model: str = "gpt-x") -> tuple[Call, Any, Metrics]:
     metrics = Metrics()
     provider = SimpleNamespace(
         name="up", pricing=SimpleNamespace(lookup=lambda model: PRICE if priced else None), dialect="openai"
     )
-    target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False)
-    call = one_target_call(target, metrics=metrics)
+    target = SimpleNamespace(provider=provider, model=model, rewrite=False)
+    call = make_call([(target, b"{}")], metrics=metrics, requested=f"up/{model}")
     return call, target, metrics
 
 
@@ -57,14 +62,15 @@ def gateway_samples(metrics: Metrics) -> list[bytes]:
 
 @pytest.mark.parametrize("answer", ANSWERS)
 @pytest.mark.parametrize("priced", [True, False])
-def test_plain_equals_general_path(answer: bytes, priced: bool) -> None:
-    call_a, target_a, metrics_a = call_and_target(priced=priced)
+@pytest.mark.parametrize("model", ["gpt-x", 'モデル-ü "q"'])
+def test_plain_equals_general_path(answer: bytes, priced: bool, model: str) -> None:
+    call_a, target_a, metrics_a = call_and_target(priced=priced, model=model)
     head = codec.response_head(answer)
     usage_raw = bytes(head.usage)
     general, estimated = unary.account(call_a, target_a, answer, usage_raw)
     general = codec.enrich(general, head, call_a.extra_fields(target_a, estimated=estimated))
 
-    call_b, target_b, metrics_b = call_and_target(priced=priced)
+    call_b, target_b, metrics_b = call_and_target(priced=priced, model=model)
     fused = unary._plain(call_b, target_b, answer, usage_raw)
 
     assert without_latency(fused) == without_latency(general)
