@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Struct
 
+from gateway.config.proxy import Proxy, environment_proxies, proxy_for
 from gateway.config.schema import (
     ANTHROPIC_DEFAULT_BASE_URL,
     ENV_PREFIX,
@@ -32,7 +33,6 @@ from gateway.config.schema import (
     StoreConfig,
     key_problem,
 )
-from gateway.upstream.proxy import Proxy, environment_proxies, proxy_for
 
 
 class Problems:

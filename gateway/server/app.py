@@ -15,6 +15,7 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices
 from gateway.accounting.tokens import Tokenizers
 from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadable
+from gateway.config.proxy import Proxy
 from gateway.governance import Governor, digest
 from gateway.metrics import ConnectionStats, Metrics, Mirror
 from gateway.relay.stream import LiveStreams
@@ -46,7 +47,6 @@ from gateway.upstream.client import new_session
 from gateway.upstream.http import HTTPTransport
 from gateway.upstream.origin import limit_origins
 from gateway.upstream.pool import Pool
-from gateway.upstream.proxy import Proxy
 
 log = logging.getLogger("gateway")
 

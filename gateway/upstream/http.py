@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 
 from gateway.config import ProviderConfig
+from gateway.config.proxy import Proxy
 from gateway.errors import UpstreamError, UpstreamProtocolError
 from gateway.providers import Endpoint
 from gateway.providers import anthropic as anthropic_dialect
@@ -23,7 +24,6 @@ from gateway.schemas.response import UpstreamModelList
 from gateway.upstream.client import Bounds, Reply, Timeouts, bounds, first_byte_s, send
 from gateway.upstream.origin import Origin
 from gateway.upstream.pool import Pool
-from gateway.upstream.proxy import Proxy
 
 
 class _GeminiModel(msgspec.Struct):

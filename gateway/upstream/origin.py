@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from gateway.config.proxy import Proxy
 from gateway.errors import PoolExhausted
-from gateway.upstream.proxy import Proxy
 
 if TYPE_CHECKING:
     from gateway.upstream.pool import _Connection

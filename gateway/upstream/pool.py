@@ -31,11 +31,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.config.proxy import Proxy
 from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from gateway.upstream.origin import Origin
 from gateway.upstream.origin import request_head as request_head  # where it was first
 from gateway.upstream.poolreply import PoolReply
-from gateway.upstream.proxy import Proxy, Tunnel
+from gateway.upstream.proxy import Tunnel
 from gateway.upstream.relayed import RELAYED_HEADERS
 
 DNS_TTL_S = 60.0

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.config.proxy import Proxy
 from gateway.errors import PoolExhausted, UpstreamConnectError, UpstreamTimeout
 from gateway.upstream.origin import Origin, limit_origins
 from gateway.upstream.pool import Pool
-from gateway.upstream.proxy import Proxy
 from tests.conftest import Proc, free_port, serve_config
 from tests.faulty import COMPLETION, Request, respond
 from tests.integration.test_pool import CONTENT_LENGTH, HEAD, OK_BODY, Server, fetch, send_bytes

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, check, load
-from gateway.upstream.proxy import Proxy, environment_proxies, proxy_for
+from gateway.config.proxy import Proxy, environment_proxies, proxy_for
 
 ENVIRONMENTS = [
     {"HTTPS_PROXY": "http://up:1", "http_proxy": "http://low:2"},
