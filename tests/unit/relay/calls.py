@@ -8,7 +8,7 @@ from typing import Any
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.tokens import Tokenizers
 from gateway.metrics import Metrics
-from gateway.relay.call import Call
+from gateway.relay.call import NO_OPTIONS, Call, RequestOptions
 
 
 def one_target_call(target: Any, *, metrics: Metrics | None = None, direct_key: str | None = None) -> Call:
@@ -19,10 +19,7 @@ def one_target_call(target: Any, *, metrics: Metrics | None = None, direct_key: 
         targets=[(target, b"{}")],
         body=b"{}",
         t0=time.perf_counter(),
-        raw_request=False,
-        raw_response=False,
         client_usage=False,
         ledger=Ledger(metrics=metrics or Metrics(), tokenizers=Tokenizers()),
-        timeouts=None,
-        direct_key=direct_key,
+        options=NO_OPTIONS if direct_key is None else RequestOptions(direct_key=direct_key),
     )
