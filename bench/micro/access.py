@@ -35,11 +35,8 @@ def _call() -> Call:
         targets=[(target, REQUEST)],
         body=REQUEST,
         t0=time.perf_counter(),
-        raw_request=False,
-        raw_response=False,
         client_usage=False,
         ledger=LEDGER,
-        timeouts=None,
     )
     call.served_index = 0
     call.upstream_s = 0.0004

@@ -25,11 +25,8 @@ def pipeline() -> bytes:
         targets=[(target, body)],
         body=REQUEST,
         t0=t0,
-        raw_request=False,
-        raw_response=False,
         client_usage=False,
         ledger=LEDGER,
-        timeouts=None,
     )
     head = codec.response_head(RESPONSE)
     data, estimated = account(call, target, RESPONSE, bytes(head.usage))  # type: ignore[arg-type]

@@ -40,8 +40,8 @@ def lone_attempt(call: Call) -> tuple[Target, bytes, int] | None:
     no concurrency cap, no retries, no pinned key, no client key. The caller makes that
     attempt itself (``note``-ing its key's outcome) instead of entering the loop below,
     which saves two coroutine frames on every resumption of the request (~2-3 µs a request)."""
-    targets = call.targets
-    if len(targets) != 1 or call.pinned_key is not None or call.direct_key is not None:
+    targets, options = call.targets, call.options
+    if len(targets) != 1 or options.pinned_key is not None or options.direct_key is not None:
         return None
     target, body = targets[0]
     provider = target.provider
@@ -106,8 +106,9 @@ async def _retrying(call: Call, target: Target, body: bytes, op: Op[T]) -> T:
     keys, cfg = provider.keys, provider.retries
     # A client's own key (x-bf-direct-key) replaces every configured key: it is never
     # chosen, rotated or cooled down; ``op`` sends it whatever the index.
-    direct = call.direct_key is not None
-    pinned = 0 if direct else keys.index(call.pinned_key) if call.pinned_key else None
+    options = call.options
+    direct = options.direct_key is not None
+    pinned = 0 if direct else keys.index(options.pinned_key) if options.pinned_key else None
     excluded: set[int] = set()
     attempt = 0
     while True:
@@ -134,7 +135,8 @@ async def _retrying(call: Call, target: Target, body: bytes, op: Op[T]) -> T:
                 raise  # the pinned (or client's) key was refused: another try gives the same answer
             retry_after = e.retry_after_s if isinstance(e, UpstreamStatusError) else None
             delay = backoff_s(cfg, attempt=attempt, retry_after_s=retry_after)
-            deadline = call.t0 + ((call.timeouts.request_s if call.timeouts else None) or provider.request_s)
+            limits = options.timeouts
+            deadline = call.t0 + ((limits.request_s if limits else None) or provider.request_s)
             if time.perf_counter() + delay >= deadline:
                 raise
             call.ledger.metrics.for_provider(provider.name).retries += 1

@@ -1,4 +1,5 @@
-"""One client request on its way through the relay."""
+"""One client request on its way through the relay: its ``Call`` (the plan, the
+client's ``RequestOptions``, the outcome) and how an upstream's error answer is read."""
 
 from __future__ import annotations
 
@@ -33,28 +34,88 @@ MIN_ATTEMPT_S = 0.001
 _LATENCY = b'"latency":'
 
 
+class RequestOptions:
+    """What a client asked of one request through ``x-bf-*`` headers, as the relay reads
+    it on every attempt; parsed and checked by ``gateway.server.options.request_options``.
+    Not changed once built: the common request, without any, shares ``NO_OPTIONS``.
+
+    A plain class, not a Struct: ``direct_key`` is a secret, and a Struct's encoders and
+    rich repr would show it. ``repr`` hides it."""
+
+    __slots__ = ("direct_key", "extra_headers", "pinned_key", "raw_request", "raw_response", "timeouts")
+
+    def __init__(
+        self,
+        *,
+        raw_request: bool = False,
+        raw_response: bool = False,
+        timeouts: Timeouts | None = None,
+        pinned_key: str | None = None,
+        extra_headers: tuple[tuple[str, str], ...] = (),
+        direct_key: str | None = None,
+    ) -> None:
+        # x-bf-send-back-raw-request/-response: the upstream's request and answer
+        # echoed in extra_fields.
+        self.raw_request = raw_request
+        self.raw_response = raw_response
+        self.timeouts = timeouts  # x-bf-request-timeout, x-bf-stream-idle-timeout; None: the provider's
+        self.pinned_key = pinned_key  # x-bf-api-key: the provider key to use, by name
+        self.extra_headers = extra_headers  # x-bf-eh-*: forwarded upstream
+        # x-bf-direct-key: the client's own provider key, sent instead of the configured
+        # ones (every target is on one provider, see server.options.check_targets). Held
+        # for the request only: never logged, recorded or answered.
+        self.direct_key = direct_key
+
+    def forwarding(self, headers: tuple[tuple[str, str], ...]) -> RequestOptions:
+        """These options with ``headers`` forwarded upstream too."""
+        return RequestOptions(
+            raw_request=self.raw_request,
+            raw_response=self.raw_response,
+            timeouts=self.timeouts,
+            pinned_key=self.pinned_key,
+            extra_headers=self.extra_headers + headers,
+            direct_key=self.direct_key,
+        )
+
+    def __repr__(self) -> str:
+        secret = None if self.direct_key is None else "<hidden>"
+        return (
+            f"RequestOptions(raw_request={self.raw_request!r}, raw_response={self.raw_response!r}, "
+            f"timeouts={self.timeouts!r}, pinned_key={self.pinned_key!r}, "
+            f"extra_headers={self.extra_headers!r}, direct_key={secret})"
+        )
+
+
+# The options of every request that sends no x-bf-* option: one object, never a new one.
+NO_OPTIONS = RequestOptions()
+
+
 class Call:
-    """The request's routing facts, fixed before the first upstream attempt."""
+    """One request as the relay runs it: the plan (what was asked, where it may go, with
+    which bodies), fixed before the first upstream attempt by ``server.plan``; the
+    client's options; and what the relay found out, for accounting and the access log.
+
+    Flat, not grouped into sub-objects: the relay reads these on every attempt and chunk
+    setup, and access.py on every answer; one attribute load each."""
 
     __slots__ = (
-        "abandoned",
+        # the plan
         "body",
         "client",
         "client_usage",
-        "direct_key",
         "endpoint",
-        "extra_headers",
-        "ledger",
-        "pinned_key",
-        "principal",
-        "raw_request",
-        "raw_response",
         "request_type",
         "requested",
-        "served_index",
         "t0",
         "targets",
-        "timeouts",
+        # the client's x-bf-* options
+        "options",
+        # the process's accounting, which the relay records into
+        "ledger",
+        # the outcome
+        "abandoned",
+        "principal",
+        "served_index",
         "upstream_s",
         "used_cost",
         "used_in",
@@ -71,15 +132,10 @@ class Call:
         targets: list[tuple[Target, bytes | GatewayError]],
         body: bytes,
         t0: float,
-        raw_request: bool,
-        raw_response: bool,
         client_usage: bool,
         ledger: Ledger,
-        timeouts: Timeouts | None,
-        pinned_key: str | None = None,
-        extra_headers: tuple[tuple[str, str], ...] = (),
+        options: RequestOptions = NO_OPTIONS,
         client: str | None = None,
-        direct_key: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
@@ -87,23 +143,19 @@ class Call:
         # (target, upstream body) per attempt: the primary, then each fallback; an
         # error instead of a body when that target cannot take the request.
         self.targets = targets
+        # The request in OpenAI's form (the client's bytes on the OpenAI routes): what
+        # prompt tokens are counted from and governance estimates from.
         self.body = body
         self.t0 = t0
-        self.raw_request = raw_request
-        self.raw_response = raw_response
         # The client asked for the stream's usage chunk (stream_options.include_usage).
         self.client_usage = client_usage
-        self.ledger = ledger
-        self.timeouts = timeouts  # per-request overrides from headers, or None
-        self.pinned_key = pinned_key  # x-bf-api-key: the provider key to use, by name
-        self.extra_headers = extra_headers  # x-bf-eh-*: forwarded upstream
-        # x-bf-direct-key: the client's own provider key, sent instead of the configured
-        # ones (every target is on one provider, see server.options.direct_key). Held
-        # for the request only: never logged, recorded or answered.
-        self.direct_key = direct_key
         # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:
         # OpenAI. Answers go back in it; a target of the same dialect is passed through.
         self.client = client
+        self.options = options
+        # Held by the call, not imported: the relay has no other handle on the process's
+        # metrics and pricing, and a module-level one would be shared mutable state.
+        self.ledger = ledger
         # What the request consumed, as accounted (charged to a virtual key at the end).
         self.used_tokens = 0
         self.used_in = 0
@@ -132,7 +184,8 @@ class Call:
     def send(self, target: Target, body: bytes, key: int, *, stream: bool) -> Awaitable[Reply]:
         """One attempt's upstream request with this call's options (timeouts, extra headers,
         the client's own key). Not a coroutine: the caller awaits the provider's own."""
-        timeouts = self.timeouts
+        options = self.options
+        timeouts = options.timeouts
         if timeouts is not None and timeouts.request_s:
             # The client's x-bf-request-timeout is a deadline from the request's arrival:
             # an attempt after a retry, a fallback or a queue gets what is left of it.
@@ -145,8 +198,8 @@ class Call:
             timeouts=timeouts,
             key=key,
             model=target.model,
-            extra=self.extra_headers,
-            secret=self.direct_key,
+            extra=options.extra_headers,
+            secret=options.direct_key,
         )
 
     def passthrough(self, target: Target) -> bool:

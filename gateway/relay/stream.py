@@ -106,7 +106,7 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
     bound (or the client's x-bf-stream-idle-timeout), cut to what is left of the client's
     x-bf-request-timeout, so silence can still fall back."""
     provider = target.provider
-    o = call.timeouts
+    o = call.options.timeouts
     wait_s = (o.stream_idle_s if o else None) or provider.first_byte_s
     if o is not None and o.request_s:
         wait_s = min(wait_s, call.t0 + o.request_s - time.perf_counter())
@@ -116,7 +116,7 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
             try:
                 translated = provider.dialect in translate.TRANSLATED
                 if not 200 <= reply.status < 300:
-                    scrub, secret = provider.scrub, call.direct_key
+                    scrub, secret = provider.scrub, call.options.direct_key
                     # Scrubbed before a translation quotes a part of it.
                     data = scrub.body(await reply.read(), secret=secret)
                     if translated:
@@ -136,7 +136,7 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                 try:
                     first = await anext(chunks, b"")
                 except translate.STREAM_ERRORS as e:  # the upstream's error event, quoted
-                    e.message = provider.scrub.text(e.message, secret=call.direct_key)
+                    e.message = provider.scrub.text(e.message, secret=call.options.direct_key)
                     raise
                 if not first:
                     raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before sending anything")
@@ -213,7 +213,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         else None
     )
     finisher = _finisher(call, target, counting=counter is not None)
-    scrub, secret = target.provider.scrub, call.direct_key
+    scrub, secret = target.provider.scrub, call.options.direct_key
 
     def redact(frames: bytes) -> bytes:
         return scrub.body(frames, secret=secret)

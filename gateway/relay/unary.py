@@ -61,7 +61,7 @@ def _plain(call: Call, target: Target, data: bytes, usage_raw: bytes) -> bytes:
     call.charge(usage, cost)
     extra = call.plain_extra_fields(target)
     end = len(data.rstrip()) - 1  # the closing brace: response_head proved an object
-    # find, not in: see server.options.has_bf_headers
+    # find, not in: see server.options.request_options
     if cost is not None and usage_raw.find(b'"cost"') < 0 and usage_raw[-1:] == b"}":
         at = data.rfind(usage_raw)
         if at >= 0:
@@ -83,7 +83,8 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
     finally:
         call.upstream_s += time.perf_counter() - sent
     translated = provider.dialect in translate.TRANSLATED
-    scrub, secret = provider.scrub, call.direct_key
+    options = call.options
+    scrub, secret = provider.scrub, options.direct_key
     headers = scrub.headers(reply.headers, secret=secret)
     if not 200 <= reply.status < 300:
         data = scrub.body(data, secret=secret)  # before a translation quotes a part of it
@@ -91,7 +92,7 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
             data = translate.error(target, reply.status, data)
         raise status_error(provider.name, reply.status, data, headers)
     head = codec.response_head(data) if not translated else None
-    if head is not None and call.client is None and not (call.raw_request or call.raw_response):
+    if head is not None and call.client is None and not (options.raw_request or options.raw_response):
         usage = head.usage
         if usage is not UNSET and head.extra_fields is UNSET:
             reported = bytes(usage)
@@ -115,8 +116,8 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
     extra = call.extra_fields(
         target,
         estimated=estimated,
-        raw_request=body if call.raw_request else None,
-        raw_response=upstream_data if call.raw_response else None,
+        raw_request=body if options.raw_request else None,
+        raw_response=upstream_data if options.raw_response else None,
     )
     return codec.enrich(data, head, extra), headers
 

@@ -174,9 +174,7 @@ class Gateway:
         )
         jobs = Jobs(handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics)
         handlers.jobs = jobs.route
-        exact, prefixes = dropin.routes(
-            DropIns(handlers, table, ledger=ledger, max_body_bytes=cfg.server.max_body_bytes)
-        )
+        exact, prefixes = dropin.routes(DropIns(handlers, max_body_bytes=cfg.server.max_body_bytes))
         if cfg.auth.admin_token and governor is not None:  # else /api/keys is a 404
             more, more_prefixes = admin.routes(Admin(cfg, governor=governor, metrics=ledger.metrics))
             exact, prefixes = {**exact, **more}, {**prefixes, **more_prefixes}

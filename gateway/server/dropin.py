@@ -26,33 +26,17 @@ from aiohttp import web
 from msgspec import UNSET, Struct, UnsetType
 
 from gateway import codec, screen
-from gateway.accounting.ledger import Ledger
 from gateway.errors import ErrorBody, GatewayError, InvalidRequest, NotFound
 from gateway.governance import Principal
-from gateway.providers import anthropic, gemini
 from gateway.providers.anthropic.errors import anthropic_type
 from gateway.providers.gemini.convert import rpc_status
-from gateway.relay.call import Call
-from gateway.routing.table import ModelTable, Target
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, tag_error
-from gateway.server.handlers import Handlers, check_endpoint, target_body
-from gateway.server.options import (
-    RAW_REQUEST_HEADER,
-    RAW_RESPONSE_HEADER,
-    direct_key,
-    extra_headers,
-    flag,
-    pinned_key,
-    timeouts,
-)
+from gateway.server.handlers import Handlers
 
 ANTHROPIC_PATH = "/anthropic/v1/messages"
 GENAI_PREFIXES = ("/genai/v1beta/models/", "/genai/v1/models/")
 GENAI_ACTIONS = {"generateContent": False, "streamGenerateContent": True}  # -> stream
-# Sent by the Anthropic SDK for beta features; forwarded to every target (harmless to
-# the others) unless the client forwards its own through x-bf-eh-anthropic-beta.
-ANTHROPIC_BETA = "anthropic-beta"
 
 
 class _MessagesHead(Struct):
@@ -107,12 +91,11 @@ def error_response(client: str, err: GatewayError) -> web.Response:
 
 
 class DropIns:
-    __slots__ = ("_handlers", "_ledger", "_max_body", "_table")
+    __slots__ = ("_handlers", "_max_body")
 
-    def __init__(self, handlers: Handlers, table: ModelTable, *, ledger: Ledger, max_body_bytes: int) -> None:
+    def __init__(self, handlers: Handlers, *, max_body_bytes: int) -> None:
+        # The handlers' planner builds the call (server.plan), their governance admits it.
         self._handlers = handlers
-        self._table = table
-        self._ledger = ledger
         self._max_body = max_body_bytes
 
     async def messages(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -169,12 +152,6 @@ class DropIns:
         except GatewayError as e:
             return error_response("gemini", e)
 
-    def _native_body(self, client: str, body: bytes, target: Target, *, model: str, strip: bool) -> bytes:
-        """The client's own bytes for a target of its dialect: the model swapped (Gemini
-        names it in the URL, not the body) and the gateway's fields removed."""
-        rewrite = client == "anthropic" and target.model != model
-        return codec.upstream_body(body, model=target.model, rewrite_model=rewrite, has_gateway_fields=strip)
-
     async def _relay(
         self,
         request: web.BaseRequest,
@@ -188,59 +165,9 @@ class DropIns:
         principal: Principal | None,
         max_out: int,
     ) -> web.StreamResponse:
-        models = [("model", model)]
-        if fallbacks:
-            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
-        strip = fallbacks is not UNSET
-        openai: bytes | GatewayError | None = None  # the request in OpenAI's form, when needed
-        targets: list[tuple[Target, bytes | GatewayError]] = []
-        for param, m in models:
-            target = self._table.resolve_native(m, client, param=param)
-            check_endpoint(target, "chat", param)
-            if target.provider.dialect == client:
-                targets.append((target, self._native_body(client, body, target, model=model, strip=strip)))
-                continue
-            if openai is None:
-                try:
-                    openai = _to_openai(client, body, model=model, stream=stream)
-                except InvalidRequest as e:
-                    openai = e
-            if isinstance(openai, GatewayError):
-                targets.append((target, openai))
-                continue
-            targets.append(
-                (target, target_body(target, openai, body_model=model, param=param, strip=False, force_usage=False))
-            )
-        forwarded = extra_headers(request)
-        beta = request.headers.get(ANTHROPIC_BETA) if client == "anthropic" else None
-        if beta and not any(name == ANTHROPIC_BETA for name, _ in forwarded):
-            forwarded += ((ANTHROPIC_BETA, beta),)
-        direct = direct_key(request, targets, enabled=self._handlers.direct_keys)  # before pinned_key's 400
-        call = Call(
-            endpoint="chat",
-            request_type="chat_completion_stream" if stream else "chat_completion",
-            requested=model,
-            targets=targets,
-            body=openai if isinstance(openai, bytes) else body,
-            t0=t0,
-            raw_request=flag(request, RAW_REQUEST_HEADER),
-            raw_response=flag(request, RAW_RESPONSE_HEADER),
-            # The client's dialect carries usage in its last events: always asked for.
-            client_usage=True,
-            ledger=self._ledger,
-            timeouts=timeouts(request),
-            pinned_key=pinned_key(request, targets),
-            extra_headers=forwarded,
-            client=client,
-            direct_key=direct,
-        )
+        planner = self._handlers.planner
+        call = planner.dropin(request, client, body, model=model, fallbacks=fallbacks, stream=stream, t0=t0)
         return await self._handlers.governed(request, call, principal, stream=stream, max_out=max_out)
-
-
-def _to_openai(client: str, body: bytes, *, model: str, stream: bool) -> bytes:
-    if client == "anthropic":
-        return anthropic.messages_request(body)[0]
-    return gemini.generate_request(body, model=model, stream=stream)
 
 
 def routes(d: DropIns) -> tuple[Routes, Routes]:

@@ -8,20 +8,18 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from msgspec import UNSET
 
 from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
-from gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from gateway.errors import GatewayError, UpstreamError
 from gateway.governance import Governor, Grant, Principal
 from gateway.providers import Endpoint
-from gateway.relay import translate
 from gateway.relay.call import PROVIDER_HEADER, Call
 from gateway.relay.stream import LiveStreams, shutting_down
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
-from gateway.routing.table import ModelTable, Target
+from gateway.routing.table import ModelTable
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.schemas.response import Model, ModelList
@@ -30,18 +28,8 @@ from gateway.server.answer import Answer, answer_headers, fits
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Handler, Routes
 from gateway.server.health import Health
-from gateway.server.options import (
-    ASYNC_HEADER,
-    ASYNC_ID_HEADER,
-    RAW_REQUEST_HEADER,
-    RAW_RESPONSE_HEADER,
-    direct_key,
-    extra_headers,
-    flag,
-    has_bf_headers,
-    pinned_key,
-    timeouts,
-)
+from gateway.server.options import ASYNC_HEADER, ASYNC_ID_HEADER, flag
+from gateway.server.plan import Planner
 from gateway.upstream.relayed import client_header_lines
 
 log = logging.getLogger("gateway.server")
@@ -52,40 +40,8 @@ JobRoute = Callable[[web.BaseRequest, Endpoint], Awaitable[web.StreamResponse]]
 _PROVIDER_HEADER = PROVIDER_HEADER.encode()
 
 
-def check_endpoint(target: Target, endpoint: Endpoint, param: str) -> None:
-    if endpoint not in target.provider.endpoints:
-        raise InvalidRequest(
-            f"provider '{target.provider.name}' does not serve this endpoint", param=param, code="unsupported_endpoint"
-        )
-
-
-def target_body(
-    target: Target, body: bytes, *, body_model: str, param: str, strip: bool, force_usage: bool
-) -> bytes | GatewayError:
-    """The OpenAI request as ``target`` takes it: in its dialect, or the client's
-    bytes with the model swapped; an InvalidRequest when its dialect cannot express
-    the request (another target may take it, see ``relay.attempts``)."""
-    if target.provider.dialect in translate.TRANSLATED:
-        try:
-            return translate.request(target, body)
-        except InvalidRequest as e:
-            if param != "model":
-                e.message = f"{param} ({target.provider.name}): {e.message}"
-            return e
-    if body.find(codec.SIGNATURE_MARK) >= 0:  # begun on a Gemini model (find: see has_bf_headers)
-        body = codec.strip_signatures(body)
-    return codec.upstream_body(
-        body,
-        model=target.model,
-        # A fallback's model differs from the body's even when the table keeps it as named.
-        rewrite_model=target.model != body_model,
-        has_gateway_fields=strip,
-        force_usage=force_usage,
-    )
-
-
 class Handlers:
-    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "direct_keys", "jobs", "streams", "strict")
+    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "jobs", "planner", "streams", "strict")
 
     def __init__(
         self,
@@ -109,8 +65,9 @@ class Handlers:
         # Submits and polls of async jobs (server.jobs), wired by the app; None: the
         # async headers are ignored.
         self.jobs: JobRoute | None = None
-        # auth.client_provider_keys: whether x-bf-direct-key is honoured (else a 403).
-        self.direct_keys = direct_keys
+        # Every relayed request's Call, the drop-in routes' and async jobs' too.
+        # direct_keys: auth.client_provider_keys, whether x-bf-direct-key is honoured.
+        self.planner = Planner(table, ledger=ledger, direct_keys=direct_keys)
         # The process's running streams (the app's, outliving a reload): a shutdown ends them.
         self.streams = streams
 
@@ -174,67 +131,7 @@ class Handlers:
     ) -> Call:
         """The non-streaming call ``_complete`` would relay, built now (400s included) and
         relayed later: an async job (server.jobs)."""
-        return self.call_of(request, body, req, endpoint=endpoint, t0=time.perf_counter(), stream=False)
-
-    def call_of(
-        self,
-        request: web.BaseRequest,
-        body: bytes,
-        req: ChatCompletionRequest | CompletionRequest,
-        *,
-        endpoint: Endpoint,
-        t0: float,
-        stream: bool,
-    ) -> Call:
-        """The request's routing facts: its targets and upstream bodies, the x-bf-* options."""
-        kind = "chat_completion" if endpoint == "chat" else "text_completion"
-        options = req.stream_options
-        client_usage = bool(stream and options and options.include_usage)
-        # Streams always ask the upstream for usage; the client sees it only if it asked.
-        targets = self._targets(req, body, endpoint, force_usage=stream and not client_usage)
-        if has_bf_headers(request):
-            raw_request, raw_response = flag(request, RAW_REQUEST_HEADER), flag(request, RAW_RESPONSE_HEADER)
-            direct = direct_key(request, targets, enabled=self.direct_keys)
-            limits, pinned, extra = timeouts(request), pinned_key(request, targets), extra_headers(request)
-        else:  # the common request: no x-bf-* header to read
-            raw_request = raw_response = False
-            limits = pinned = direct = None
-            extra = ()
-        return Call(
-            endpoint=endpoint,
-            request_type=kind + "_stream" if stream else kind,
-            requested=req.model,
-            targets=targets,
-            body=body,
-            t0=t0,
-            raw_request=raw_request,
-            raw_response=raw_response,
-            client_usage=client_usage,
-            ledger=self._ledger,
-            timeouts=limits,
-            pinned_key=pinned,
-            extra_headers=extra,
-            direct_key=direct,
-        )
-
-    def _targets(
-        self, req: ChatCompletionRequest | CompletionRequest, body: bytes, endpoint: Endpoint, *, force_usage: bool
-    ) -> list[tuple[Target, bytes | GatewayError]]:
-        strip = req.fallbacks is not UNSET
-        models = [("model", req.model)]
-        if req.fallbacks:
-            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(req.fallbacks)]
-        out: list[tuple[Target, bytes | GatewayError]] = []
-        for param, model in models:
-            target = self._table.resolve(model, param=param)
-            check_endpoint(target, endpoint, param)
-            out.append(
-                (
-                    target,
-                    target_body(target, body, body_model=req.model, param=param, strip=strip, force_usage=force_usage),
-                )
-            )
-        return out
+        return self.planner.openai(request, body, req, endpoint=endpoint, t0=time.perf_counter(), stream=False)
 
     def _complete(
         self,
@@ -248,7 +145,7 @@ class Handlers:
     ) -> Awaitable[web.StreamResponse]:
         """Not a coroutine: the caller awaits ``run``'s (or ``governed``'s) own, one frame less."""
         stream = bool(req.stream)
-        call = self.call_of(request, body, req, endpoint=endpoint, t0=t0, stream=stream)
+        call = self.planner.openai(request, body, req, endpoint=endpoint, t0=t0, stream=stream)
         if principal is None:  # no auth configured: no extra coroutine frame on the hot path
             return self.run(request, call, stream=stream)
         max_out = req.max_completion_tokens if isinstance(req, ChatCompletionRequest) else None

@@ -1,6 +1,10 @@
-"""The ``x-bf-*`` request options of the reference API, read from a request's headers:
-raw request/response echo, per-request timeouts, async jobs, a pinned or the client's own
-provider key, headers forwarded upstream. Each bad value is a 400 naming its header."""
+"""The ``x-bf-*`` request options of the reference API, read from a request's headers
+once, into the ``RequestOptions`` the relay reads (``request_options``): raw
+request/response echo, per-request timeouts, a pinned or the client's own provider key,
+headers forwarded upstream. Each bad value is a 400 naming its header.
+
+The async-job headers (``x-bf-async``, ``x-bf-async-id``) are only named here: they are
+read before the body and credentials, to route the request to ``server.jobs``."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from aiohttp import web
 
 from gateway.errors import Forbidden, GatewayError, InvalidRequest
 from gateway.governance import DIRECT_KEY_HEADER, PROVIDER_KEY_HEADERS, credential
+from gateway.relay.call import NO_OPTIONS, RequestOptions
 from gateway.routing.table import Target
 from gateway.upstream.client import Timeouts
 
@@ -54,12 +59,62 @@ DENIED_EXTRA_HEADERS = frozenset(
 _NOT_VISIBLE = re.compile(rb"[^\t\x20-\x7e]")
 
 
-def has_bf_headers(request: web.BaseRequest) -> bool:
-    """Whether any ``x-bf-*`` header came: one scan of the joined raw names instead of a
-    lookup per option (each ~0.3 µs; an SDK sends ~17 headers, none of them ours).
-    ``find``, not ``in``: CPython's bytes ``in`` first tries the needle as an integer and
-    formats the TypeError it then drops (~0.15 µs)."""
-    return b"\n".join([name for name, _ in request.raw_headers]).lower().find(b"x-bf-") >= 0
+def request_options(request: web.BaseRequest, *, direct_keys: bool) -> RequestOptions:
+    """The request's ``x-bf-*`` options, each bad value a 400 naming its header (a 403 for
+    ``x-bf-direct-key`` when ``direct_keys``, the operator's ``auth.client_provider_keys``,
+    is off). ``NO_OPTIONS`` when none came (or none that the relay reads, such as
+    ``x-bf-vk``). What depends on the request's targets is checked by ``check_targets``.
+
+    The common request sends no ``x-bf-*`` header: one scan of the joined raw names tells,
+    instead of a lookup per option (each ~0.3 µs; an SDK sends ~17 headers, none of them
+    ours). ``find``, not ``in``: CPython's bytes ``in`` first tries the needle as an
+    integer and formats the TypeError it then drops (~0.15 µs)."""
+    if b"\n".join([name for name, _ in request.raw_headers]).lower().find(b"x-bf-") < 0:
+        return NO_OPTIONS
+    direct = direct_key(request, enabled=direct_keys)
+    limits = timeouts(request)
+    pinned = request.headers.get(API_KEY_HEADER)
+    extra = extra_headers(request)
+    raw_request, raw_response = flag(request, RAW_REQUEST_HEADER), flag(request, RAW_RESPONSE_HEADER)
+    if not (raw_request or raw_response or limits or pinned is not None or extra or direct is not None):
+        return NO_OPTIONS
+    return RequestOptions(
+        raw_request=raw_request,
+        raw_response=raw_response,
+        timeouts=limits,
+        pinned_key=pinned,
+        extra_headers=extra,
+        direct_key=direct,
+    )
+
+
+def check_targets(options: RequestOptions, targets: list[tuple[Target, bytes | GatewayError]]) -> None:
+    """A 400 when the options do not fit the request's targets: a client's own key goes to
+    one provider reached over HTTP; a pinned key must be one of theirs."""
+    if options.direct_key is not None:
+        provider = targets[0][0].provider
+        if provider.dialect not in DIRECT_KEY_DIALECTS:
+            raise InvalidRequest(
+                f"provider '{provider.name}' takes no API key: a client provider key goes to a provider reached "
+                "over HTTP",
+                param="model",
+                code="direct_key_unsupported",
+            )
+        for i, (target, _) in enumerate(targets[1:]):
+            if target.provider is not provider:
+                raise InvalidRequest(
+                    f"a client provider key goes to one provider only: fallbacks[{i}] is on provider "
+                    f"'{target.provider.name}', the model on '{provider.name}'",
+                    param=f"fallbacks[{i}]",
+                    code="direct_key_one_provider",
+                )
+    name = options.pinned_key
+    if name is not None and not any(t.provider.keys.index(name) is not None for t, _ in targets):
+        raise InvalidRequest(
+            f"header {API_KEY_HEADER}: no provider of this request has a key named {name!r}",
+            param=API_KEY_HEADER,
+            code="unknown_key",
+        )
 
 
 def flag(request: web.BaseRequest, name: str) -> bool:
@@ -84,22 +139,7 @@ def header_seconds(request: web.BaseRequest, name: str, *, max_s: float = MAX_TI
     return s
 
 
-def pinned_key(request: web.BaseRequest, targets: list[tuple[Target, bytes | GatewayError]]) -> str | None:
-    name = request.headers.get(API_KEY_HEADER)
-    if name is None:
-        return None
-    if not any(t.provider.keys.index(name) is not None for t, _ in targets):
-        raise InvalidRequest(
-            f"header {API_KEY_HEADER}: no provider of this request has a key named {name!r}",
-            param=API_KEY_HEADER,
-            code="unknown_key",
-        )
-    return name
-
-
-def direct_key(
-    request: web.BaseRequest, targets: list[tuple[Target, bytes | GatewayError]], *, enabled: bool
-) -> str | None:
+def direct_key(request: web.BaseRequest, *, enabled: bool) -> str | None:
     """The client's own provider key, when it sent ``x-bf-direct-key: true``: read from
     ``Authorization: Bearer``, ``x-api-key``, ``api-key`` or ``x-goog-api-key`` (first
     found), sent to the request's one provider instead of its configured keys. A 403 when
@@ -137,21 +177,6 @@ def direct_key(
         )
     if not (key.isascii() and key.isprintable()):
         raise InvalidRequest("the provider key must be printable ASCII", param=DIRECT_KEY_HEADER, code="invalid_header")
-    provider = targets[0][0].provider
-    if provider.dialect not in DIRECT_KEY_DIALECTS:
-        raise InvalidRequest(
-            f"provider '{provider.name}' takes no API key: a client provider key goes to a provider reached over HTTP",
-            param="model",
-            code="direct_key_unsupported",
-        )
-    for i, (target, _) in enumerate(targets[1:]):
-        if target.provider is not provider:
-            raise InvalidRequest(
-                f"a client provider key goes to one provider only: fallbacks[{i}] is on provider "
-                f"'{target.provider.name}', the model on '{provider.name}'",
-                param=f"fallbacks[{i}]",
-                code="direct_key_one_provider",
-            )
     return key
 
 

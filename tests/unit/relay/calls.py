@@ -10,7 +10,7 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.tokens import Tokenizers
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
-from gateway.relay.call import Call
+from gateway.relay.call import NO_OPTIONS, Call, RequestOptions
 from gateway.upstream.client import Timeouts
 
 
@@ -36,14 +36,18 @@ def make_call(
         targets=targets,
         body=body,
         t0=time.perf_counter() if t0 is None else t0,
-        raw_request=raw_request,
-        raw_response=raw_response,
         client_usage=False,
         ledger=Ledger(metrics=metrics or Metrics(), tokenizers=Tokenizers()),
-        timeouts=timeouts,
-        pinned_key=pinned_key,
-        extra_headers=extra_headers,
-        direct_key=direct_key,
+        options=RequestOptions(
+            raw_request=raw_request,
+            raw_response=raw_response,
+            timeouts=timeouts,
+            pinned_key=pinned_key,
+            extra_headers=extra_headers,
+            direct_key=direct_key,
+        )
+        if (raw_request or raw_response or timeouts or pinned_key or extra_headers or direct_key)
+        else NO_OPTIONS,
     )
 
 

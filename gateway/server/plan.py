@@ -1,0 +1,224 @@
+"""The plan of one request, made in one place for the OpenAI routes (``server.handlers``),
+the SDK drop-in routes (``server.dropin``) and async jobs (``server.jobs``): the targets
+it may go to (its model, then each of its ``fallbacks``, resolved and checked to serve
+the endpoint), the body each target gets, and the client's ``x-bf-*`` options; together
+the ``relay.call.Call`` the relay runs.
+
+A target's body is the client's bytes with the model swapped when the target speaks the
+client's dialect, else the request translated into the target's. A target whose dialect
+cannot express the request gets the error in place of a body: the request still goes to
+the others (``relay.attempts``), and fails with that error only if it was the primary's
+turn that decided.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from msgspec import UNSET, UnsetType
+
+from gateway import codec
+from gateway.accounting.ledger import Ledger
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.providers import Endpoint, anthropic, gemini
+from gateway.relay import translate
+from gateway.relay.call import NO_OPTIONS, Call
+from gateway.routing.table import ModelTable, Target
+from gateway.schemas.chat import ChatCompletionRequest
+from gateway.schemas.completions import CompletionRequest
+from gateway.server.options import check_targets, request_options
+
+Targets = list[tuple[Target, bytes | GatewayError]]
+
+# Sent by the Anthropic SDK for beta features; forwarded to every target (harmless to
+# the others) unless the client forwards its own through x-bf-eh-anthropic-beta.
+ANTHROPIC_BETA = "anthropic-beta"
+# Call.request_type per (endpoint, stream), built once.
+_REQUEST_TYPES: dict[tuple[str, bool], str] = {
+    ("chat", False): "chat_completion",
+    ("chat", True): "chat_completion_stream",
+    ("text", False): "text_completion",
+    ("text", True): "text_completion_stream",
+}
+
+
+def check_endpoint(target: Target, endpoint: Endpoint, param: str) -> None:
+    if endpoint not in target.provider.endpoints:
+        raise InvalidRequest(
+            f"provider '{target.provider.name}' does not serve this endpoint", param=param, code="unsupported_endpoint"
+        )
+
+
+def target_body(
+    target: Target, body: bytes, *, body_model: str, param: str, strip: bool, force_usage: bool
+) -> bytes | GatewayError:
+    """The OpenAI request as ``target`` takes it: in its dialect, or the client's
+    bytes with the model swapped; an InvalidRequest when its dialect cannot express
+    the request (another target may take it, see ``relay.attempts``)."""
+    if target.provider.dialect in translate.TRANSLATED:
+        try:
+            return translate.request(target, body)
+        except InvalidRequest as e:
+            if param != "model":
+                e.message = f"{param} ({target.provider.name}): {e.message}"
+            return e
+    if body.find(codec.SIGNATURE_MARK) >= 0:  # begun on a Gemini model (find: see request_options)
+        body = codec.strip_signatures(body)
+    return codec.upstream_body(
+        body,
+        model=target.model,
+        # A fallback's model differs from the body's even when the table keeps it as named.
+        rewrite_model=target.model != body_model,
+        has_gateway_fields=strip,
+        force_usage=force_usage,
+    )
+
+
+def native_body(client: str, body: bytes, target: Target, *, model: str, strip: bool) -> bytes:
+    """The client's own bytes for a target of its dialect: the model swapped (Gemini
+    names it in the URL, not the body) and the gateway's fields removed."""
+    rewrite = client == "anthropic" and target.model != model
+    return codec.upstream_body(body, model=target.model, rewrite_model=rewrite, has_gateway_fields=strip)
+
+
+def to_openai(client: str, body: bytes, *, model: str, stream: bool) -> bytes:
+    """A drop-in request in OpenAI's form."""
+    if client == "anthropic":
+        return anthropic.messages_request(body)[0]
+    return gemini.generate_request(body, model=model, stream=stream)
+
+
+class Planner:
+    """Builds every relayed request's ``Call``; one per handler set, built by the app."""
+
+    __slots__ = ("_ledger", "_table", "direct_keys")
+
+    def __init__(self, table: ModelTable, *, ledger: Ledger, direct_keys: bool) -> None:
+        self._table = table
+        self._ledger = ledger
+        # auth.client_provider_keys: whether x-bf-direct-key is honoured (else a 403).
+        self.direct_keys = direct_keys
+
+    def openai(
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        req: ChatCompletionRequest | CompletionRequest,
+        *,
+        endpoint: Endpoint,
+        t0: float,
+        stream: bool,
+    ) -> Call:
+        """A request on an OpenAI route (400s included)."""
+        so = req.stream_options
+        client_usage = bool(stream and so and so.include_usage)
+        # Streams always ask the upstream for usage; the client sees it only if it asked.
+        force_usage = stream and not client_usage
+        strip = req.fallbacks is not UNSET
+        requested = req.model
+        models = [("model", requested)]
+        if req.fallbacks:
+            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(req.fallbacks)]
+        targets: Targets = []
+        for param, model in models:
+            target = self._table.resolve(model, param=param)
+            check_endpoint(target, endpoint, param)
+            targets.append(
+                (
+                    target,
+                    target_body(target, body, body_model=requested, param=param, strip=strip, force_usage=force_usage),
+                )
+            )
+        return self._call(
+            request,
+            targets,
+            endpoint=endpoint,
+            requested=requested,
+            body=body,
+            t0=t0,
+            stream=stream,
+            client_usage=client_usage,
+        )
+
+    def dropin(
+        self,
+        request: web.BaseRequest,
+        client: str,
+        body: bytes,
+        *,
+        model: str,
+        fallbacks: list[str] | UnsetType,
+        stream: bool,
+        t0: float,
+    ) -> Call:
+        """A chat request at the drop-in route of dialect ``client`` (400s included):
+        passed through to a target of that dialect, translated for any other."""
+        strip = fallbacks is not UNSET
+        openai: bytes | GatewayError | None = None  # the request in OpenAI's form, when needed
+        models = [("model", model)]
+        if fallbacks:
+            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
+        targets: Targets = []
+        for param, m in models:
+            target = self._table.resolve_native(m, client, param=param)
+            check_endpoint(target, "chat", param)
+            if target.provider.dialect == client:
+                targets.append((target, native_body(client, body, target, model=model, strip=strip)))
+                continue
+            if openai is None:
+                try:
+                    openai = to_openai(client, body, model=model, stream=stream)
+                except InvalidRequest as e:
+                    openai = e
+            if isinstance(openai, GatewayError):
+                targets.append((target, openai))
+                continue
+            targets.append(
+                (target, target_body(target, openai, body_model=model, param=param, strip=False, force_usage=False))
+            )
+        call = self._call(
+            request,
+            targets,
+            endpoint="chat",
+            requested=model,
+            body=openai if isinstance(openai, bytes) else body,
+            t0=t0,
+            stream=stream,
+            # The client's dialect carries usage in its last events: always asked for.
+            client_usage=True,
+            client=client,
+        )
+        beta = request.headers.get(ANTHROPIC_BETA) if client == "anthropic" else None
+        if beta and not any(name == ANTHROPIC_BETA for name, _ in call.options.extra_headers):
+            call.options = call.options.forwarding(((ANTHROPIC_BETA, beta),))
+        return call
+
+    def _call(
+        self,
+        request: web.BaseRequest,
+        targets: Targets,
+        *,
+        endpoint: Endpoint,
+        requested: str,
+        body: bytes,
+        t0: float,
+        stream: bool,
+        client_usage: bool,
+        client: str | None = None,
+    ) -> Call:
+        """The call to ``targets``, with the request's x-bf-* options (read after the
+        targets: a bad model is reported before a bad header)."""
+        options = request_options(request, direct_keys=self.direct_keys)
+        if options is not NO_OPTIONS:
+            check_targets(options, targets)
+        return Call(
+            endpoint=endpoint,
+            request_type=_REQUEST_TYPES[endpoint, stream],
+            requested=requested,
+            targets=targets,
+            body=body,
+            t0=t0,
+            client_usage=client_usage,
+            ledger=self._ledger,
+            options=options,
+            client=client,
+        )
