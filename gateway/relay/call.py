@@ -12,6 +12,7 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Cost, Usage
 from gateway.errors import GatewayError, UpstreamStatusError
 from gateway.providers import Endpoint
+from gateway.providers.dialect import Dialect
 from gateway.routing.table import Target
 from gateway.schemas.response import ExtraFields
 from gateway.upstream.client import Reply, Timeouts
@@ -78,7 +79,7 @@ class Call:
         timeouts: Timeouts | None,
         pinned_key: str | None = None,
         extra_headers: tuple[tuple[str, str], ...] = (),
-        client: str | None = None,
+        client: Dialect | None = None,
         direct_key: str | None = None,
     ) -> None:
         self.endpoint = endpoint
@@ -101,8 +102,9 @@ class Call:
         # ones (every target is on one provider, see server.options.direct_key). Held
         # for the request only: never logged, recorded or answered.
         self.direct_key = direct_key
-        # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:
-        # OpenAI. Answers go back in it; a target of the same dialect is passed through.
+        # The client's wire format at an SDK drop-in route (the anthropic or gemini
+        # dialect); None: OpenAI. Answers go back in it; a target of the same dialect is
+        # passed through.
         self.client = client
         # What the request consumed, as accounted (charged to a virtual key at the end).
         self.used_tokens = 0
@@ -151,7 +153,7 @@ class Call:
 
     def passthrough(self, target: Target) -> bool:
         """The client and the target speak the same dialect: bytes pass untranslated."""
-        return self.client is not None and target.provider.dialect == self.client
+        return self.client is not None and target.provider.wire is self.client
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.t0) * 1000, 3)

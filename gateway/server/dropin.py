@@ -30,12 +30,11 @@ from gateway.accounting.ledger import Ledger
 from gateway.errors import ErrorBody, GatewayError, InvalidRequest, NotFound
 from gateway.governance import Principal
 from gateway.providers import anthropic, gemini
-from gateway.providers.anthropic.errors import anthropic_type
-from gateway.providers.gemini.convert import rpc_status
+from gateway.providers.dialect import Dialect, Inbound
 from gateway.relay.call import Call
 from gateway.routing.table import ModelTable, Target
 from gateway.server.body import read_bounded
-from gateway.server.dispatch import JSON, Routes, tag_error
+from gateway.server.dispatch import JSON, tag_error
 from gateway.server.handlers import Handlers, check_endpoint, target_body
 from gateway.server.options import (
     RAW_REQUEST_HEADER,
@@ -47,12 +46,10 @@ from gateway.server.options import (
     timeouts,
 )
 
-ANTHROPIC_PATH = "/anthropic/v1/messages"
-GENAI_PREFIXES = ("/genai/v1beta/models/", "/genai/v1/models/")
-GENAI_ACTIONS = {"generateContent": False, "streamGenerateContent": True}  # -> stream
-# Sent by the Anthropic SDK for beta features; forwarded to every target (harmless to
-# the others) unless the client forwards its own through x-bf-eh-anthropic-beta.
-ANTHROPIC_BETA = "anthropic-beta"
+ANTHROPIC, GEMINI = anthropic.DIALECT, gemini.DIALECT
+# The GenAI SDK's paths up to the model: /genai/v1beta/models/, /genai/v1/models/.
+GENAI_PREFIXES = tuple(dict.fromkeys(r.path.partition("{")[0] for r in GEMINI.served()))
+GENAI_ACTIONS = gemini.ACTIONS  # -> stream
 
 
 class _MessagesHead(Struct):
@@ -82,7 +79,13 @@ _decode_error = msgspec.json.Decoder(ErrorBody).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def error_response(client: str, err: GatewayError) -> web.Response:
+def _inbound(client: Dialect) -> Inbound:
+    inbound = client.inbound
+    assert inbound is not None, f"dialect {client.name} has no SDK routes"
+    return inbound
+
+
+def error_response(client: Dialect, err: GatewayError) -> web.Response:
     """``err`` in the client's dialect (see the module docstring)."""
     try:
         detail = _decode_error(err.body()).error
@@ -90,13 +93,7 @@ def error_response(client: str, err: GatewayError) -> web.Response:
     except (msgspec.ValidationError, msgspec.DecodeError):
         message, kind, param, code = err.message, err.type, err.param, err.code
     status = err.status
-    inner: dict[str, object]
-    if client == "anthropic":
-        inner = {"type": anthropic_type(status), "message": message, "param": param, "code": code}
-        out: dict[str, object] = {"type": "error", "error": inner}
-    else:
-        inner = {"code": status, "message": message, "status": rpc_status(status), "type": kind, "param": param}
-        out = {"error": inner}
+    out = _inbound(client).error_fields(status, message=message, kind=kind, param=param, code=code)
     if err.attempts:
         out["extra_fields"] = {"attempts": err.attempts}
     resp = web.Response(status=status, body=_encode(out), content_type=JSON)
@@ -126,7 +123,7 @@ class DropIns:
                 raise InvalidRequest("model: Field required", param="model", code="invalid_value")
             return await self._relay(
                 request,
-                "anthropic",
+                ANTHROPIC,
                 body,
                 model=head.model,
                 stream=bool(head.stream),
@@ -136,7 +133,7 @@ class DropIns:
                 max_out=head.max_tokens or 0,
             )
         except GatewayError as e:
-            return error_response("anthropic", e)
+            return error_response(ANTHROPIC, e)
 
     async def generate(self, request: web.BaseRequest) -> web.StreamResponse:
         """The Google GenAI SDK's ``POST /{version}/models/{model}:{action}``."""
@@ -157,7 +154,7 @@ class DropIns:
             config = head.generationConfig
             return await self._relay(
                 request,
-                "gemini",
+                GEMINI,
                 body,
                 model=model,
                 stream=stream,
@@ -167,18 +164,18 @@ class DropIns:
                 max_out=(config.maxOutputTokens or 0) if config else 0,
             )
         except GatewayError as e:
-            return error_response("gemini", e)
+            return error_response(GEMINI, e)
 
-    def _native_body(self, client: str, body: bytes, target: Target, *, model: str, strip: bool) -> bytes:
-        """The client's own bytes for a target of its dialect: the model swapped (Gemini
-        names it in the URL, not the body) and the gateway's fields removed."""
-        rewrite = client == "anthropic" and target.model != model
+    def _native_body(self, client: Dialect, body: bytes, target: Target, *, model: str, strip: bool) -> bytes:
+        """The client's own bytes for a target of its dialect: the model swapped (unless
+        the dialect names it in the URL, not the body) and the gateway's fields removed."""
+        rewrite = not client.url_names_model and target.model != model
         return codec.upstream_body(body, model=target.model, rewrite_model=rewrite, has_gateway_fields=strip)
 
     async def _relay(
         self,
         request: web.BaseRequest,
-        client: str,
+        client: Dialect,
         body: bytes,
         *,
         model: str,
@@ -195,9 +192,9 @@ class DropIns:
         openai: bytes | GatewayError | None = None  # the request in OpenAI's form, when needed
         targets: list[tuple[Target, bytes | GatewayError]] = []
         for param, m in models:
-            target = self._table.resolve_native(m, client, param=param)
+            target = self._table.resolve_native(m, client.name, param=param)
             check_endpoint(target, "chat", param)
-            if target.provider.dialect == client:
+            if target.provider.wire is client:
                 targets.append((target, self._native_body(client, body, target, model=model, strip=strip)))
                 continue
             if openai is None:
@@ -212,9 +209,10 @@ class DropIns:
                 (target, target_body(target, openai, body_model=model, param=param, strip=False, force_usage=False))
             )
         forwarded = extra_headers(request)
-        beta = request.headers.get(ANTHROPIC_BETA) if client == "anthropic" else None
-        if beta and not any(name == ANTHROPIC_BETA for name, _ in forwarded):
-            forwarded += ((ANTHROPIC_BETA, beta),)
+        for header in _inbound(client).forwarded_headers:  # anthropic-beta
+            value = request.headers.get(header)
+            if value and not any(name == header for name, _ in forwarded):
+                forwarded += ((header, value),)
         direct = direct_key(request, targets, enabled=self._handlers.direct_keys)  # before pinned_key's 400
         call = Call(
             endpoint="chat",
@@ -237,12 +235,5 @@ class DropIns:
         return await self._handlers.governed(request, call, principal, stream=stream, max_out=max_out)
 
 
-def _to_openai(client: str, body: bytes, *, model: str, stream: bool) -> bytes:
-    if client == "anthropic":
-        return anthropic.messages_request(body)[0]
-    return gemini.generate_request(body, model=model, stream=stream)
-
-
-def routes(d: DropIns) -> tuple[Routes, Routes]:
-    """(exact routes, prefix routes) of the drop-ins."""
-    return {ANTHROPIC_PATH: {"POST": d.messages}}, {p: {"POST": d.generate} for p in GENAI_PREFIXES}
+def _to_openai(client: Dialect, body: bytes, *, model: str, stream: bool) -> bytes:
+    return _inbound(client).to_openai(body, model=model, stream=stream)

@@ -37,7 +37,10 @@ ANSWERS = [
 def call_and_target(*, priced: bool) -> tuple[Call, Any, Metrics]:
     metrics = Metrics()
     provider = SimpleNamespace(
-        name="up", pricing=SimpleNamespace(lookup=lambda model: PRICE if priced else None), dialect="openai"
+        name="up",
+        pricing=SimpleNamespace(lookup=lambda model: PRICE if priced else None),
+        dialect="openai",
+        translated=False,
     )
     target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False)
     call = one_target_call(target, metrics=metrics)
