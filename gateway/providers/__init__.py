@@ -1,6 +1,13 @@
 """Wire dialects as pure translators: bytes and Structs in, bytes and Structs out.
 No aiohttp, no environment, no globals. What a dialect supports is data
-(``ENDPOINTS``), not stub methods."""
+(``ENDPOINTS``), not stub methods.
+
+Each dialect module (``openai``, ``anthropic``, ``gemini``, ``mock``) exposes one
+``DIALECT`` object (``dialect.Dialect``: its endpoints, how it is reached, its
+translators, its SDK routes); ``registry.DIALECTS`` maps a provider's configured
+``dialect`` to it. A provider takes its dialect once, at start-up; the server's
+inference routes are generated from the dialects' routes (``server.routes``). Adding a
+dialect is its module, one registry line and its name in the config's ``dialect``."""
 
 from typing import Literal
 

@@ -33,9 +33,12 @@ from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 from gateway.config import MockConfig
 from gateway.errors import InvalidRequest
 from gateway.providers import Endpoint
+from gateway.providers.dialect import Dialect
 from gateway.providers.mock_tools import ToolCall, tool_call
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text"})
+# Served in-process (upstream.mock), in OpenAI's form: no URL, no key, no translation.
+DIALECT = Dialect("mock", endpoints=ENDPOINTS)
 
 _WORDS = [
     "the",

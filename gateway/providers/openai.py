@@ -1,25 +1,44 @@
 """The OpenAI dialect, spoken by OpenAI and every compatible server (vLLM, Ollama,
-Groq, ...). Bodies pass through; only ``model`` is swapped (see codec)."""
+Groq, ...). Bodies pass through; only ``model`` is swapped (see codec). Its SDK routes
+are the gateway's own API, under every integration prefix."""
 
 from __future__ import annotations
 
 from gateway.providers import Endpoint
+from gateway.providers.dialect import Dialect, Integration, Route, Upstream
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text"})
 PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "text": "/completions"}
 MODELS_PATH = "/models"
 
+UPSTREAM = Upstream(paths=PATHS, models_path=MODELS_PATH)
+
 
 def urls(base_url: str) -> dict[Endpoint, str]:
     """Endpoint URLs for a base URL such as ``https://api.openai.com/v1``."""
-    return {e: base_url + p for e, p in PATHS.items()}
+    return UPSTREAM.urls(base_url)
 
 
 def request_headers(*, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
-    """Per-key upstream headers; the session adds User-Agent. Each header costs aiohttp's
-    client a few µs per request, so only what the upstream needs."""
-    headers = {"Content-Type": "application/json"}
-    headers.update(extra)
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers
+    """Per-key upstream headers (``Authorization: Bearer``)."""
+    return UPSTREAM.request_headers(api_key=api_key, extra=extra)
+
+
+DIALECT = Dialect(
+    "openai",
+    endpoints=ENDPOINTS,
+    upstream=UPSTREAM,
+    routes=(
+        Route("POST", "/chat/completions", "chat"),
+        Route("POST", "/completions", "completions"),
+        Route("GET", "/models", "models"),
+    ),
+    # Each SDK's base URL points at one of these; the reference API also serves
+    # /openai/... without the v1.
+    integrations=(
+        Integration("", ("/v1",)),
+        Integration("/openai", ("/v1", "")),
+        Integration("/langchain", ("/v1",)),
+        Integration("/pydanticai", ("/v1",)),
+    ),
+)

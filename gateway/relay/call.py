@@ -13,6 +13,7 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Cost, Usage
 from gateway.errors import GatewayError, UpstreamStatusError
 from gateway.providers import Endpoint
+from gateway.providers.dialect import Dialect
 from gateway.routing.table import Target
 from gateway.schemas.response import ExtraFields
 from gateway.upstream.client import Reply, Timeouts
@@ -135,7 +136,7 @@ class Call:
         client_usage: bool,
         ledger: Ledger,
         options: RequestOptions = NO_OPTIONS,
-        client: str | None = None,
+        client: Dialect | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
@@ -149,8 +150,9 @@ class Call:
         self.t0 = t0
         # The client asked for the stream's usage chunk (stream_options.include_usage).
         self.client_usage = client_usage
-        # The client's wire format at an SDK drop-in route ("anthropic", "gemini"); None:
-        # OpenAI. Answers go back in it; a target of the same dialect is passed through.
+        # The client's wire format at an SDK drop-in route (the anthropic or gemini
+        # dialect); None: OpenAI. Answers go back in it; a target of the same dialect is
+        # passed through.
         self.client = client
         self.options = options
         # Held by the call, not imported: the relay has no other handle on the process's
@@ -204,7 +206,7 @@ class Call:
 
     def passthrough(self, target: Target) -> bool:
         """The client and the target speak the same dialect: bytes pass untranslated."""
-        return self.client is not None and target.provider.dialect == self.client
+        return self.client is not None and target.provider.wire is self.client
 
     def latency_ms(self) -> float:
         """Milliseconds since the request arrived, to 3 decimals (half a microsecond up).

@@ -114,7 +114,7 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
         async with asyncio.timeout(wait_s):
             reply = await call.send(target, body, key, stream=True)
             try:
-                translated = provider.dialect in translate.TRANSLATED
+                translated = provider.translated
                 if not 200 <= reply.status < 300:
                     scrub, secret = provider.scrub, call.options.direct_key
                     # Scrubbed before a translation quotes a part of it.

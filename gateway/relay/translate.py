@@ -1,5 +1,6 @@
 """Where a provider speaks another dialect than the client: the OpenAI request, answer,
-error and stream translated on the way (``providers.anthropic``, ``providers.gemini``).
+error and stream translated on the way by the dialect's ``translator``
+(``providers.dialect``; ``providers.anthropic``, ``providers.gemini``).
 
 OpenAI-dialect and mock providers take none of this: their bodies pass as bytes. For the
 others, the translated answer is an OpenAI one, so accounting, ``usage.cost`` and
@@ -11,43 +12,40 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator
 
-from gateway.providers import anthropic, gemini
+from gateway.providers.dialect import ChatStream, Dialect, FrameTranslator, Translator
+from gateway.providers.registry import DIALECTS
 from gateway.relay.sse import Framer
 from gateway.routing.table import Target
 
-TRANSLATED = frozenset({"anthropic", "gemini"})
 # An error event the upstream itself sent mid-stream (not bytes the gateway could not read).
-STREAM_ERRORS = (anthropic.StreamError, gemini.StreamError)
+STREAM_ERRORS = tuple(d.translator.stream_error for d in DIALECTS.values() if d.translator is not None)
+
+
+def _translator(target: Target) -> Translator:
+    tr = target.provider.wire.translator
+    assert tr is not None, "only a translated provider's requests come here"
+    return tr
 
 
 def request(target: Target, body: bytes) -> bytes:
     """The client's OpenAI chat request in the target's dialect (InvalidRequest when it
     asks for what the dialect cannot do)."""
-    if target.provider.dialect == "anthropic":
-        return anthropic.chat_request(body, model=target.model)
-    return gemini.chat_request(body)
+    return _translator(target).chat_request(body, model=target.model)
 
 
 def answer(target: Target, data: bytes) -> bytes:
     """A 2xx answer in the target's dialect as an OpenAI chat.completion."""
-    if target.provider.dialect == "anthropic":
-        return anthropic.chat_response(data, created=int(time.time()))
-    return gemini.chat_response(data, model=target.model, created=int(time.time()))
+    return _translator(target).chat_response(data, model=target.model, created=int(time.time()))
 
 
 def error(target: Target, status: int, data: bytes) -> bytes:
     """An error answer in the target's dialect as an OpenAI error body."""
-    if target.provider.dialect == "anthropic":
-        return anthropic.error_body(status, data)
-    return gemini.error_body(status, data)
+    return _translator(target).error_body(status, data)
 
 
-def chat_stream(target: Target) -> anthropic.ChatStream | gemini.ChatStream:
+def chat_stream(target: Target) -> ChatStream:
     """A translator of the target's event frames into OpenAI chunk frames."""
-    created = int(time.time())
-    if target.provider.dialect == "anthropic":
-        return anthropic.ChatStream(created=created)
-    return gemini.ChatStream(model=target.model, created=created)
+    return _translator(target).chat_stream(model=target.model, created=int(time.time()))
 
 
 async def stream(target: Target, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
@@ -73,14 +71,14 @@ async def stream(target: Target, chunks: AsyncGenerator[bytes, None]) -> AsyncGe
 # error back into the client's own dialect.
 
 
-def client_answer(client: str, data: bytes) -> bytes:
-    if client == "anthropic":
-        return anthropic.messages_response(data)
-    return gemini.generate_response(data)
+def client_answer(client: Dialect, data: bytes) -> bytes:
+    inbound = client.inbound
+    assert inbound is not None, "only a dialect with SDK routes is a client"
+    return inbound.answer(data)
 
 
-def client_stream(client: str) -> anthropic.MessagesStream | gemini.GenerateStream:
+def client_stream(client: Dialect) -> FrameTranslator:
     """Feed it whole OpenAI frames (``data: [DONE]`` included); it returns the client's."""
-    if client == "anthropic":
-        return anthropic.MessagesStream()
-    return gemini.GenerateStream()
+    inbound = client.inbound
+    assert inbound is not None, "only a dialect with SDK routes is a client"
+    return inbound.stream()

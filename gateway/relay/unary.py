@@ -82,7 +82,7 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
             reply.close()
     finally:
         call.upstream_s += time.perf_counter() - sent
-    translated = provider.dialect in translate.TRANSLATED
+    translated = provider.translated
     options = call.options
     scrub, secret = provider.scrub, options.direct_key
     headers = scrub.headers(reply.headers, secret=secret)

@@ -17,10 +17,8 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices, Pricing
 from gateway.config import ProviderConfig, RetryConfig
 from gateway.providers import Endpoint
-from gateway.providers import anthropic as anthropic_dialect
-from gateway.providers import gemini as gemini_dialect
-from gateway.providers import mock as mock_dialect
-from gateway.providers import openai as openai_dialect
+from gateway.providers.dialect import Dialect
+from gateway.providers.registry import DIALECTS
 from gateway.routing.keys import KeyRing
 from gateway.routing.limits import Limiter
 from gateway.scrub import Scrubber
@@ -64,14 +62,6 @@ class Send(Protocol):
     ) -> Awaitable[Reply]: ...
 
 
-_ENDPOINTS = {
-    "openai": openai_dialect.ENDPOINTS,
-    "anthropic": anthropic_dialect.ENDPOINTS,
-    "gemini": gemini_dialect.ENDPOINTS,
-    "mock": mock_dialect.ENDPOINTS,
-}
-
-
 class Provider:
     """One configured provider: what routing and the relay read, and its transport."""
 
@@ -89,7 +79,9 @@ class Provider:
         "scrub",
         "send",
         "stream_usage",
+        "translated",
         "transport",
+        "wire",
     )
 
     def __init__(
@@ -97,7 +89,12 @@ class Provider:
     ) -> None:
         self.name = name
         self.dialect: str = cfg.dialect
-        self.endpoints: frozenset[Endpoint] = _ENDPOINTS[cfg.dialect]
+        wire = DIALECTS[cfg.dialect]
+        self.wire: Dialect = wire
+        self.endpoints: frozenset[Endpoint] = wire.endpoints
+        # Whether bodies are translated (``relay.translate``): read on every request, so
+        # a plain attribute, not a lookup.
+        self.translated: bool = wire.translated
         self.pricing = pricing
         self.stream_usage = StreamUsage(cfg.stream_usage)
         keys = cfg.keys or ()
@@ -123,7 +120,8 @@ def build(
     ledger: Ledger,
     pool: Pool | None = None,
 ) -> Provider:
-    mock = cfg.dialect == "mock"
+    # A dialect without an HTTP upstream (the mock) is served in-process.
+    mock = DIALECTS[cfg.dialect].upstream is None
     pricing = Pricing(
         provider=name,
         overrides=cfg.prices,

@@ -19,9 +19,9 @@ MAX_CACHED_MODELS = 4096
 # prices, request heads, extra_fields prefixes) holds a bounded number of entries, so
 # this bounds them in bytes too (~1 MB each at most).
 MAX_MODEL_CHARS = 256
-# Dialects whose upstream URL names the model (Gemini: /v1beta/models/{model}:action).
-# Their models must be one plain path segment: no "/", "?", "#", "%", ":" nor "..".
-URL_MODEL_DIALECTS = frozenset({"gemini"})
+# A model a dialect puts into its upstream URL (``Dialect.url_names_model``; Gemini:
+# /v1beta/models/{model}:action) must be one plain path segment: no "/", "?", "#", "%",
+# ":" nor "..".
 _URL_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -45,7 +45,7 @@ def check_url_model(target: Target, *, param: str) -> Target:
     """``target``, refused with a 400 naming ``param`` when its model goes into the
     upstream's URL and is not a plain path segment."""
     model = target.model
-    if target.provider.dialect in URL_MODEL_DIALECTS and (_URL_MODEL.fullmatch(model) is None or ".." in model):
+    if target.provider.wire.url_names_model and (_URL_MODEL.fullmatch(model) is None or ".." in model):
         raise InvalidRequest(
             f"{param}: provider '{target.provider.name}' names the model in its URL; a model for it is letters, "
             f"digits, '.', '_' and '-' (no '..'), got {model[:MAX_MODEL_CHARS]!r}",

@@ -21,7 +21,7 @@ from gateway.metrics import ConnectionStats, Metrics, Mirror
 from gateway.relay.stream import LiveStreams
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
-from gateway.server import admin, dropin, logs_api
+from gateway.server import admin, logs_api
 from gateway.server.access import AccessLogger, AccessSink
 from gateway.server.admin import Admin
 from gateway.server.body import BodyLimits
@@ -40,6 +40,7 @@ from gateway.server.protocol import (
     raise_descriptor_limit,
     settle_heap,
 )
+from gateway.server.routes import inference as inference_routes
 from gateway.server.workers import READY
 from gateway.state import MemoryStore, Store
 from gateway.state.sqlite import LogStore
@@ -174,7 +175,7 @@ class Gateway:
         )
         jobs = Jobs(handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics)
         handlers.jobs = jobs.route
-        exact, prefixes = dropin.routes(DropIns(handlers, max_body_bytes=cfg.server.max_body_bytes))
+        exact, prefixes = inference_routes(handlers, DropIns(handlers, max_body_bytes=cfg.server.max_body_bytes))
         if cfg.auth.admin_token and governor is not None:  # else /api/keys is a 404
             more, more_prefixes = admin.routes(Admin(cfg, governor=governor, metrics=ledger.metrics))
             exact, prefixes = {**exact, **more}, {**prefixes, **more_prefixes}

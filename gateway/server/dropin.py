@@ -28,15 +28,17 @@ from msgspec import UNSET, Struct, UnsetType
 from gateway import codec, screen
 from gateway.errors import ErrorBody, GatewayError, InvalidRequest, NotFound
 from gateway.governance import Principal
-from gateway.providers.anthropic.errors import anthropic_type
-from gateway.providers.gemini.convert import rpc_status
+from gateway.providers import anthropic, gemini
+from gateway.providers.dialect import Dialect
 from gateway.server.body import read_bounded
-from gateway.server.dispatch import JSON, Routes, tag_error
+from gateway.server.dispatch import JSON, tag_error
 from gateway.server.handlers import Handlers
+from gateway.server.plan import inbound
 
-ANTHROPIC_PATH = "/anthropic/v1/messages"
-GENAI_PREFIXES = ("/genai/v1beta/models/", "/genai/v1/models/")
-GENAI_ACTIONS = {"generateContent": False, "streamGenerateContent": True}  # -> stream
+ANTHROPIC, GEMINI = anthropic.DIALECT, gemini.DIALECT
+# The GenAI SDK's paths up to the model: /genai/v1beta/models/, /genai/v1/models/.
+GENAI_PREFIXES = tuple(dict.fromkeys(r.path.partition("{")[0] for r in GEMINI.served()))
+GENAI_ACTIONS = gemini.ACTIONS  # -> stream
 
 
 class _MessagesHead(Struct):
@@ -66,7 +68,7 @@ _decode_error = msgspec.json.Decoder(ErrorBody).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def error_response(client: str, err: GatewayError) -> web.Response:
+def error_response(client: Dialect, err: GatewayError) -> web.Response:
     """``err`` in the client's dialect (see the module docstring)."""
     try:
         detail = _decode_error(err.body()).error
@@ -74,13 +76,7 @@ def error_response(client: str, err: GatewayError) -> web.Response:
     except (msgspec.ValidationError, msgspec.DecodeError):
         message, kind, param, code = err.message, err.type, err.param, err.code
     status = err.status
-    inner: dict[str, object]
-    if client == "anthropic":
-        inner = {"type": anthropic_type(status), "message": message, "param": param, "code": code}
-        out: dict[str, object] = {"type": "error", "error": inner}
-    else:
-        inner = {"code": status, "message": message, "status": rpc_status(status), "type": kind, "param": param}
-        out = {"error": inner}
+    out = inbound(client).error_fields(status, message=message, kind=kind, param=param, code=code)
     if err.attempts:
         out["extra_fields"] = {"attempts": err.attempts}
     resp = web.Response(status=status, body=_encode(out), content_type=JSON)
@@ -109,7 +105,7 @@ class DropIns:
                 raise InvalidRequest("model: Field required", param="model", code="invalid_value")
             return await self._relay(
                 request,
-                "anthropic",
+                ANTHROPIC,
                 body,
                 model=head.model,
                 stream=bool(head.stream),
@@ -119,7 +115,7 @@ class DropIns:
                 max_out=head.max_tokens or 0,
             )
         except GatewayError as e:
-            return error_response("anthropic", e)
+            return error_response(ANTHROPIC, e)
 
     async def generate(self, request: web.BaseRequest) -> web.StreamResponse:
         """The Google GenAI SDK's ``POST /{version}/models/{model}:{action}``."""
@@ -140,7 +136,7 @@ class DropIns:
             config = head.generationConfig
             return await self._relay(
                 request,
-                "gemini",
+                GEMINI,
                 body,
                 model=model,
                 stream=stream,
@@ -150,12 +146,12 @@ class DropIns:
                 max_out=(config.maxOutputTokens or 0) if config else 0,
             )
         except GatewayError as e:
-            return error_response("gemini", e)
+            return error_response(GEMINI, e)
 
     async def _relay(
         self,
         request: web.BaseRequest,
-        client: str,
+        client: Dialect,
         body: bytes,
         *,
         model: str,
@@ -168,8 +164,3 @@ class DropIns:
         planner = self._handlers.planner
         call = planner.dropin(request, client, body, model=model, fallbacks=fallbacks, stream=stream, t0=t0)
         return await self._handlers.governed(request, call, principal, stream=stream, max_out=max_out)
-
-
-def routes(d: DropIns) -> tuple[Routes, Routes]:
-    """(exact routes, prefix routes) of the drop-ins."""
-    return {ANTHROPIC_PATH: {"POST": d.messages}}, {p: {"POST": d.generate} for p in GENAI_PREFIXES}

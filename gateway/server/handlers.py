@@ -1,4 +1,4 @@
-"""Handlers for the OpenAI routes, under every drop-in prefix."""
+"""Handlers for the OpenAI routes, under every drop-in prefix (``server.routes``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from gateway.schemas.response import Model, ModelList
 from gateway.server.access import record_abandoned
 from gateway.server.answer import Answer, answer_headers, fits
 from gateway.server.body import read_bounded
-from gateway.server.dispatch import JSON, Handler, Routes
+from gateway.server.dispatch import JSON, Routes
 from gateway.server.health import Health
 from gateway.server.options import ASYNC_HEADER, ASYNC_ID_HEADER, flag
 from gateway.server.plan import Planner
@@ -34,8 +34,6 @@ from gateway.upstream.relayed import client_header_lines
 
 log = logging.getLogger("gateway.server")
 
-# Drop-in prefixes: each SDK's base URL points at one of these.
-PREFIXES = ("", "/openai", "/langchain", "/pydanticai")
 JobRoute = Callable[[web.BaseRequest, Endpoint], Awaitable[web.StreamResponse]]
 _PROVIDER_HEADER = PROVIDER_HEADER.encode()
 
@@ -239,17 +237,8 @@ class Handlers:
 
 
 def routes(h: Handlers, *, health: Health | None = None) -> Routes:
-    """``health``: the process's own, which a shutdown turns to "draining"."""
+    """/health and /metrics; the inference routes come from the dialects
+    (``server.routes``). ``health``: the process's own, which a shutdown turns to
+    "draining"."""
     health = health or Health()
-    table: Routes = {"/health": {"GET": health, "HEAD": health}, "/metrics": {"GET": h.metrics}}
-    endpoints: dict[str, dict[str, Handler]] = {
-        "/chat/completions": {"POST": h.chat},
-        "/completions": {"POST": h.completions},
-        "/models": {"GET": h.models},
-    }
-    for prefix in PREFIXES:
-        for path, methods in endpoints.items():
-            table[f"{prefix}/v1{path}"] = methods
-            if prefix == "/openai":  # the reference API also serves /openai/... without v1
-                table[f"{prefix}{path}"] = methods
-    return table
+    return {"/health": {"GET": health, "HEAD": health}, "/metrics": {"GET": h.metrics}}

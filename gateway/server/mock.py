@@ -11,6 +11,7 @@ import asyncio
 import collections
 import hmac
 import logging
+from functools import partial
 
 import msgspec
 from aiohttp import web
@@ -18,8 +19,10 @@ from aiohttp import web
 from gateway.codec import splice_field
 from gateway.config import MockConfig
 from gateway.errors import GatewayError, NotFound
-from gateway.providers import Endpoint, anthropic, gemini
+from gateway.providers import Endpoint
 from gateway.providers import mock as dialect
+from gateway.providers.dialect import Dialect, Inbound
+from gateway.providers.registry import DIALECTS
 from gateway.server.app import BACKLOG, wait_for_signal
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Dispatcher, Routes
@@ -28,7 +31,6 @@ from gateway.server.protocol import Server, settle_heap
 log = logging.getLogger("gateway.mock")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
-GEMINI_PREFIX = "/v1beta/models/"
 MOCK_HEADER = "x-mock"  # the "mock" overrides as JSON (a body's own "mock" field wins)
 RATE_LIMIT_HEADERS = {"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999"}
 # A short wait, so retry tests through a gateway stay fast.
@@ -135,22 +137,28 @@ class MockServer:
     async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._serve(request, "chat")
 
-    async def messages(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Anthropic's POST /v1/messages: the same fake, in Anthropic's wire format."""
-        return await self._dialect(request, "anthropic", stream=None, model=None)
+    async def native(self, request: web.BaseRequest, *, inbound: Inbound) -> web.StreamResponse:
+        """A translated dialect's upstream chat path (Anthropic's POST /v1/messages)."""
+        return await self._dialect(request, inbound, stream=False, model="")
 
-    async def generate(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Gemini's POST /v1beta/models/{model}:generateContent | :streamGenerateContent."""
-        model, _, action = request.path.removeprefix(GEMINI_PREFIX).rpartition(":")
-        if action not in ("generateContent", "streamGenerateContent") or not model:
+    async def by_model(
+        self, request: web.BaseRequest, *, wire: Dialect, inbound: Inbound, prefix: str
+    ) -> web.StreamResponse:
+        """A dialect whose URL names the model (Gemini's POST
+        /v1beta/models/{model}:generateContent | :streamGenerateContent)."""
+        assert wire.upstream is not None
+        parsed = wire.upstream.model_path(request.path.removeprefix(prefix))
+        if parsed is None:
             raise NotFound(f"Invalid URL ({request.method} {request.path})")
-        return await self._dialect(request, "gemini", stream=action == "streamGenerateContent", model=model)
+        model, stream = parsed
+        return await self._dialect(request, inbound, stream=stream, model=model)
 
     async def _dialect(
-        self, request: web.BaseRequest, dialect_name: str, *, stream: bool | None, model: str | None
+        self, request: web.BaseRequest, inbound: Inbound, *, stream: bool, model: str
     ) -> web.StreamResponse:
         """The OpenAI fake behind a reverse translator: the request into OpenAI's form,
-        the answer, stream or error back into the dialect's."""
+        the answer, stream or error back into the dialect's (``model`` and ``stream``:
+        from the URL, for a dialect whose URL names them)."""
         body = await read_bounded(request, limit=MAX_BODY_BYTES)
         if self._recorded.maxlen:
             self._recorded.append(
@@ -158,11 +166,7 @@ class MockServer:
             )
         try:
             self._check_auth(request)
-            if dialect_name == "anthropic":
-                openai_body, _, stream = anthropic.messages_request(body)
-            else:
-                assert model is not None and stream is not None
-                openai_body = gemini.generate_request(body, model=model, stream=stream)
+            openai_body = inbound.to_openai(body, model=model, stream=stream)
             overrides = request.headers.get(MOCK_HEADER)
             if overrides:
                 # A dialect's body has no room for the "mock" field: steer by header
@@ -170,17 +174,16 @@ class MockServer:
                 openai_body = splice_field(openai_body, b"mock", overrides.encode())
             plan = self._plan(openai_body, endpoint="chat")
         except GatewayError as e:
-            return self._dialect_error(dialect_name, e.status, e.body())
+            return self._dialect_error(inbound, e.status, e.body())
         if plan.fail_status:
-            return self._dialect_error(dialect_name, plan.fail_status, dialect.error_body(plan.fail_status))
+            return self._dialect_error(inbound, plan.fail_status, dialect.error_body(plan.fail_status))
         if not plan.stream:
             delay = dialect.unary_delay_s(plan)
             if delay:
                 await asyncio.sleep(delay)
             data = dialect.completion_body(plan)
-            out = anthropic.messages_response(data) if dialect_name == "anthropic" else gemini.generate_response(data)
-            return web.Response(body=out, content_type=JSON)
-        tr = anthropic.MessagesStream() if dialect_name == "anthropic" else gemini.GenerateStream()
+            return web.Response(body=inbound.answer(data), content_type=JSON)
+        tr = inbound.stream()
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         try:
@@ -195,12 +198,8 @@ class MockServer:
         await resp.write_eof()
         return resp
 
-    def _dialect_error(self, dialect_name: str, status: int, openai_body: bytes) -> web.Response:
-        if dialect_name == "anthropic":
-            body = anthropic.messages_error(status, openai_body)
-        else:
-            body = gemini.generate_error(status, openai_body)
-        return web.Response(status=status, body=body, content_type=JSON)
+    def _dialect_error(self, inbound: Inbound, status: int, openai_body: bytes) -> web.Response:
+        return web.Response(status=status, body=inbound.error(status, openai_body), content_type=JSON)
 
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._serve(request, "text")
@@ -229,12 +228,28 @@ class MockServer:
             "/mock/requests": {"GET": self.requests, "DELETE": self.clear},
             "/mock/stats": {"GET": self.stats},
         }
-        table["/v1/messages"] = {"POST": self.messages}
         for prefix in ("/v1", ""):
             table[f"{prefix}/chat/completions"] = {"POST": self.chat}
             table[f"{prefix}/completions"] = {"POST": self.completions}
             table[f"{prefix}/models"] = {"GET": self.models}
-        return table
+        return {**table, **self.dialect_routes()[0]}
+
+    def dialect_routes(self) -> tuple[Routes, Routes]:
+        """(exact routes, prefix routes): the upstream chat path of every translated
+        dialect (Anthropic's /v1/messages; Gemini's /v1beta/models/{model}:action by prefix),
+        answered in its wire format."""
+        exact: Routes = {}
+        prefixes: Routes = {}
+        for wire in DIALECTS.values():
+            up, inbound = wire.upstream, wire.inbound
+            if up is None or inbound is None or wire.translator is None:
+                continue
+            if up.url_names_model:
+                prefix = up.models_path + "/"
+                prefixes[prefix] = {"POST": partial(self.by_model, wire=wire, inbound=inbound, prefix=prefix)}
+            else:
+                exact[up.paths["chat"]] = {"POST": partial(self.native, inbound=inbound)}
+        return exact, prefixes
 
 
 async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str | None, record: int) -> None:
@@ -242,7 +257,7 @@ async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str |
     server = Server(
         Dispatcher(
             mock.routes(),
-            prefixes={GEMINI_PREFIX: {"POST": mock.generate}},
+            prefixes=mock.dialect_routes()[1],
         ),
         handler_cancellation=True,
         access_log=None,

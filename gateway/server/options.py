@@ -28,8 +28,6 @@ ASYNC_ID_HEADER = "x-bf-async-id"
 # Per-request timeouts are clamped as the reference system clamps them (30 min).
 MAX_TIMEOUT_S = 1800.0
 API_KEY_HEADER = "x-bf-api-key"  # pins the provider key to use, by its configured name
-# Providers a client's own key (x-bf-direct-key) may go to: those reached over HTTP.
-DIRECT_KEY_DIALECTS = frozenset({"openai", "anthropic", "gemini"})
 EXTRA_HEADER_PREFIX = "x-bf-eh-"
 # Credentials, framing and hop-by-hop headers: the gateway sets these itself.
 DENIED_EXTRA_HEADERS = frozenset(
@@ -93,7 +91,7 @@ def check_targets(options: RequestOptions, targets: list[tuple[Target, bytes | G
     one provider reached over HTTP; a pinned key must be one of theirs."""
     if options.direct_key is not None:
         provider = targets[0][0].provider
-        if provider.dialect not in DIRECT_KEY_DIALECTS:
+        if not provider.wire.direct_key:  # only providers reached over HTTP take one
             raise InvalidRequest(
                 f"provider '{provider.name}' takes no API key: a client provider key goes to a provider reached "
                 "over HTTP",

@@ -19,7 +19,8 @@ from msgspec import UNSET, UnsetType
 from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.providers import Endpoint, anthropic, gemini
+from gateway.providers import Endpoint
+from gateway.providers.dialect import Dialect, Inbound
 from gateway.relay import translate
 from gateway.relay.call import NO_OPTIONS, Call
 from gateway.routing.table import ModelTable, Target
@@ -29,9 +30,6 @@ from gateway.server.options import check_targets, request_options
 
 Targets = list[tuple[Target, bytes | GatewayError]]
 
-# Sent by the Anthropic SDK for beta features; forwarded to every target (harmless to
-# the others) unless the client forwards its own through x-bf-eh-anthropic-beta.
-ANTHROPIC_BETA = "anthropic-beta"
 # Call.request_type per (endpoint, stream), built once.
 _REQUEST_TYPES: dict[tuple[str, bool], str] = {
     ("chat", False): "chat_completion",
@@ -54,7 +52,7 @@ def target_body(
     """The OpenAI request as ``target`` takes it: in its dialect, or the client's
     bytes with the model swapped; an InvalidRequest when its dialect cannot express
     the request (another target may take it, see ``relay.attempts``)."""
-    if target.provider.dialect in translate.TRANSLATED:
+    if target.provider.translated:
         try:
             return translate.request(target, body)
         except InvalidRequest as e:
@@ -73,18 +71,23 @@ def target_body(
     )
 
 
-def native_body(client: str, body: bytes, target: Target, *, model: str, strip: bool) -> bytes:
-    """The client's own bytes for a target of its dialect: the model swapped (Gemini
-    names it in the URL, not the body) and the gateway's fields removed."""
-    rewrite = client == "anthropic" and target.model != model
+def native_body(client: Dialect, body: bytes, target: Target, *, model: str, strip: bool) -> bytes:
+    """The client's own bytes for a target of its dialect: the model swapped (unless the
+    dialect names it in the URL, not the body) and the gateway's fields removed."""
+    rewrite = not client.url_names_model and target.model != model
     return codec.upstream_body(body, model=target.model, rewrite_model=rewrite, has_gateway_fields=strip)
 
 
-def to_openai(client: str, body: bytes, *, model: str, stream: bool) -> bytes:
+def inbound(client: Dialect) -> Inbound:
+    """The SDK side of ``client``: only dialects with drop-in routes have one."""
+    side = client.inbound
+    assert side is not None, f"dialect {client.name} has no SDK routes"
+    return side
+
+
+def to_openai(client: Dialect, body: bytes, *, model: str, stream: bool) -> bytes:
     """A drop-in request in OpenAI's form."""
-    if client == "anthropic":
-        return anthropic.messages_request(body)[0]
-    return gemini.generate_request(body, model=model, stream=stream)
+    return inbound(client).to_openai(body, model=model, stream=stream)
 
 
 class Planner:
@@ -142,7 +145,7 @@ class Planner:
     def dropin(
         self,
         request: web.BaseRequest,
-        client: str,
+        client: Dialect,
         body: bytes,
         *,
         model: str,
@@ -159,9 +162,9 @@ class Planner:
             models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
         targets: Targets = []
         for param, m in models:
-            target = self._table.resolve_native(m, client, param=param)
+            target = self._table.resolve_native(m, client.name, param=param)
             check_endpoint(target, "chat", param)
-            if target.provider.dialect == client:
+            if target.provider.wire is client:
                 targets.append((target, native_body(client, body, target, model=model, strip=strip)))
                 continue
             if openai is None:
@@ -187,9 +190,12 @@ class Planner:
             client_usage=True,
             client=client,
         )
-        beta = request.headers.get(ANTHROPIC_BETA) if client == "anthropic" else None
-        if beta and not any(name == ANTHROPIC_BETA for name, _ in call.options.extra_headers):
-            call.options = call.options.forwarding(((ANTHROPIC_BETA, beta),))
+        # The SDK's own headers the dialect forwards to every target (anthropic-beta:
+        # harmless to the others), unless the client forwards its own through x-bf-eh-*.
+        for header in inbound(client).forwarded_headers:
+            value = request.headers.get(header)
+            if value and not any(name == header for name, _ in call.options.extra_headers):
+                call.options = call.options.forwarding(((header, value),))
         return call
 
     def _call(
@@ -203,7 +209,7 @@ class Planner:
         t0: float,
         stream: bool,
         client_usage: bool,
-        client: str | None = None,
+        client: Dialect | None = None,
     ) -> Call:
         """The call to ``targets``, with the request's x-bf-* options (read after the
         targets: a bad model is reported before a bad header)."""

@@ -17,24 +17,10 @@ from gateway.config import ProviderConfig
 from gateway.config.proxy import Proxy
 from gateway.errors import UpstreamError, UpstreamProtocolError
 from gateway.providers import Endpoint
-from gateway.providers import anthropic as anthropic_dialect
-from gateway.providers import gemini as gemini_dialect
-from gateway.providers import openai as openai_dialect
-from gateway.schemas.response import UpstreamModelList
+from gateway.providers.registry import DIALECTS
 from gateway.upstream.client import Bounds, Reply, Timeouts, bounds, first_byte_s, send
 from gateway.upstream.origin import Origin
 from gateway.upstream.pool import Pool
-
-
-class _GeminiModel(msgspec.Struct):
-    name: str
-
-
-class _Listing(msgspec.Struct):
-    """Gemini's model list: ``{"models": [{"name": "models/gemini-..."}]}``."""
-
-    models: list[_GeminiModel] = []
-
 
 # Bounded so a client cycling through model names cannot grow the head cache forever.
 _MAX_HEADS = 1024
@@ -65,6 +51,7 @@ class HTTPTransport:
         "_stream",
         "_timeouts",
         "_unary",
+        "_url_names_model",
         "_urls",
         "_wire",
     )
@@ -72,11 +59,14 @@ class HTTPTransport:
     def __init__(self, name: str, cfg: ProviderConfig, *, session: aiohttp.ClientSession, pool: Pool | None) -> None:
         self.name = name
         self.dialect: str = cfg.dialect
-        wire = _DIALECTS[cfg.dialect]
+        wire = DIALECTS[cfg.dialect].upstream
+        assert wire is not None, f"dialect {cfg.dialect} is not reached over HTTP"
         self._base = cfg.base_url
-        # Gemini's URL names the model: built per request (gemini_dialect.url).
-        self._urls: dict[Endpoint, str] = {} if cfg.dialect == "gemini" else wire.urls(cfg.base_url)
-        self._models_url: str = cfg.base_url + wire.MODELS_PATH
+        # A URL that names the model (Gemini's) is built per request (``_url``); the
+        # others once, here. Decided once: a plain attribute test per request.
+        self._url_names_model = wire.url_names_model
+        self._urls: dict[Endpoint, str] = {} if wire.url_names_model else wire.urls(cfg.base_url)
+        self._models_url: str = cfg.base_url + wire.models_path
         keys = cfg.keys or ()
         self._keys = [wire.request_headers(api_key=k.value, extra=cfg.headers) for k in keys] or [
             wire.request_headers(api_key=None, extra=cfg.headers)
@@ -115,8 +105,8 @@ class HTTPTransport:
         self._heads: dict[tuple[str, int], bytes] = {}
 
     def _url(self, endpoint: Endpoint, *, model: str, stream: bool) -> str:
-        if self.dialect == "gemini":
-            return gemini_dialect.url(self._base, model=model, stream=stream)
+        if self._url_names_model:
+            return self._wire.url(self._base, endpoint, model=model, stream=stream)
         return self._urls[endpoint]
 
     def _head(self, url: str, key: int) -> bytes:
@@ -154,7 +144,7 @@ class HTTPTransport:
                 endpoint, body, stream=stream, timeouts=timeouts, model=model, extra=extra, secret=secret
             )
         pool = self._pool
-        if pool is not None and not stream and timeouts is None and self.dialect != "gemini":
+        if pool is not None and not stream and timeouts is None and not self._url_names_model:
             # The common unary call, in one frame (``_send_pooled`` below, specialised).
             head = self._head(self._urls[endpoint], key)
             if extra:
@@ -277,18 +267,12 @@ class HTTPTransport:
                 f"provider '{self.name}' answered GET {self._models_url} with HTTP {reply.status}"
             )
         try:
-            if self.dialect == "gemini":
-                return [m.name.removeprefix("models/") for m in msgspec.json.decode(data, type=_Listing).models]
-            listing = msgspec.json.decode(data, type=UpstreamModelList)
+            return self._wire.model_list(data)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
             raise UpstreamProtocolError(f"provider '{self.name}' sent an unreadable model list: {e}") from None
-        return [m.id for m in listing.data]
 
 
 def _path(url: str) -> str:
     """The request target of ``url``: its path and query."""
     parts = urlsplit(url)
     return parts.path + ("?" + parts.query if parts.query else "")
-
-
-_DIALECTS = {"openai": openai_dialect, "anthropic": anthropic_dialect, "gemini": gemini_dialect}

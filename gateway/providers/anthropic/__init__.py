@@ -65,35 +65,110 @@ messages; max_tokens -> max_completion_tokens; server tools and document blocks 
 
 from __future__ import annotations
 
+from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
-from gateway.providers.anthropic.errors import StreamError, error_body, messages_error
+from gateway.providers.anthropic.errors import StreamError, anthropic_type, error_body, messages_error
 from gateway.providers.anthropic.inbound import messages_request, messages_response
 from gateway.providers.anthropic.inbound_stream import MessagesStream
 from gateway.providers.anthropic.outbound import chat_request, chat_response
 from gateway.providers.anthropic.stream import ChatStream
+from gateway.providers.dialect import Dialect, Integration, Route, Upstream
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
 VERSION = "2023-06-01"  # value of the anthropic-version request header
 PATHS: dict[Endpoint, str] = {"chat": "/v1/messages"}
 MODELS_PATH = "/v1/models"  # same list shape as OpenAI's
+# Sent by the Anthropic SDK for beta features; forwarded to every target (harmless to
+# the others) unless the client forwards its own through x-bf-eh-anthropic-beta.
+BETA_HEADER = "anthropic-beta"
+
+
+class _Upstream(Upstream):
+    __slots__ = ()
+
+    def urls(self, base_url: str) -> dict[Endpoint, str]:
+        """Endpoint URLs for a base URL such as ``https://api.anthropic.com``."""
+        return {e: base_url.rstrip("/") + p for e, p in self.paths.items()}
+
+    def request_headers(self, *, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
+        """Per-key upstream headers: Anthropic authenticates with ``x-api-key``, not a
+        bearer token, and every request names the API version."""
+        headers = {"Content-Type": "application/json", "anthropic-version": VERSION}
+        headers.update(extra)
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
+
+
+class _Translator:
+    __slots__ = ()
+    stream_error: type[UpstreamProtocolError] = StreamError
+
+    def chat_request(self, body: bytes, *, model: str) -> bytes:
+        return chat_request(body, model=model)
+
+    def chat_response(self, data: bytes, *, model: str, created: int) -> bytes:
+        return chat_response(data, created=created)  # the answer names its model
+
+    def error_body(self, status: int, data: bytes) -> bytes:
+        return error_body(status, data)
+
+    def chat_stream(self, *, model: str, created: int) -> ChatStream:
+        return ChatStream(created=created)
+
+
+class _Inbound:
+    __slots__ = ()
+    forwarded_headers: tuple[str, ...] = (BETA_HEADER,)
+
+    def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
+        return messages_request(body)[0]  # the body names the model and the stream
+
+    def answer(self, data: bytes) -> bytes:
+        return messages_response(data)
+
+    def stream(self) -> MessagesStream:
+        return MessagesStream()
+
+    def error(self, status: int, openai_body: bytes) -> bytes:
+        return messages_error(status, openai_body)
+
+    def error_fields(
+        self, status: int, *, message: str, kind: str, param: str | None, code: str | None
+    ) -> dict[str, object]:
+        """``{"type": "error", "error": {"type", "message", "param", "code"}}``."""
+        return {
+            "type": "error",
+            "error": {"type": anthropic_type(status), "message": message, "param": param, "code": code},
+        }
+
+
+UPSTREAM = _Upstream(paths=PATHS, models_path=MODELS_PATH)
 
 
 def urls(base_url: str) -> dict[Endpoint, str]:
     """Endpoint URLs for a base URL such as ``https://api.anthropic.com``."""
-    return {e: base_url.rstrip("/") + p for e, p in PATHS.items()}
+    return UPSTREAM.urls(base_url)
 
 
 def request_headers(*, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
-    """Per-key upstream headers: Anthropic authenticates with ``x-api-key``, not a
-    bearer token, and every request names the API version."""
-    headers = {"Content-Type": "application/json", "anthropic-version": VERSION}
-    headers.update(extra)
-    if api_key:
-        headers["x-api-key"] = api_key
-    return headers
+    """Per-key upstream headers (``x-api-key``, ``anthropic-version``)."""
+    return UPSTREAM.request_headers(api_key=api_key, extra=extra)
 
+
+DIALECT = Dialect(
+    "anthropic",
+    endpoints=ENDPOINTS,
+    upstream=UPSTREAM,
+    translator=_Translator(),
+    inbound=_Inbound(),
+    routes=(Route("POST", "/messages", "messages"),),
+    integrations=(Integration("/anthropic", ("/v1",)),),
+)
 
 __all__ = [
+    "BETA_HEADER",
+    "DIALECT",
     "ENDPOINTS",
     "MODELS_PATH",
     "PATHS",

@@ -84,7 +84,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import msgspec
+
+from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
+from gateway.providers.dialect import Dialect, Integration, Route, Upstream
+from gateway.providers.gemini.convert import rpc_status
 from gateway.providers.gemini.inbound import generate_error, generate_request, generate_response
 from gateway.providers.gemini.inbound_stream import GenerateStream
 from gateway.providers.gemini.outbound import chat_request, chat_response, error_body
@@ -92,6 +97,21 @@ from gateway.providers.gemini.stream import ChatStream, StreamError
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
 MODELS_PATH = "/v1beta/models"
+# The URL's action after the model -> whether it streams.
+ACTIONS = {"generateContent": False, "streamGenerateContent": True}
+
+
+class _Model(msgspec.Struct):
+    name: str
+
+
+class _Listing(msgspec.Struct):
+    """Gemini's model list: ``{"models": [{"name": "models/gemini-..."}]}``."""
+
+    models: list[_Model] = []
+
+
+_listing = msgspec.json.Decoder(_Listing).decode
 
 
 def url(base_url: str, *, model: str, stream: bool) -> str:
@@ -110,7 +130,85 @@ def request_headers(*, api_key: str | None, extra: dict[str, str]) -> dict[str, 
     return headers
 
 
+class _Upstream(Upstream):
+    __slots__ = ()
+
+    def urls(self, base_url: str) -> dict[Endpoint, str]:
+        return {}  # every URL names its model: ``url``, per request
+
+    def url(self, base_url: str, endpoint: Endpoint, *, model: str, stream: bool) -> str:
+        return url(base_url, model=model, stream=stream)
+
+    def request_headers(self, *, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
+        return request_headers(api_key=api_key, extra=extra)
+
+    def model_list(self, data: bytes) -> list[str]:
+        return [m.name.removeprefix("models/") for m in _listing(data).models]
+
+    def model_path(self, rest: str) -> tuple[str, bool] | None:
+        model, _, action = rest.rpartition(":")
+        stream = ACTIONS.get(action)
+        return None if stream is None or not model else (model, stream)
+
+
+class _Translator:
+    __slots__ = ()
+    stream_error: type[UpstreamProtocolError] = StreamError
+
+    def chat_request(self, body: bytes, *, model: str) -> bytes:
+        return chat_request(body)  # the model goes into the URL
+
+    def chat_response(self, data: bytes, *, model: str, created: int) -> bytes:
+        return chat_response(data, model=model, created=created)
+
+    def error_body(self, status: int, data: bytes) -> bytes:
+        return error_body(status, data)
+
+    def chat_stream(self, *, model: str, created: int) -> ChatStream:
+        return ChatStream(model=model, created=created)
+
+
+class _Inbound:
+    __slots__ = ()
+    forwarded_headers: tuple[str, ...] = ()
+
+    def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
+        return generate_request(body, model=model, stream=stream)
+
+    def answer(self, data: bytes) -> bytes:
+        return generate_response(data)
+
+    def stream(self) -> GenerateStream:
+        return GenerateStream()
+
+    def error(self, status: int, openai_body: bytes) -> bytes:
+        return generate_error(status, openai_body)
+
+    def error_fields(
+        self, status: int, *, message: str, kind: str, param: str | None, code: str | None
+    ) -> dict[str, object]:
+        """``{"error": {"code": <HTTP status>, "message", "status", "type", "param"}}``."""
+        return {
+            "error": {"code": status, "message": message, "status": rpc_status(status), "type": kind, "param": param}
+        }
+
+
+DIALECT = Dialect(
+    "gemini",
+    endpoints=ENDPOINTS,
+    upstream=_Upstream(paths={}, models_path=MODELS_PATH, url_names_model=True),
+    translator=_Translator(),
+    inbound=_Inbound(),
+    routes=(
+        Route("POST", "/models/{model}:generateContent", "generate"),
+        Route("POST", "/models/{model}:streamGenerateContent", "generate"),
+    ),
+    integrations=(Integration("/genai", ("/v1beta", "/v1")),),
+)
+
 __all__ = [
+    "ACTIONS",
+    "DIALECT",
     "ENDPOINTS",
     "MODELS_PATH",
     "ChatStream",

@@ -42,7 +42,10 @@ ANSWERS = [
 def call_and_target(*, priced: bool, model: str = "gpt-x") -> tuple[Call, Any, Metrics]:
     metrics = Metrics()
     provider = SimpleNamespace(
-        name="up", pricing=SimpleNamespace(lookup=lambda model: PRICE if priced else None), dialect="openai"
+        name="up",
+        pricing=SimpleNamespace(lookup=lambda model: PRICE if priced else None),
+        dialect="openai",
+        translated=False,
     )
     target = SimpleNamespace(provider=provider, model=model, rewrite=False)
     call = make_call([(target, b"{}")], metrics=metrics, requested=f"up/{model}")

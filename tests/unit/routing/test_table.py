@@ -7,16 +7,18 @@ from typing import cast
 import pytest
 
 from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.providers.registry import DIALECTS
 from gateway.routing.providers import Provider
 from gateway.routing.table import ModelTable
 
 
 class FakeProvider:
-    """ModelTable only stores providers; a name and endpoints are all it needs."""
+    """ModelTable only stores providers; a name, a dialect and endpoints are all it needs."""
 
     def __init__(self, name: str, dialect: str = "openai") -> None:
         self.name = name
         self.dialect = dialect
+        self.wire = DIALECTS[dialect]
         self.endpoints = frozenset({"chat", "text"})
 
 

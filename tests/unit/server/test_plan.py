@@ -19,6 +19,7 @@ from gateway.accounting.tokens import Tokenizers
 from gateway.config import KeyConfig, ProviderConfig
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.metrics import Metrics
+from gateway.providers.registry import DIALECTS
 from gateway.relay.call import NO_OPTIONS, Call
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
@@ -155,12 +156,13 @@ ANTHROPIC_BODY = {"model": "an/claude-x", "max_tokens": 8, "messages": MESSAGES,
 def dropin(planner: Planner, client: str, fields: dict[str, Any], *, model: str, **headers: str) -> Call:
     body = json.dumps(fields).encode()
     fallbacks = fields.get("fallbacks", UNSET)
-    return planner.dropin(request(headers), client, body, model=model, fallbacks=fallbacks, stream=False, t0=0.0)
+    wire = DIALECTS[client]
+    return planner.dropin(request(headers), wire, body, model=model, fallbacks=fallbacks, stream=False, t0=0.0)
 
 
 def test_plan_dropin_same_dialect_passes_the_clients_bytes(planner: Planner) -> None:
     call = dropin(planner, "anthropic", {**ANTHROPIC_BODY, "fallbacks": ["oa/gpt-x"]}, model="an/claude-x")
-    assert call.client == "anthropic" and call.client_usage is True and call.request_type == "chat_completion"
+    assert call.client is DIALECTS["anthropic"] and call.client_usage is True and call.request_type == "chat_completion"
     native = upstream(call, 0)
     # The client's own fields, unknown ones included; the gateway's fallbacks removed.
     assert native == {"model": "claude-x", "max_tokens": 8, "messages": MESSAGES, "x_vendor": {"a": 1}}

@@ -1,0 +1,192 @@
+"""A wire dialect as one object: what a provider speaking it serves, how it is reached,
+how its requests and answers are translated, and the SDK routes the gateway serves in it.
+
+Each part a dialect lacks is ``None``, not a stub: the mock is reached in-process (no
+``upstream``), OpenAI's bodies pass as bytes (no ``translator``) and its SDK routes are the
+gateway's own (no ``inbound``). The flags the relay reads per request (``translated``,
+``url_names_model``, ``direct_key``) are derived once here, so a provider holds them as
+plain attributes chosen at start-up.
+
+The dialects themselves live in ``providers.openai``, ``providers.anthropic``,
+``providers.gemini`` and ``providers.mock``, each with its ``DIALECT``; the registry of
+them all is ``providers.registry.DIALECTS``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import msgspec
+
+from gateway.errors import UpstreamProtocolError
+from gateway.providers import Endpoint
+from gateway.schemas.response import UpstreamModelList
+
+_model_list = msgspec.json.Decoder(UpstreamModelList).decode
+
+
+class FrameTranslator(Protocol):
+    """Fed whole SSE frames of one dialect, returns those of another."""
+
+    def feed(self, frames: bytes) -> bytes: ...
+
+
+class ChatStream(FrameTranslator, Protocol):
+    """An upstream's event frames into OpenAI chunk frames; what it holds comes out at
+    ``close`` (a dialect without a closing event)."""
+
+    def close(self) -> bytes: ...
+
+
+class Upstream:
+    """How a provider of the dialect is reached over HTTP: its endpoint paths under the
+    configured base URL, its request headers and its model list. This base class is the
+    OpenAI dialect's; the others override what differs."""
+
+    __slots__ = ("models_path", "paths", "url_names_model")
+
+    def __init__(self, *, paths: dict[Endpoint, str], models_path: str, url_names_model: bool = False) -> None:
+        self.paths = paths
+        self.models_path = models_path
+        # The URL holds the model (Gemini: /v1beta/models/{model}:action): built per
+        # request by ``url``, and the model must be one plain path segment.
+        self.url_names_model = url_names_model
+
+    def urls(self, base_url: str) -> dict[Endpoint, str]:
+        """Each endpoint's URL, built once (dialects whose URL does not name the model)."""
+        return {e: base_url + p for e, p in self.paths.items()}
+
+    def url(self, base_url: str, endpoint: Endpoint, *, model: str, stream: bool) -> str:
+        """One request's URL: only dialects whose URL names the model need it."""
+        return self.urls(base_url)[endpoint]
+
+    def request_headers(self, *, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
+        """Per-key upstream headers; the session adds User-Agent. Each header costs
+        aiohttp's client a few µs per request, so only what the upstream needs."""
+        headers = {"Content-Type": "application/json"}
+        headers.update(extra)
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return headers
+
+    def model_list(self, data: bytes) -> list[str]:
+        """The model ids in a ``GET {models_path}`` answer (msgspec errors when unreadable)."""
+        return [m.id for m in _model_list(data).data]
+
+    def model_path(self, rest: str) -> tuple[str, bool] | None:
+        """The inverse of ``url`` after ``models_path + "/"``: (model, stream), None when
+        ``rest`` is not one of the dialect's actions (dialects whose URL names the model)."""
+        return None
+
+
+class Translator(Protocol):
+    """An OpenAI chat request, answer, error and stream to and from the dialect, for a
+    provider that speaks it (the upstream side)."""
+
+    # An error event the upstream itself sent mid-stream.
+    stream_error: type[UpstreamProtocolError]
+
+    def chat_request(self, body: bytes, *, model: str) -> bytes: ...
+
+    def chat_response(self, data: bytes, *, model: str, created: int) -> bytes: ...
+
+    def error_body(self, status: int, data: bytes) -> bytes: ...
+
+    def chat_stream(self, *, model: str, created: int) -> ChatStream: ...
+
+
+class Inbound(Protocol):
+    """The dialect's SDK as a client of the gateway: its request into OpenAI's form, the
+    OpenAI answer, stream and error back into its own."""
+
+    # Request headers of the SDK forwarded to every target (unless forwarded explicitly).
+    forwarded_headers: tuple[str, ...]
+
+    def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
+        """``model`` and ``stream``: from the URL, for a dialect whose URL names them."""
+        ...
+
+    def answer(self, data: bytes) -> bytes: ...
+
+    def stream(self) -> FrameTranslator:
+        """Fed whole OpenAI frames (``data: [DONE]`` included), it returns the client's."""
+        ...
+
+    def error(self, status: int, openai_body: bytes) -> bytes:
+        """An OpenAI error body as the dialect's."""
+        ...
+
+    def error_fields(
+        self, status: int, *, message: str, kind: str, param: str | None, code: str | None
+    ) -> dict[str, object]:
+        """A gateway error in the dialect's shape, with the OpenAI fields a gateway client
+        looks for."""
+        ...
+
+
+class Route(NamedTuple):
+    """One SDK call the gateway serves: ``path`` under an integration's version root
+    (``{model}``: a variable part, served by prefix), handled by the server's ``handler``."""
+
+    method: str
+    path: str
+    handler: str
+
+
+class Integration(NamedTuple):
+    """Where an SDK's base URL may point: a prefix and the version roots under it."""
+
+    prefix: str
+    versions: tuple[str, ...]
+
+
+class Dialect:
+    """One wire dialect; one instance each, chosen once per provider at start-up."""
+
+    __slots__ = (
+        "direct_key",
+        "endpoints",
+        "inbound",
+        "integrations",
+        "name",
+        "routes",
+        "translated",
+        "translator",
+        "upstream",
+        "url_names_model",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        endpoints: frozenset[Endpoint],
+        upstream: Upstream | None = None,
+        translator: Translator | None = None,
+        inbound: Inbound | None = None,
+        routes: tuple[Route, ...] = (),
+        integrations: tuple[Integration, ...] = (),
+    ) -> None:
+        self.name = name
+        self.endpoints = endpoints
+        self.upstream = upstream  # None: reached in-process
+        self.translator = translator  # None: OpenAI bodies pass as bytes
+        self.inbound = inbound  # None: its SDK is an OpenAI client
+        self.routes = routes
+        self.integrations = integrations
+        self.translated = translator is not None
+        self.url_names_model = upstream is not None and upstream.url_names_model
+        # A client's own key (x-bf-direct-key) goes to providers reached over HTTP.
+        self.direct_key = upstream is not None
+
+    def served(self) -> list[Route]:
+        """Its SDK routes under every integration prefix and version root, as full paths."""
+        return [
+            Route(r.method, i.prefix + v + r.path, r.handler)
+            for i in self.integrations
+            for v in i.versions
+            for r in self.routes
+        ]
+
+    def __repr__(self) -> str:
+        return f"Dialect({self.name!r})"
