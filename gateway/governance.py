@@ -22,12 +22,11 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
-from aiohttp import web
 
 from gateway.config import AuthConfig, KeySpecConfig
 from gateway.errors import BudgetExceeded, Forbidden, GatewayError, RateLimited, StoreUnavailable, Unauthorized
@@ -273,8 +272,8 @@ class Governor:
         if self._runtime is not None:
             self._runtime.forget(name)
 
-    async def identify(self, request: web.BaseRequest) -> Principal:
-        secret = credential(request)
+    async def identify(self, creds: Credentials) -> Principal:
+        secret = creds.secret
         if secret is None:
             if self._required:
                 raise self._refused(
@@ -296,9 +295,9 @@ class Governor:
             err = Unauthorized(why.why, code="key_inactive")
             err.principal = why.principal  # the refusal is logged as the key's
             raise self._refused("unauthorized", err)
-        if self._required or secret.startswith(VIRTUAL_KEY_PREFIX) or "x-bf-vk" in request.headers:
+        if self._required or secret.startswith(VIRTUAL_KEY_PREFIX) or creds.in_vk_header:
             # With a client's own provider key, the gateway credential goes in x-bf-vk.
-            hint = f" (with {DIRECT_KEY_HEADER}, send it in x-bf-vk)" if DIRECT_KEY_HEADER in request.headers else ""
+            hint = f" (with {DIRECT_KEY_HEADER}, send it in x-bf-vk)" if creds.with_direct_key else ""
             raise self._refused(
                 "unauthorized",
                 Unauthorized(f"invalid credentials: not a gateway token or virtual key of this gateway{hint}"),
@@ -383,9 +382,22 @@ class Governor:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
 
-def credential(request: web.BaseRequest, *, names: tuple[str, ...] = CREDENTIAL_HEADERS) -> str | None:
-    """The secret the client sent, from the first of ``names`` found."""
-    h = request.headers
+class Credentials(NamedTuple):
+    """What a request presents to governance, read from its headers by the server."""
+
+    secret: str | None  # the gateway credential, from the first of CREDENTIAL_HEADERS found
+    in_vk_header: bool  # sent in x-bf-vk: it claims to be one of this gateway's keys
+    with_direct_key: bool  # x-bf-direct-key came too (the 401 then says where the key goes)
+
+
+def credentials(headers: Mapping[str, str]) -> Credentials:
+    return Credentials(credential(headers), "x-bf-vk" in headers, DIRECT_KEY_HEADER in headers)
+
+
+def credential(headers: Mapping[str, str], *, names: tuple[str, ...] = CREDENTIAL_HEADERS) -> str | None:
+    """The secret the client sent, from the first of ``names`` found (``headers``: the
+    request's, case-insensitive)."""
+    h = headers
     for name in names:
         value = h.get(name)
         if value:

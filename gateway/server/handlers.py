@@ -13,7 +13,7 @@ from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
 from gateway.errors import GatewayError, UpstreamError
-from gateway.governance import Governor, Grant, Principal
+from gateway.governance import Governor, Grant, Principal, credentials
 from gateway.providers import Endpoint
 from gateway.relay.call import PROVIDER_HEADER, Call
 from gateway.relay.stream import LiveStreams, shutting_down
@@ -72,7 +72,7 @@ class Handlers:
     async def identify(self, request: web.BaseRequest) -> Principal | None:
         """The caller; None when no auth is configured (nothing to check). Callers on the
         hot path test ``governed`` first and skip the await."""
-        return await self._governor.identify(request) if self._governor is not None else None
+        return await self._governor.identify(credentials(request.headers)) if self._governor is not None else None
 
     async def governed(
         self, request: web.BaseRequest, call: Call, principal: Principal | None, *, stream: bool, max_out: int

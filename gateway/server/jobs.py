@@ -122,7 +122,7 @@ def owner_of(request: web.BaseRequest, principal: Principal | None) -> str:
     SHA-256, never the secret), or "anonymous" when none came."""
     if principal is not None and principal.kind != "anonymous":
         return principal.id
-    secret = credential(request)
+    secret = credential(request.headers)
     return digest(secret).hex() if secret else "anonymous"
 
 

@@ -165,7 +165,7 @@ def direct_key(request: web.BaseRequest, *, enabled: bool) -> str | None:
             param=API_KEY_HEADER,
             code="invalid_header",
         )
-    key = credential(request, names=PROVIDER_KEY_HEADERS)
+    key = credential(request.headers, names=PROVIDER_KEY_HEADERS)
     if key is None:
         raise InvalidRequest(
             f"header {DIRECT_KEY_HEADER}: no provider key came; send it as 'Authorization: Bearer ...', "

@@ -7,18 +7,25 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.config import BudgetConfig, RateLimitConfig
+from multidict import CIMultiDict
+
+from gateway.config import AuthConfig, BudgetConfig, RateLimitConfig, TokenConfig
+from gateway.errors import Unauthorized
 from gateway.governance import (
+    ANONYMOUS,
     MAX_UNKNOWN,
     NANO,
+    Governor,
     Inactive,
     KeyRecord,
     Principal,
     RuntimeKeys,
+    credentials,
     digest,
     encode_record,
     runtime_principal,
 )
+from gateway.metrics import Metrics
 from gateway.state import MemoryStore
 
 HOUR = 3600.0  # a cache that outlives the test: what it returns comes from the cache
@@ -123,5 +130,40 @@ def test_governance_runtime_keys_unreadable_record_is_refused() -> None:
         d = digest("sk-bf-corrupt")
         await store.key_create("corrupt", d.hex(), b'{"name": 1}')
         assert await keys.find(d) is None
+
+    asyncio.run(main())
+
+
+def test_governance_identifies_from_credentials_not_a_request() -> None:
+    """Governor.identify reads what the server took from the headers (Credentials): a
+    known token is its principal, none is anonymous when auth is optional, and an
+    unknown secret is anonymous unless it claims to be this gateway's (x-bf-vk or the
+    sk-bf- prefix), whose 401 tells a client with its own provider key where the key goes."""
+    gov = Governor(
+        AuthConfig(tokens=(TokenConfig(name="ci", value="tok-ci"),)),
+        MemoryStore(),
+        fail_open=False,
+        metrics=Metrics(),
+    )
+
+    async def who(**headers: str) -> Principal:
+        return await gov.identify(credentials(CIMultiDict(headers)))
+
+    async def main() -> None:
+        assert (await who(Authorization="Bearer tok-ci")).id == "token:ci"
+        assert (await who(**{"X-Api-Key": "tok-ci"})).id == "token:ci"
+        assert await who() is ANONYMOUS
+        assert await who(Authorization="Bearer sk-placeholder") is ANONYMOUS
+        for headers, hint in (
+            ({"x-bf-vk": "sk-unknown"}, False),
+            ({"Authorization": "Bearer sk-bf-unknown"}, False),
+            ({"x-bf-vk": "sk-unknown", "x-bf-direct-key": "true"}, True),
+        ):
+            try:
+                await who(**headers)
+            except Unauthorized as e:
+                assert ("send it in x-bf-vk" in e.message) is hint, (headers, e.message)
+            else:
+                raise AssertionError(f"{headers} was served")
 
     asyncio.run(main())
