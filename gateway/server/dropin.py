@@ -34,8 +34,9 @@ from gateway.providers.anthropic.errors import anthropic_type
 from gateway.providers.gemini.convert import rpc_status
 from gateway.relay.call import Call
 from gateway.routing.table import ModelTable, Target
+from gateway.server.access import GatewayRequest
 from gateway.server.body import read_bounded
-from gateway.server.dispatch import JSON, Routes, tag_error
+from gateway.server.dispatch import JSON, Routes, note_error
 from gateway.server.handlers import Handlers, check_endpoint, target_body
 from gateway.server.options import (
     RAW_REQUEST_HEADER,
@@ -100,7 +101,6 @@ def error_response(client: str, err: GatewayError) -> web.Response:
     if err.attempts:
         out["extra_fields"] = {"attempts": err.attempts}
     resp = web.Response(status=status, body=_encode(out), content_type=JSON)
-    tag_error(resp, err)
     for name, value in err.headers:
         resp.headers[name] = value
     return resp
@@ -115,7 +115,7 @@ class DropIns:
         self._ledger = ledger
         self._max_body = max_body_bytes
 
-    async def messages(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def messages(self, request: GatewayRequest) -> web.StreamResponse:
         """The Anthropic SDK's ``POST /v1/messages``."""
         t0 = time.perf_counter()
         try:
@@ -136,9 +136,10 @@ class DropIns:
                 max_out=head.max_tokens or 0,
             )
         except GatewayError as e:
+            note_error(request, e)
             return error_response("anthropic", e)
 
-    async def generate(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def generate(self, request: GatewayRequest) -> web.StreamResponse:
         """The Google GenAI SDK's ``POST /{version}/models/{model}:{action}``."""
         t0 = time.perf_counter()
         try:
@@ -167,6 +168,7 @@ class DropIns:
                 max_out=(config.maxOutputTokens or 0) if config else 0,
             )
         except GatewayError as e:
+            note_error(request, e)
             return error_response("gemini", e)
 
     def _native_body(self, client: str, body: bytes, target: Target, *, model: str, strip: bool) -> bytes:
@@ -177,7 +179,7 @@ class DropIns:
 
     async def _relay(
         self,
-        request: web.BaseRequest,
+        request: GatewayRequest,
         client: str,
         body: bytes,
         *,
