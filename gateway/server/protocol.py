@@ -3,7 +3,14 @@ many headers, a malformed request line) answered as OpenAI error bodies too, and
 connections bounded: a request head must arrive within ``header_timeout_s`` (else a
 408), an idle connection closes after ``keepalive_timeout_s`` (aiohttp's own timer), and
 past ``max_connections`` a process closes new connections as it accepts them. Bodies
-are bounded where they are read (``server.body``)."""
+are bounded where they are read (``server.body``). A ``TimeoutError`` out of a handler,
+which aiohttp answers as a 504 of its own, is a 504 OpenAI error too.
+
+Built on aiohttp's public API: ``web.Server(request_factory=...)`` makes every request a
+``GatewayRequest``. What has no public form is read privately and pinned by
+tests/unit/server/test_aiohttp_pins.py: web.Server builds its protocols itself, so the
+protocol factory (``Server.__call__``) is overridden to make ``_Protocol``, whose head
+timer reads RequestHandler's connection state; ``in_flight`` reads its busy flag."""
 
 from __future__ import annotations
 
