@@ -264,6 +264,15 @@ def classify(err: GatewayError, *, key_cooldown_s: float = 0.0) -> Failure:
     return _TARGET_REFUSED
 
 
+class HandlerTimeout(GatewayError):
+    """A timeout that no boundary classified: aiohttp answers a ``TimeoutError`` out of
+    a handler as a 504 of its own (``server.protocol`` words it as this error)."""
+
+    status = 504
+    type = "server_error"
+    code = "timeout"
+
+
 def unexpected() -> GatewayError:
     """The error for a bug in the gateway: no detail leaks to the client."""
     return GatewayError("internal gateway error; see the gateway log", code="internal_error")

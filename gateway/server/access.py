@@ -2,9 +2,11 @@
 
 aiohttp calls the server's access logger once per answered request, after the answer is
 written (``RequestHandler.log_access``); that is where the gateway records it, off the
-path between client and upstream. What the relay learnt (provider, model, tokens, cost,
-upstream time) travels on the response (``response.call``); error answers carry their
-class (``response.error_type``). A request whose client went away before its answer was
+path between client and upstream. What is recorded travels on the request, typed
+(``GatewayRequest``, made by the server's ``request_factory``): the relay's ``Call``
+(provider, model, tokens, cost, upstream time), set by the handler before the relay
+runs, and an error answer's class and principal (``server.dispatch.note_error``). A
+request whose client went away before its answer was
 complete (``call.abandoned``) is recorded as a 499, error ``client_closed``, with what it
 was charged; aiohttp logs no access for a handler it cancelled, so the relay hands those
 over itself (``record_abandoned``).
@@ -17,8 +19,7 @@ itself).
 
 The access log: one JSON object per line, never message content, never credentials;
 lines are buffered, encoded together and written every 0.1 s (or every 256 lines) by
-one writer thread, so a slow
-log pipe never blocks the event loop. Off with ``server.access_log: false``.
+one writer thread, so a slow log pipe never blocks the event loop. Off with ``server.access_log: false``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from msgspec import UNSET, Raw, UnsetType
 from gateway.metrics import Metrics
 
 if TYPE_CHECKING:
+    from gateway.relay.call import Call
     from gateway.state.sqlite import LogStore
 
 log = logging.getLogger("gateway.access")
@@ -65,9 +67,13 @@ def new_request_id() -> str:
 
 
 class GatewayRequest(web.BaseRequest):
-    """``web.BaseRequest`` that knows its request id and hands it to every answer."""
+    """``web.BaseRequest`` that knows its request id and hands it to every answer, and
+    carries what the access log and metrics record of it: the relay's ``Call`` (set by
+    the handler once the call is built, so an answer to an exception has it too), the
+    class of an error answer and the caller it was refused for. Every request of the
+    gateway's server is one (``server.protocol.Server`` is its ``request_factory``)."""
 
-    ATTRS = web.BaseRequest.ATTRS | frozenset(["_request_id", "t0", "_closing"])
+    ATTRS = web.BaseRequest.ATTRS | frozenset(["_request_id", "t0", "_closing", "call", "error_type", "principal"])
     _request_id: str | None = None
     # The body was given up on (``server.body``): the answer closes the connection.
     _closing = False
@@ -75,6 +81,10 @@ class GatewayRequest(web.BaseRequest):
     # the relay did not time (refusals, 404s, /health) are timed from it, since
     # aiohttp's own timer under uvloop counts whole milliseconds.
     t0: float | None = None
+    # Class attributes as defaults: a request that never sets one costs nothing.
+    call: Call | None = None  # the relayed call: provider, model, tokens, cost, timings
+    error_type: str | None = None  # an error answer's OpenAI type (server.dispatch.note_error)
+    principal: str | None = None  # the caller an error was refused for, when known
 
     @property
     def request_id(self) -> str:
@@ -91,6 +101,8 @@ class GatewayRequest(web.BaseRequest):
         self._closing = True
         self.protocol.close()
 
+    # A private hook, the only per-response one of the low-level server (web.Application's
+    # on_response_prepare signal goes through it too); pinned by tests/unit/server/test_aiohttp_pins.py.
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         # setdefault: a handler that chose its own id (the mock server does) keeps it.
         response.headers.setdefault(REQUEST_ID_HEADER, self.request_id)
@@ -103,7 +115,7 @@ def request_id(request: web.BaseRequest) -> str:
     return request.request_id if isinstance(request, GatewayRequest) else new_request_id()
 
 
-def record_abandoned(request: web.BaseRequest, call: Any) -> None:
+def record_abandoned(request: GatewayRequest, call: Call) -> None:
     """Records a relayed request whose client went away while the handler ran.
 
     aiohttp cancels the handler of a connection that closed (``handler_cancellation``)
@@ -112,9 +124,8 @@ def record_abandoned(request: web.BaseRequest, call: Any) -> None:
     aiohttp's own call; tests/integration/test_client_closed.py fails if it stops
     reaching the log). Called only from a cancelled handler, so never twice."""
     call.abandoned = True
-    resp = web.Response(status=CLIENT_CLOSED_STATUS)
-    resp.call = call  # type: ignore[attr-defined]
-    request.protocol.log_access(request, resp, asyncio.get_running_loop().time())
+    request.call = call
+    request.protocol.log_access(request, web.Response(status=CLIENT_CLOSED_STATUS), asyncio.get_running_loop().time())
 
 
 class Line(msgspec.Struct, omit_defaults=True):
@@ -149,7 +160,7 @@ class ContentLine(Line, omit_defaults=True):
     response_body_omitted: str | UnsetType = UNSET
 
 
-def _with_content(line: Line, call: Any, response: web.StreamResponse) -> ContentLine:
+def _with_content(line: Line, call: Call, response: web.StreamResponse) -> ContentLine:
     out = ContentLine(*(getattr(line, f) for f in line.__struct_fields__))
     body = call.body
     if len(body) <= CONTENT_MAX_BYTES:
@@ -199,26 +210,26 @@ class AccessSink:
         self._writer: ThreadPoolExecutor | None = None
         self._encode_lines = msgspec.json.Encoder().encode_lines
 
-    def record(self, request: web.BaseRequest, response: web.StreamResponse, seconds: float) -> None:
-        call: Any = getattr(response, "call", None)
+    def record(self, request: GatewayRequest, response: web.StreamResponse, seconds: float) -> None:
+        call = request.call
         status = response.status
         path = request.path
-        error = getattr(response, "error_type", None)
+        error = request.error_type
         if call is not None and call.abandoned:
             # Whatever was (or was to be) written, the client did not get the whole answer.
             status, error = CLIENT_CLOSED_STATUS, CLIENT_CLOSED
         if error is not None:
             self._metrics.error(error)
         if call is None:
-            t0 = getattr(request, "t0", None)
+            t0 = request.t0
             if t0 is not None:
                 seconds = time.perf_counter() - t0
             self._metrics.request(self._route_of(path), "none", "none", status, seconds, 0.0)
             if self._lines:
                 ms = int(seconds * 1e6 + 0.5) / 1000
                 # Positional: a Struct built with keywords costs twice as much.
-                self._add(Line(_now(), request_id(request), request.method, path, status, ms,
-                               getattr(response, "principal", None), None, None,
+                self._add(Line(_now(), request.request_id, request.method, path, status, ms,
+                               request.principal, None, None,
                                False, 0, 0, 0, 0.0, 0.0, error), None, response)  # fmt: skip
             return
         # The relay's own clock: aiohttp's ``seconds`` comes from loop.time(), which
@@ -233,12 +244,12 @@ class AccessSink:
             provider, model = target.provider.name, target.model
             self._metrics.request(self._route_of(path), provider, model, status, seconds, upstream_s)
         if self._lines:
-            self._add(Line(_now(), request_id(request), request.method, path, status, int(seconds * 1e6 + 0.5) / 1000,
+            self._add(Line(_now(), request.request_id, request.method, path, status, int(seconds * 1e6 + 0.5) / 1000,
                            call.principal, provider, model, call.request_type.endswith("_stream"), call.served_index,
                            call.used_in, call.used_out, call.used_cost, int(upstream_s * 1e6 + 0.5) / 1000, error),
                       call, response)  # fmt: skip
 
-    def _add(self, line: Line, call: Any, response: web.StreamResponse) -> None:
+    def _add(self, line: Line, call: Call | None, response: web.StreamResponse) -> None:
         if self._store is not None:
             self._store.add(line)
             if not self._log_lines:

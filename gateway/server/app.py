@@ -8,8 +8,7 @@ import signal
 import socket
 
 import aiohttp
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
+from aiohttp.web import BaseRequest, RequestHandler
 
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import GenaiPrices
@@ -256,6 +255,8 @@ class Gateway:
             log.exception("config reload refused, the current config keeps serving: it could not be built")
             return False
         # Requests being handled now hold the old handlers; they are the old routes' last.
+        # RequestHandler's ``_current_request``: aiohttp has no public view of it (pinned
+        # by tests/unit/server/test_aiohttp_pins.py).
         running = [(c, c._current_request) for c in server.connections if c._current_request is not None]
         dispatcher.swap(new.dispatcher)
         self._health.providers = new.table.providers
@@ -301,7 +302,8 @@ class Gateway:
             # the process is done about a second after the grace, never twice it.
             # The handlers of the requests still in flight (aiohttp's per-connection task,
             # which awaits the request's own: a cancel with a message reaches it).
-            # tests/integration/test_shutdown.py pins these private names.
+            # Private names, with no public equivalent: pinned by
+            # tests/unit/server/test_aiohttp_pins.py (the behaviour by tests/integration/test_shutdown.py).
             handlers = [
                 c._task_handler
                 for c in server.connections

@@ -15,8 +15,9 @@ import asyncio
 
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
+
+# Not re-exported by aiohttp's public modules; pinned by tests/unit/server/test_aiohttp_pins.py.
 from aiohttp.http_exceptions import ContentEncodingError
-from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.errors import (
     ExpectationFailed,
@@ -73,7 +74,7 @@ async def read_bounded(request: web.BaseRequest, *, limit: int) -> bytes:
             # The buffer whole, in one call (the common body is one chunk: no copy), not
             # readany(): no coroutine to run, nothing more to wait for.
             return content.read_nowait()
-        except RequestPayloadError as e:
+        except web.RequestPayloadError as e:
             raise _give_up(request, _undecodable(e, encoding)) from None
     return await _read_waiting(request, limit=limit, encoding=encoding)
 
@@ -118,7 +119,7 @@ async def _read_waiting(request: web.BaseRequest, *, limit: int, encoding: str |
                 f"(at most {limits.timeout_s:g} s, at least {rate} bytes/s)"
             ),
         ) from None
-    except RequestPayloadError as e:
+    except web.RequestPayloadError as e:
         raise _give_up(request, _undecodable(e, encoding)) from None
     return b"".join(parts)
 
@@ -132,12 +133,12 @@ async def _read_all(request: web.BaseRequest, *, limit: int, encoding: str | Non
             if size > limit:
                 raise _give_up(request, PayloadTooLarge(f"request body exceeds the limit of {limit} bytes"))
             parts.append(chunk)
-    except RequestPayloadError as e:
+    except web.RequestPayloadError as e:
         raise _give_up(request, _undecodable(e, encoding)) from None
     return b"".join(parts)
 
 
-def _undecodable(e: RequestPayloadError, encoding: str | None) -> GatewayError:
+def _undecodable(e: web.RequestPayloadError, encoding: str | None) -> GatewayError:
     if isinstance(e.__cause__, ContentEncodingError):
         return InvalidRequest(
             f"request body is not valid {encoding} data, as its Content-Encoding header says",

@@ -10,10 +10,13 @@ from aiohttp import web
 
 from gateway.codec import splice_field
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, render_unexpected
+from gateway.server.access import GatewayRequest
 
 log = logging.getLogger("gateway.server")
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+# Every request of the gateway's server is a GatewayRequest (its request_factory); a
+# handler that reads nothing of it takes a web.BaseRequest.
+Handler = Callable[[GatewayRequest], Awaitable[web.StreamResponse]]
 Routes = dict[str, dict[str, Handler]]
 
 JSON = "application/json"
@@ -22,20 +25,20 @@ JSON = "application/json"
 _attempts = msgspec.json.Encoder().encode
 
 
-def tag_error(resp: web.StreamResponse, err: GatewayError) -> None:
-    """What the access log and metrics need of an error answer (``server.access``)."""
-    resp.error_type = err.type  # type: ignore[attr-defined]
-    resp.call = getattr(err, "call", None)  # type: ignore[attr-defined]
+def note_error(request: GatewayRequest, err: GatewayError) -> None:
+    """What the access log and metrics need of an error answer (``server.access``); the
+    relay's call, when there was one, is on the request already."""
+    request.error_type = err.type
     if err.principal is not None:
-        resp.principal = err.principal  # type: ignore[attr-defined]
+        request.principal = err.principal
 
 
 def error_response(err: GatewayError) -> web.Response:
+    """``err`` as an OpenAI error answer (the request is ``note_error``'s)."""
     body = err.body()
     if err.attempts:
         body = splice_field(body, b"extra_fields", b'{"attempts":%s}' % _attempts(err.attempts))
     resp = web.Response(status=err.status, body=body, content_type=JSON)
-    tag_error(resp, err)
     if isinstance(err, MethodNotAllowed):
         resp.headers["Allow"] = ", ".join(err.allow)
     for name, value in err.headers:
@@ -54,7 +57,7 @@ class Dispatcher:
         # by prefix, only when no exact path matched.
         self._prefixes = tuple((prefixes or {}).items())
 
-    def __call__(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+    def __call__(self, request: GatewayRequest) -> Awaitable[web.StreamResponse]:
         """Not a coroutine: the handler's own coroutine goes to aiohttp, one frame less
         per request. What a handler (or this lookup) raises reaches the protocol's
         ``handle_error`` (``server.protocol``), which answers it with ``answer_error``."""
@@ -90,13 +93,13 @@ def route_of(d: Dispatcher) -> Callable[[str], str]:
     return route
 
 
-def answer_error(request: web.BaseRequest, exc: BaseException | None) -> web.Response:
+def answer_error(request: GatewayRequest, exc: BaseException | None) -> web.Response:
     """The answer to what a handler raised: a GatewayError as its own OpenAI error, anything
     else as an internal error (logged, no detail to the client)."""
     if isinstance(exc, GatewayError):
+        note_error(request, exc)
         return error_response(exc)
     log.error("unexpected error serving %s %s", request.method, request.path, exc_info=exc)
     status, body = render_unexpected()
-    resp = web.Response(status=status, body=body, content_type=JSON)
-    resp.error_type = "server_error"  # type: ignore[attr-defined]
-    return resp
+    request.error_type = "server_error"
+    return web.Response(status=status, body=body, content_type=JSON)

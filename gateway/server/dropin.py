@@ -30,8 +30,9 @@ from gateway.errors import ErrorBody, GatewayError, InvalidRequest, NotFound
 from gateway.governance import Principal
 from gateway.providers import anthropic, gemini
 from gateway.providers.dialect import Dialect
+from gateway.server.access import GatewayRequest
 from gateway.server.body import read_bounded
-from gateway.server.dispatch import JSON, tag_error
+from gateway.server.dispatch import JSON, note_error
 from gateway.server.handlers import Handlers
 from gateway.server.plan import inbound
 
@@ -80,7 +81,6 @@ def error_response(client: Dialect, err: GatewayError) -> web.Response:
     if err.attempts:
         out["extra_fields"] = {"attempts": err.attempts}
     resp = web.Response(status=status, body=_encode(out), content_type=JSON)
-    tag_error(resp, err)
     for name, value in err.headers:
         resp.headers[name] = value
     return resp
@@ -94,7 +94,7 @@ class DropIns:
         self._handlers = handlers
         self._max_body = max_body_bytes
 
-    async def messages(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def messages(self, request: GatewayRequest) -> web.StreamResponse:
         """The Anthropic SDK's ``POST /v1/messages``."""
         t0 = time.perf_counter()
         try:
@@ -115,9 +115,10 @@ class DropIns:
                 max_out=head.max_tokens or 0,
             )
         except GatewayError as e:
+            note_error(request, e)
             return error_response(ANTHROPIC, e)
 
-    async def generate(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def generate(self, request: GatewayRequest) -> web.StreamResponse:
         """The Google GenAI SDK's ``POST /{version}/models/{model}:{action}``."""
         t0 = time.perf_counter()
         try:
@@ -146,11 +147,12 @@ class DropIns:
                 max_out=(config.maxOutputTokens or 0) if config else 0,
             )
         except GatewayError as e:
+            note_error(request, e)
             return error_response(GEMINI, e)
 
     async def _relay(
         self,
-        request: web.BaseRequest,
+        request: GatewayRequest,
         client: Dialect,
         body: bytes,
         *,

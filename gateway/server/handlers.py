@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import UpstreamError
 from gateway.governance import Governor, Grant, Principal, credentials
 from gateway.providers import Endpoint
 from gateway.relay.call import PROVIDER_HEADER, Call
@@ -23,7 +23,7 @@ from gateway.routing.table import ModelTable
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.schemas.response import Model, ModelList
-from gateway.server.access import record_abandoned
+from gateway.server.access import GatewayRequest, record_abandoned
 from gateway.server.answer import Answer, answer_headers, fits
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes
@@ -75,16 +75,13 @@ class Handlers:
         return await self._governor.identify(credentials(request.headers)) if self._governor is not None else None
 
     async def governed(
-        self, request: web.BaseRequest, call: Call, principal: Principal | None, *, stream: bool, max_out: int
+        self, request: GatewayRequest, call: Call, principal: Principal | None, *, stream: bool, max_out: int
     ) -> web.StreamResponse:
         """``run``, for a caller ``admit`` lets through; what it used is charged at the end."""
+        request.call = call  # a refusal is logged with its key, model and provider too
         if principal is not None:
             call.principal = principal.id
-        try:
-            grant = await self.admit(call, principal, max_out=max_out)
-        except GatewayError as e:
-            e.call = call  # type: ignore[attr-defined]  # refused: logged with its key, model and provider
-            raise
+        grant = await self.admit(call, principal, max_out=max_out)
         if grant is None:
             return await self.run(request, call, stream=stream)
         try:
@@ -133,7 +130,7 @@ class Handlers:
 
     def _complete(
         self,
-        request: web.BaseRequest,
+        request: GatewayRequest,
         body: bytes,
         req: ChatCompletionRequest | CompletionRequest,
         *,
@@ -151,25 +148,20 @@ class Handlers:
             max_out = req.max_tokens or 0
         return self.governed(request, call, principal, stream=stream, max_out=max_out)
 
-    async def run(self, request: web.BaseRequest, call: Call, *, stream: bool) -> web.StreamResponse:
+    async def run(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """The call relayed, streamed or whole, with the response headers it earns."""
+        # What metrics and the access log record, whatever the answer (server.access).
+        request.call = call
         try:
             if stream:
-                resp = await relay_stream(call, request)
-                resp.call = call  # type: ignore[attr-defined]  # for metrics and the access log
-                return resp
+                return await relay_stream(call, request)
             data, index, relayed = await unary(call)
-        except GatewayError as e:
-            e.call = call  # type: ignore[attr-defined]  # the error's answer is recorded with it
-            raise
         except asyncio.CancelledError:
             live = self.streams
             if live is not None and live.stopping:
                 # The shutdown's grace ended with this call still running: a 503, the
                 # client is still there (streams under way end in-band, relay.stream).
-                err = shutting_down()
-                err.call = call  # type: ignore[attr-defined]
-                raise err from None
+                raise shutting_down() from None
             # The client went away mid-relay (aiohttp cancels the handler): recorded here,
             # since aiohttp records no access for a cancelled handler.
             record_abandoned(request, call)
@@ -180,15 +172,13 @@ class Handlers:
             head = b"Content-Type: application/json\r\n%s: %s\r\n" % (_PROVIDER_HEADER, provider.encode())
             if relayed:
                 head += client_header_lines(relayed)
-            return Answer(head, data, call)
+            return Answer(head, data)
         # Headers as one dict: cheaper than content_type= and a setitem (~0.4 µs).
         headers = {"Content-Type": JSON}
         headers.update(answer_headers(provider, index, relayed))
-        out = web.Response(body=data, headers=headers)
-        out.call = call  # type: ignore[attr-defined]
-        return out
+        return web.Response(body=data, headers=headers)
 
-    async def chat(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def chat(self, request: GatewayRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
         h = request.headers  # two lookups of absent names: ~50 ns on the common request
         if self.jobs is not None and (ASYNC_ID_HEADER in h or (ASYNC_HEADER in h and flag(request, ASYNC_HEADER))):
@@ -199,7 +189,7 @@ class Handlers:
             request, body, codec.decode_chat(body, strict=self.strict), endpoint="chat", t0=t0, principal=principal
         )
 
-    async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def completions(self, request: GatewayRequest) -> web.StreamResponse:
         t0 = time.perf_counter()
         h = request.headers  # two lookups of absent names: ~50 ns on the common request
         if self.jobs is not None and (ASYNC_ID_HEADER in h or (ASYNC_HEADER in h and flag(request, ASYNC_HEADER))):

@@ -3,7 +3,14 @@ many headers, a malformed request line) answered as OpenAI error bodies too, and
 connections bounded: a request head must arrive within ``header_timeout_s`` (else a
 408), an idle connection closes after ``keepalive_timeout_s`` (aiohttp's own timer), and
 past ``max_connections`` a process closes new connections as it accepts them. Bodies
-are bounded where they are read (``server.body``)."""
+are bounded where they are read (``server.body``). A ``TimeoutError`` out of a handler,
+which aiohttp answers as a 504 of its own, is a 504 OpenAI error too.
+
+Built on aiohttp's public API: ``web.Server(request_factory=...)`` makes every request a
+``GatewayRequest``. What has no public form is read privately and pinned by
+tests/unit/server/test_aiohttp_pins.py: web.Server builds its protocols itself, so the
+protocol factory (``Server.__call__``) is overridden to make ``_Protocol``, whose head
+timer reads RequestHandler's connection state; ``in_flight`` reads its busy flag."""
 
 from __future__ import annotations
 
@@ -15,19 +22,19 @@ import resource
 from time import monotonic, perf_counter
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http import HttpVersion11
-from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
-from aiohttp.http_parser import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import ERROR, RequestHandler
+from aiohttp.http import HttpProcessingError, HttpVersion11, RawRequestMessage
 
-from gateway.errors import GatewayError, UnsupportedContentEncoding
+# Not re-exported by aiohttp's public modules; pinned by tests/unit/server/test_aiohttp_pins.py.
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import ERROR
+
+from gateway.errors import GatewayError, HandlerTimeout, UnsupportedContentEncoding
 from gateway.metrics import ConnectionStats
 from gateway.server.access import GatewayRequest
 from gateway.server.body import BodyLimits
-from gateway.server.dispatch import answer_error, error_response
+from gateway.server.dispatch import answer_error, error_response, note_error
 
 log = logging.getLogger("gateway.server")
 
@@ -106,14 +113,16 @@ def _head_timeout_answer() -> bytes:
 
 HEAD_TIMEOUT_ANSWER = _head_timeout_answer()
 # RequestHandler's own, called by the override without super().
-_feed = RequestHandler.data_received
+_feed = web.RequestHandler.data_received
 
 
-class _Protocol(RequestHandler):
+class _Protocol(web.RequestHandler):
     """One client connection. The head timer runs only while a request head is arriving
     in more than one packet: a head that comes in one (the common case) costs a
     comparison, no timer. Reads RequestHandler's ``_request_count``, ``_waiter``,
-    ``_close`` and ``_force_close`` (aiohttp 3.x; pinned by tests/integration/test_connections.py)."""
+    ``_close`` and ``_force_close``: aiohttp has no public view of where a connection is
+    between requests (pinned by tests/unit/server/test_aiohttp_pins.py; the behaviour by
+    tests/integration/test_connections.py)."""
 
     __slots__ = ("_head_timer", "body_limits", "limits")
 
@@ -163,16 +172,23 @@ class _Protocol(RequestHandler):
     ) -> web.StreamResponse:
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error response")
+        # The server's request_factory makes every request one.
+        assert isinstance(request, GatewayRequest)
         if isinstance(exc, GatewayError) or status >= 500:
             # Raised by a handler (the dispatcher does not catch: one frame less a request).
+            if exc is None and status == 504:
+                # aiohttp's own answer to a TimeoutError out of a handler (it passes no
+                # exception; the one being handled is it): a timeout no boundary classified.
+                log.error("timeout serving %s %s", request.method, request.path, exc_info=True)
+                exc = HandlerTimeout("the request timed out in the gateway; see the gateway log")
             return answer_error(request, exc)
         if isinstance(exc, ContentEncodingError):  # one aiohttp cannot inflate (br, zstd)
             # aiohttp names it in brackets: "... content-encoding: brotli (br). Please install ..."
             named = _BRACKETED.search(exc.message)
             what = f"Content-Encoding {named[1]!r}" if named else "Content-Encoding"
-            resp: web.StreamResponse = error_response(
-                UnsupportedContentEncoding(f"unsupported {what}: send the body as {SUPPORTED_ENCODINGS}")
-            )
+            unsupported = UnsupportedContentEncoding(f"unsupported {what}: send the body as {SUPPORTED_ENCODINGS}")
+            note_error(request, unsupported)
+            resp: web.StreamResponse = error_response(unsupported)
             resp.force_close()
             return resp
         detail = exc.message if isinstance(exc, HttpProcessingError) else (message or str(exc or ""))
@@ -193,11 +209,27 @@ class _Refused(asyncio.Protocol):
 
 
 class Server(web.Server):
-    """``web.Server`` whose connections use ``_Protocol``. Relies on ``web.Server``
-    keeping its loop and handler kwargs in ``_loop`` / ``_kwargs`` (aiohttp 3.x)."""
+    """``web.Server`` whose connections are ``_Protocol`` and whose requests are
+    ``GatewayRequest`` (its ``request_factory``). ``handler_cancellation`` and the
+    other keywords are ``web.Server``'s (the rest go to each connection's protocol)."""
 
-    def __init__(self, handler: Any, *, limits: ConnectionLimits | None = None, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        limits: ConnectionLimits | None = None,
+        handler_cancellation: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        **kwargs: Any,
+    ) -> None:
+        loop = loop or asyncio.get_running_loop()
+        super().__init__(
+            handler, request_factory=self._request, handler_cancellation=handler_cancellation, loop=loop, **kwargs
+        )
+        # Kept here, not read back from web.Server's private ``_loop`` / ``_kwargs``:
+        # web.Server makes its protocols itself, so ``__call__`` is overridden and needs them.
+        self._event_loop = loop
+        self._protocol_kwargs = kwargs
         if limits is None:  # the mock upstream: only aiohttp's own bounds
             nofile = descriptor_limit()
             limits = ConnectionLimits(
@@ -227,10 +259,9 @@ class Server(web.Server):
             self._refusals.hit(limits.max_connections)
             return _Refused()
         stats.open += 1
-        kwargs: dict[str, Any] = self._kwargs
-        return _Protocol(self, loop=self._loop, **kwargs)
+        return _Protocol(self, loop=self._event_loop, **self._protocol_kwargs)
 
-    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
         # Linux gives the lowest free descriptor: a high one means few are left. libuv
         # accepts and closes connections silently when none is left, so this line is
@@ -239,27 +270,30 @@ class Server(web.Server):
         if sock is not None and sock.fileno() >= self.limits.nofile - FD_RESERVE // 2:
             self._descriptors.hit(sock.fileno(), self.limits.nofile)
 
-    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+    def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
         self.limits.stats.open -= 1
         super().connection_lost(handler, exc)
 
-    def _make_request(
+    def _request(
         self,
         message: RawRequestMessage,
         payload: StreamReader,
-        protocol: RequestHandler,
+        protocol: web.RequestHandler,
         writer: AbstractStreamWriter,
         task: asyncio.Task[None],
-    ) -> web.BaseRequest:
-        if message is ERROR:
+    ) -> GatewayRequest:
+        """The ``request_factory``: every request is a GatewayRequest, timed from here."""
+        if message is ERROR:  # aiohttp's stand-in for a request it could not parse
             message = _UNPARSED
-        request = GatewayRequest(message, payload, protocol, writer, task, self._loop)
+        request = GatewayRequest(message, payload, protocol, writer, task, self._event_loop)
         request.t0 = perf_counter()
         return request
 
     def in_flight(self) -> int:
         """Requests being served now (read at scrape time only)."""
-        return sum(1 for c in self.connections if getattr(c, "_request_in_progress", False))
+        # RequestHandler's private flag: no public view of a busy connection (pinned by
+        # tests/unit/server/test_aiohttp_pins.py).
+        return sum(1 for c in self.connections if c._request_in_progress)
 
 
 def raise_descriptor_limit() -> int:

@@ -30,13 +30,25 @@ async def bug(request: web.BaseRequest) -> web.StreamResponse:
     raise RuntimeError(SECRET)
 
 
+async def times_out(request: web.BaseRequest) -> web.StreamResponse:
+    """A timeout no boundary classified: aiohttp answers a handler's TimeoutError itself."""
+    async with asyncio.timeout(0.01):
+        await asyncio.sleep(10)
+    raise AssertionError("not reached")
+
+
 async def refused(request: web.BaseRequest) -> web.StreamResponse:
     raise InvalidRequest("messages: required", param="messages", code="missing")
 
 
 @contextlib.asynccontextmanager
 async def serving() -> AsyncIterator[str]:
-    routes = {"/ok": {"GET": ok}, "/bug": {"GET": bug, "PUT": bug}, "/refused": {"POST": refused}}
+    routes = {
+        "/ok": {"GET": ok},
+        "/bug": {"GET": bug, "PUT": bug},
+        "/refused": {"POST": refused},
+        "/slow": {"GET": times_out},
+    }
     server = Server(Dispatcher(routes, prefixes={"/pre/": {"GET": ok}}), handler_cancellation=True, access_log=None)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -85,3 +97,19 @@ async def requests(base_url: str, caplog: pytest.LogCaptureFixture) -> None:
             assert r.status == 200
         async with s.get(base_url + "/ok") as r:
             assert await r.text() == port  # the one connection survived every error
+
+
+def test_handler_timeout_is_a_504_openai_error(caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp turns a TimeoutError out of a handler into handle_error(request, 504):
+    the gateway answers it as a 504 with an OpenAI error body, not as an internal error."""
+    asyncio.run(handler_timeout(caplog))
+
+
+async def handler_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    async with serving() as base_url, aiohttp.ClientSession() as s:
+        async with s.get(base_url + "/slow") as r:
+            assert r.status == 504
+            assert r.content_type == "application/json"
+            err = (await r.json())["error"]
+            assert (err["type"], err["code"]) == ("server_error", "timeout")
+        assert "GET /slow" in caplog.text  # logged, with the request named
