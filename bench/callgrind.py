@@ -10,6 +10,11 @@ connections; after a warm-up, instrumentation is switched on for ``--seconds``, 
 instructions counted are divided by the requests wrk completed in that window.
 
     python -m bench.callgrind --tree . --tree /tmp/gateway-base --rounds 2
+
+``--stream-tokens 20,120`` measures streamed requests instead (``"stream": true``, the mock
+sending that many content chunks), once per count, and prints the instructions per
+relayed chunk: the difference between the two counts' per-request figures divided by
+the difference in chunks, so the per-request work cancels out.
 """
 
 from __future__ import annotations
@@ -55,8 +60,11 @@ def _instructions(folder: Path, pid: int) -> int:
     return total
 
 
-def measure(tree: Path, upstream: str, folder: Path, *, warmup_s: int, seconds: int) -> float:
-    """Instructions per request for the gateway in ``tree``."""
+def measure(
+    tree: Path, upstream: str, folder: Path, *, warmup_s: int, seconds: int, stream_tokens: int | None = None
+) -> float:
+    """Instructions per request for the gateway in ``tree`` (a stream of ``stream_tokens``
+    content chunks when given)."""
     config = folder / "gateway.json"
     config.write_text(
         json.dumps(
@@ -88,7 +96,10 @@ def measure(tree: Path, upstream: str, folder: Path, *, warmup_s: int, seconds: 
     )
     try:
         script = folder / "chat.lua"
-        body = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES})
+        fields: dict[str, object] = {"model": "gpt-4o-mini", "messages": MESSAGES}
+        if stream_tokens is not None:
+            fields.update(stream=True, mock={"tokens": stream_tokens})
+        body = json.dumps(fields)
         script.write_text(
             f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
         )
@@ -114,13 +125,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=10, help="seconds of load before counting (default 10)")
     p.add_argument("--seconds", type=int, default=15, help="seconds counted (default 15)")
     p.add_argument("--keep", type=Path, help="keep the callgrind dumps in this directory (callgrind_annotate them)")
+    p.add_argument(
+        "--stream-tokens",
+        help="two chunk counts, e.g. 20,120: measure streams of each and print instructions per relayed chunk",
+    )
     args = p.parse_args(argv)
+    counts: list[int | None] = [None]
+    if args.stream_tokens:
+        counts = [int(n) for n in args.stream_tokens.split(",")]
+        if len(counts) != 2 or counts[0] == counts[1]:
+            p.error("--stream-tokens takes two different chunk counts, e.g. 20,120")
     for tool in ("valgrind", "callgrind_control", "wrk", "taskset"):
         if shutil.which(tool) is None:
             print(f"bench.callgrind needs {tool} (Debian: valgrind, wrk, util-linux)", file=sys.stderr)
             return 1
     trees = [t.resolve() for t in (args.tree or [ROOT])]
-    results: dict[Path, list[float]] = {t: [] for t in trees}
+    results: dict[tuple[Path, int | None], list[float]] = {(t, n): [] for t in trees for n in counts}
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
         folder = args.keep.resolve() if args.keep else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -137,17 +157,28 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for _ in range(args.rounds):
                 for tree in trees:
-                    run = folder / f"run-{len(results[tree])}-{trees.index(tree)}"
-                    run.mkdir()
-                    results[tree].append(measure(tree, mock.url, run, warmup_s=args.warmup, seconds=args.seconds))
-                    print(f"{tree}: {results[tree][-1] / 1000:.1f}k instructions a request", flush=True)
+                    for n in counts:
+                        got = results[tree, n]
+                        run = folder / f"run-{len(got)}-{trees.index(tree)}-{n or 0}"
+                        run.mkdir()
+                        got.append(
+                            measure(tree, mock.url, run, warmup_s=args.warmup, seconds=args.seconds, stream_tokens=n)
+                        )
+                        what = f"a stream of {n} chunks" if n else "a request"
+                        print(f"{tree}: {got[-1] / 1000:.1f}k instructions {what}", flush=True)
         finally:
             mock.stop()
     git = ["git", "log", "-1", "--format=%h"]
-    for tree, values in results.items():
+    for tree in trees:
         sha = subprocess.run(git, cwd=tree, capture_output=True, text=True, check=False).stdout.strip()
-        runs = " / ".join(f"{v / 1000:.1f}k" for v in values)
-        print(f"{sha or tree}: {runs}  ({os.path.relpath(tree)})")
+        if counts == [None]:
+            runs = " / ".join(f"{v / 1000:.1f}k" for v in results[tree, None])
+            print(f"{sha or tree}: {runs}  ({os.path.relpath(tree)})")
+            continue
+        low, high = sorted(c for c in counts if c is not None)
+        per_chunk = [(b - a) / (high - low) for a, b in zip(results[tree, low], results[tree, high], strict=True)]
+        runs = " / ".join(f"{v:.0f}" for v in per_chunk)
+        print(f"{sha or tree}: {runs} instructions a relayed chunk  ({os.path.relpath(tree)})")
     return 0
 
 
