@@ -35,6 +35,17 @@ MIN_ATTEMPT_S = 0.001
 _LATENCY = b'"latency":'
 
 
+def answer_headers(provider: str, index: int, relayed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A relayed answer's own headers: the provider that served it, the fallback's index
+    when a fallback did, and the upstream's headers the client may see."""
+    headers = [(PROVIDER_HEADER, provider)]
+    if index:
+        headers.append((FALLBACK_HEADER, str(index)))
+    if relayed:
+        headers += client_headers(relayed)
+    return headers
+
+
 class RequestOptions:
     """What a client asked of one request through ``x-bf-*`` headers, as the relay reads
     it on every attempt; parsed and checked by ``gateway.server.options.request_options``.

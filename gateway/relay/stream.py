@@ -25,12 +25,11 @@ from gateway.accounting.usage import Usage, encode
 from gateway.errors import GatewayError, ServerShuttingDown, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from gateway.relay import translate
 from gateway.relay.attempts import first_success
-from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER, Call, status_error
+from gateway.relay.call import Call, answer_headers, status_error
 from gateway.relay.sse import Framer
 from gateway.relay.watch import Finisher, StreamWatch
 from gateway.routing.table import Target
 from gateway.upstream.client import Reply
-from gateway.upstream.relayed import client_headers
 
 log = logging.getLogger("gateway.relay")
 
@@ -247,11 +246,9 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
             out = process(region)
             return client_feed(out) if out else b""
 
-    headers = {**SSE_HEADERS, PROVIDER_HEADER: target.provider.name}
-    if index:
-        headers[FALLBACK_HEADER] = str(index)
-    if reply.headers:
-        headers.update(client_headers(scrub.headers(reply.headers, secret=secret)))
+    upstream_headers = scrub.headers(reply.headers, secret=secret) if reply.headers else []
+    headers = SSE_HEADERS.copy()
+    headers.update(answer_headers(target.provider.name, index, upstream_headers))
     resp = web.StreamResponse(headers=headers)
     outcome = "client_gone"
     try:

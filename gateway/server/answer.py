@@ -5,9 +5,10 @@ four coroutines (prepare, _start, _prepare_headers, _write_headers) and a C head
 serialiser. The relay's answers are always the same shape (200, JSON, a few known
 headers, a body in hand), so they are written as bytes built in one join.
 
-A relayed answer's headers are assembled in one place, ``answer_headers``; the common
-answer's head lines (``server.handlers``, ``client_header_lines``) and a stream's
-(``relay.stream``) are hand-inlined copies of it, proven equal by tests.
+A relayed answer's headers are assembled in one place, ``relay.call.answer_headers``
+(used by a stream, a ``web.Response`` answer and an async job's result); the common
+answer's head lines (``server.handlers``, ``client_header_lines``) are a hand-inlined
+copy of it, proven equal by tests/unit/server/test_answer.py.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from multidict import CIMultiDict
 
-from gateway.relay.call import FALLBACK_HEADER, PROVIDER_HEADER
 from gateway.server.access import GatewayRequest, request_id
-from gateway.upstream.relayed import client_headers
 
 _STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
 _SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
@@ -38,17 +37,6 @@ def _date() -> bytes:
     if text is not _date_text:
         _date_text, _date_line = text, f"Date: {text}\r\n".encode()
     return _date_line
-
-
-def answer_headers(provider: str, index: int, relayed: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A relayed answer's own headers: the provider that served it, the fallback's index
-    when a fallback did, and the upstream's headers the client may see."""
-    headers = [(PROVIDER_HEADER, provider)]
-    if index:
-        headers.append((FALLBACK_HEADER, str(index)))
-    if relayed:
-        headers += client_headers(relayed)
-    return headers
 
 
 def fits(request: web.BaseRequest) -> bool:

@@ -15,7 +15,7 @@ from gateway.accounting.usage import Usage
 from gateway.errors import UpstreamError
 from gateway.governance import Governor, Grant, Principal, credentials
 from gateway.providers import Endpoint
-from gateway.relay.call import PROVIDER_HEADER, Call
+from gateway.relay.call import PROVIDER_HEADER, Call, answer_headers
 from gateway.relay.stream import LiveStreams, shutting_down
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
@@ -24,7 +24,7 @@ from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.schemas.response import Model, ModelList
 from gateway.server.access import GatewayRequest, record_abandoned
-from gateway.server.answer import Answer, answer_headers, fits
+from gateway.server.answer import Answer, fits
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes
 from gateway.server.health import Health

@@ -43,11 +43,10 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound, RateLimited, 
 from gateway.governance import Grant, Principal, credential, digest
 from gateway.metrics import Metrics
 from gateway.providers import Endpoint
-from gateway.relay.call import Call
+from gateway.relay.call import Call, answer_headers
 from gateway.relay.unary import unary
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
-from gateway.server.answer import answer_headers
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, error_response
 from gateway.server.handlers import Handlers

@@ -8,8 +8,8 @@ import pytest
 from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.relay.call import PROVIDER_HEADER
-from gateway.server.answer import answer_headers, fits
+from gateway.relay.call import PROVIDER_HEADER, answer_headers
+from gateway.server.answer import fits
 from gateway.upstream.relayed import client_header_lines, client_headers
 
 RELAYED = [
