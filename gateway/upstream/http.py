@@ -8,6 +8,7 @@ this module only knows how to reach one upstream in its dialect.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -174,19 +175,7 @@ class HTTPTransport:
         headers = self._keys[key]
         if extra:
             headers = {**headers, **dict(extra)}
-        return await send(
-            self._session,
-            "POST",
-            url,
-            body=body,
-            headers=headers,
-            timeout=self._timeout(stream, timeouts),
-            provider=self.name,
-            ssl=self._ssl,
-            max_body_bytes=self._max_bytes,
-            proxy=self._proxy,
-            proxy_auth=self._proxy_auth,
-        )
+        return await self._send_session(url, body, headers, stream=stream, timeouts=timeouts)
 
     async def _send_direct(
         self,
@@ -208,7 +197,13 @@ class HTTPTransport:
             return await self._send_pooled(
                 self._origin.head("POST", _path(url), headers), body, stream=stream, timeouts=timeouts
             )
-        return await send(
+        return await self._send_session(url, body, headers, stream=stream, timeouts=timeouts)
+
+    def _send_session(
+        self, url: str, body: bytes, headers: dict[str, str], *, stream: bool, timeouts: Timeouts | None
+    ) -> Awaitable[Reply]:
+        """A POST over the process's aiohttp session (``client: aiohttp``)."""
+        return send(
             self._session,
             "POST",
             url,
