@@ -7,12 +7,14 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
 from gateway.errors import InvalidRequest, UpstreamProtocolError
+from gateway.providers import document
 from gateway.providers.anthropic import usage as _usage
 from gateway.providers.anthropic.errors import decode_request, decode_upstream
 from gateway.providers.anthropic.schema import (
     Block,
     BlockOut,
     ChatMessageOut,
+    Citations,
     Completion,
     FunctionOut,
     MessageAnswer,
@@ -31,6 +33,7 @@ _encode = msgspec.json.Encoder().encode
 _messages_request = msgspec.json.Decoder(MessagesRequest)
 _completion = msgspec.json.Decoder(Completion)
 _object = msgspec.json.Decoder(dict[str, Raw]).decode
+_citations = msgspec.json.Decoder(Citations | None).decode
 
 # thinking.budget_tokens -> reasoning_effort: the inverse of outbound's budgets, rounded
 # down, so OpenAI's low/medium/high survive a round trip.
@@ -63,17 +66,54 @@ def _image_url(source: Source | UnsetType, param: str) -> dict[str, object]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _user_part(block: Block, param: str) -> dict[str, object]:
+def _document(block: Block, param: str) -> list[dict[str, object]]:
+    """A document block -> OpenAI parts: a base64 source is a file part (its title the
+    filename), a text source a text part; a title of a text document and the
+    ``context`` (text for the model, no OpenAI field holds it) come as text parts
+    around it. A URL or a file id names something only Anthropic fetches: a 400."""
+    source = block.source
+    if source is UNSET:
+        raise _bad(f"{param}.source", "Field required")
+    if block.citations is not UNSET:
+        try:
+            asked = _citations(block.citations)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            raise _bad(f"{param}.citations", 'must be an object such as {"enabled": true}') from None
+        if asked is not None and asked.enabled:
+            raise _bad(f"{param}.citations", "citations are only answered by an Anthropic provider")
+    title = block.title or None
+    parts: list[dict[str, object]] = []
+    if source.type == "base64":
+        media = _need(source.media_type, f"{param}.source.media_type")
+        url = document.data_url(media, _need(source.data, f"{param}.source.data"))
+        parts.append({"type": "file", "file": {"file_data": url, "filename": document.file_name(media, title)}})
+    elif source.type == "text":
+        text = _need(source.data, f"{param}.source.data")
+        parts.extend({"type": "text", "text": t} for t in (title, text) if t)
+    else:
+        raise _bad(
+            f"{param}.source.type",
+            f"document source type {source.type!r} can only be read by an Anthropic provider; "
+            "send the document as a base64 or text source",
+        )
+    if block.context:
+        parts.append({"type": "text", "text": block.context})
+    return parts
+
+
+def _user_parts(block: Block, param: str) -> list[dict[str, object]]:
     if block.type == "text":
-        return {"type": "text", "text": _need(block.text, f"{param}.text")}
+        return [{"type": "text", "text": _need(block.text, f"{param}.text")}]
     if block.type == "image":
-        return _image_url(block.source, param)
+        return [_image_url(block.source, param)]
+    if block.type == "document":
+        return _document(block, param)
     raise _bad(f"{param}.type", f"content block type {block.type!r} is not supported here")
 
 
 def _tool_message(block: Block, param: str, images: list[dict[str, object]]) -> dict[str, object]:
     """A tool_result -> an OpenAI tool message. OpenAI tool messages hold text only: an
-    image in the result goes to the user message that follows."""
+    image or a file in the result goes to the user message that follows."""
     call_id = _need(block.tool_use_id, f"{param}.tool_use_id")
     content = block.content
     text: str | list[dict[str, object]]
@@ -84,8 +124,8 @@ def _tool_message(block: Block, param: str, images: list[dict[str, object]]) -> 
     else:
         text = []
         for k, inner in enumerate(content):
-            part = _user_part(inner, f"{param}.content[{k}]")
-            (text if part["type"] == "text" else images).append(part)
+            for part in _user_parts(inner, f"{param}.content[{k}]"):
+                (text if part["type"] == "text" else images).append(part)
     if block.is_error:
         # OpenAI has no error flag on a tool result; say it in the text.
         text = "Error: " + text if isinstance(text, str) else [{"type": "text", "text": "Error:"}, *text]
@@ -102,7 +142,7 @@ def _user(msg: MessageParam, param: str, out: list[object]) -> None:
         if block.type == "tool_result":
             out.append(_tool_message(block, where, parts))
         else:
-            parts.append(_user_part(block, where))
+            parts.extend(_user_parts(block, where))
     if parts:
         out.append({"role": "user", "content": parts})
 

@@ -3,10 +3,13 @@ answer -> an OpenAI chat.completion."""
 
 from __future__ import annotations
 
+import binascii
+
 import msgspec
 from msgspec import UNSET, Raw
 
 from gateway.errors import InvalidRequest, UpstreamProtocolError
+from gateway.providers import document
 from gateway.providers.anthropic import usage as _usage
 from gateway.providers.anthropic.errors import DIALECT, decode_request, decode_upstream
 from gateway.providers.anthropic.schema import (
@@ -20,6 +23,8 @@ from gateway.providers.anthropic.schema import (
     ChatToolChoice,
     ChoiceOut,
     CompletionOut,
+    DocumentOut,
+    FileRef,
     FunctionOut,
     ImageOut,
     JSONSchemaFormat,
@@ -28,6 +33,7 @@ from gateway.providers.anthropic.schema import (
     MetadataOut,
     OutputConfigOut,
     TextOut,
+    TextSource,
     ThinkingEnabled,
     ThinkingOut,
     ToolCallOut,
@@ -68,6 +74,10 @@ _CONSUMED = frozenset(
 THINKING_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 # Anthropic's image source accepts exactly these media types.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# A document's base64 source takes PDF only; text documents go as a text source
+# (text/plain, the only type it names), decoded: any text/* file, and JSON.
+PDF = "application/pdf"
+TEXT_DOCUMENT_TYPES = frozenset({"application/json"})
 # An OpenAI temperature above this has no Anthropic equivalent (its range is 0..1).
 MAX_TEMPERATURE = 1.0
 _EMPTY_SCHEMA = Raw(b'{"type":"object","properties":{}}')
@@ -135,7 +145,37 @@ def image_source(url: str, *, param: str) -> Base64Source | URLSource:
     raise InvalidRequest(f"'{param}' must be an http(s) URL or a data URL", param=param, code="invalid_value")
 
 
-def _part(part: ChatPart, *, param: str, role: str) -> TextOut | ImageOut:
+def _document(file: FileRef, *, param: str) -> DocumentOut:
+    """An OpenAI file part -> a document block: a PDF as a base64 source, text as a text
+    source; the filename is its title."""
+    if not file.file_data and file.file_id:
+        raise document.file_id_refused(f"{param}.file_id", dialect=DIALECT)
+    if not file.file_data:
+        raise InvalidRequest(f"'{param}.file_data' is required", param=f"{param}.file_data", code="invalid_value")
+    name = file.filename or None
+    inline = document.inline_file(file.file_data, filename=name, param=f"{param}.file_data")
+    title = name or UNSET
+    if inline.media_type == PDF:
+        return DocumentOut(source=Base64Source(media_type=PDF, data=inline.data), title=title)
+    if inline.media_type.startswith("text/") or inline.media_type in TEXT_DOCUMENT_TYPES:
+        try:
+            text = binascii.a2b_base64(inline.data, strict_mode=True).decode()
+        except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8
+            raise InvalidRequest(
+                f"'{param}.file_data' must hold base64 of UTF-8 text for a {inline.media_type} document",
+                param=f"{param}.file_data",
+                code="invalid_value",
+            ) from None
+        return DocumentOut(source=TextSource(media_type="text/plain", data=text), title=title)
+    raise InvalidRequest(
+        f"a {inline.media_type!r} file is not supported by the {DIALECT} provider dialect: "
+        "it takes PDF and text documents",
+        param=f"{param}.file_data",
+        code="invalid_value",
+    )
+
+
+def _part(part: ChatPart, *, param: str, role: str) -> TextOut | ImageOut | DocumentOut:
     kind = part.type
     if kind == "text" and part.text is not UNSET:
         return TextOut(text=part.text, cache_control=part.cache_control)
@@ -146,6 +186,12 @@ def _part(part: ChatPart, *, param: str, role: str) -> TextOut | ImageOut:
         if url is UNSET:
             raise InvalidRequest(f"'{param}.image_url.url' is required", param=f"{param}.image_url.url")
         return ImageOut(source=image_source(url, param=f"{param}.image_url.url"), cache_control=part.cache_control)
+    if kind == "file" and role in ("user", "tool"):
+        if part.file is UNSET:
+            raise InvalidRequest(f"'{param}.file' is required", param=f"{param}.file", code="invalid_value")
+        block = _document(part.file, param=f"{param}.file")
+        block.cache_control = part.cache_control
+        return block
     if kind in ("text", "refusal"):
         raise InvalidRequest(f"'{param}.{kind}' is required", param=f"{param}.{kind}", code="invalid_value")
     raise InvalidRequest(
@@ -155,7 +201,7 @@ def _part(part: ChatPart, *, param: str, role: str) -> TextOut | ImageOut:
     )
 
 
-def _parts(msg: ChatMessage, *, param: str) -> list[TextOut | ImageOut]:
+def _parts(msg: ChatMessage, *, param: str) -> list[TextOut | ImageOut | DocumentOut]:
     content = msg.content
     if content is UNSET or content is None:
         return []
@@ -197,7 +243,7 @@ def _assistant(msg: ChatMessage, *, param: str) -> list[BlockOut]:
 def _tool_result(msg: ChatMessage, *, param: str) -> ToolResultOut:
     if not msg.tool_call_id:
         raise InvalidRequest(f"'{param}.tool_call_id' is required", param=f"{param}.tool_call_id")
-    content: str | list[TextOut | ImageOut]
+    content: str | list[TextOut | ImageOut | DocumentOut]
     content = msg.content if isinstance(msg.content, str) else _parts(msg, param=param)
     return ToolResultOut(tool_use_id=_tool_id(msg.tool_call_id), content=content)
 

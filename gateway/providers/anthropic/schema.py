@@ -20,12 +20,22 @@ class Source(Struct, kw_only=True):
     url: str | UnsetType = UNSET
 
 
+class Citations(Struct, kw_only=True):
+    """A document block's ``citations`` request (decoded apart: an answer's text blocks
+    carry a list of citations under the same name)."""
+
+    enabled: bool | UnsetType | None = UNSET
+
+
 class Block(Struct, kw_only=True):
     """Any content block; which fields matter depends on ``type``."""
 
     type: str | UnsetType = UNSET
     text: str | UnsetType = UNSET
     source: Source | UnsetType = UNSET
+    title: str | UnsetType | None = UNSET  # document
+    context: str | UnsetType | None = UNSET  # document
+    citations: Raw | UnsetType = UNSET  # Citations on a document, a list on answer text
     id: str | UnsetType = UNSET
     name: str | UnsetType = UNSET
     input: Raw | UnsetType = UNSET
@@ -156,6 +166,11 @@ class URLSource(Struct, kw_only=True, tag_field="type", tag="url"):
     url: str
 
 
+class TextSource(Struct, kw_only=True, tag_field="type", tag="text"):
+    media_type: str
+    data: str
+
+
 class TextOut(Struct, kw_only=True, omit_defaults=True, tag_field="type", tag="text"):
     text: str
     cache_control: Raw | UnsetType = UNSET
@@ -163,6 +178,12 @@ class TextOut(Struct, kw_only=True, omit_defaults=True, tag_field="type", tag="t
 
 class ImageOut(Struct, kw_only=True, omit_defaults=True, tag_field="type", tag="image"):
     source: Base64Source | URLSource
+    cache_control: Raw | UnsetType = UNSET
+
+
+class DocumentOut(Struct, kw_only=True, omit_defaults=True, tag_field="type", tag="document"):
+    source: Base64Source | TextSource
+    title: str | UnsetType = UNSET
     cache_control: Raw | UnsetType = UNSET
 
 
@@ -179,11 +200,11 @@ class ToolUseOut(Struct, kw_only=True, tag_field="type", tag="tool_use"):
 
 class ToolResultOut(Struct, kw_only=True, omit_defaults=True, tag_field="type", tag="tool_result"):
     tool_use_id: str
-    content: str | list[TextOut | ImageOut]
+    content: str | list[TextOut | ImageOut | DocumentOut]
     cache_control: Raw | UnsetType = UNSET
 
 
-BlockOut = TextOut | ImageOut | ThinkingOut | ToolUseOut | ToolResultOut
+BlockOut = TextOut | ImageOut | DocumentOut | ThinkingOut | ToolUseOut | ToolResultOut
 
 
 class MessageOut(Struct, kw_only=True):
@@ -254,11 +275,18 @@ class ImageURL(Struct, kw_only=True):
     url: str | UnsetType = UNSET
 
 
+class FileRef(Struct, kw_only=True):
+    file_data: str | UnsetType | None = UNSET
+    file_id: str | UnsetType | None = UNSET
+    filename: str | UnsetType | None = UNSET
+
+
 class ChatPart(Struct, kw_only=True):
     type: str | UnsetType = UNSET
     text: str | UnsetType = UNSET
     refusal: str | UnsetType = UNSET
     image_url: ImageURL | UnsetType = UNSET
+    file: FileRef | UnsetType = UNSET
     cache_control: Raw | UnsetType = UNSET
 
 

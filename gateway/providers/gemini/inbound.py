@@ -10,6 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from gateway.errors import InvalidRequest, UpstreamProtocolError
+from gateway.providers import document
 from gateway.providers.gemini import chat_wire as oa
 from gateway.providers.gemini import convert
 from gateway.providers.gemini import wire as g
@@ -193,7 +194,9 @@ def _inline(b: g.Blob) -> oa.ContentPart:
         return oa.ContentPart(type="image_url", image_url=oa.ImageURL(url=f"data:{mime};base64,{b.data}"))
     if mime in _AUDIO:
         return oa.ContentPart(type="input_audio", input_audio=oa.InputAudio(data=b.data, format=_AUDIO[mime]))
-    return oa.ContentPart(type="file", file=oa.FileRef(file_data=f"data:{mime};base64,{b.data}"))
+    # OpenAI reads a file's name with its data; Gemini's inline data has none.
+    ref = oa.FileRef(file_data=document.data_url(mime, b.data), filename=document.file_name(mime))
+    return oa.ContentPart(type="file", file=ref)
 
 
 def _file(f: g.FileData, at: str) -> oa.ContentPart:

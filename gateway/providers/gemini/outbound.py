@@ -10,6 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from gateway.errors import InvalidRequest, UpstreamProtocolError
+from gateway.providers import document
 from gateway.providers.gemini import chat_wire as oa
 from gateway.providers.gemini import convert
 from gateway.providers.gemini import wire as g
@@ -141,14 +142,25 @@ def _user_parts(content: Any, at: str) -> list[g.Part]:
         elif p.type == "input_audio" and isinstance(p.input_audio, oa.InputAudio):
             fmt = p.input_audio.format
             parts.append(g.Part(inlineData=g.Blob(mimeType=f"audio/{fmt}", data=p.input_audio.data)))
-        elif p.type == "file" and isinstance(p.file, oa.FileRef) and isinstance(p.file.file_data, str):
-            mime, data = _data_url(p.file.file_data, f"{here}.file.file_data")
-            parts.append(g.Part(inlineData=g.Blob(mimeType=mime, data=data)))
         elif p.type == "file":
-            raise _unsupported(f"{here}.file", "files must be sent inline as file_data; file_id is OpenAI's")
+            parts.append(_file(p.file, f"{here}.file"))
         else:
             raise _invalid(f"{here}.type", f"unsupported content part type {p.type!r}")
     return parts
+
+
+def _file(f: oa.FileRef | UnsetType, at: str) -> g.Part:
+    """A file sent inline -> inlineData of its media type (Gemini reads PDFs, text and
+    the other types it documents; the upstream judges the type)."""
+    if not isinstance(f, oa.FileRef):
+        raise _invalid(at, "a file part needs its file object")
+    if not f.file_data and f.file_id:
+        raise document.file_id_refused(f"{at}.file_id", dialect=g.DIALECT)
+    if not f.file_data:
+        raise _invalid(f"{at}.file_data", "a file part needs file_data (a base64 data URL)")
+    name = f.filename if isinstance(f.filename, str) else None
+    inline = document.inline_file(f.file_data, filename=name, param=f"{at}.file_data")
+    return g.Part(inlineData=g.Blob(mimeType=inline.media_type, data=inline.data))
 
 
 def _data_url(url: str, at: str) -> tuple[str, str]:

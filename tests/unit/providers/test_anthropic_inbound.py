@@ -253,7 +253,16 @@ def test_messages_request_validates_as_anthropic_does(body: dict[str, Any], para
 @pytest.mark.parametrize(
     ("content", "param"),
     [
-        ([{"type": "document", "source": {"type": "text", "data": "x"}}], "messages[0].content[0].type"),
+        (
+            [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}],
+            "messages[0].content[0].source.type",
+        ),
+        ([{"type": "document", "source": {"type": "file", "file_id": "f"}}], "messages[0].content[0].source.type"),
+        ([{"type": "document", "source": {"type": "content", "content": "x"}}], "messages[0].content[0].source.type"),
+        ([{"type": "document"}], "messages[0].content[0].source"),
+        ([{"type": "document", "source": {"type": "text"}}], "messages[0].content[0].source.data"),
+        ([{"type": "document", "source": {"type": "base64", "data": "x"}}], "messages[0].content[0].source.media_type"),
+        ([{"type": "container_upload", "file_id": "f"}], "messages[0].content[0].type"),
         ([{"type": "text"}], "messages[0].content[0].text"),
         ([{"text": "no type"}], "messages[0].content[0].type"),
         ([{"type": "image"}], "messages[0].content[0].source"),
@@ -262,7 +271,7 @@ def test_messages_request_validates_as_anthropic_does(body: dict[str, Any], para
         ([{"type": "tool_result", "content": "x"}], "messages[0].content[0].tool_use_id"),
         (
             [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "document"}]}],
-            "messages[0].content[0].content[0].type",
+            "messages[0].content[0].content[0].source",
         ),
         ([{"type": "tool_use", "id": "t", "name": "f", "input": {}}], "messages[0].content[0].type"),
     ],
@@ -565,3 +574,36 @@ def test_messages_error_type_follows_the_status(status: int, kind: str) -> None:
 def test_messages_error_quotes_a_body_that_is_not_an_error_object() -> None:
     out = json.loads(anthropic.messages_error(502, b"<html>" + b"y" * 300))
     assert out["error"]["message"] == "HTTP 502: <html>" + "y" * 194
+
+
+# --- document blocks -> file parts -----------------------------------------------------
+
+
+def test_messages_request_documents_become_file_and_text_parts() -> None:
+    """base64 -> a file part (data URL, title as filename, else document.pdf); text ->
+    text parts (title, then the text); context -> a text part after the document; a
+    document in a tool_result -> the user message after the tool message."""
+    out, _, _ = translate(json.loads(fixture("messages_request_documents.json")))
+    assert out == json.loads(fixture("openai_request_documents.json"))
+
+
+@pytest.mark.parametrize(
+    ("block", "param"),
+    [
+        (
+            {"type": "document", "source": {"type": "text", "data": "x"}, "citations": {"enabled": True}},
+            "messages[0].content[0].citations",
+        ),
+        (
+            {"type": "document", "source": {"type": "text", "data": "x"}, "citations": "yes"},
+            "messages[0].content[0].citations",
+        ),
+        (
+            {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}},
+            "messages[0].content[0].source.type",
+        ),
+    ],
+)
+def test_messages_request_refuses_what_only_anthropic_reads(block: dict[str, Any], param: str) -> None:
+    err = refused(msgs({"role": "user", "content": [block]}))
+    assert err.param == param and err.code == "invalid_value"

@@ -690,3 +690,88 @@ def test_chat_request_strips_gemini_thought_signatures_from_tool_ids() -> None:
     )
     assert out["messages"][1]["content"][0]["id"] == "call_1"
     assert out["messages"][2]["content"][0]["tool_use_id"] == "call_1"
+
+
+# --- file parts -> document blocks ----------------------------------------------------
+
+
+def test_chat_request_file_parts_become_document_blocks() -> None:
+    """PDF -> base64 source; markdown and csv (a data URL, or plain base64 named by
+    its filename) -> text source, decoded; filename -> title; cache_control kept."""
+    out = translate(json.loads(fixture("chat_request_files.json")), model="claude-sonnet-4-5")
+    assert out == json.loads(fixture("messages_files.json"))
+
+
+def test_chat_request_file_in_a_tool_message_goes_into_the_tool_result() -> None:
+    pdf = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "r.pdf"}}
+    out = translate(
+        chat(
+            {"role": "user", "content": "Read it"},
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get", "arguments": "{}"}}],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "here"}, pdf]},
+        )
+    )
+    assert out["messages"][-1]["content"] == [
+        {
+            "type": "tool_result",
+            "tool_use_id": "c1",
+            "content": [
+                {"type": "text", "text": "here"},
+                {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+                    "title": "r.pdf",
+                },
+            ],
+        }
+    ]
+
+
+def _file_message(file: dict[str, Any], role: str = "user") -> dict[str, Any]:
+    return {"role": role, "content": [{"type": "text", "text": "see"}, {"type": "file", "file": file}]}
+
+
+@pytest.mark.parametrize(
+    ("message", "param", "code"),
+    [
+        (_file_message({"file_id": "file-abc"}), "messages[0].content[1].file.file_id", "unsupported_parameter"),
+        (_file_message({"file_id": "file-abc", "filename": "a.pdf"}), "messages[0].content[1].file.file_id", None),
+        (_file_message({"file_data": "JVBERi0="}), "messages[0].content[1].file.file_data", "invalid_value"),
+        (_file_message({"file_data": "JVBERi0=", "filename": "a.docx"}), "messages[0].content[1].file.file_data", None),
+        (_file_message({"filename": "a.pdf"}), "messages[0].content[1].file.file_data", None),
+        (
+            _file_message({"file_data": "data:application/msword;base64,0M8R4A=="}),
+            "messages[0].content[1].file.file_data",
+            "invalid_value",
+        ),
+        (  # not base64
+            _file_message({"file_data": "data:text/plain;base64,not base64!"}),
+            "messages[0].content[1].file.file_data",
+            None,
+        ),
+        (  # base64, not UTF-8
+            _file_message({"file_data": "data:text/plain;base64,/w=="}),
+            "messages[0].content[1].file.file_data",
+            None,
+        ),
+        ({"role": "user", "content": [{"type": "file"}]}, "messages[0].content[0].file", None),
+        (
+            _file_message({"file_data": "data:application/pdf;base64,JVBERi0="}, role="assistant"),
+            "messages[0].content[1].type",
+            None,
+        ),
+        ({"role": "user", "content": [{"type": "video_url", "video_url": {}}]}, "messages[0].content[0].type", None),
+    ],
+)
+def test_chat_request_refuses_untranslatable_files_naming_the_part(
+    message: dict[str, Any], param: str, code: str | None
+) -> None:
+    err = refused(chat(message))
+    assert err.param == param
+    if code:
+        assert err.code == code
+    if param.endswith("file_id"):
+        assert "only usable with OpenAI-dialect providers" in err.message and "file_data" in err.message

@@ -113,7 +113,7 @@ def test_generate_request_media_and_multiple_system_parts() -> None:
             "role": "user",
             "content": [
                 {"type": "input_audio", "input_audio": {"data": "SUQz", "format": "mp3"}},
-                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}},
+                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "document.pdf"}},
                 {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}},
             ],
         },
@@ -547,3 +547,10 @@ def test_sdk_raises_on_generate_error_and_error_frames() -> None:
     with pytest.raises(genai_errors.ServerError) as s_err:
         list(sdk_client(stream).models.generate_content_stream(model="m", contents="Hi"))
     assert s_err.value.code == 504
+
+
+def test_generate_request_inline_documents_become_file_parts() -> None:
+    """Non-image inline data (camelCase or snake_case) -> an OpenAI file part with a
+    data URL and a filename from its type; images stay image parts."""
+    out = json.loads(gemini.generate_request(fixture("request_files.json"), model="gpt-x", stream=False))
+    assert out == json.loads(fixture("openai_request_files.json"))

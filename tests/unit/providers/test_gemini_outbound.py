@@ -294,7 +294,7 @@ def test_chat_request_legacy_function_message() -> None:
         ),
         (
             {"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc"}}]}]},
-            "messages[0].content[0].file",
+            "messages[0].content[0].file.file_id",
             "unsupported_parameter",
         ),
         (
@@ -488,3 +488,26 @@ def test_error_body_not_json(status: int, kind: str, code: str) -> None:
     err = json.loads(gemini.error_body(status, b"<html>Service Unavailable</html>"))["error"]
     assert (err["type"], err["code"]) == (kind, code)
     assert "Service Unavailable" in err["message"] and str(status) in err["message"]
+
+
+def test_chat_request_file_parts_become_inline_data() -> None:
+    """A data URL's type (parameters dropped), or plain base64 typed by its filename."""
+    out = json.loads(gemini.chat_request(fixture("chat_request_files.json")))
+    assert out == json.loads(fixture("contents_files.json"))
+
+
+@pytest.mark.parametrize(
+    ("file", "param"),
+    [
+        ({"file_id": "file-abc"}, "messages[0].content[1].file.file_id"),
+        ({"file_data": "JVBERi0="}, "messages[0].content[1].file.file_data"),
+        ({"file_data": "JVBERi0=", "filename": "deck.pptx"}, "messages[0].content[1].file.file_data"),
+        ({"file_data": "data:application/pdf,JVBERi0="}, "messages[0].content[1].file.file_data"),
+        ({}, "messages[0].content[1].file.file_data"),
+        (None, "messages[0].content[1].file"),
+    ],
+)
+def test_chat_request_refuses_untranslatable_files_naming_the_part(file: dict[str, Any] | None, param: str) -> None:
+    part: dict[str, Any] = {"type": "file"} if file is None else {"type": "file", "file": file}
+    e = refused(messages=[{"role": "user", "content": [{"type": "text", "text": "see"}, part]}])
+    assert e.param == param
