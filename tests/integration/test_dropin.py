@@ -279,19 +279,17 @@ def test_anthropic_route_bad_input(gw: Proc, body: bytes, param: str | None) -> 
 
 
 def test_anthropic_route_untranslatable_request_names_the_field(gw: Proc) -> None:
-    # A document block reaches an Anthropic target as it is, but no other dialect.
+    # A document from Anthropic's Files API reaches an Anthropic target as it is, but no
+    # other dialect (base64 and text documents are translated: tests/integration/test_files.py).
     body = {
         "model": "up/gpt-x",
         "max_tokens": 5,
         "messages": [
-            {
-                "role": "user",
-                "content": [{"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}],
-            }
+            {"role": "user", "content": [{"type": "document", "source": {"type": "file", "file_id": "file_011"}}]}
         ],
     }
     r = httpx.post(gw.url + "/anthropic/v1/messages", json=body)
-    assert r.status_code == 400 and "messages[0]" in (r.json()["error"]["param"] or "")
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].content[0].source.type"
 
 
 # --- Google GenAI SDK -----------------------------------------------------------------

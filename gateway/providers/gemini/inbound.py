@@ -23,6 +23,7 @@ _FREE_FORM = frozenset(
 _LEVELS = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium", "HIGH": "high", "XHIGH": "xhigh"}
 _AUDIO = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3"}
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_URL_SAFE = str.maketrans("-_", "+/")
 
 
 def _unsupported(field: str, what: str) -> InvalidRequest:
@@ -188,14 +189,23 @@ def _tool_message(fr: g.FunctionResponse, at: str, pending: list[list[Any]]) -> 
     return oa.Message(role="tool", tool_call_id=call[0], content=content)
 
 
+def standard_base64(data: str) -> str:
+    """Proto JSON's bytes may be URL-safe base64, unpadded: the google-genai SDK sends
+    them so (``-`` and ``_``). Gemini reads either; OpenAI's and Anthropic's data take
+    standard base64 only."""
+    if "-" in data or "_" in data:
+        data = data.translate(_URL_SAFE)
+    return data + "=" * (-len(data) % 4)
+
+
 def _inline(b: g.Blob) -> oa.ContentPart:
-    mime = b.mimeType.lower()
+    mime, data = b.mimeType.lower(), standard_base64(b.data)
     if mime.startswith("image/"):
-        return oa.ContentPart(type="image_url", image_url=oa.ImageURL(url=f"data:{mime};base64,{b.data}"))
+        return oa.ContentPart(type="image_url", image_url=oa.ImageURL(url=document.data_url(mime, data)))
     if mime in _AUDIO:
-        return oa.ContentPart(type="input_audio", input_audio=oa.InputAudio(data=b.data, format=_AUDIO[mime]))
+        return oa.ContentPart(type="input_audio", input_audio=oa.InputAudio(data=data, format=_AUDIO[mime]))
     # OpenAI reads a file's name with its data; Gemini's inline data has none.
-    ref = oa.FileRef(file_data=document.data_url(mime, b.data), filename=document.file_name(mime))
+    ref = oa.FileRef(file_data=document.data_url(mime, data), filename=document.file_name(mime))
     return oa.ContentPart(type="file", file=ref)
 
 

@@ -3,6 +3,7 @@ pipeline and the OpenAI answers back; the round trip; the real SDK on both ends.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -554,3 +555,23 @@ def test_generate_request_inline_documents_become_file_parts() -> None:
     data URL and a filename from its type; images stay image parts."""
     out = json.loads(gemini.generate_request(fixture("request_files.json"), model="gpt-x", stream=False))
     assert out == json.loads(fixture("openai_request_files.json"))
+
+
+def test_generate_request_url_safe_base64_becomes_standard() -> None:
+    """google-genai sends bytes as URL-safe base64 (``-``, ``_``); OpenAI's data URLs and
+    Anthropic's sources read standard base64 only."""
+    raw = b"\xfb\xff>?"  # standard "+/8+Pw==", URL-safe "-_8-Pw"
+    out = to_openai(
+        {
+            "contents": [
+                user(
+                    {"inlineData": {"mimeType": "application/pdf", "data": "-_8-Pw"}},
+                    {"inlineData": {"mimeType": "image/png", "data": "-_8-Pw=="}},
+                )
+            ]
+        }
+    )
+    (pdf, png) = out["messages"][0]["content"]
+    assert pdf["file"]["file_data"] == "data:application/pdf;base64,+/8+Pw=="
+    assert png["image_url"]["url"] == "data:image/png;base64,+/8+Pw=="
+    assert base64.b64decode("+/8+Pw==") == raw
