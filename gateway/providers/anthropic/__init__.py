@@ -12,7 +12,9 @@ model                      model (the routed deployment's name)
 messages: system,          system (one plain string stays a string; several, or any
   developer                  with cache_control, become text blocks), from anywhere
 messages: user             user turn; text part -> text block, image_url -> image block
-                             (data: URL -> base64 source, http(s) -> url source)
+                             (data: URL -> base64 source, http(s) -> url source), file
+                             -> document block (PDF -> base64 source, text/* and JSON ->
+                             text source, filename -> title; file_id -> 400)
 messages: assistant        assistant turn: thinking block (reasoning + reasoning_signature,
                              only when signed), text block, tool_use per tool_call
                              (input = the parsed arguments; unparseable -> 400)
@@ -60,7 +62,9 @@ cached_write_tokens} when there is any cache traffic; completion_tokens_details
 Inbound only: top_k and Anthropic fields with no OpenAI equivalent (container,
 mcp_servers, service_tier, ...) are dropped; a tool_result's is_error becomes an
 "Error:" prefix; images in a tool_result move to a user message after the tool
-messages; max_tokens -> max_completion_tokens; server tools and document blocks -> 400.
+messages; max_tokens -> max_completion_tokens; a document block with a base64 source ->
+a file part (title -> filename), with a text source -> text parts, its context -> a text
+part; url, file and content sources, citations and server tools -> 400.
 """
 
 from __future__ import annotations

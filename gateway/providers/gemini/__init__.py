@@ -20,7 +20,8 @@ image_url data: URL                        {inlineData: {mimeType, data}}
 image_url http(s) URL                      {fileData: {mimeType (from the extension, else
                                            image/jpeg), fileUri}}
 input_audio {data, format}                 {inlineData: {mimeType: audio/<format>, data}}
-file {file_data: data: URL}                {inlineData}; file_id: refused
+file {file_data: data: URL, or base64     {inlineData: {mimeType, data}}; file_id: refused
+  typed by the filename's extension}
 assistant tool_calls[]                     {functionCall: {id, name, args}} (+ thoughtSignature)
 tool message (tool_call_id)                {functionResponse: {id, name, response}} in a user
                                            turn; name looked up from the earlier call; a JSON
@@ -54,10 +55,11 @@ Inbound requests map the same table backwards. Besides: ``topK`` and
 ``safetySettings`` are ignored; ``cachedContent``, tools other than
 functionDeclarations, non-TEXT ``responseModalities``, ``speechConfig``, a
 ``responseMimeType`` other than text/plain or application/json, and code execution
-parts are refused; thought parts a client replays are dropped; ``thinkingLevel`` maps
-to the effort of the same name, ``thinkingBudget`` to the nearest effort above (0:
-none, -1: left to the model); the older OpenAPI ``parameters`` / ``responseSchema`` is
-converted to JSON Schema.
+parts are refused; thought parts a client replays are dropped; inline data other
+than images and audio becomes a file part (``filename`` from its type), URL-safe
+base64 made standard; ``thinkingLevel`` maps to the effort of the same name,
+``thinkingBudget`` to the nearest effort above (0: none, -1: left to the model); the
+older OpenAPI ``parameters`` / ``responseSchema`` is converted to JSON Schema.
 
 Response mapping: text parts -> content, ``thought: true`` parts -> reasoning,
 functionCall -> tool_calls (arguments = the args JSON); finishReason STOP -> stop
