@@ -128,7 +128,7 @@ class _ClientBatch(Struct):
 class _Out(Struct, omit_defaults=True):
     model: str
     input: str | list[str]
-    encoding_format: str = "float"
+    encoding_format: str  # "float", said explicitly: the answer is translated back from it
     dimensions: int | UnsetType = UNSET
 
 
@@ -170,7 +170,9 @@ def client_request(body: bytes, *, model: str, single: bool) -> bytes:
             code="invalid_value",
         )
     d = dims.pop()
-    out = _Out(model=model, input=texts[0] if single else texts, dimensions=UNSET if d is None else d)
+    out = _Out(
+        model=model, input=texts[0] if single else texts, encoding_format="float", dimensions=UNSET if d is None else d
+    )
     return _encode(out)
 
 
