@@ -13,7 +13,8 @@ from gateway.server.dispatch import Handler
 from gateway.server.routes import Cell, matrix, table
 
 API_DOC = Path(__file__).parents[3] / "docs" / "api.md"
-HANDLERS = cast(dict[str, Handler], {n: n for n in ("chat", "completions", "models", "embeddings", "messages", "generate")})
+_NAMES = ("chat", "completions", "models", "embeddings", "messages", "generate")
+HANDLERS = cast(dict[str, Handler], {n: n for n in _NAMES})
 
 
 def doc_matrix() -> list[Cell]:
