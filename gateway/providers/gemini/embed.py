@@ -20,6 +20,7 @@ model, always as ``batchEmbedContents``; an embedContent's answer is unwrapped f
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import msgspec
@@ -30,6 +31,9 @@ from gateway.providers.embedding import base64_floats, embedding_list, float32_b
 from gateway.schemas.embeddings import MAX_INPUTS
 
 _encode = msgspec.json.Encoder().encode
+# msgspec's messages: " - at `$.path`" below the root; a missing field named in the text.
+_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
 _fields = msgspec.json.Decoder(dict[str, Raw]).decode
 _items = msgspec.json.Decoder(list[dict[str, Raw]]).decode
 
@@ -136,6 +140,17 @@ _client_item = msgspec.json.Decoder(_ClientItem).decode
 _client_batch = msgspec.json.Decoder(_ClientBatch).decode
 
 
+def _invalid(message: str) -> InvalidRequest:
+    """A msgspec validation message as a 400 whose ``param`` names the field."""
+    m = _AT.search(message)
+    path = m.group("path") if m else ""
+    text = message[: m.start()] if m else message
+    missing = _MISSING.match(text)
+    if missing:
+        path = f"{path}.{missing.group('field')}" if path else missing.group("field")
+    return InvalidRequest(f"invalid request: {text}", param=path or None, code="invalid_value")
+
+
 def _text(item: _ClientItem, at: str) -> str:
     texts = []
     for i, part in enumerate(item.content.parts):
@@ -157,9 +172,9 @@ def client_request(body: bytes, *, model: str, single: bool) -> bytes:
     try:
         items = [_client_item(body)] if single else _client_batch(body).requests
     except msgspec.ValidationError as e:
-        text, _, where = str(e).partition(" - at `$")
-        param = where.rstrip("`").lstrip(".") or None
-        raise InvalidRequest(f"invalid request: {text}", param=param, code="invalid_value") from None
+        raise _invalid(str(e)) from None
+    except msgspec.DecodeError as e:
+        raise InvalidRequest(f"request body is not valid JSON: {e}", code="invalid_json") from None
     at = "" if single else "requests[{}]."
     texts = [_text(item, at.format(i)) for i, item in enumerate(items)]
     dims = {item.outputDimensionality for item in items}
