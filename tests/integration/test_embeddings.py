@@ -52,10 +52,14 @@ def _providers(up: Proc) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    config = {"providers": _providers(up), "default_provider": "up"}
-    proc = serve_config(config, tmp_path_factory.mktemp("embed-gw"), env={"EMBED_KEY": KEY})
+@pytest.fixture(scope="module", params=["pool", "aiohttp"])
+def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Proc]:
+    """The gateway, once with each upstream client (the gateway's pool, aiohttp's session)."""
+    providers = _providers(up)
+    for name in ("up", "gem", "claude"):
+        providers[name]["client"] = request.param
+    config = {"providers": providers, "default_provider": "up"}
+    proc = serve_config(config, tmp_path_factory.mktemp(f"embed-gw-{request.param}"), env={"EMBED_KEY": KEY})
     yield proc
     proc.stop()
     assert KEY not in proc.log.read_text()
