@@ -378,3 +378,12 @@ def test_embeddings_base64_is_openais_float32(client: openai.OpenAI, gw: Proc) -
         text = _post(gw, {**body, "encoding_format": "base64"}).json()["data"][0]["embedding"]
         decoded = struct.unpack("<4f", base64.b64decode(text))
         assert decoded == pytest.approx(floats, abs=1e-7)
+
+
+def test_embeddings_raw_request_and_response(gw: Proc) -> None:
+    """x-bf-send-back-raw-*: what went to a Gemini upstream and what it answered."""
+    headers = {"x-bf-send-back-raw-request": "true", "x-bf-send-back-raw-response": "true"}
+    r = _post(gw, {"model": "gem/gemini-embedding-001", "input": "hi", "dimensions": 2}, **headers)
+    extra = r.json()["extra_fields"]
+    assert extra["raw_request"]["requests"][0]["outputDimensionality"] == 2
+    assert len(extra["raw_response"]["embeddings"][0]["values"]) == 2
