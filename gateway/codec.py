@@ -20,6 +20,7 @@ from gateway import screen
 from gateway.errors import InvalidRequest, UpstreamProtocolError
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
+from gateway.schemas.embeddings import EmbeddingsRequest
 from gateway.schemas.response import ExtraFields, ResponseHead
 
 T = TypeVar("T")
@@ -54,6 +55,7 @@ def _param(message: str) -> tuple[str, str | None]:
 # Looked for where authorization depends on them (access control configured, ``strict``).
 CHAT_KEYS = screen.Keys(("model", "fallbacks", "stream", "stream_options", "max_tokens", "max_completion_tokens"))
 TEXT_KEYS = screen.Keys(("model", "fallbacks", "stream", "stream_options", "max_tokens"))
+EMBEDDINGS_KEYS = screen.Keys(("model", "fallbacks", "input", "encoding_format"))
 
 
 def decode_request(decode: msgspec.json.Decoder[T], body: bytes, *, keys: screen.Keys | None = None) -> T:
@@ -94,6 +96,34 @@ def decode_completion(body: bytes, *, strict: bool = False) -> CompletionRequest
                 "invalid request at 'prompt': expected a string, a list of strings, "
                 "a list of token ids, or a list of token id lists, not a mix",
                 param="prompt",
+                code="invalid_value",
+            )
+    return req
+
+
+_embeddings_decoder = msgspec.json.Decoder(EmbeddingsRequest)
+
+
+def decode_embeddings(body: bytes, *, strict: bool = False) -> EmbeddingsRequest:
+    """An embeddings request; every problem with ``input`` names ``input`` (the
+    message says where in it)."""
+    try:
+        req = decode_request(_embeddings_decoder, body, keys=EMBEDDINGS_KEYS if strict else None)
+    except InvalidRequest as e:
+        if e.param is not None and e.param.startswith("input"):
+            e.param = "input"
+        raise
+    if req.stream is not msgspec.UNSET:
+        raise InvalidRequest(
+            "embeddings do not stream: send the request without 'stream'", param="stream", code="unsupported_parameter"
+        )
+    if isinstance(req.input, list):
+        kind = type(req.input[0])
+        if any(type(i) is not kind for i in req.input):
+            raise InvalidRequest(
+                "invalid request at 'input': expected a string, a list of strings, "
+                "a list of token ids, or a list of token id lists, not a mix",
+                param="input",
                 code="invalid_value",
             )
     return req

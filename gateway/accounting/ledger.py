@@ -6,7 +6,13 @@ from __future__ import annotations
 import logging
 
 from gateway.accounting.pricing import Price, UnpricedLog
-from gateway.accounting.tokens import CHAR_ESTIMATE, Tokenizers, count_chat_prompt, count_text_prompt
+from gateway.accounting.tokens import (
+    CHAR_ESTIMATE,
+    Tokenizers,
+    count_chat_prompt,
+    count_embeddings_input,
+    count_text_prompt,
+)
 from gateway.accounting.usage import Cost, Usage, encode
 from gateway.metrics import Metrics
 from gateway.providers import Endpoint
@@ -30,7 +36,11 @@ class Ledger:
         estimated without loading them (~66 MB)."""
         tok = self.tokenizers.for_model(model) if exact else CHAR_ESTIMATE
         try:
-            return count_chat_prompt(tok, body) if endpoint == "chat" else count_text_prompt(tok, body)
+            if endpoint == "chat":
+                return count_chat_prompt(tok, body)
+            if endpoint == "embeddings":
+                return count_embeddings_input(tok, body)
+            return count_text_prompt(tok, body)
         except ValueError:  # msgspec's errors; the request was validated, so rare
             log.warning("could not count the prompt of a %s request", endpoint)
             return 0

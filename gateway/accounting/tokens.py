@@ -113,8 +113,13 @@ class _TextPrompt(Struct):
     prompt: str | list[str | int | list[int]] = ""
 
 
+class _EmbeddingsInput(Struct):
+    input: str | list[str | int | list[int]] = ""
+
+
 _chat_prompt = msgspec.json.Decoder(_ChatPrompt).decode
 _text_prompt = msgspec.json.Decoder(_TextPrompt).decode
+_embeddings_input = msgspec.json.Decoder(_EmbeddingsInput).decode
 
 
 def _text(content: str | list[_Part] | None) -> str:
@@ -136,7 +141,15 @@ def count_chat_prompt(tok: Counter, body: bytes) -> int:
 
 
 def count_text_prompt(tok: Counter, body: bytes) -> int:
-    prompt = _text_prompt(body).prompt
+    return _count_prompt(tok, _text_prompt(body).prompt)
+
+
+def count_embeddings_input(tok: Counter, body: bytes) -> int:
+    """Input tokens of an embeddings request: its texts counted, token ids as given."""
+    return _count_prompt(tok, _embeddings_input(body).input)
+
+
+def _count_prompt(tok: Counter, prompt: str | list[str | int | list[int]]) -> int:
     if isinstance(prompt, str):
         return tok.count(prompt)
     total = 0

@@ -11,4 +11,4 @@ dialect is its module, one registry line and its name in the config's ``dialect`
 
 from typing import Literal
 
-Endpoint = Literal["chat", "text"]
+Endpoint = Literal["chat", "text", "embeddings"]

@@ -95,6 +95,25 @@ class Translator(Protocol):
     def chat_stream(self, *, model: str, created: int) -> ChatStream: ...
 
 
+class Embedder(Protocol):
+    """Embeddings to and from a dialect whose wire differs from OpenAI's: the upstream
+    side (an OpenAI request into it, its answer back) and the SDK side (its client's
+    request into OpenAI's form, or into its own for a target of the dialect; the answer
+    back). ``single``: the client asked for one embedding, not a batch."""
+
+    def request(self, body: bytes, *, model: str) -> bytes: ...
+
+    def response(self, data: bytes, *, model: str, base64: bool) -> bytes: ...
+
+    def client_request(self, body: bytes, *, model: str, single: bool) -> bytes: ...
+
+    def native_request(self, body: bytes, *, model: str, single: bool) -> bytes: ...
+
+    def client_answer(self, data: bytes, *, single: bool) -> bytes: ...
+
+    def native_answer(self, data: bytes, *, single: bool) -> bytes: ...
+
+
 class Inbound(Protocol):
     """The dialect's SDK as a client of the gateway: its request into OpenAI's form, the
     OpenAI answer, stream and error back into its own."""
@@ -145,6 +164,7 @@ class Dialect:
 
     __slots__ = (
         "direct_key",
+        "embedder",
         "endpoints",
         "inbound",
         "integrations",
@@ -166,6 +186,7 @@ class Dialect:
         inbound: Inbound | None = None,
         routes: tuple[Route, ...] = (),
         integrations: tuple[Integration, ...] = (),
+        embedder: Embedder | None = None,
     ) -> None:
         self.name = name
         self.endpoints = endpoints
@@ -174,6 +195,7 @@ class Dialect:
         self.inbound = inbound  # None: its SDK is an OpenAI client
         self.routes = routes
         self.integrations = integrations
+        self.embedder = embedder  # None: embeddings pass as OpenAI bytes (or are not served)
         self.translated = translator is not None
         self.url_names_model = upstream is not None and upstream.url_names_model
         # A client's own key (x-bf-direct-key) goes to providers reached over HTTP.

@@ -36,7 +36,7 @@ from gateway.providers import Endpoint
 from gateway.providers.dialect import Dialect
 from gateway.providers.mock_tools import ToolCall, tool_call
 
-ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text"})
+ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text", "embeddings"})
 # Served in-process (upstream.mock), in OpenAI's form: no URL, no key, no translation.
 DIALECT = Dialect("mock", endpoints=ENDPOINTS)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from gateway.providers import Endpoint
 from gateway.providers.dialect import Dialect, Integration, Route, Upstream
 
-ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text"})
-PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "text": "/completions"}
+ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text", "embeddings"})
+PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "text": "/completions", "embeddings": "/embeddings"}
 MODELS_PATH = "/models"
 
 UPSTREAM = Upstream(paths=PATHS, models_path=MODELS_PATH)
@@ -32,6 +32,7 @@ DIALECT = Dialect(
         Route("POST", "/chat/completions", "chat"),
         Route("POST", "/completions", "completions"),
         Route("GET", "/models", "models"),
+        Route("POST", "/embeddings", "embeddings"),
     ),
     # Each SDK's base URL points at one of these; the reference API also serves
     # /openai/... without the v1.

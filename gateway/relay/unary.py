@@ -11,7 +11,7 @@ from gateway import codec
 from gateway.accounting.tokens import count_completion
 from gateway.accounting.usage import Usage, decode_usage, encode, encode_counted
 from gateway.errors import UpstreamError, UpstreamProtocolError
-from gateway.relay import translate
+from gateway.relay import embed, translate
 from gateway.relay.attempts import first_success, lone_attempt, note_failure
 from gateway.relay.call import Call, status_error
 from gateway.relay.watch import add_cost
@@ -125,17 +125,19 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
 async def unary(call: Call) -> tuple[bytes, int, list[tuple[str, str]]]:
     """The enriched body, the index of the target that served it (0: primary) and the
     upstream headers relayed to the client. All failing: the primary's error."""
+    # Embeddings take their own attempt (relay.embed) through the same loop.
+    attempt = _attempt if call.endpoint != "embeddings" else embed.attempt
     lone = lone_attempt(call)
     if lone is not None:  # the common call: one attempt, made here
         target, body, key = lone
         try:
-            data, headers = await _attempt(call, target, body, key)
+            data, headers = await attempt(call, target, body, key)
         except UpstreamError as e:
             note_failure(target, key, e)
             raise
         target.provider.keys.succeeded(key)
         return data, 0, headers
-    (data, headers), index, limiter = await first_success(call, lambda t, b, k: _attempt(call, t, b, k))
+    (data, headers), index, limiter = await first_success(call, lambda t, b, k: attempt(call, t, b, k))
     if limiter is not None:
         limiter.release()
     return data, index, headers

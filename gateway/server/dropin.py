@@ -33,6 +33,7 @@ from gateway.providers.dialect import Dialect
 from gateway.server.access import GatewayRequest
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, note_error
+from gateway.server.embeddings import genai_embed
 from gateway.server.handlers import Handlers
 from gateway.server.plan import inbound
 
@@ -125,11 +126,17 @@ class DropIns:
             path = request.path
             rest = next((path[len(p) :] for p in GENAI_PREFIXES if path.startswith(p)), "")
             model, _, action = rest.rpartition(":")
+            single = gemini.EMBED_ACTIONS.get(action)  # embedContent, batchEmbedContents
+            if single is not None and model:
+                return await genai_embed(
+                    self._handlers, request, model=model, single=single, t0=t0, max_body_bytes=self._max_body
+                )
             stream = GENAI_ACTIONS.get(action)
             if stream is None or not model:
                 raise NotFound(
                     f"Invalid URL ({request.method} {path}): expected "
-                    "/genai/v1beta/models/{model}:generateContent or :streamGenerateContent"
+                    "/genai/v1beta/models/{model}:generateContent, :streamGenerateContent, :embedContent "
+                    "or :batchEmbedContents"
                 )
             principal = await self._handlers.identify(request)
             body = await read_bounded(request, limit=self._max_body)

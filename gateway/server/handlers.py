@@ -22,6 +22,7 @@ from gateway.relay.unary import unary
 from gateway.routing.table import ModelTable
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
+from gateway.schemas.embeddings import EmbeddingsRequest
 from gateway.schemas.response import Model, ModelList
 from gateway.server.access import GatewayRequest, record_abandoned
 from gateway.server.answer import Answer, fits
@@ -120,13 +121,16 @@ class Handlers:
         self,
         request: web.BaseRequest,
         body: bytes,
-        req: ChatCompletionRequest | CompletionRequest,
+        req: ChatCompletionRequest | CompletionRequest | EmbeddingsRequest,
         *,
         endpoint: Endpoint,
     ) -> Call:
-        """The non-streaming call ``_complete`` would relay, built now (400s included) and
-        relayed later: an async job (server.jobs)."""
-        return self.planner.openai(request, body, req, endpoint=endpoint, t0=time.perf_counter(), stream=False)
+        """The non-streaming call ``_complete`` (or ``embeddings``) would relay, built now
+        (400s included) and relayed later: an async job (server.jobs)."""
+        t0 = time.perf_counter()
+        if isinstance(req, EmbeddingsRequest):
+            return self.planner.embeddings(request, body, model=req.model, fallbacks=req.fallbacks, t0=t0)
+        return self.planner.openai(request, body, req, endpoint=endpoint, t0=t0, stream=False)
 
     def _complete(
         self,
@@ -204,6 +208,20 @@ class Handlers:
             t0=t0,
             principal=principal,
         )
+
+    async def embeddings(self, request: GatewayRequest) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        h = request.headers
+        if self.jobs is not None and (ASYNC_ID_HEADER in h or (ASYNC_HEADER in h and flag(request, ASYNC_HEADER))):
+            return await self.jobs(request, "embeddings")
+        principal = await self.identify(request) if self._governor is not None else None
+        body = await read_bounded(request, limit=self._max_body)
+        req = codec.decode_embeddings(body, strict=self.strict)
+        call = self.planner.embeddings(request, body, model=req.model, fallbacks=req.fallbacks, t0=t0)
+        if principal is None:
+            return await self.run(request, call, stream=False)
+        # Nothing is generated: admitted on the input alone.
+        return await self.governed(request, call, principal, stream=False, max_out=0)
 
     async def models(self, request: web.BaseRequest) -> web.StreamResponse:
         await self.identify(request)  # with auth required, listing models needs credentials too

@@ -47,6 +47,7 @@ from gateway.relay.call import Call, answer_headers
 from gateway.relay.unary import unary
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
+from gateway.schemas.embeddings import EmbeddingsRequest
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, error_response
 from gateway.server.handlers import Handlers
@@ -64,7 +65,11 @@ PENDING_TTL_S = 86400.0
 MAX_RESULT_TTL_S = 7 * 86400.0
 # The routes the submit and poll paths live under ("/openai/v1/async/..." too).
 ASYNC_PREFIXES = ("", "/openai")
-ASYNC_PATHS: tuple[tuple[str, Endpoint], ...] = (("/chat/completions", "chat"), ("/completions", "text"))
+ASYNC_PATHS: tuple[tuple[str, Endpoint], ...] = (
+    ("/chat/completions", "chat"),
+    ("/completions", "text"),
+    ("/embeddings", "embeddings"),
+)
 _OBJECT = {"chat": "chat.completion", "text": "text_completion"}
 _ID = re.compile(r"job-[0-9a-f]{32}")  # 128 random bits: unguessable
 UNFINISHED = frozenset({"pending", "processing"})
@@ -73,7 +78,7 @@ UNFINISHED = frozenset({"pending", "processing"})
 class JobRecord(Struct, kw_only=True, omit_defaults=True):
     """A job as the store keeps it (msgspec JSON)."""
 
-    endpoint: str  # "chat" or "text": a job is polled on its own kind of route only
+    endpoint: str  # "chat", "text", "embeddings": a job is polled on its own kind of route only
     model: str  # as requested
     status: str  # pending, processing, completed, failed
     created_at: float  # Unix seconds
@@ -112,6 +117,15 @@ class PendingCompletion(Struct, kw_only=True):
     extra_fields: AsyncExtraFields
 
 
+class PendingList(Struct, kw_only=True):
+    """An unfinished embeddings job as a list without data, which an OpenAI SDK parses."""
+
+    object: str
+    data: list[Raw]
+    model: str
+    extra_fields: AsyncExtraFields
+
+
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 
@@ -130,7 +144,9 @@ def result_ttl(request: web.BaseRequest, *, default: float) -> float:
     return default if s is None else s
 
 
-def max_out(req: ChatCompletionRequest | CompletionRequest) -> int:
+def max_out(req: ChatCompletionRequest | CompletionRequest | EmbeddingsRequest) -> int:
+    if isinstance(req, EmbeddingsRequest):
+        return 0
     out = req.max_completion_tokens if isinstance(req, ChatCompletionRequest) else None
     return out or req.max_tokens or 0
 
@@ -204,13 +220,16 @@ class Jobs:
                 return web.Response(status=record.status_code, body=bytes(record.body), headers=headers)
         else:
             job_id, record = await self._submit(request, endpoint)
+        extra = AsyncExtraFields(job_object(job_id, record))
+        if endpoint == "embeddings":
+            return _json(202, _encode(PendingList(object="list", data=[], model=record.model, extra_fields=extra)))
         pending = PendingCompletion(
             id=job_id,
             object=_OBJECT[endpoint],
             created=int(record.created_at),
             model=record.model,
             choices=[],
-            extra_fields=AsyncExtraFields(job_object(job_id, record)),
+            extra_fields=extra,
         )
         return _json(202, _encode(pending))
 
@@ -242,12 +261,14 @@ class Jobs:
         owner = owner_of(request, principal)
         body = await read_bounded(request, limit=self._max_body)
         strict = self._handlers.strict
-        req = (
-            codec.decode_chat(body, strict=strict)
-            if endpoint == "chat"
-            else codec.decode_completion(body, strict=strict)
-        )
-        if req.stream:
+        req: ChatCompletionRequest | CompletionRequest | EmbeddingsRequest
+        if endpoint == "embeddings":
+            req = codec.decode_embeddings(body, strict=strict)
+        elif endpoint == "chat":
+            req = codec.decode_chat(body, strict=strict)
+        else:
+            req = codec.decode_completion(body, strict=strict)
+        if not isinstance(req, EmbeddingsRequest) and req.stream:
             raise InvalidRequest(
                 'an async job cannot stream: send it without "stream": true, or without x-bf-async',
                 param="stream",

@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway.codec import splice_field
 from gateway.config import MockConfig
 from gateway.errors import GatewayError, NotFound
-from gateway.providers import Endpoint
+from gateway.providers import Endpoint, gemini, mock_embed
 from gateway.providers import mock as dialect
 from gateway.providers.dialect import Dialect, Inbound
 from gateway.providers.registry import DIALECTS
@@ -105,6 +105,11 @@ class MockServer:
                 body=dialect.error_body(plan.fail_status),
                 headers={"Content-Type": JSON, **headers},
             )
+        if endpoint == "embeddings":
+            data = mock_embed.answer(body)
+            if plan.ttft_s:
+                await asyncio.sleep(plan.ttft_s)
+            return web.Response(body=data, headers={"Content-Type": JSON, **headers})
         if not plan.stream:
             delay = dialect.unary_delay_s(plan)
             if delay:
@@ -147,7 +152,12 @@ class MockServer:
         """A dialect whose URL names the model (Gemini's POST
         /v1beta/models/{model}:generateContent | :streamGenerateContent)."""
         assert wire.upstream is not None
-        parsed = wire.upstream.model_path(request.path.removeprefix(prefix))
+        rest = request.path.removeprefix(prefix)
+        model, _, action = rest.rpartition(":")
+        single = gemini.EMBED_ACTIONS.get(action) if wire.embedder is not None else None
+        if single is not None and model:
+            return await self._embed_native(request, wire, model=model, single=single)
+        parsed = wire.upstream.model_path(rest)
         if parsed is None:
             raise NotFound(f"Invalid URL ({request.method} {request.path})")
         model, stream = parsed
@@ -198,6 +208,32 @@ class MockServer:
         await resp.write_eof()
         return resp
 
+    async def _embed_native(self, request: web.BaseRequest, wire: Dialect, *, model: str, single: bool) -> web.Response:
+        """Gemini's embedContent / batchEmbedContents: the OpenAI fake's vectors, in
+        Gemini's shape."""
+        assert wire.embedder is not None and wire.inbound is not None
+        body = await read_bounded(request, limit=MAX_BODY_BYTES)
+        if self._recorded.maxlen:
+            self._recorded.append(
+                Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
+            )
+        try:
+            self._check_auth(request)
+            openai_body = wire.embedder.client_request(body, model=model, single=single)
+            overrides = request.headers.get(MOCK_HEADER)
+            if overrides:
+                openai_body = splice_field(openai_body, b"mock", overrides.encode())
+            plan = self._plan(openai_body, endpoint="embeddings")
+            if plan.fail_status:
+                return self._dialect_error(wire.inbound, plan.fail_status, dialect.error_body(plan.fail_status))
+            data = wire.embedder.client_answer(mock_embed.answer(openai_body), single=single)
+        except GatewayError as e:
+            return self._dialect_error(wire.inbound, e.status, e.body())
+        return web.Response(body=data, content_type=JSON)
+
+    async def embeddings(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self._serve(request, "embeddings")
+
     def _dialect_error(self, inbound: Inbound, status: int, openai_body: bytes) -> web.Response:
         return web.Response(status=status, body=inbound.error(status, openai_body), content_type=JSON)
 
@@ -232,6 +268,7 @@ class MockServer:
             table[f"{prefix}/chat/completions"] = {"POST": self.chat}
             table[f"{prefix}/completions"] = {"POST": self.completions}
             table[f"{prefix}/models"] = {"GET": self.models}
+            table[f"{prefix}/embeddings"] = {"POST": self.embeddings}
         return {**table, **self.dialect_routes()[0]}
 
     def dialect_routes(self) -> tuple[Routes, Routes]:

@@ -36,14 +36,46 @@ _REQUEST_TYPES: dict[tuple[str, bool], str] = {
     ("chat", True): "chat_completion_stream",
     ("text", False): "text_completion",
     ("text", True): "text_completion_stream",
+    ("embeddings", False): "embedding",
 }
 
 
+def unsupported(target: Target, endpoint: Endpoint, param: str) -> InvalidRequest | None:
+    """The 400 of a target whose dialect does not serve ``endpoint``; None when it does."""
+    if endpoint in target.provider.endpoints:
+        return None
+    p = target.provider
+    return InvalidRequest(
+        f"{param}: model '{target.model}' is served by provider '{p.name}' ({p.dialect} dialect), "
+        f"which does not serve {endpoint}",
+        param=param,
+        code="unsupported_endpoint",
+    )
+
+
 def check_endpoint(target: Target, endpoint: Endpoint, param: str) -> None:
-    if endpoint not in target.provider.endpoints:
-        raise InvalidRequest(
-            f"provider '{target.provider.name}' does not serve this endpoint", param=param, code="unsupported_endpoint"
+    """Chat and text completions refuse the whole request at once when one of its
+    targets cannot serve it (a completion request naming an Anthropic fallback is the
+    client's mistake, whichever target would answer). Embeddings do not: such a target
+    holds the 400 in place of its body (``Planner.embeddings``), so a fallback may serve."""
+    refused = unsupported(target, endpoint, param)
+    if refused is not None:
+        raise refused
+
+
+def embeddings_body(target: Target, body: bytes, *, body_model: str, param: str, strip: bool) -> bytes | GatewayError:
+    """The OpenAI embeddings request as ``target`` takes it (see ``target_body``)."""
+    embedder = target.provider.wire.embedder
+    if embedder is None:
+        return codec.upstream_body(
+            body, model=target.model, rewrite_model=target.model != body_model, has_gateway_fields=strip
         )
+    try:
+        return embedder.request(body, model=target.model)
+    except InvalidRequest as e:
+        if param != "model":
+            e.message = f"{param} ({target.provider.name}): {e.message}"
+        return e
 
 
 def target_body(
@@ -197,6 +229,50 @@ class Planner:
             if value and not any(name == header for name, _ in call.options.extra_headers):
                 call.options = call.options.forwarding(((header, value),))
         return call
+
+    def embeddings(
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        *,
+        model: str,
+        fallbacks: list[str] | UnsetType | None,
+        t0: float,
+        client: Dialect | None = None,
+        native: bytes | None = None,
+        single: bool = False,
+    ) -> Call:
+        """An embeddings request (``body``: in OpenAI's form). At a drop-in route of
+        dialect ``client``, a target of that dialect gets the client's own request
+        (``native``, one content when ``single``) instead."""
+        strip = fallbacks is not UNSET
+        models = [("model", model)]
+        if fallbacks:
+            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
+        targets: Targets = []
+        for param, m in models:
+            if client is None:
+                target = self._table.resolve(m, param=param)
+            else:
+                target = self._table.resolve_native(m, client.name, param=param)
+            refused = unsupported(target, "embeddings", param)
+            if refused is not None:
+                targets.append((target, refused))
+            elif native is not None and client is not None and client.embedder and target.provider.wire is client:
+                targets.append((target, client.embedder.native_request(native, model=target.model, single=single)))
+            else:
+                targets.append((target, embeddings_body(target, body, body_model=model, param=param, strip=strip)))
+        return self._call(
+            request,
+            targets,
+            endpoint="embeddings",
+            requested=model,
+            body=body,
+            t0=t0,
+            stream=False,
+            client_usage=False,
+            client=client,
+        )
 
     def _call(
         self,

@@ -55,6 +55,7 @@ def inference(h: Handlers, d: DropIns) -> tuple[Routes, Routes]:
             "chat": h.chat,
             "completions": h.completions,
             "models": h.models,
+            "embeddings": h.embeddings,
             "messages": d.messages,
             "generate": d.generate,
         }

@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import AsyncGenerator
 
 from gateway.config import ProviderConfig
-from gateway.errors import UpstreamProtocolError
-from gateway.providers import Endpoint
+from gateway.errors import InvalidRequest, UpstreamProtocolError
+from gateway.providers import Endpoint, mock_embed
 from gateway.providers import mock as mock_dialect
 from gateway.upstream.client import Reply, Timeouts
 
@@ -43,6 +43,26 @@ class MockReply:
         pass
 
 
+class EmbeddingsReply(MockReply):
+    """An embeddings answer (``providers.mock_embed``); a request the mock cannot answer
+    is its 400, as over HTTP."""
+
+    __slots__ = ()
+
+    def __init__(self, plan: mock_dialect.Plan, body: bytes) -> None:
+        super().__init__(plan, stream=False)
+        if not plan.fail_status:
+            try:
+                self._body = mock_embed.answer(body)
+            except InvalidRequest as e:
+                self.status, self._body = e.status, e.body()
+
+    async def read(self) -> bytes:
+        if self.status == 200 and self._plan.ttft_s:
+            await asyncio.sleep(self._plan.ttft_s)
+        return self._body
+
+
 class MockTransport:
     """The built-in fake LLM, answering in-process."""
 
@@ -64,7 +84,10 @@ class MockTransport:
         extra: tuple[tuple[str, str], ...] = (),
         secret: str | None = None,
     ) -> Reply:
-        return MockReply(self._plan(body, endpoint=endpoint), stream=stream)
+        plan = self._plan(body, endpoint=endpoint)
+        if endpoint == "embeddings":
+            return EmbeddingsReply(plan, body)
+        return MockReply(plan, stream=stream)
 
     async def list_models(self) -> list[str]:
         return self._models

@@ -91,16 +91,19 @@ import msgspec
 from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
 from gateway.providers.dialect import Dialect, Integration, Route, Upstream
+from gateway.providers.gemini import embed
 from gateway.providers.gemini.convert import rpc_status
 from gateway.providers.gemini.inbound import generate_error, generate_request, generate_response
 from gateway.providers.gemini.inbound_stream import GenerateStream
 from gateway.providers.gemini.outbound import chat_request, chat_response, error_body
 from gateway.providers.gemini.stream import ChatStream, StreamError
 
-ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
+ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "embeddings"})
 MODELS_PATH = "/v1beta/models"
 # The URL's action after the model -> whether it streams.
 ACTIONS = {"generateContent": False, "streamGenerateContent": True}
+# The embedding actions -> whether the request is one content (not a batch).
+EMBED_ACTIONS = {"embedContent": True, "batchEmbedContents": False}
 
 
 class _Model(msgspec.Struct):
@@ -139,6 +142,8 @@ class _Upstream(Upstream):
         return {}  # every URL names its model: ``url``, per request
 
     def url(self, base_url: str, endpoint: Endpoint, *, model: str, stream: bool) -> str:
+        if endpoint == "embeddings":  # every embeddings request goes as a batch (gemini.embed)
+            return f"{base_url}{MODELS_PATH}/{quote(model, safe='')}:batchEmbedContents"
         return url(base_url, model=model, stream=stream)
 
     def request_headers(self, *, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
@@ -168,6 +173,28 @@ class _Translator:
 
     def chat_stream(self, *, model: str, created: int) -> ChatStream:
         return ChatStream(model=model, created=created)
+
+
+class _Embedder:
+    __slots__ = ()
+
+    def request(self, body: bytes, *, model: str) -> bytes:
+        return embed.embeddings_request(body, model=model)
+
+    def response(self, data: bytes, *, model: str, base64: bool) -> bytes:
+        return embed.embeddings_response(data, model=model, base64=base64)
+
+    def client_request(self, body: bytes, *, model: str, single: bool) -> bytes:
+        return embed.client_request(body, model=model, single=single)
+
+    def native_request(self, body: bytes, *, model: str, single: bool) -> bytes:
+        return embed.native_request(body, model=model, single=single)
+
+    def client_answer(self, data: bytes, *, single: bool) -> bytes:
+        return embed.client_answer(data, single=single)
+
+    def native_answer(self, data: bytes, *, single: bool) -> bytes:
+        return embed.native_answer(data, single=single)
 
 
 class _Inbound:
@@ -204,13 +231,17 @@ DIALECT = Dialect(
     routes=(
         Route("POST", "/models/{model}:generateContent", "generate"),
         Route("POST", "/models/{model}:streamGenerateContent", "generate"),
+        Route("POST", "/models/{model}:embedContent", "generate"),
+        Route("POST", "/models/{model}:batchEmbedContents", "generate"),
     ),
     integrations=(Integration("/genai", ("/v1beta", "/v1")),),
+    embedder=_Embedder(),
 )
 
 __all__ = [
     "ACTIONS",
     "DIALECT",
+    "EMBED_ACTIONS",
     "ENDPOINTS",
     "MODELS_PATH",
     "ChatStream",

@@ -28,10 +28,10 @@ def test_registry_holds_every_configurable_dialect_by_its_name() -> None:
 @pytest.mark.parametrize(
     ("name", "endpoints", "translated", "url_names_model", "direct_key"),
     [
-        ("openai", {"chat", "text"}, False, False, True),
+        ("openai", {"chat", "text", "embeddings"}, False, False, True),
         ("anthropic", {"chat"}, True, False, True),
-        ("gemini", {"chat"}, True, True, True),
-        ("mock", {"chat", "text"}, False, False, False),  # in-process: no key, no URL
+        ("gemini", {"chat", "embeddings"}, True, True, True),
+        ("mock", {"chat", "text", "embeddings"}, False, False, False),  # in-process: no key, no URL
     ],
 )
 def test_dialect_flags(
@@ -51,6 +51,7 @@ def test_openai_upstream() -> None:
     assert up.urls("https://api.openai.com/v1") == {
         "chat": "https://api.openai.com/v1/chat/completions",
         "text": "https://api.openai.com/v1/completions",
+        "embeddings": "https://api.openai.com/v1/embeddings",
     }
     assert up.models_path == "/models"
     assert up.request_headers(api_key="sk-1", extra={"X-A": "b"}) == {
@@ -95,6 +96,8 @@ def test_gemini_upstream_names_the_model_in_its_url() -> None:
     assert up.model_path("gemini-x:streamGenerateContent") == ("gemini-x", True)
     assert up.model_path("gemini-x:countTokens") is None
     assert up.model_path(":generateContent") is None
+    # Every embeddings request goes as a batch (providers.gemini.embed).
+    assert up.url(base, "embeddings", model="a/b", stream=False) == base + "/v1beta/models/a%2Fb:batchEmbedContents"
 
 
 def test_model_list_errors_are_msgspec_errors() -> None:

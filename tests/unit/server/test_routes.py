@@ -13,7 +13,8 @@ from gateway.server.dispatch import Handler
 from gateway.server.routes import Cell, matrix, table
 
 API_DOC = Path(__file__).parents[3] / "docs" / "api.md"
-HANDLERS = cast(dict[str, Handler], {n: n for n in ("chat", "completions", "models", "messages", "generate")})
+_NAMES = ("chat", "completions", "models", "embeddings", "messages", "generate")
+HANDLERS = cast(dict[str, Handler], {n: n for n in _NAMES})
 
 
 def doc_matrix() -> list[Cell]:
@@ -38,6 +39,7 @@ def test_routes_table_serves_what_was_served_before() -> None:
         openai[f"{prefix}/chat/completions"] = {"POST": "chat"}
         openai[f"{prefix}/completions"] = {"POST": "completions"}
         openai[f"{prefix}/models"] = {"GET": "models"}
+        openai[f"{prefix}/embeddings"] = {"POST": "embeddings"}
     assert exact == {**openai, "/anthropic/v1/messages": {"POST": "messages"}}
     assert prefixes == {"/genai/v1beta/models/": {"POST": "generate"}, "/genai/v1/models/": {"POST": "generate"}}
 
@@ -50,4 +52,4 @@ def test_routes_table_refuses_two_handlers_for_one_route() -> None:
 
 def test_routes_table_needs_every_named_handler() -> None:
     with pytest.raises(KeyError):
-        table(HANDLERS, [Cell("POST", "/embeddings", "openai", "embeddings")])
+        table(HANDLERS, [Cell("POST", "/audio/speech", "openai", "speech")])
