@@ -73,7 +73,9 @@ class GatewayRequest(web.BaseRequest):
     class of an error answer and the caller it was refused for. Every request of the
     gateway's server is one (``server.protocol.Server`` is its ``request_factory``)."""
 
-    ATTRS = web.BaseRequest.ATTRS | frozenset(["_request_id", "t0", "_closing", "call", "error_type", "principal"])
+    ATTRS = web.BaseRequest.ATTRS | frozenset(
+        ["_request_id", "t0", "_closing", "call", "error_type", "principal", "malformed"]
+    )
     _request_id: str | None = None
     # The body was given up on (``server.body``): the answer closes the connection.
     _closing = False
@@ -85,6 +87,7 @@ class GatewayRequest(web.BaseRequest):
     call: Call | None = None  # the relayed call: provider, model, tokens, cost, timings
     error_type: str | None = None  # an error answer's OpenAI type (server.dispatch.note_error)
     principal: str | None = None  # the caller an error was refused for, when known
+    malformed: str | None = None  # what aiohttp's parser refused, quoting no client bytes (server.head)
 
     @property
     def request_id(self) -> str:
@@ -147,6 +150,15 @@ class Line(msgspec.Struct, omit_defaults=True):
     cost_usd: float | None = 0.0  # null: the model has no known price (never a made-up 0)
     upstream_ms: float = 0.0
     error: str | None = None
+
+
+class MalformedLine(Line, omit_defaults=True):
+    """The line of a request aiohttp's parser refused: what was malformed, in at most
+    ``server.head.MAX_DETAIL_CHARS`` characters, no client bytes quoted (a header value
+    may be a credential): ``"Duplicate 'Host' header found"``, ``"Invalid header value
+    char (header Authorization)"``."""
+
+    malformed: str | UnsetType = UNSET
 
 
 class ContentLine(Line, omit_defaults=True):
@@ -228,9 +240,12 @@ class AccessSink:
             if self._lines:
                 ms = int(seconds * 1e6 + 0.5) / 1000
                 # Positional: a Struct built with keywords costs twice as much.
-                self._add(Line(_now(), request.request_id, request.method, path, status, ms,
-                               request.principal, None, None,
-                               False, 0, 0, 0, 0.0, 0.0, error), None, response)  # fmt: skip
+                line = Line(_now(), request.request_id, request.method, path, status, ms,
+                            request.principal, None, None, False, 0, 0, 0, 0.0, 0.0, error)  # fmt: skip
+                if request.malformed is None:
+                    self._add(line, None, response)
+                else:
+                    self._add_malformed(line, request.malformed)
             return
         # The relay's own clock: aiohttp's ``seconds`` comes from loop.time(), which
         # uvloop keeps in whole milliseconds.
@@ -259,6 +274,21 @@ class AccessSink:
         buffer = self._buffer
         buffer.append(line)
         if len(buffer) >= FLUSH_LINES:
+            self.flush()
+        elif self._timer is None:
+            self._timer = (self._loop or asyncio.get_running_loop()).call_later(FLUSH_EVERY_S, self.flush)
+
+    def _add_malformed(self, line: Line, malformed: str) -> None:
+        """``_add`` for a request the parser refused: the stdout line says what was malformed
+        (the request log store's rows keep the common columns)."""
+        if self._store is not None:
+            self._store.add(line)
+            if not self._log_lines:
+                return
+        out = MalformedLine(*(getattr(line, f) for f in line.__struct_fields__))
+        out.malformed = malformed
+        self._buffer.append(out)
+        if len(self._buffer) >= FLUSH_LINES:
             self.flush()
         elif self._timer is None:
             self._timer = (self._loop or asyncio.get_running_loop()).call_later(FLUSH_EVERY_S, self.flush)

@@ -1,5 +1,7 @@
 """aiohttp's low-level server, with HTTP-level failures (a header line too long, too
-many headers, a malformed request line) answered as OpenAI error bodies too, and client
+many headers, a malformed request line) answered as OpenAI error bodies too (saying what
+was malformed without quoting the client's bytes; a harmless repeated header served
+instead: ``server.head``), and client
 connections bounded: a request head must arrive within ``header_timeout_s`` (else a
 408), an idle connection closes after ``keepalive_timeout_s`` (aiohttp's own timer), and
 past ``max_connections`` a process closes new connections as it accepts them. Bodies
@@ -10,7 +12,8 @@ Built on aiohttp's public API: ``web.Server(request_factory=...)`` makes every r
 ``GatewayRequest``. What has no public form is read privately and pinned by
 tests/unit/server/test_aiohttp_pins.py: web.Server builds its protocols itself, so the
 protocol factory (``Server.__call__``) is overridden to make ``_Protocol``, whose head
-timer reads RequestHandler's connection state; ``in_flight`` reads its busy flag."""
+timer reads RequestHandler's connection state; ``in_flight`` reads its busy flag; a
+connection's parser (``_parser``) is wrapped until its first head is parsed."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import Any
 
 from aiohttp import StreamReader, web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http import HttpProcessingError, HttpVersion11, RawRequestMessage
+from aiohttp.http import HttpVersion11, RawRequestMessage
 
 # Not re-exported by aiohttp's public modules; pinned by tests/unit/server/test_aiohttp_pins.py.
 from aiohttp.http_exceptions import ContentEncodingError
@@ -35,6 +38,7 @@ from gateway.metrics import ConnectionStats
 from gateway.server.access import GatewayRequest
 from gateway.server.body import BodyLimits
 from gateway.server.dispatch import answer_error, error_response, note_error
+from gateway.server.head import FirstHead, malformed_detail
 
 log = logging.getLogger("gateway.server")
 
@@ -124,10 +128,14 @@ class _Protocol(web.RequestHandler):
     between requests (pinned by tests/unit/server/test_aiohttp_pins.py; the behaviour by
     tests/integration/test_connections.py)."""
 
-    __slots__ = ("_head_timer", "body_limits", "limits")
+    __slots__ = ("_head_timer", "auto_decompress", "body_limits", "limits")
 
     def __init__(self, manager: Server, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
         super().__init__(manager, loop=loop, **kwargs)
+        # Until the first request head is parsed: a harmless repeated header is served
+        # (server.head). ``_parser`` is RequestHandler's (BaseProtocol's); pinned.
+        self.auto_decompress: bool = kwargs.get("auto_decompress", True)  # read by server.head.new_parser
+        self._parser = FirstHead(self, self._parser)  # type: ignore[assignment]  # stands in for it
         self._head_timer: asyncio.TimerHandle | None = None
         self.limits: ConnectionLimits = manager.limits
         self.body_limits = manager.limits.body  # read by server.body
@@ -191,10 +199,13 @@ class _Protocol(web.RequestHandler):
             resp: web.StreamResponse = error_response(unsupported)
             resp.force_close()
             return resp
-        detail = exc.message if isinstance(exc, HttpProcessingError) else (message or str(exc or ""))
+        # What the parser found, without the client's bytes it quotes (a credential, maybe).
+        detail = malformed_detail(exc, message or "")
         log.debug("malformed HTTP request from %s: %s", request.remote, detail)
-        err = _HTTPError(f"malformed HTTP request: {detail}".strip())
+        err = _HTTPError(f"malformed HTTP request: {detail}")
         err.status = status
+        note_error(request, err)
+        request.malformed = detail  # the access log line says what was malformed
         resp = web.Response(status=err.status, body=err.body(), content_type="application/json")
         resp.force_close()
         return resp

@@ -95,6 +95,12 @@ async def requests(base_url: str, caplog: pytest.LogCaptureFixture) -> None:
 
         async with s.get(base_url + "/pre/anything") as r:
             assert r.status == 200
+        async with s.post(base_url + "/pre/anything") as r:  # a prefix route's methods too
+            assert r.status == 405
+            assert r.headers["Allow"] == "GET"
+            assert set((await r.json())["error"]) == {"message", "type", "param", "code"}
+        async with s.get(base_url + "/pre") as r:  # the prefix without its variable part
+            assert r.status == 404
         async with s.get(base_url + "/ok") as r:
             assert await r.text() == port  # the one connection survived every error
 

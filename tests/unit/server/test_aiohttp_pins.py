@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import HttpProcessingError, HttpVersion10, RawRequestMessage
-from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.http import HttpProcessingError, HttpRequestParser, HttpVersion10, RawRequestMessage
+from aiohttp.http_exceptions import BadHttpMessage, ContentEncodingError
+from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.web_protocol import ERROR
 from multidict import CIMultiDict
 
@@ -103,6 +104,46 @@ def test_pin_error_message_stands_in_for_an_unparsed_request() -> None:
     assert isinstance(ERROR, RawRequestMessage)
     assert ERROR.version == HttpVersion10
     assert "message = ERROR" in _source(web.RequestHandler.start)
+
+
+def test_pin_parser_is_what_data_received_feeds(handler: web.RequestHandler) -> None:
+    # server.head.FirstHead stands in for a connection's parser (BaseProtocol's _parser)
+    # until its first head is parsed, and puts a new one there.
+    assert isinstance(handler._parser, HttpRequestParser)
+    assert "self._parser.feed_data(data)" in _source(web.RequestHandler.data_received)
+
+
+def test_pin_request_parser_arguments(handler: web.RequestHandler) -> None:
+    # server.head.new_parser builds one as RequestHandler.__init__ does, from what it kept.
+    source = _source(web.RequestHandler.__init__)
+    call = re.search(r"parser = HttpRequestParser\((.*?)\n        \)", source, re.S)
+    assert call is not None
+    args = [a.strip() for a in call[1].split(",") if a.strip()]
+    assert args == [
+        "self",
+        "loop",
+        "read_bufsize",
+        "max_line_size=max_line_size",
+        "max_field_size=max_field_size",
+        "max_headers=max_headers",
+        "payload_exception=RequestPayloadError",
+        "auto_decompress=auto_decompress",
+        "max_msg_queue_size=MAX_MSG_QUEUE_SIZE",
+    ]
+    assert "self._read_bufsize = read_bufsize" in source
+    assert "self._max_msg_queue_size = MAX_MSG_QUEUE_SIZE" in source
+    assert handler._loop is not None and handler._read_bufsize > 0 and handler._max_msg_queue_size > 0
+
+
+@pytest.mark.parametrize("parser_class", [HttpRequestParser, HttpRequestParserPy], ids=["c", "python"])
+def test_pin_repeated_singleton_refusal_message(handler: web.RequestHandler, parser_class: type) -> None:
+    # server.head.repeated_harmless recognises the refusal by its message; the C parser
+    # is the one in use where it is built.
+    parser = parser_class(handler, handler._loop, 2**16)
+    with pytest.raises(BadHttpMessage) as info:
+        parser.feed_data(b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: a\r\nuser-agent: b\r\n\r\n")
+    # (the C parser names the header as aiohttp spells it, the Python one as sent)
+    assert info.value.message.lower() == "duplicate 'user-agent' header found."
 
 
 def test_pin_content_encoding_error() -> None:
