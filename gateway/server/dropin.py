@@ -26,14 +26,15 @@ model allow lists) but never charged.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
 
 import msgspec
 from aiohttp import web
 
 from gateway.errors import ErrorBody, GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.governance import Principal
-from gateway.providers.dialect import Dialect
+from gateway.providers.dialect import Dialect, InboundHead
 from gateway.relay.call import Call, answer_headers
 from gateway.relay.count import count
 from gateway.server.access import GatewayRequest
@@ -55,9 +56,16 @@ class DropInJobs(Protocol):
     ) -> web.StreamResponse: ...
 
 
-# A drop-in's kinds of call (``providers.dialect.Route.handler``) served here; the model
-# lists are the shared ``server.listing``'s.
-KINDS = ("chat", "count_tokens")
+class _Request(NamedTuple):
+    """A drop-in request read and routed: what each kind of call starts from."""
+
+    request: GatewayRequest
+    body: bytes
+    head: InboundHead
+    model: str
+    stream: bool | None  # the URL's, for a dialect naming it there
+    principal: Principal | None
+    t0: float
 
 
 def error_response(client: Dialect, err: GatewayError) -> web.Response:
@@ -85,7 +93,7 @@ class DropIn:
     its ``Inbound`` (what the gateway reads of a request, how it is translated, counted
     and answered). A new SDK-side dialect needs no code here."""
 
-    __slots__ = ("_by_kind", "_handlers", "_heads", "_inbound", "_max_body", "by_url", "client", "jobs")
+    __slots__ = ("_by_kind", "_calls", "_handlers", "_heads", "_inbound", "_max_body", "by_url", "client", "jobs")
 
     def __init__(self, handlers: Handlers, client: Dialect, *, max_body_bytes: int) -> None:
         # The handlers' planner builds the call (server.plan), their governance admits it.
@@ -95,6 +103,12 @@ class DropIn:
         self._max_body = max_body_bytes
         # The paths up to the model of the calls the URL names (/genai/v1beta/models/).
         self._heads = tuple(dict.fromkeys(r.path.partition("{")[0] for r in client.served() if "{model}:" in r.path))
+        # The kinds of call (``providers.dialect.Route.handler``, ``Action.kind``) served
+        # here; the model lists are the shared ``server.listing``'s.
+        self._calls: dict[str, Callable[[_Request], Awaitable[web.StreamResponse]]] = {
+            "chat": self._chat,
+            "count_tokens": self._count,
+        }
         # Bound once: the route table tells handlers apart by identity.
         self._by_kind: dict[str, Handler] = {"chat": self.chat, "count_tokens": self.count_tokens}
         self.by_url: Handler = self._by_url
@@ -103,7 +117,10 @@ class DropIn:
         self.jobs: DropInJobs | None = None
 
     def handler(self, *, kind: str, path: str) -> Handler:
-        """The handler of a route of this dialect (a KeyError for a kind not served)."""
+        """The handler of a route of this dialect (a KeyError, at start-up, for a kind
+        not served)."""
+        if kind not in self._calls:
+            raise KeyError(f"dialect {self.client.name}: no drop-in handler for {kind!r} ({path})")
         return self.by_url if "{model}:" in path else self._by_kind[kind]
 
     async def chat(self, request: GatewayRequest) -> web.StreamResponse:
@@ -143,13 +160,7 @@ class DropIn:
             head = self._inbound.head(body, strict=self._handlers.strict)
             model = model or head.model
             assert model, "a dialect names the model in its URL or its body (Inbound.head)"
-            planner = self._handlers.planner
-            if kind == "count_tokens":
-                call = planner.count(request, client, body, model=model, fallbacks=head.fallbacks, t0=t0)
-                return await self._count(request, call, principal)
-            stream = stream if stream is not None else bool(head.stream)
-            call = planner.dropin(request, client, body, model=model, fallbacks=head.fallbacks, stream=stream, t0=t0)
-            return await self._handlers.governed(request, call, principal, stream=stream, max_out=head.max_out)
+            return await self._calls[kind](_Request(request, body, head, model, stream, principal, t0))
         except GatewayError as e:
             note_error(request, e)
             return error_response(client, e)
@@ -174,10 +185,21 @@ class DropIn:
         )
         return call, model, head.max_out
 
-    async def _count(self, request: GatewayRequest, call: Call, principal: Principal | None) -> web.StreamResponse:
+    async def _chat(self, r: _Request) -> web.StreamResponse:
+        stream = r.stream if r.stream is not None else bool(r.head.stream)
+        call = self._handlers.planner.dropin(
+            r.request, self.client, r.body, model=r.model, fallbacks=r.head.fallbacks, stream=stream, t0=r.t0
+        )
+        return await self._handlers.governed(r.request, call, r.principal, stream=stream, max_out=r.head.max_out)
+
+    async def _count(self, r: _Request) -> web.StreamResponse:
         """Governed (credentials, model allow lists), not charged: a count uses nothing."""
+        request = r.request
+        call = self._handlers.planner.count(
+            request, self.client, r.body, model=r.model, fallbacks=r.head.fallbacks, t0=r.t0
+        )
         request.call = call
-        self._handlers.authorize(call, principal)
+        self._handlers.authorize(call, r.principal)
         data, index, relayed = await count(call)
         call.served_index = index
         headers = {"Content-Type": JSON}

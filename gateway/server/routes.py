@@ -73,8 +73,9 @@ def families(cells: Iterable[Cell], dialects: Mapping[str, Dialect] = DIALECTS) 
     out: dict[str, tuple[Dialect, ...]] = {}
     for cell in cells:
         if cell.handler in SHARED:
-            d = dialects[cell.dialect]
-            out[cell.path] = (*out.get(cell.path, ()), d) if d not in out.get(cell.path, ()) else out[cell.path]
+            found, d = out.get(cell.path, ()), dialects[cell.dialect]
+            if d not in found:
+                out[cell.path] = (*found, d)
     return out
 
 
