@@ -223,3 +223,20 @@ def test_shared_models_path_answers_each_sdk_in_its_shape(gw: Proc) -> None:
     assert plain["object"] == "list"
     assert "has_more" in httpx.get(gw.url + "/langchain/v1/models", headers={"anthropic-version": "x"}).json()
     assert "models" in httpx.get(gw.url + "/langchain/v1/models", headers={"x-goog-api-key": "k"}).json()
+
+
+# --- cross-dialect chat calls on the same gateway ---------------------------------------
+
+
+def test_anthropic_sdk_to_the_in_process_mock_and_genai_sdk_to_an_anthropic_target(gw: Proc, up: Proc) -> None:
+    with _claude(gw, "/langchain") as client:
+        msg = client.messages.create(model="mock/mock-chat", max_tokens=3, messages=[{"role": "user", "content": "hi"}])
+    assert msg.type == "message" and msg.usage.output_tokens == 3
+    assert len(msg.content[0].text.split()) == 3  # type: ignore[union-attr]
+    httpx.delete(up.url + "/mock/requests")
+    client_g = _genai(gw, "/litellm")
+    answer = client_g.models.generate_content(
+        model="anthropic/claude-x", contents="hi", config=types.GenerateContentConfig(max_output_tokens=3)
+    )
+    assert answer.text is not None and len(answer.text.split()) == 3
+    assert [r["path"] for r in _seen(up)] == ["/v1/messages"]
