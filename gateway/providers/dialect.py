@@ -147,7 +147,7 @@ class Inbound(Protocol):
 
     def model(self, entry: ListedModel) -> bytes: ...
 
-    def pending(self, *, job_id: str, model: str, created: int, job: bytes) -> bytes:
+    def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
         """An unfinished async job as an answer the SDK parses; ``job``: the job object
         (JSON), carried in ``extra_fields.async_job``."""
         ...

@@ -235,9 +235,7 @@ class Jobs:
         job_id, record = found
         assert client.inbound is not None
         job = _encode(job_object(job_id, record))
-        return _json(
-            202, client.inbound.pending(job_id=job_id, model=record.model, created=int(record.created_at), job=job)
-        )
+        return _json(202, client.inbound.pending(job_id=job_id, model=record.model, job=job))
 
     async def _found_or_submitted(
         self, request: web.BaseRequest, kind: str, prepare: Prepare
