@@ -22,7 +22,7 @@ from aiohttp import web
 from gateway import codec
 from gateway.errors import GatewayError, MethodNotAllowed, ModelNotFound, UpstreamError
 from gateway.providers.dialect import Dialect, ListedModel
-from gateway.routing.table import ModelTable
+from gateway.routing.table import ModelTable, check_model
 from gateway.schemas.response import Model, ModelList
 from gateway.server.access import GatewayRequest
 from gateway.server.dispatch import JSON, Handler, note_error
@@ -70,6 +70,7 @@ class ModelLists:
                 raise MethodNotAllowed(
                     f"Method {request.method} not allowed for {path}; allowed: POST", allow=("POST",)
                 )
+            check_model(model, param="model")  # bounded before it is quoted back
             entries = await self._entries(request)
             entry = next((m for m in entries if m.id == model), None)
             if entry is None:

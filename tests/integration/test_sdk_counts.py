@@ -213,6 +213,9 @@ def test_genai_models_list_and_get(gw: Proc, prefix: str, version: str) -> None:
     with pytest.raises(genai_errors.APIError) as info:
         client.models.get(model="up/nosuch")
     assert info.value.code == 404
+    with pytest.raises(genai_errors.APIError) as info:
+        client.models.get(model="x" * 300)  # over the model name bound, not quoted back
+    assert info.value.code == 400 and "x" * 300 not in (info.value.message or "")
 
 
 def test_shared_models_path_answers_each_sdk_in_its_shape(gw: Proc) -> None:
