@@ -11,4 +11,5 @@ dialect is its module, one registry line and its name in the config's ``dialect`
 
 from typing import Literal
 
-Endpoint = Literal["chat", "text", "embeddings"]
+# "count_tokens": an SDK's token count, relayed to a target of its own dialect only.
+Endpoint = Literal["chat", "text", "embeddings", "count_tokens"]

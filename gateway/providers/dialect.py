@@ -14,9 +14,11 @@ them all is ``providers.registry.DIALECTS``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
+from msgspec import UnsetType
 
 from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
@@ -73,8 +75,8 @@ class Upstream:
         """The model ids in a ``GET {models_path}`` answer (msgspec errors when unreadable)."""
         return [m.id for m in _model_list(data).data]
 
-    def model_path(self, rest: str) -> tuple[str, bool] | None:
-        """The inverse of ``url`` after ``models_path + "/"``: (model, stream), None when
+    def model_path(self, rest: str) -> tuple[str, Action] | None:
+        """The inverse of ``url`` after ``models_path + "/"``: (model, action), None when
         ``rest`` is not one of the dialect's actions (dialects whose URL names the model)."""
         return None
 
@@ -112,14 +114,60 @@ class Embedder(Protocol):
     def client_answer(self, data: bytes, *, single: bool) -> bytes: ...
 
     def native_answer(self, data: bytes, *, single: bool) -> bytes: ...
+class InboundHead(NamedTuple):
+    """What the gateway reads of an SDK's request body to route it; the rest stays bytes.
+    ``model`` / ``stream``: None when the dialect names them in the URL instead."""
+
+    model: str | None
+    stream: bool | None
+    max_out: int  # the completion bound it asks for (0: none), for admission estimates
+    fallbacks: list[str] | UnsetType
+
+
+class Action(NamedTuple):
+    """A call a dialect names in its URL after the model (Gemini's ``:countTokens``)."""
+
+    kind: str  # the drop-in's kind of call: "chat", "count_tokens"
+    stream: bool
+
+
+class ListedModel(NamedTuple):
+    """One entry of a model list, as ``GET /v1/models`` lists it (``provider/model``)."""
+
+    id: str
+    provider: str
+    endpoints: frozenset[Endpoint]  # what its provider serves
 
 
 class Inbound(Protocol):
     """The dialect's SDK as a client of the gateway: its request into OpenAI's form, the
-    OpenAI answer, stream and error back into its own."""
+    OpenAI answer, stream and error back into its own; its token counts, model lists
+    and pending async jobs in its own shapes."""
 
     # Request headers of the SDK forwarded to every target (unless forwarded explicitly).
     forwarded_headers: tuple[str, ...]
+    # The calls named in the URL after ``{model}:``, by name (empty: the body names them).
+    actions: Mapping[str, Action]
+
+    def head(self, body: bytes, *, strict: bool) -> InboundHead:
+        """The routed fields (a 400 naming the problem when unreadable); ``strict``: a
+        repeated key the gateway reads is refused (``codec.decode_request``)."""
+        ...
+
+    def count_request(self, body: bytes, *, model: str) -> bytes:
+        """A token-count request as the OpenAI chat request whose prompt it counts."""
+        ...
+
+    def count_answer(self, tokens: int) -> bytes: ...
+
+    def model_list(self, models: Sequence[ListedModel]) -> bytes: ...
+
+    def model(self, entry: ListedModel) -> bytes: ...
+
+    def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
+        """An unfinished async job as an answer the SDK parses; ``job``: the job object
+        (JSON), carried in ``extra_fields.async_job``."""
+        ...
 
     def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
         """``model`` and ``stream``: from the URL, for a dialect whose URL names them."""
@@ -145,7 +193,9 @@ class Inbound(Protocol):
 
 class Route(NamedTuple):
     """One SDK call the gateway serves: ``path`` under an integration's version root
-    (``{model}``: a variable part, served by prefix), handled by the server's ``handler``."""
+    (``{model}``: a variable part, served by prefix), handled by the server's ``handler``
+    (the kind of call: "chat", "count_tokens", "models", ...; for a dialect with an
+    ``inbound``, its drop-in's handler of that kind)."""
 
     method: str
     path: str
@@ -163,6 +213,7 @@ class Dialect:
     """One wire dialect; one instance each, chosen once per provider at start-up."""
 
     __slots__ = (
+        "client_headers",
         "direct_key",
         "embedder",
         "endpoints",
@@ -187,6 +238,7 @@ class Dialect:
         routes: tuple[Route, ...] = (),
         integrations: tuple[Integration, ...] = (),
         embedder: Embedder | None = None,
+        client_headers: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.endpoints = endpoints
@@ -196,6 +248,9 @@ class Dialect:
         self.routes = routes
         self.integrations = integrations
         self.embedder = embedder  # None: embeddings pass as OpenAI bytes (or are not served)
+        # Request headers only this dialect's SDK sends: at a path several dialects
+        # share (GET /langchain/v1/models), one of them present picks its answer's shape.
+        self.client_headers = client_headers
         self.translated = translator is not None
         self.url_names_model = upstream is not None and upstream.url_names_model
         # A client's own key (x-bf-direct-key) goes to providers reached over HTTP.

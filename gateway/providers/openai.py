@@ -33,13 +33,13 @@ DIALECT = Dialect(
         Route("POST", "/completions", "completions"),
         Route("GET", "/models", "models"),
         Route("POST", "/embeddings", "embeddings"),
+        Route("GET", "/models/{model}", "model"),
     ),
-    # Each SDK's base URL points at one of these; the reference API also serves
-    # /openai/... without the v1.
+    # Each SDK's base URL points at one of these, with or without the /v1 (ChatOpenAI's
+    # base_url=".../langchain" sends /langchain/chat/completions). At the root only
+    # /v1/...: the reference API serves no bare /chat/completions either.
     integrations=(
         Integration("", ("/v1",)),
-        Integration("/openai", ("/v1", "")),
-        Integration("/langchain", ("/v1",)),
-        Integration("/pydanticai", ("/v1",)),
+        *(Integration(p, ("/v1", "")) for p in ("/openai", "/langchain", "/pydanticai", "/litellm")),
     ),
 )

@@ -25,7 +25,6 @@ from gateway.server.access import AccessLogger, AccessSink
 from gateway.server.admin import Admin
 from gateway.server.body import BodyLimits
 from gateway.server.dispatch import Dispatcher, route_of
-from gateway.server.dropin import DropIns
 from gateway.server.handlers import Handlers, routes
 from gateway.server.health import Health
 from gateway.server.jobs import PENDING_TTL_S, Jobs
@@ -174,7 +173,9 @@ class Gateway:
         )
         jobs = Jobs(handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics)
         handlers.jobs = jobs.route
-        exact, prefixes = inference_routes(handlers, DropIns(handlers, max_body_bytes=cfg.server.max_body_bytes))
+        exact, prefixes, drop_ins = inference_routes(handlers, table, max_body_bytes=cfg.server.max_body_bytes)
+        for dropin in drop_ins.values():
+            dropin.jobs = jobs.dropin
         if cfg.auth.admin_token and governor is not None:  # else /api/keys is a 404
             more, more_prefixes = admin.routes(Admin(cfg, governor=governor, metrics=ledger.metrics))
             exact, prefixes = {**exact, **more}, {**prefixes, **more_prefixes}

@@ -1,6 +1,8 @@
 """SDK drop-in routes in a provider's own wire format: the Anthropic SDK at
-``POST /anthropic/v1/messages``, the Google GenAI SDK at
-``POST /genai/{v1beta,v1}/models/{model}:generateContent`` and ``:streamGenerateContent``.
+``POST /anthropic/v1/messages`` (and ``/messages/count_tokens``), the Google GenAI SDK at
+``POST /genai/{v1beta,v1}/models/{model}:generateContent``, ``:streamGenerateContent``
+(and ``:countTokens``), and under the frameworks' prefixes (``server.routes``). One
+``DropIn`` per SDK-side dialect serves them all from the dialect's data.
 
 A request reaches any provider. A target of the route's own dialect gets the client's
 bytes (the model swapped, the gateway's ``fallbacks`` removed) and its answer, stream or
@@ -15,59 +17,56 @@ Errors answer in the route's dialect, with the OpenAI fields a gateway client lo
 Anthropic's ``{"type": "error", "error": {"type", "message", "param", "code"}}``, Gemini's
 ``{"error": {"code": <HTTP status>, "message", "status", "type", "param"}}``; when several
 targets were tried, ``extra_fields.attempts`` lists them, as on the OpenAI routes.
+
+Token counts (``relay.count``) are routed like the chat calls, passed through to a
+target of the route's dialect and counted offline for any other; governed (credentials,
+model allow lists) but never charged.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
 
 import msgspec
 from aiohttp import web
-from msgspec import UNSET, Struct, UnsetType
 
-from gateway import codec, screen
-from gateway.errors import ErrorBody, GatewayError, InvalidRequest, NotFound
+from gateway.errors import ErrorBody, GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.governance import Principal
-from gateway.providers import anthropic, gemini
-from gateway.providers.dialect import Dialect
+from gateway.providers.dialect import Dialect, InboundHead
+from gateway.relay.call import Call, answer_headers
+from gateway.relay.count import count
 from gateway.server.access import GatewayRequest
 from gateway.server.body import read_bounded
-from gateway.server.dispatch import JSON, note_error
-from gateway.server.embeddings import genai_embed
+from gateway.server.dispatch import JSON, Handler, note_error
+from gateway.server.embeddings import embed
 from gateway.server.handlers import Handlers
+from gateway.server.options import is_async
 from gateway.server.plan import inbound
 
-ANTHROPIC, GEMINI = anthropic.DIALECT, gemini.DIALECT
-# The GenAI SDK's paths up to the model: /genai/v1beta/models/, /genai/v1/models/.
-GENAI_PREFIXES = tuple(dict.fromkeys(r.path.partition("{")[0] for r in GEMINI.served()))
-GENAI_ACTIONS = gemini.ACTIONS  # -> stream
-
-
-class _MessagesHead(Struct):
-    """What the gateway reads of a Messages request; the rest passes as bytes."""
-
-    model: str | UnsetType = UNSET
-    stream: bool | None = None
-    max_tokens: int | None = None
-    fallbacks: list[str] | UnsetType = UNSET
-
-
-class _GenerationConfig(Struct):
-    maxOutputTokens: int | None = None
-
-
-class _GenerateHead(Struct):
-    generationConfig: _GenerationConfig | None = None
-    fallbacks: list[str] | UnsetType = UNSET
-
-
-_messages_head = msgspec.json.Decoder(_MessagesHead)
-_generate_head = msgspec.json.Decoder(_GenerateHead)
-# What the heads read must not repeat (codec.decode_request).
-_MESSAGES_KEYS = screen.Keys(_MessagesHead.__struct_fields__)
-_GENERATE_KEYS = screen.Keys(_GenerateHead.__struct_fields__)
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
 _encode = msgspec.json.Encoder().encode
+
+
+class DropInJobs(Protocol):
+    """Submits and polls async jobs at a drop-in's chat route (``server.jobs``)."""
+
+    async def __call__(
+        self, request: web.BaseRequest, dropin: DropIn, *, model: str | None, stream: bool
+    ) -> web.StreamResponse: ...
+
+
+class _Request(NamedTuple):
+    """A drop-in request read and routed: what each kind of call starts from."""
+
+    request: GatewayRequest
+    body: bytes
+    head: InboundHead
+    model: str
+    stream: bool | None  # the URL's, for a dialect naming it there
+    principal: Principal | None
+    t0: float
 
 
 def error_response(client: Dialect, err: GatewayError) -> web.Response:
@@ -82,94 +81,156 @@ def error_response(client: Dialect, err: GatewayError) -> web.Response:
     if err.attempts:
         out["extra_fields"] = {"attempts": err.attempts}
     resp = web.Response(status=status, body=_encode(out), content_type=JSON)
+    if isinstance(err, MethodNotAllowed):
+        resp.headers["Allow"] = ", ".join(err.allow)
     for name, value in err.headers:
         resp.headers[name] = value
     return resp
 
 
-class DropIns:
-    __slots__ = ("_handlers", "_max_body")
+class DropIn:
+    """The drop-in routes of one SDK-side dialect (one with an ``inbound``), served from
+    its data: its routes' kinds of call, the actions its URL names after the model, and
+    its ``Inbound`` (what the gateway reads of a request, how it is translated, counted
+    and answered). A new SDK-side dialect needs no code here."""
 
-    def __init__(self, handlers: Handlers, *, max_body_bytes: int) -> None:
+    __slots__ = ("_by_kind", "_calls", "_handlers", "_heads", "_inbound", "_max_body", "by_url", "client", "jobs")
+
+    def __init__(self, handlers: Handlers, client: Dialect, *, max_body_bytes: int) -> None:
         # The handlers' planner builds the call (server.plan), their governance admits it.
         self._handlers = handlers
+        self.client = client
+        self._inbound = inbound(client)
         self._max_body = max_body_bytes
+        # The paths up to the model of the calls the URL names (/genai/v1beta/models/).
+        self._heads = tuple(dict.fromkeys(r.path.partition("{")[0] for r in client.served() if "{model}:" in r.path))
+        # The kinds of call (``providers.dialect.Route.handler``, ``Action.kind``) served
+        # here; the model lists are the shared ``server.listing``'s.
+        self._calls: dict[str, Callable[[_Request], Awaitable[web.StreamResponse]]] = {
+            "chat": self._chat,
+            "count_tokens": self._count,
+            "embed_one": self._embed_one,
+            "embed_batch": self._embed_batch,
+        }
+        # Bound once: the route table tells handlers apart by identity.
+        self._by_kind: dict[str, Handler] = {"chat": self.chat, "count_tokens": self.count_tokens}
+        self.by_url: Handler = self._by_url
+        # Submits and polls of async jobs on the chat routes (server.jobs), wired by the
+        # app; None: x-bf-async is ignored.
+        self.jobs: DropInJobs | None = None
 
-    async def messages(self, request: GatewayRequest) -> web.StreamResponse:
-        """The Anthropic SDK's ``POST /v1/messages``."""
-        t0 = time.perf_counter()
-        try:
-            principal = await self._handlers.identify(request)
-            body = await read_bounded(request, limit=self._max_body)
-            head = codec.decode_request(_messages_head, body, keys=_MESSAGES_KEYS if self._handlers.strict else None)
-            if not isinstance(head.model, str) or not head.model:
-                raise InvalidRequest("model: Field required", param="model", code="invalid_value")
-            return await self._relay(
-                request,
-                ANTHROPIC,
-                body,
-                model=head.model,
-                stream=bool(head.stream),
-                fallbacks=head.fallbacks,
-                t0=t0,
-                principal=principal,
-                max_out=head.max_tokens or 0,
+    def handler(self, *, kind: str, path: str) -> Handler:
+        """The handler of a route of this dialect (a KeyError, at start-up, for a kind
+        not served)."""
+        if kind not in self._calls:
+            raise KeyError(f"dialect {self.client.name}: no drop-in handler for {kind!r} ({path})")
+        return self.by_url if "{model}:" in path else self._by_kind[kind]
+
+    async def chat(self, request: GatewayRequest) -> web.StreamResponse:
+        """A chat call whose body names the model (Anthropic's ``POST /v1/messages``)."""
+        return await self._serve(request, "chat", model=None, stream=None)
+
+    async def count_tokens(self, request: GatewayRequest) -> web.StreamResponse:
+        """A token count whose body names the model (``POST /v1/messages/count_tokens``)."""
+        return await self._serve(request, "count_tokens", model=None, stream=None)
+
+    async def _by_url(self, request: GatewayRequest) -> web.StreamResponse:
+        """A call the URL names after the model (Gemini's ``POST
+        /{version}/models/{model}:{action}``)."""
+        path = request.path
+        rest = next((path[len(p) :] for p in self._heads if path.startswith(p)), "")
+        model, _, name = rest.rpartition(":")
+        action = self._inbound.actions.get(name)
+        if action is None or not model:
+            note = NotFound(
+                f"Invalid URL ({request.method} {path}): expected .../models/{{model}}:{{action}}, the action one of "
+                + ", ".join(self._inbound.actions)
             )
-        except GatewayError as e:
-            note_error(request, e)
-            return error_response(ANTHROPIC, e)
+            note_error(request, note)
+            return error_response(self.client, note)
+        return await self._serve(request, action.kind, model=model, stream=action.stream)
 
-    async def generate(self, request: GatewayRequest) -> web.StreamResponse:
-        """The Google GenAI SDK's ``POST /{version}/models/{model}:{action}``."""
-        t0 = time.perf_counter()
-        try:
-            path = request.path
-            rest = next((path[len(p) :] for p in GENAI_PREFIXES if path.startswith(p)), "")
-            model, _, action = rest.rpartition(":")
-            single = gemini.EMBED_ACTIONS.get(action)  # embedContent, batchEmbedContents
-            if single is not None and model:
-                return await genai_embed(
-                    self._handlers, request, model=model, single=single, t0=t0, max_body_bytes=self._max_body
-                )
-            stream = GENAI_ACTIONS.get(action)
-            if stream is None or not model:
-                raise NotFound(
-                    f"Invalid URL ({request.method} {path}): expected "
-                    "/genai/v1beta/models/{model}:generateContent, :streamGenerateContent, :embedContent "
-                    "or :batchEmbedContents"
-                )
-            principal = await self._handlers.identify(request)
-            body = await read_bounded(request, limit=self._max_body)
-            head = codec.decode_request(_generate_head, body, keys=_GENERATE_KEYS if self._handlers.strict else None)
-            config = head.generationConfig
-            return await self._relay(
-                request,
-                GEMINI,
-                body,
-                model=model,
-                stream=stream,
-                fallbacks=head.fallbacks,
-                t0=t0,
-                principal=principal,
-                max_out=(config.maxOutputTokens or 0) if config else 0,
-            )
-        except GatewayError as e:
-            note_error(request, e)
-            return error_response(GEMINI, e)
-
-    async def _relay(
-        self,
-        request: GatewayRequest,
-        client: Dialect,
-        body: bytes,
-        *,
-        model: str,
-        stream: bool,
-        fallbacks: list[str] | UnsetType,
-        t0: float,
-        principal: Principal | None,
-        max_out: int,
+    async def _serve(
+        self, request: GatewayRequest, kind: str, *, model: str | None, stream: bool | None
     ) -> web.StreamResponse:
-        planner = self._handlers.planner
-        call = planner.dropin(request, client, body, model=model, fallbacks=fallbacks, stream=stream, t0=t0)
-        return await self._handlers.governed(request, call, principal, stream=stream, max_out=max_out)
+        t0 = time.perf_counter()
+        client = self.client
+        try:
+            if kind == "chat" and self.jobs is not None and is_async(request):
+                return await self.jobs(request, self, model=model, stream=bool(stream))
+            principal = await self._handlers.identify(request)
+            body = await read_bounded(request, limit=self._max_body)
+            head = self._inbound.head(body, strict=self._handlers.strict)
+            model = model or head.model
+            assert model, "a dialect names the model in its URL or its body (Inbound.head)"
+            return await self._calls[kind](_Request(request, body, head, model, stream, principal, t0))
+        except GatewayError as e:
+            note_error(request, e)
+            return error_response(client, e)
+
+    def prepare(
+        self, request: web.BaseRequest, body: bytes, *, model: str | None, stream: bool
+    ) -> tuple[Call, str, int]:
+        """The non-streaming chat call ``_serve`` would relay, built now (400s included)
+        and relayed later: an async job (server.jobs). ``model``, ``stream``: the URL's.
+        (call, model, max_out)."""
+        head = self._inbound.head(body, strict=self._handlers.strict)
+        model = model or head.model
+        assert model, "a dialect names the model in its URL or its body (Inbound.head)"
+        if stream or head.stream:
+            raise InvalidRequest(
+                'an async job cannot stream: send it without "stream": true, or without x-bf-async',
+                param="stream",
+                code="unsupported_parameter",
+            )
+        call = self._handlers.planner.dropin(
+            request, self.client, body, model=model, fallbacks=head.fallbacks, stream=False, t0=time.perf_counter()
+        )
+        return call, model, head.max_out
+
+    async def _chat(self, r: _Request) -> web.StreamResponse:
+        stream = r.stream if r.stream is not None else bool(r.head.stream)
+        call = self._handlers.planner.dropin(
+            r.request, self.client, r.body, model=r.model, fallbacks=r.head.fallbacks, stream=stream, t0=r.t0
+        )
+        return await self._handlers.governed(r.request, call, r.principal, stream=stream, max_out=r.head.max_out)
+
+    async def _embed_one(self, r: _Request) -> web.StreamResponse:
+        return await embed(
+            self._handlers,
+            r.request,
+            self.client,
+            r.body,
+            model=r.model,
+            single=True,
+            t0=r.t0,
+            fallbacks=r.head.fallbacks,
+            principal=r.principal,
+        )
+
+    async def _embed_batch(self, r: _Request) -> web.StreamResponse:
+        return await embed(
+            self._handlers,
+            r.request,
+            self.client,
+            r.body,
+            model=r.model,
+            single=False,
+            t0=r.t0,
+            fallbacks=r.head.fallbacks,
+            principal=r.principal,
+        )
+
+    async def _count(self, r: _Request) -> web.StreamResponse:
+        """Governed (credentials, model allow lists), not charged: a count uses nothing."""
+        request = r.request
+        call = self._handlers.planner.count(
+            request, self.client, r.body, model=r.model, fallbacks=r.head.fallbacks, t0=r.t0
+        )
+        request.call = call
+        self._handlers.authorize(call, r.principal)
+        data, index, relayed = await count(call)
+        call.served_index = index
+        headers = {"Content-Type": JSON}
+        headers.update(answer_headers(call.targets[index][0].provider.name, index, relayed))
+        return web.Response(body=data, headers=headers)

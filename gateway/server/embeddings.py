@@ -1,49 +1,44 @@
 """The Google GenAI SDK's embedding calls at its drop-in route:
-``POST /genai/{v1beta,v1}/models/{model}:embedContent`` and ``:batchEmbedContents``,
-dispatched here by ``server.dropin`` (which answers errors in Gemini's shape).
+``POST /{prefix}/{v1beta,v1}/models/{model}:embedContent`` and ``:batchEmbedContents``,
+dispatched here by ``server.dropin`` (which reads the body and the routing head, and
+answers errors in the SDK's shape).
 
-The request is validated and put into OpenAI's form (``providers.gemini.embed``), which
-every non-Gemini target gets (translated on into its dialect) and the gateway counts
-usage from; a Gemini target gets the client's own requests. Routing, fallbacks,
-governance and options are the OpenAI route's (``server.plan``, ``Handlers.governed``).
+The request is validated and put into OpenAI's form (the dialect's ``embedder``;
+``providers.gemini.embed``), which every target of another dialect gets (translated on
+into its own) and the gateway counts usage from; a target of the client's dialect gets
+the client's own request. Routing, fallbacks, governance and options are the OpenAI
+route's (``server.plan``, ``Handlers.governed``).
 """
 
 from __future__ import annotations
 
-import msgspec
 from aiohttp import web
-from msgspec import UNSET, Struct, UnsetType
+from msgspec import UnsetType
 
-from gateway import codec, screen
-from gateway.providers import gemini
+from gateway.governance import Principal
+from gateway.providers.dialect import Dialect
 from gateway.server.access import GatewayRequest
-from gateway.server.body import read_bounded
 from gateway.server.handlers import Handlers
 
-GEMINI = gemini.DIALECT
 
-
-class _EmbedHead(Struct):
-    """What the route reads itself; the contents are read by the dialect's translator."""
-
-    fallbacks: list[str] | UnsetType = UNSET
-
-
-_embed_head = msgspec.json.Decoder(_EmbedHead)
-_KEYS = screen.Keys(_EmbedHead.__struct_fields__)
-
-
-async def genai_embed(
-    handlers: Handlers, request: GatewayRequest, *, model: str, single: bool, t0: float, max_body_bytes: int
+async def embed(
+    handlers: Handlers,
+    request: GatewayRequest,
+    client: Dialect,
+    body: bytes,
+    *,
+    model: str,
+    single: bool,
+    t0: float,
+    fallbacks: list[str] | UnsetType,
+    principal: Principal | None,
 ) -> web.StreamResponse:
-    """``single``: embedContent (one content), else batchEmbedContents."""
-    embedder = GEMINI.embedder
-    assert embedder is not None
-    principal = await handlers.identify(request)
-    body = await read_bounded(request, limit=max_body_bytes)
-    head = codec.decode_request(_embed_head, body, keys=_KEYS if handlers.strict else None)
+    """``single``: one content (embedContent), else a batch (batchEmbedContents)."""
+    embedder = client.embedder
+    assert embedder is not None, "only a dialect with an embedder names embedding actions"
     openai = embedder.client_request(body, model=model, single=single)
     call = handlers.planner.embeddings(
-        request, openai, model=model, fallbacks=head.fallbacks, t0=t0, client=GEMINI, native=body, single=single
+        request, openai, model=model, fallbacks=fallbacks, t0=t0, client=client, native=body, single=single
     )
+    # Nothing is generated: admitted on the input alone.
     return await handlers.governed(request, call, principal, stream=False, max_out=0)

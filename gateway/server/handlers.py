@@ -12,7 +12,6 @@ from aiohttp import web
 from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
-from gateway.errors import UpstreamError
 from gateway.governance import Governor, Grant, Principal, credentials
 from gateway.providers import Endpoint
 from gateway.relay.call import PROVIDER_HEADER, Call, answer_headers
@@ -23,7 +22,6 @@ from gateway.routing.table import ModelTable
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.schemas.embeddings import EmbeddingsRequest
-from gateway.schemas.response import Model, ModelList
 from gateway.server.access import GatewayRequest, record_abandoned
 from gateway.server.answer import Answer, fits
 from gateway.server.body import read_bounded
@@ -111,6 +109,15 @@ class Handlers:
             Usage(prompt_tokens=prompt, completion_tokens=priced_out, total_tokens=prompt + priced_out),
         )
         return await gov.admit(principal, tokens=prompt + max_out, cost_usd=cost.total_cost if cost else 0.0)
+
+    def authorize(self, call: Call, principal: Principal | None) -> None:
+        """Refuses a caller who may not use the call's targets (403); nothing admitted or
+        charged (a token count uses nothing)."""
+        gov = self._governor
+        if principal is not None:
+            call.principal = principal.id
+        if gov is not None and principal is not None and principal.kind != "anonymous":
+            gov.authorize(principal, call.targets)
 
     def settle(self, grant: Grant, call: Call) -> None:
         """Charges what the call used in place of its admission's estimate."""
@@ -222,20 +229,6 @@ class Handlers:
             return await self.run(request, call, stream=False)
         # Nothing is generated: admitted on the input alone.
         return await self.governed(request, call, principal, stream=False, max_out=0)
-
-    async def models(self, request: web.BaseRequest) -> web.StreamResponse:
-        await self.identify(request)  # with auth required, listing models needs credentials too
-        providers = self._table.providers
-        results = await asyncio.gather(*(p.list_models() for p in providers.values()), return_exceptions=True)
-        data: list[Model] = []
-        for (name, _), result in zip(providers.items(), results, strict=True):
-            if isinstance(result, UpstreamError):
-                log.warning("model list of provider '%s' unavailable: %s", name, result.message)
-                continue
-            if isinstance(result, BaseException):
-                raise result
-            data.extend(Model(id=f"{name}/{m}", owned_by=name) for m in result)
-        return web.Response(body=codec.encode(ModelList(data=data)), content_type=JSON)
 
     async def metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         body, content_type = self._ledger.metrics.exposition(request.headers.get("Accept"))

@@ -12,6 +12,11 @@ Two ways in, one kind of job:
 - ``POST /v1/async/chat/completions`` and ``/v1/async/completions`` submit, ``GET
   .../{job_id}`` polls, with the reference API's job object: 202 while pending or
   processing, 200 with ``status_code`` and ``result`` or ``error`` once it ended.
+- on the SDK drop-in chat routes (Anthropic's ``/v1/messages``, Gemini's
+  ``:generateContent``, under every prefix), the same headers; the answers are in the
+  SDK's shape: 202 with a message without content (Anthropic) or a response without
+  candidates (Gemini), the job in ``extra_fields.async_job``; once it ended, the answer
+  the synchronous route would have served.
 
 Whatever can refuse a request refuses it at submit, before a job exists: the body,
 ``stream``, the headers, credentials, model lists, limits, the pending cap. The job
@@ -29,6 +34,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -50,6 +56,8 @@ from gateway.schemas.completions import CompletionRequest
 from gateway.schemas.embeddings import EmbeddingsRequest
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, error_response
+from gateway.server.dropin import DropIn
+from gateway.server.dropin import error_response as dropin_error
 from gateway.server.handlers import Handlers
 from gateway.server.options import ASYNC_ID_HEADER, header_seconds
 from gateway.state import Store
@@ -73,12 +81,16 @@ ASYNC_PATHS: tuple[tuple[str, Endpoint], ...] = (
 _OBJECT = {"chat": "chat.completion", "text": "text_completion"}
 _ID = re.compile(r"job-[0-9a-f]{32}")  # 128 random bits: unguessable
 UNFINISHED = frozenset({"pending", "processing"})
+# A submitted body -> the call to run, the model as requested, its max output tokens.
+Prepare = Callable[[bytes], "tuple[Call, str, int]"]
 
 
 class JobRecord(Struct, kw_only=True, omit_defaults=True):
     """A job as the store keeps it (msgspec JSON)."""
 
-    endpoint: str  # "chat", "text", "embeddings": a job is polled on its own kind of route only
+    # "chat", "text", "embeddings", or a drop-in's dialect ("anthropic"): a job is polled on its own
+    # kind of route only.
+    endpoint: str
     model: str  # as requested
     status: str  # pending, processing, completed, failed
     created_at: float  # Unix seconds
@@ -210,16 +222,10 @@ class Jobs:
 
     async def route(self, request: web.BaseRequest, endpoint: Endpoint) -> web.StreamResponse:
         """``x-bf-async: true`` or ``x-bf-async-id`` on an OpenAI completion route."""
-        job_id = request.headers.get(ASYNC_ID_HEADER)
-        if job_id is not None:
-            job_id = job_id.strip()
-            record = await self._find(request, endpoint, job_id, param=ASYNC_ID_HEADER)
-            if record.status not in UNFINISHED:
-                headers = [("Content-Type", JSON), *record.headers]
-                assert record.body is not UNSET and record.status_code is not UNSET
-                return web.Response(status=record.status_code, body=bytes(record.body), headers=headers)
-        else:
-            job_id, record = await self._submit(request, endpoint)
+        found = await self._found_or_submitted(request, endpoint, lambda body: self._openai(request, body, endpoint))
+        if isinstance(found, web.StreamResponse):
+            return found
+        job_id, record = found
         extra = AsyncExtraFields(job_object(job_id, record))
         if endpoint == "embeddings":
             return _json(202, _encode(PendingList(object="list", data=[], model=record.model, extra_fields=extra)))
@@ -233,9 +239,58 @@ class Jobs:
         )
         return _json(202, _encode(pending))
 
+    async def dropin(
+        self, request: web.BaseRequest, dropin: DropIn, *, model: str | None, stream: bool
+    ) -> web.StreamResponse:
+        """``x-bf-async: true`` or ``x-bf-async-id`` on a drop-in's chat route: the job's
+        kind is the SDK's dialect, its answers in the SDK's shape (an unfinished one as
+        ``Inbound.pending``); ``model``, ``stream``: the URL's, for a dialect naming them."""
+        client = dropin.client
+        found = await self._found_or_submitted(
+            request, client.name, lambda body: dropin.prepare(request, body, model=model, stream=stream)
+        )
+        if isinstance(found, web.StreamResponse):
+            return found
+        job_id, record = found
+        assert client.inbound is not None
+        job = _encode(job_object(job_id, record))
+        return _json(202, client.inbound.pending(job_id=job_id, model=record.model, job=job))
+
+    async def _found_or_submitted(
+        self, request: web.BaseRequest, kind: str, prepare: Prepare
+    ) -> tuple[str, JobRecord] | web.StreamResponse:
+        """A poll's job (its stored answer once it ended) or a new job."""
+        job_id = request.headers.get(ASYNC_ID_HEADER)
+        if job_id is None:
+            return await self._submit(request, kind, prepare)
+        job_id = job_id.strip()
+        record = await self._find(request, kind, job_id, param=ASYNC_ID_HEADER)
+        if record.status in UNFINISHED:
+            return job_id, record
+        headers = [("Content-Type", JSON), *record.headers]
+        assert record.body is not UNSET and record.status_code is not UNSET
+        return web.Response(status=record.status_code, body=bytes(record.body), headers=headers)
+
+    def _openai(self, request: web.BaseRequest, body: bytes, endpoint: Endpoint) -> tuple[Call, str, int]:
+        strict = self._handlers.strict
+        req: ChatCompletionRequest | CompletionRequest | EmbeddingsRequest
+        if endpoint == "embeddings":
+            req = codec.decode_embeddings(body, strict=strict)
+        elif endpoint == "chat":
+            req = codec.decode_chat(body, strict=strict)
+        else:
+            req = codec.decode_completion(body, strict=strict)
+        if not isinstance(req, EmbeddingsRequest) and req.stream:
+            raise InvalidRequest(
+                'an async job cannot stream: send it without "stream": true, or without x-bf-async',
+                param="stream",
+                code="unsupported_parameter",
+            )
+        return self._handlers.prepare(request, body, req, endpoint=endpoint), req.model, max_out(req)
+
     async def submit(self, request: web.BaseRequest, *, endpoint: Endpoint) -> web.StreamResponse:
         """``POST /v1/async/...``."""
-        job_id, record = await self._submit(request, endpoint)
+        job_id, record = await self._submit(request, endpoint, lambda body: self._openai(request, body, endpoint))
         return _json(202, _encode(job_object(job_id, record)))
 
     async def poll(self, request: web.BaseRequest, *, endpoint: Endpoint, id_at: int) -> web.StreamResponse:
@@ -256,30 +311,14 @@ class Jobs:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
-    async def _submit(self, request: web.BaseRequest, endpoint: Endpoint) -> tuple[str, JobRecord]:
+    async def _submit(self, request: web.BaseRequest, kind: str, prepare: Prepare) -> tuple[str, JobRecord]:
         principal = await self._handlers.identify(request)
         owner = owner_of(request, principal)
         body = await read_bounded(request, limit=self._max_body)
-        strict = self._handlers.strict
-        req: ChatCompletionRequest | CompletionRequest | EmbeddingsRequest
-        if endpoint == "embeddings":
-            req = codec.decode_embeddings(body, strict=strict)
-        elif endpoint == "chat":
-            req = codec.decode_chat(body, strict=strict)
-        else:
-            req = codec.decode_completion(body, strict=strict)
-        if not isinstance(req, EmbeddingsRequest) and req.stream:
-            raise InvalidRequest(
-                'an async job cannot stream: send it without "stream": true, or without x-bf-async',
-                param="stream",
-                code="unsupported_parameter",
-            )
+        call, model, out = prepare(body)
         ttl_s = result_ttl(request, default=self._cfg.result_ttl_s)
-        call = self._handlers.prepare(request, body, req, endpoint=endpoint)
-        grant = await self._handlers.admit(call, principal, max_out=max_out(req))
-        record = JobRecord(
-            endpoint=endpoint, model=req.model, status="pending", created_at=time.time(), result_ttl_s=ttl_s
-        )
+        grant = await self._handlers.admit(call, principal, max_out=out)
+        record = JobRecord(endpoint=kind, model=model, status="pending", created_at=time.time(), result_ttl_s=ttl_s)
         job = _Job("job-" + secrets.token_hex(16), owner, record, call, grant)
         # The job's task creates its record and runs it: a client that goes away
         # meanwhile (the handler is cancelled) cannot leave a record no task runs.
@@ -298,7 +337,7 @@ class Jobs:
             )
         return job.id, record
 
-    async def _find(self, request: web.BaseRequest, endpoint: Endpoint, job_id: str, *, param: str | None) -> JobRecord:
+    async def _find(self, request: web.BaseRequest, endpoint: str, job_id: str, *, param: str | None) -> JobRecord:
         """The caller's job of this kind, or the same 404 whether it is unknown,
         expired, another credential's or of another kind."""
         owner = owner_of(request, await self._handlers.identify(request))
@@ -367,7 +406,7 @@ class Jobs:
         try:
             data, index, relayed = await unary(call)
         except GatewayError as e:
-            resp = error_response(e)
+            resp = error_response(e) if call.client is None else dropin_error(call.client, e)
             body = resp.body
             assert isinstance(body, bytes)
             headers = [(str(k), v) for k, v in resp.headers.items() if k.lower() != "content-type"]  # str, not istr

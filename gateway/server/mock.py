@@ -16,16 +16,18 @@ from functools import partial
 import msgspec
 from aiohttp import web
 
+from gateway.accounting.tokens import Tokenizers, count_chat_prompt
 from gateway.codec import splice_field
 from gateway.config import MockConfig
 from gateway.errors import GatewayError, NotFound
-from gateway.providers import Endpoint, gemini, mock_embed
+from gateway.providers import Endpoint, mock_embed
 from gateway.providers import mock as dialect
-from gateway.providers.dialect import Dialect, Inbound
+from gateway.providers.dialect import Dialect, Inbound, ListedModel
 from gateway.providers.registry import DIALECTS
 from gateway.server.app import BACKLOG, wait_for_signal
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Dispatcher, Routes
+from gateway.server.listing import pick
 from gateway.server.protocol import Server, settle_heap
 
 log = logging.getLogger("gateway.mock")
@@ -62,7 +64,7 @@ class AuthError(GatewayError):
 
 
 class MockServer:
-    __slots__ = ("_api_key", "_config", "_plan", "_recorded", "_stats")
+    __slots__ = ("_api_key", "_config", "_plan", "_recorded", "_stats", "_tokenizers")
 
     def __init__(self, config: MockConfig, *, api_key: str | None, record: int) -> None:
         self._config = config
@@ -70,6 +72,7 @@ class MockServer:
         self._recorded: collections.deque[Recorded] = collections.deque(maxlen=record)
         self._plan = dialect.Planner(config)
         self._stats = Stats()
+        self._tokenizers = Tokenizers()  # token counts, loaded on the first
 
     def _check_auth(self, request: web.BaseRequest) -> None:
         if self._api_key is None:
@@ -83,11 +86,7 @@ class MockServer:
             raise AuthError(f"mock provider: incorrect API key provided: {given}")
 
     async def _serve(self, request: web.BaseRequest, endpoint: Endpoint) -> web.StreamResponse:
-        body = await read_bounded(request, limit=MAX_BODY_BYTES)
-        if self._recorded.maxlen:
-            self._recorded.append(
-                Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
-            )
+        body = await self._read(request)
         self._check_auth(request)
         overrides = request.headers.get(MOCK_HEADER)
         if overrides and b'"mock"' not in body:
@@ -150,18 +149,40 @@ class MockServer:
         self, request: web.BaseRequest, *, wire: Dialect, inbound: Inbound, prefix: str
     ) -> web.StreamResponse:
         """A dialect whose URL names the model (Gemini's POST
-        /v1beta/models/{model}:generateContent | :streamGenerateContent)."""
+        /v1beta/models/{model}:generateContent | :streamGenerateContent | :countTokens |
+        :embedContent | :batchEmbedContents)."""
         assert wire.upstream is not None
-        rest = request.path.removeprefix(prefix)
-        model, _, action = rest.rpartition(":")
-        single = gemini.EMBED_ACTIONS.get(action) if wire.embedder is not None else None
-        if single is not None and model:
-            return await self._embed_native(request, wire, model=model, single=single)
-        parsed = wire.upstream.model_path(rest)
+        parsed = wire.upstream.model_path(request.path.removeprefix(prefix))
         if parsed is None:
             raise NotFound(f"Invalid URL ({request.method} {request.path})")
-        model, stream = parsed
-        return await self._dialect(request, inbound, stream=stream, model=model)
+        model, action = parsed
+        if action.kind in ("embed_one", "embed_batch") and wire.embedder is not None:
+            return await self._embed_native(request, wire, model=model, single=action.kind == "embed_one")
+        if action.kind == "count_tokens":
+            return await self.count(request, inbound=inbound, model=model)
+        return await self._dialect(request, inbound, stream=action.stream, model=model)
+
+    async def count(self, request: web.BaseRequest, *, inbound: Inbound, model: str = "") -> web.StreamResponse:
+        """A translated dialect's token count (Anthropic's POST /v1/messages/count_tokens,
+        Gemini's :countTokens), with the gateway's offline tokenizer (``model``: the URL's,
+        for a dialect whose URL names it)."""
+        body = await self._read(request)
+        try:
+            self._check_auth(request)
+            model = model or inbound.head(body, strict=False).model or ""
+            prompt = inbound.count_request(body, model=model)
+            tokens = count_chat_prompt(self._tokenizers.for_model(model), prompt)
+        except GatewayError as e:
+            return self._dialect_error(inbound, e.status, e.body())
+        return web.Response(body=inbound.count_answer(tokens), content_type=JSON)
+
+    async def _read(self, request: web.BaseRequest) -> bytes:
+        body = await read_bounded(request, limit=MAX_BODY_BYTES)
+        if self._recorded.maxlen:
+            self._recorded.append(
+                Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
+            )
+        return body
 
     async def _dialect(
         self, request: web.BaseRequest, inbound: Inbound, *, stream: bool, model: str
@@ -169,11 +190,7 @@ class MockServer:
         """The OpenAI fake behind a reverse translator: the request into OpenAI's form,
         the answer, stream or error back into the dialect's (``model`` and ``stream``:
         from the URL, for a dialect whose URL names them)."""
-        body = await read_bounded(request, limit=MAX_BODY_BYTES)
-        if self._recorded.maxlen:
-            self._recorded.append(
-                Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
-            )
+        body = await self._read(request)
         try:
             self._check_auth(request)
             openai_body = inbound.to_openai(body, model=model, stream=stream)
@@ -240,8 +257,17 @@ class MockServer:
     async def completions(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._serve(request, "text")
 
-    async def models(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def models(
+        self, request: web.BaseRequest, *, families: tuple[Dialect, ...] = (dialect.DIALECT,)
+    ) -> web.StreamResponse:
+        """The model list in the shape of the dialect that asked (``families``: those
+        whose upstreams list models at this path; Anthropic's and OpenAI's share
+        /v1/models, told apart by ``anthropic-version``)."""
         self._check_auth(request)
+        shape = pick(request, families)
+        if shape is not None and shape.inbound is not None:
+            entries = [ListedModel(m, "mock", dialect.ENDPOINTS) for m in self._config.models]
+            return web.Response(body=shape.inbound.model_list(entries), content_type=JSON)
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in self._config.models]
         return web.Response(body=msgspec.json.encode({"object": "list", "data": data}), content_type=JSON)
 
@@ -272,20 +298,28 @@ class MockServer:
         return {**table, **self.dialect_routes()[0]}
 
     def dialect_routes(self) -> tuple[Routes, Routes]:
-        """(exact routes, prefix routes): the upstream chat path of every translated
-        dialect (Anthropic's /v1/messages; Gemini's /v1beta/models/{model}:action by prefix),
-        answered in its wire format."""
+        """(exact routes, prefix routes): the upstream paths of every translated dialect
+        (Anthropic's /v1/messages, /v1/messages/count_tokens, /v1/models; Gemini's
+        /v1beta/models/{model}:action by prefix, /v1beta/models), answered in its wire
+        format."""
         exact: Routes = {}
         prefixes: Routes = {}
+        # Who lists models where: OpenAI's /v1/models, and each dialect's models path.
+        lists: dict[str, tuple[Dialect, ...]] = {"/v1/models": (dialect.DIALECT,)}
         for wire in DIALECTS.values():
             up, inbound = wire.upstream, wire.inbound
             if up is None or inbound is None or wire.translator is None:
                 continue
+            lists[up.models_path] = (*lists.get(up.models_path, ()), wire)
             if up.url_names_model:
                 prefix = up.models_path + "/"
                 prefixes[prefix] = {"POST": partial(self.by_model, wire=wire, inbound=inbound, prefix=prefix)}
-            else:
-                exact[up.paths["chat"]] = {"POST": partial(self.native, inbound=inbound)}
+                continue
+            exact[up.paths["chat"]] = {"POST": partial(self.native, inbound=inbound)}
+            if "count_tokens" in up.paths:
+                exact[up.paths["count_tokens"]] = {"POST": partial(self.count, inbound=inbound)}
+        for path, families in lists.items():
+            exact[path] = {"GET": partial(self.models, families=families)}
         return exact, prefixes
 
 

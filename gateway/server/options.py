@@ -119,6 +119,12 @@ def flag(request: web.BaseRequest, name: str) -> bool:
     return request.headers.get(name, "").lower() == "true"
 
 
+def is_async(request: web.BaseRequest) -> bool:
+    """An async job's submit (``x-bf-async: true``) or poll (``x-bf-async-id``)."""
+    h = request.headers
+    return ASYNC_ID_HEADER in h or (ASYNC_HEADER in h and flag(request, ASYNC_HEADER))
+
+
 def header_seconds(request: web.BaseRequest, name: str, *, max_s: float = MAX_TIMEOUT_S) -> float | None:
     """Header ``name`` as seconds in (0, max_s]; None when absent; otherwise a 400."""
     value = request.headers.get(name)

@@ -37,6 +37,7 @@ _REQUEST_TYPES: dict[tuple[str, bool], str] = {
     ("text", False): "text_completion",
     ("text", True): "text_completion_stream",
     ("embeddings", False): "embedding",
+    ("count_tokens", False): "count_tokens",
 }
 
 
@@ -120,6 +121,15 @@ def inbound(client: Dialect) -> Inbound:
 def to_openai(client: Dialect, body: bytes, *, model: str, stream: bool) -> bytes:
     """A drop-in request in OpenAI's form."""
     return inbound(client).to_openai(body, model=model, stream=stream)
+
+
+def _forward(request: web.BaseRequest, client: Dialect, call: Call) -> None:
+    """The SDK's own headers the dialect forwards to every target (anthropic-beta:
+    harmless to the others), unless the client forwards its own through x-bf-eh-*."""
+    for header in inbound(client).forwarded_headers:
+        value = request.headers.get(header)
+        if value and not any(name == header for name, _ in call.options.extra_headers):
+            call.options = call.options.forwarding(((header, value),))
 
 
 class Planner:
@@ -222,12 +232,52 @@ class Planner:
             client_usage=True,
             client=client,
         )
-        # The SDK's own headers the dialect forwards to every target (anthropic-beta:
-        # harmless to the others), unless the client forwards its own through x-bf-eh-*.
-        for header in inbound(client).forwarded_headers:
-            value = request.headers.get(header)
-            if value and not any(name == header for name, _ in call.options.extra_headers):
-                call.options = call.options.forwarding(((header, value),))
+        _forward(request, client, call)
+        return call
+
+    def count(
+        self,
+        request: web.BaseRequest,
+        client: Dialect,
+        body: bytes,
+        *,
+        model: str,
+        fallbacks: list[str] | UnsetType,
+        t0: float,
+    ) -> Call:
+        """A token count at the drop-in route of dialect ``client``: the client's bytes
+        for a target of that dialect (its upstream counts), the request in OpenAI's form
+        for any other (counted offline, ``relay.count``). Every target counts: no
+        endpoint check."""
+        strip = fallbacks is not UNSET
+        openai: bytes | GatewayError | None = None
+        models = [("model", model)]
+        if fallbacks:
+            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
+        targets: Targets = []
+        for param, m in models:
+            target = self._table.resolve_native(m, client.name, param=param)
+            if target.provider.wire is client:
+                targets.append((target, native_body(client, body, target, model=model, strip=strip)))
+                continue
+            if openai is None:
+                try:
+                    openai = inbound(client).count_request(body, model=model)
+                except InvalidRequest as e:
+                    openai = e
+            targets.append((target, openai))
+        call = self._call(
+            request,
+            targets,
+            endpoint="count_tokens",
+            requested=model,
+            body=openai if isinstance(openai, bytes) else body,
+            t0=t0,
+            stream=False,
+            client_usage=False,
+            client=client,
+        )
+        _forward(request, client, call)
         return call
 
     def embeddings(

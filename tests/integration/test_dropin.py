@@ -404,7 +404,8 @@ def test_genai_sdk_upstream_errors(gw: Proc, model: str, status: int) -> None:
     [
         ("/genai/v1beta/models/gem-x:generateContent", b"{not json", 400),
         ("/genai/v1beta/models/gem-x:generateContent", b"[1]", 400),
-        ("/genai/v1beta/models/gem-x:countTokens", b"{}", 404),
+        ("/genai/v1beta/models/gem-x:predict", b"{}", 404),
+        ("/genai/v1beta/models/gem-x:countTokens", b"{}", 400),
         ("/genai/v1beta/models/:generateContent", b"{}", 404),
         ("/genai/v1beta/models/up/gpt-x:generateContent", b'{"contents": []}', 400),
     ],

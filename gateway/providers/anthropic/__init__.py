@@ -69,22 +69,27 @@ part; url, file and content sources, citations and server tools -> 400.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
+from gateway.providers.anthropic import sdk
 from gateway.providers.anthropic.errors import StreamError, anthropic_type, error_body, messages_error
 from gateway.providers.anthropic.inbound import messages_request, messages_response
 from gateway.providers.anthropic.inbound_stream import MessagesStream
 from gateway.providers.anthropic.outbound import chat_request, chat_response
 from gateway.providers.anthropic.stream import ChatStream
-from gateway.providers.dialect import Dialect, Integration, Route, Upstream
+from gateway.providers.dialect import Action, Dialect, InboundHead, Integration, ListedModel, Route, Upstream
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
 VERSION = "2023-06-01"  # value of the anthropic-version request header
-PATHS: dict[Endpoint, str] = {"chat": "/v1/messages"}
+PATHS: dict[Endpoint, str] = {"chat": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
 MODELS_PATH = "/v1/models"  # same list shape as OpenAI's
 # Sent by the Anthropic SDK for beta features; forwarded to every target (harmless to
 # the others) unless the client forwards its own through x-bf-eh-anthropic-beta.
 BETA_HEADER = "anthropic-beta"
+# Sent by the Anthropic SDK on every request (it picks the answer's shape on shared paths).
+VERSION_HEADER = "anthropic-version"
 
 
 class _Upstream(Upstream):
@@ -124,6 +129,25 @@ class _Translator:
 class _Inbound:
     __slots__ = ()
     forwarded_headers: tuple[str, ...] = (BETA_HEADER,)
+    actions: Mapping[str, Action] = {}  # the body names the model and the stream
+
+    def head(self, body: bytes, *, strict: bool) -> InboundHead:
+        return sdk.head(body, strict=strict)
+
+    def count_request(self, body: bytes, *, model: str) -> bytes:
+        return messages_request(sdk.with_max_tokens(body))[0]
+
+    def count_answer(self, tokens: int) -> bytes:
+        return sdk.count_answer(tokens)
+
+    def model_list(self, models: Sequence[ListedModel]) -> bytes:
+        return sdk.model_list(models)
+
+    def model(self, entry: ListedModel) -> bytes:
+        return sdk.model(entry)
+
+    def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
+        return sdk.pending(job_id=job_id, model=model, job=job)
 
     def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
         return messages_request(body)[0]  # the body names the model and the stream
@@ -166,8 +190,15 @@ DIALECT = Dialect(
     upstream=UPSTREAM,
     translator=_Translator(),
     inbound=_Inbound(),
-    routes=(Route("POST", "/messages", "messages"),),
-    integrations=(Integration("/anthropic", ("/v1",)),),
+    routes=(
+        Route("POST", "/messages", "chat"),
+        Route("POST", "/messages/count_tokens", "count_tokens"),
+        Route("GET", "/models", "models"),
+        Route("GET", "/models/{model}", "model"),
+    ),
+    # Its own prefix, and the frameworks' prefixes that serve every SDK's family.
+    integrations=tuple(Integration(p, ("/v1",)) for p in ("/anthropic", "/langchain", "/pydanticai", "/litellm")),
+    client_headers=(VERSION_HEADER,),
 )
 
 __all__ = [

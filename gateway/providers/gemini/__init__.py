@@ -84,14 +84,15 @@ signature (history from another model) gets Google's documented placeholder
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 import msgspec
 
 from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint
-from gateway.providers.dialect import Dialect, Integration, Route, Upstream
-from gateway.providers.gemini import embed
+from gateway.providers.dialect import Action, Dialect, InboundHead, Integration, ListedModel, Route, Upstream
+from gateway.providers.gemini import embed, sdk
 from gateway.providers.gemini.convert import rpc_status
 from gateway.providers.gemini.inbound import generate_error, generate_request, generate_response
 from gateway.providers.gemini.inbound_stream import GenerateStream
@@ -100,10 +101,11 @@ from gateway.providers.gemini.stream import ChatStream, StreamError
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "embeddings"})
 MODELS_PATH = "/v1beta/models"
-# The URL's action after the model -> whether it streams.
-ACTIONS = {"generateContent": False, "streamGenerateContent": True}
-# The embedding actions -> whether the request is one content (not a batch).
-EMBED_ACTIONS = {"embedContent": True, "batchEmbedContents": False}
+# The URL's action after the model -> the kind of call and whether it streams.
+ACTIONS = sdk.ACTIONS
+# Sent by the google-genai SDK (its key header, and its client id on every request):
+# either picks the answer's shape on shared paths.
+CLIENT_HEADERS = ("x-goog-api-key", "x-goog-api-client")
 
 
 class _Model(msgspec.Struct):
@@ -119,11 +121,16 @@ class _Listing(msgspec.Struct):
 _listing = msgspec.json.Decoder(_Listing).decode
 
 
-def url(base_url: str, *, model: str, stream: bool) -> str:
+def url(base_url: str, *, model: str, stream: bool, endpoint: Endpoint = "chat") -> str:
     """The model is in the path; streams ask for SSE (``alt=sse``), not a JSON array.
     The router lets only plain names through (``routing.table.check_url_model``); the
     model is percent-encoded all the same, so no name can leave its path segment."""
-    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    if endpoint == "count_tokens":
+        action = "countTokens"
+    elif endpoint == "embeddings":  # every embeddings request goes as a batch (gemini.embed)
+        action = "batchEmbedContents"
+    else:
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
     return f"{base_url}{MODELS_PATH}/{quote(model, safe='')}:{action}"
 
 
@@ -142,9 +149,7 @@ class _Upstream(Upstream):
         return {}  # every URL names its model: ``url``, per request
 
     def url(self, base_url: str, endpoint: Endpoint, *, model: str, stream: bool) -> str:
-        if endpoint == "embeddings":  # every embeddings request goes as a batch (gemini.embed)
-            return f"{base_url}{MODELS_PATH}/{quote(model, safe='')}:batchEmbedContents"
-        return url(base_url, model=model, stream=stream)
+        return url(base_url, model=model, stream=stream, endpoint=endpoint)
 
     def request_headers(self, *, api_key: str | None, extra: dict[str, str]) -> dict[str, str]:
         return request_headers(api_key=api_key, extra=extra)
@@ -152,10 +157,10 @@ class _Upstream(Upstream):
     def model_list(self, data: bytes) -> list[str]:
         return [m.name.removeprefix("models/") for m in _listing(data).models]
 
-    def model_path(self, rest: str) -> tuple[str, bool] | None:
-        model, _, action = rest.rpartition(":")
-        stream = ACTIONS.get(action)
-        return None if stream is None or not model else (model, stream)
+    def model_path(self, rest: str) -> tuple[str, Action] | None:
+        model, _, name = rest.rpartition(":")
+        action = ACTIONS.get(name)
+        return None if action is None or not model else (model, action)
 
 
 class _Translator:
@@ -200,6 +205,25 @@ class _Embedder:
 class _Inbound:
     __slots__ = ()
     forwarded_headers: tuple[str, ...] = ()
+    actions: Mapping[str, Action] = ACTIONS
+
+    def head(self, body: bytes, *, strict: bool) -> InboundHead:
+        return sdk.head(body, strict=strict)
+
+    def count_request(self, body: bytes, *, model: str) -> bytes:
+        return generate_request(sdk.count_body(body), model=model, stream=False)
+
+    def count_answer(self, tokens: int) -> bytes:
+        return sdk.count_answer(tokens)
+
+    def model_list(self, models: Sequence[ListedModel]) -> bytes:
+        return sdk.model_list(models)
+
+    def model(self, entry: ListedModel) -> bytes:
+        return sdk.model(entry)
+
+    def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
+        return sdk.pending(job_id=job_id, model=model, job=job)
 
     def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
         return generate_request(body, model=model, stream=stream)
@@ -229,19 +253,21 @@ DIALECT = Dialect(
     translator=_Translator(),
     inbound=_Inbound(),
     routes=(
-        Route("POST", "/models/{model}:generateContent", "generate"),
-        Route("POST", "/models/{model}:streamGenerateContent", "generate"),
-        Route("POST", "/models/{model}:embedContent", "generate"),
-        Route("POST", "/models/{model}:batchEmbedContents", "generate"),
+        *(Route("POST", "/models/{model}:" + name, action.kind) for name, action in ACTIONS.items()),
+        Route("GET", "/models", "models"),
+        Route("GET", "/models/{model}", "model"),
     ),
-    integrations=(Integration("/genai", ("/v1beta", "/v1")),),
+    # Its own prefix, and the frameworks' prefixes that serve every SDK's family.
+    integrations=tuple(
+        Integration(p, ("/v1beta", "/v1")) for p in ("/genai", "/langchain", "/pydanticai", "/litellm")
+    ),
+    client_headers=CLIENT_HEADERS,
     embedder=_Embedder(),
 )
 
 __all__ = [
     "ACTIONS",
     "DIALECT",
-    "EMBED_ACTIONS",
     "ENDPOINTS",
     "MODELS_PATH",
     "ChatStream",

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.providers import anthropic, gemini, mock, openai
+from gateway.providers.dialect import Action
 from gateway.providers.registry import DIALECTS
 
 
@@ -67,7 +68,10 @@ def test_openai_upstream() -> None:
 def test_anthropic_upstream() -> None:
     up = anthropic.DIALECT.upstream
     assert up is not None
-    assert up.urls("https://api.anthropic.com/") == {"chat": "https://api.anthropic.com/v1/messages"}
+    assert up.urls("https://api.anthropic.com/") == {
+        "chat": "https://api.anthropic.com/v1/messages",
+        "count_tokens": "https://api.anthropic.com/v1/messages/count_tokens",
+    }
     assert up.models_path == "/v1/models"
     assert up.request_headers(api_key="k", extra={"X-A": "b"}) == {
         "Content-Type": "application/json",
@@ -91,10 +95,12 @@ def test_gemini_upstream_names_the_model_in_its_url() -> None:
     assert up.url(base, "chat", model="a/b", stream=True) == base + "/v1beta/models/a%2Fb:streamGenerateContent?alt=sse"
     assert up.request_headers(api_key="k", extra={}) == {"Content-Type": "application/json", "x-goog-api-key": "k"}
     assert up.model_list(b'{"models":[{"name":"models/gemini-x"},{"name":"tuned"}]}') == ["gemini-x", "tuned"]
+    assert up.url(base, "count_tokens", model="g", stream=False) == base + "/v1beta/models/g:countTokens"
     # model_path inverts url after the models path.
-    assert up.model_path("gemini-x:generateContent") == ("gemini-x", False)
-    assert up.model_path("gemini-x:streamGenerateContent") == ("gemini-x", True)
-    assert up.model_path("gemini-x:countTokens") is None
+    assert up.model_path("gemini-x:generateContent") == ("gemini-x", Action("chat", stream=False))
+    assert up.model_path("gemini-x:streamGenerateContent") == ("gemini-x", Action("chat", stream=True))
+    assert up.model_path("gemini-x:countTokens") == ("gemini-x", Action("count_tokens", stream=False))
+    assert up.model_path("gemini-x:predict") is None
     assert up.model_path(":generateContent") is None
     # Every embeddings request goes as a batch (providers.gemini.embed).
     assert up.url(base, "embeddings", model="a/b", stream=False) == base + "/v1beta/models/a%2Fb:batchEmbedContents"

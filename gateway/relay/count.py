@@ -1,0 +1,51 @@
+"""Token counts at an SDK's drop-in route (Anthropic's ``/v1/messages/count_tokens``,
+Gemini's ``:countTokens``): relayed to a target of the client's own dialect, whose
+upstream counts with the model's own tokenizer; counted offline for any other target,
+as the ledger counts a prompt (``accounting.tokens``), and answered in the client's
+shape. The attempt loop is the completions' (retries, key rotation, fallbacks).
+
+Nothing is accounted: a count uses no tokens and costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from gateway.relay import translate
+from gateway.relay.attempts import first_success
+from gateway.relay.call import Call, status_error
+from gateway.routing.table import Target
+
+
+async def count(call: Call) -> tuple[bytes, int, list[tuple[str, str]]]:
+    """The count in the client's shape, the index of the target that gave it and the
+    upstream headers relayed to the client. All failing: the primary's error."""
+    (data, headers), index, limiter = await first_success(call, lambda t, b, k: _attempt(call, t, b, k))
+    if limiter is not None:
+        limiter.release()
+    return data, index, headers
+
+
+async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[bytes, list[tuple[str, str]]]:
+    client = call.client
+    assert client is not None and client.inbound is not None, "token counts come from an SDK's drop-in route"
+    if not call.passthrough(target):
+        # ``body``: the request in OpenAI's form, counted as the ledger counts a prompt.
+        tokens = call.ledger.prompt_tokens(endpoint="chat", model=target.model, body=body)
+        return client.inbound.count_answer(tokens), []
+    provider = target.provider
+    sent = time.perf_counter()
+    try:
+        reply = await call.send(target, body, key, stream=False)
+        try:
+            data = await reply.read()
+        finally:
+            reply.close()
+    finally:
+        call.upstream_s += time.perf_counter() - sent
+    scrub, secret = provider.scrub, call.options.direct_key
+    headers = scrub.headers(reply.headers, secret=secret)
+    if not 200 <= reply.status < 300:
+        data = translate.error(target, reply.status, scrub.body(data, secret=secret))
+        raise status_error(provider.name, reply.status, data, headers)
+    return data, headers
