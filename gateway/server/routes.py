@@ -50,6 +50,19 @@ def rows(cells: Iterable[Cell] | None = None) -> list[tuple[str, str, str]]:
     return [(method, path, ", ".join(names)) for (method, path), names in out.items()]
 
 
+def summary(dialects: Iterable[Dialect] = DIALECTS.values()) -> list[str]:
+    """The matrix in a few lines, as the README shows it: per SDK family (a dialect with
+    routes), the roots its base URL may point at and the calls served under each."""
+    out = []
+    for d in dialects:
+        if not d.routes:
+            continue
+        roots = ", ".join(f"`{i.prefix + v or '/'}`" for i in d.integrations for v in i.versions)
+        calls = ", ".join(f"`{r.method} {r.path}`" for r in d.routes)
+        out.append(f"| {d.name} | {roots} | {calls} |")
+    return out
+
+
 def table(resolve: Callable[[Cell], Handler], cells: Iterable[Cell] | None = None) -> tuple[Routes, Routes]:
     """(exact routes, prefix routes) of ``cells`` (the matrix), each cell's handler
     given by ``resolve``: a path with a variable part is served by its prefix up to that

@@ -235,13 +235,21 @@ def test_bad_input_unknown_path_is_404(gateway: Proc, path: str) -> None:
         ("DELETE", TEXT, "POST"),
         ("POST", "/v1/models", "GET"),
         ("POST", "/health", "GET, HEAD"),
-        ("GET", "/genai/v1beta/models/mock/m:generateContent", "POST"),  # a prefix route
     ],
 )
 def test_bad_input_wrong_method_is_405(gateway: Proc, method: str, path: str, allow: str) -> None:
     r = httpx.request(method, gateway.url + path)
     assert_error(r, 405, mentions=method)
     assert r.headers["allow"] == allow
+
+
+def test_bad_input_wrong_method_on_a_prefix_route_is_405_in_its_dialect(gateway: Proc) -> None:
+    """A GenAI SDK route (served by prefix) answers in Gemini's error shape, with the
+    OpenAI fields a gateway client looks for."""
+    r = httpx.request("GET", gateway.url + "/genai/v1beta/models/mock/m:generateContent")
+    assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
+    err = r.json()["error"]
+    assert err["code"] == 405 and err["status"] and "GET" in err["message"] and err["type"]
 
 
 def test_bad_input_server_keeps_serving(gateway: Proc) -> None:

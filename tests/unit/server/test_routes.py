@@ -12,9 +12,10 @@ import pytest
 
 from gateway.providers.registry import DIALECTS
 from gateway.server.dispatch import Handler
-from gateway.server.routes import Cell, families, matrix, rows, table
+from gateway.server.routes import Cell, families, matrix, rows, summary, table
 
 API_DOC = Path(__file__).parents[3] / "docs" / "api.md"
+README = Path(__file__).parents[3] / "README.md"
 
 
 def by_name(cell: Cell) -> Handler:
@@ -36,6 +37,25 @@ def doc_rows() -> list[tuple[str, str, str]]:
     lines = [line for line in block.group(1).splitlines() if line.startswith("| `")]
     cells = [[c.strip().strip("`") for c in line.strip("|").split("|")] for line in lines]
     return [(method, path, dialects) for method, path, dialects in cells]
+
+
+def test_routes_readme_summary_equals_the_matrix() -> None:
+    block = re.search(r"<!-- routes[^>]*-->\n(.*?)<!-- /routes -->", README.read_text(), re.S)
+    assert block is not None, "README.md has no routes block"
+    lines = [line for line in block.group(1).splitlines() if line.startswith("| ") and "`" in line]
+    assert lines == summary(), "README.md should list:\n" + "\n".join(summary())
+
+
+def test_routes_summary_expands_to_the_matrix() -> None:
+    """Every root of a family times every call of it: exactly the matrix's routes."""
+    expanded = set()
+    for line in summary():
+        _, roots, calls = line.split(" | ")
+        for root in re.findall(r"`([^`]+)`", roots):
+            for call in re.findall(r"`([^`]+)`", calls):
+                method, path = call.split(" ", 1)
+                expanded.add((method, root.rstrip("/") + path))
+    assert expanded == {(c.method, c.path) for c in matrix()}
 
 
 def test_routes_doc_table_equals_the_matrix() -> None:
