@@ -34,11 +34,15 @@ without --config, providers come from the environment:
   ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL   an 'anthropic' provider
   GEMINI_API_KEY, GEMINI_BASE_URL         a 'gemini' provider
 
-routes (under /v1, /openai/v1, /openai, /langchain/v1, /pydanticai/v1):
-  POST /v1/chat/completions, POST /v1/completions, GET /v1/models
-  POST /v1/async/chat/completions, POST /v1/async/completions, GET .../{job_id}
-  POST /anthropic/v1/messages                         the Anthropic SDK's wire format
-  POST /genai/v1beta/models/{model}:generateContent   the Google GenAI SDK's (and :streamGenerateContent)
+routes (OpenAI's under /v1, and /openai, /langchain, /pydanticai, /litellm with and without /v1;
+Anthropic's and Gemini's under their own prefix and those frameworks' three; docs/api.md):
+  POST /v1/chat/completions, /v1/completions, /v1/embeddings, GET /v1/models[/{model}]
+  POST /v1/async/chat/completions, /v1/async/completions, /v1/async/embeddings, GET .../{job_id}
+  POST /anthropic/v1/messages, /anthropic/v1/messages/count_tokens, GET /anthropic/v1/models
+                                                      the Anthropic SDK's wire format
+  POST /genai/v1beta/models/{model}:generateContent   the Google GenAI SDK's (and :streamGenerateContent,
+                                                      :countTokens, :embedContent, :batchEmbedContents;
+                                                      GET /genai/v1beta/models; v1 too)
   GET, POST /api/keys, GET, DELETE /api/keys/{id}     virtual keys (with an admin token)
   GET /api/logs                                       the request log store (with an admin token)
   GET, HEAD /health [?providers=1]                    liveness; draining; per-provider state
@@ -47,9 +51,10 @@ routes (under /v1, /openai/v1, /openai, /langchain/v1, /pydanticai/v1):
 
 MOCK_EPILOG = """\
 routes (with and without /v1):
-  POST /v1/chat/completions, POST /v1/completions, GET /v1/models   OpenAI's wire format
-  POST /v1/messages                                                 Anthropic's wire format
-  POST /v1beta/models/{model}:generateContent, :streamGenerateContent   Gemini's
+  POST /v1/chat/completions, /v1/completions, /v1/embeddings, GET /v1/models   OpenAI's wire format
+  POST /v1/messages, /v1/messages/count_tokens, GET /v1/models (anthropic-version)   Anthropic's
+  POST /v1beta/models/{model}:generateContent, :streamGenerateContent, :countTokens,
+       :embedContent, :batchEmbedContents; GET /v1beta/models              Gemini's
   GET /mock/requests, DELETE /mock/requests                         the last --record requests
   GET /mock/stats, GET /health
 a request's "mock" field (or header x-mock, JSON) overrides these options per request.
