@@ -59,8 +59,9 @@ def check_endpoint(target: Target, endpoint: Endpoint, param: str) -> None:
     targets cannot serve it (a completion request naming an Anthropic fallback is the
     client's mistake, whichever target would answer). Embeddings do not: such a target
     holds the 400 in place of its body (``Planner.embeddings``), so a fallback may serve."""
-    refused = unsupported(target, endpoint, param)
-    if refused is not None:
+    if endpoint not in target.provider.endpoints:  # tested here: no call on the common request
+        refused = unsupported(target, endpoint, param)
+        assert refused is not None
         raise refused
 
 
