@@ -290,8 +290,10 @@ class StreamWatch:
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
                 raise UpstreamProtocolError(f"provider sent an unreadable usage chunk: {e}") from None
             if not chunk.choices:  # the usage-only chunk
-                if not self._client_usage and self._held is not None and not self._held_usage:
-                    return b""  # its usage goes on the held finish chunk, the final one
+                if self._held is not None and (self._held_usage or not self._client_usage):
+                    # Its usage goes on the held finish chunk (the final one), or is
+                    # already on it: never relayed a second time.
+                    return b""
                 out = self._release()
                 self._held, self._held_usage = frame, True
                 return out

@@ -513,6 +513,20 @@ def test_watch_usage_on_upstream_finish_chunk_stays_there(client_usage: bool) ->
     assert got["extra_fields"] == {"chunk_index": 0, "est": False}
 
 
+@pytest.mark.parametrize("client_usage", [False, True])
+def test_watch_usage_on_finish_chunk_and_in_usage_chunk_reaches_client_once(client_usage: bool) -> None:
+    finish = (
+        b'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\n'
+    )
+    usage = b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\n'
+    for regions in ([finish + usage + DONE], [finish, usage, DONE]):
+        out = run(new_watch(client_usage=client_usage), regions)
+        (got,) = usages(out)
+        assert got["choices"][0]["finish_reason"] == "stop"
+        assert got["usage"]["cost"] == {"total_cost": 1.5} and "extra_fields" in got
+
+
 def test_watch_usage_chunk_before_finish_client_did_not_ask() -> None:
     # An upstream that sends its usage before its finish chunk: relayed as it came, once.
     head = b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
