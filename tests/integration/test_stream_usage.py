@@ -16,7 +16,7 @@ from langchain_core.messages import BaseMessageChunk
 from langchain_openai import ChatOpenAI
 
 from gateway.accounting.tokens import Tokenizers
-from tests.conftest import Proc, serve_config, start_mock
+from tests.conftest import Proc, metric, serve_config, start_mock
 
 KEY = "sk-usage-upstream-0123456789"
 MESSAGES: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Count to ten."}]
@@ -202,3 +202,14 @@ def test_langchain_stream_usage_metadata_counted(gw: Proc) -> None:
     assert got is not None and got["input_tokens"] > 0
     assert got["output_tokens"] == Tokenizers().for_model("gpt-4o").count(str(streamed.content))
     assert got["total_tokens"] == got["input_tokens"] + got["output_tokens"]
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_stream_priced_once_per_stream(sdk: openai.OpenAI, gw: Proc, asked: bool) -> None:
+    # The final chunk's cost and the ledger's are one pricing: an unpriced stream is one
+    # unpriced request, however its usage reaches the client.
+    before = metric(gw, "gateway_unpriced_requests_total", provider="priced")
+    chunks = chat(sdk, "priced/no-such-model-xyz", asked=asked, max_tokens=3)
+    (final,) = with_usage(chunks)
+    assert final.usage is not None and "cost" not in (final.usage.model_extra or {})
+    assert metric(gw, "gateway_unpriced_requests_total", provider="priced") == before + 1
