@@ -41,6 +41,8 @@ _SSE_FIELDS = (b":", b"event:", b"id:", b"retry:", b"data")
 _ERROR = b'"error"'
 # How OpenAI's finish chunk ends when usage is asked for: the usage goes in place of null.
 _NULL_USAGE_TAIL = b',"usage":null}\n\n'
+# How a finish chunk ends that has no usage key, choices last (vLLM, Ollama, the mock).
+_CHOICES_TAIL = b"]}\n\n"
 
 
 class _UsageChunk(Struct):
@@ -124,12 +126,27 @@ def splice_object(frame: bytes, key: bytes, value: bytes) -> bytes:
     return b'%s%s"%s":%s}\n\n' % (inner, sep, key, value)
 
 
-def with_usage(frame: bytes, usage: bytes) -> bytes:
-    """``data: {...}\\n\\n`` with its ``usage`` set to ``usage``: in place of OpenAI's
-    trailing ``"usage":null`` without a copy of the rest, else spliced."""
+def with_usage(frame: bytes, usage: bytes, extra: bytes) -> bytes:
+    """``data: {...}\\n\\n`` with its ``usage`` and ``extra_fields`` set. One join when
+    the frame ends as OpenAI's finish chunk (``"usage":null`` last, replaced) or as the
+    others' (``choices`` last) and has neither key elsewhere; else two splices."""
     if frame.endswith(_NULL_USAGE_TAIL):
-        return b"".join((frame[: -len(_NULL_USAGE_TAIL)], b',"usage":', usage, b"}\n\n"))
-    return splice_object(frame, b"usage", usage)
+        head = frame[: -len(_NULL_USAGE_TAIL)]
+    elif frame.endswith(_CHOICES_TAIL):
+        head = frame[:-3]
+    else:
+        head = b""
+    if head and b'"usage"' not in head and b'"extra_fields"' not in head:
+        return b"".join((head, b',"usage":', usage, b',"extra_fields":', extra, b"}\n\n"))
+    return splice_object(splice_object(frame, b"usage", usage), b"extra_fields", extra)
+
+
+def with_cost(usage_raw: bytes, cost: bytes | None) -> bytes:
+    """The usage object ``usage_raw`` with ``"cost"`` added, as ``add_cost`` does inside a body."""
+    if cost is None or not usage_raw.endswith(b"}") or b'"cost"' in usage_raw:
+        return usage_raw
+    inner = usage_raw[:-1].rstrip()
+    return b"".join((inner, b'"cost":' if inner.endswith(b"{") else b',"cost":', cost, b"}"))
 
 
 def add_cost(frame_or_body: bytes, usage_raw: bytes, cost: bytes) -> bytes:
@@ -361,13 +378,11 @@ class StreamWatch:
         if self._usage_sent:
             return b""
         cost = fin.cost(usage)
-        if self.usage is None:
-            u = encode_counted(usage, cost)  # counted (estimated)
-        else:  # the upstream's, from its usage-only chunk (not relayed)
-            u = add_cost(self.usage_raw, self.usage_raw, cost) if cost is not None else self.usage_raw
+        # Counted (estimated), or the upstream's from its usage-only chunk (not relayed).
+        u = encode_counted(usage, cost) if self.usage is None else with_cost(self.usage_raw, cost)
         if held is not None and not self._client_usage:
             # Usage the client did not ask for goes on the finish chunk.
-            return splice_object(with_usage(held, u), b"extra_fields", fin.extra(self._sent, estimated))
+            return with_usage(held, u, fin.extra(self._sent, estimated))
         # The client asked for a usage chunk the upstream did not send, or no finish
         # chunk is held to carry it: a usage chunk of the gateway's, after the finish.
         head = _chunk_head(data_of(held) or b"{}") if held is not None else _ChunkHead()

@@ -15,7 +15,7 @@ from gateway.config import MockConfig
 from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint, mock
 from gateway.relay import sse
-from gateway.relay.watch import Finisher, StreamWatch, add_cost, splice_object, with_usage
+from gateway.relay.watch import Finisher, StreamWatch, add_cost, splice_object, with_cost, with_usage
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keepalive\n\n"
@@ -662,18 +662,39 @@ def test_add_cost_leaves_body_unchanged(body: bytes, usage_raw: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("frame", "want"),
+    "frame",
     [
-        (b'data: {"a":1,"usage":null}\n\n', b'data: {"a":1,"usage":{"t":1}}\n\n'),
-        (b'data: {"a":1}\n\n', b'data: {"a":1,"usage":{"t":1}}\n\n'),
-        (b'data: {"usage":null,"a":1}\n\n', b'data: {"usage":{"t":1},"a":1}\n\n'),
-        (b'data: {"a":1, "usage": null}\n\n', b'data: {"a":1,"usage":{"t":1}}\n\n'),
+        b'data: {"a":1,"choices":[],"usage":null}\n\n',  # OpenAI's: null replaced in one join
+        b'data: {"a":1,"choices":[]}\n\n',  # choices last: one join
+        b'data: {"a":1}\n\n',
+        b'data: {"usage":null,"a":1}\n\n',
+        b'data: {"a":1, "usage": null}\n\n',
+        b'data: {"a":1,"choices":[] }\n\n',
+        b'data: {"a":1,"extra_fields":{"b":2},"choices":[]}\n\n',  # behind another gateway
+        b'data: {"a":1,"usage":null,"choices":[]}\n\n',
+        b'data: {"choices":[{"delta":{"content":"\\"usage\\""}}]}\n\n',
     ],
 )
-def test_with_usage_sets_one_usage(frame: bytes, want: bytes) -> None:
-    out = with_usage(frame, b'{"t":1}')
-    assert out == want
-    assert strict_json(out)["usage"] == {"t": 1}
+def test_with_usage_one_join_equals_general_splice(frame: bytes) -> None:
+    out = with_usage(frame, b'{"t":1}', b'{"e":2}')
+    general = splice_object(splice_object(frame, b"usage", b'{"t":1}'), b"extra_fields", b'{"e":2}')
+    assert strict_json(out) == strict_json(general) == {**payload(frame), "usage": {"t": 1}, "extra_fields": {"e": 2}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        (b'{"a":1}', b'{"a":1,"cost":7}'),
+        (b"{}", b'{"cost":7}'),
+        (b"{ }", b'{"cost":7}'),
+        (b'{ "a": 1 }', b'{ "a": 1,"cost":7}'),
+        (b'{"a":1,"cost":0.1}', b'{"a":1,"cost":0.1}'),  # the upstream's own figure kept
+    ],
+)
+def test_with_cost_equals_add_cost(raw: bytes, want: bytes) -> None:
+    assert with_cost(raw, b"7") == want
+    assert json.loads(with_cost(raw, b"7")) == json.loads(add_cost(raw, raw, b"7"))
+    assert with_cost(raw, None) == raw
 
 
 def test_add_cost_on_mock_usage_chunk() -> None:
