@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.accounting.tokens import CompletionCounter
-from gateway.accounting.usage import Usage, encode
+from gateway.accounting.usage import Cost, Usage, encode
 from gateway.errors import GatewayError, ServerShuttingDown, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from gateway.relay import translate
 from gateway.relay.attempts import first_success
@@ -147,14 +147,32 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
     return _Opened(reply, chunks, first)
 
 
-def _finisher(call: Call, target: Target, *, counting: bool) -> Finisher:
-    ledger, provider = call.ledger, target.provider
+class _Pricer:
+    """A stream's usage priced once: the final chunk's ``usage.cost`` and the ledger's are
+    one pricing, and an unpriced model counts one request in
+    ``gateway_unpriced_requests_total``, not two."""
+
+    __slots__ = ("_cost", "_ledger", "_lookup", "_model", "_usage")
+
+    def __init__(self, call: Call, target: Target) -> None:
+        self._ledger, self._lookup, self._model = call.ledger, target.provider.pricing.lookup, target.model
+        self._usage: Usage | None = None
+        self._cost: Cost | None = None
+
+    def __call__(self, usage: Usage) -> Cost | None:
+        if usage != self._usage:
+            self._usage, self._cost = usage, self._ledger.cost(self._lookup(self._model), usage)
+        return self._cost
+
+
+def _finisher(call: Call, target: Target, *, counting: bool, price: _Pricer) -> Finisher:
+    ledger = call.ledger
 
     def extra(chunk_index: int, estimated: bool) -> bytes:
         return encode(call.extra_fields(target, chunk_index=chunk_index, estimated=estimated))
 
     def cost(usage: Usage) -> bytes | None:
-        return ledger.encode_cost(ledger.cost(provider.pricing.lookup(target.model), usage))
+        return ledger.encode_cost(price(usage))
 
     def counted(completion_tokens: int) -> Usage:
         # Counting streams count exactly; a trusted upstream's stream cut short before its
@@ -165,10 +183,10 @@ def _finisher(call: Call, target: Target, *, counting: bool) -> Finisher:
     return Finisher(extra=extra, cost=cost, counted=counted)
 
 
-def _record(call: Call, target: Target, watch: StreamWatch, outcome: str) -> None:
+def _record(call: Call, target: Target, watch: StreamWatch, outcome: str, price: _Pricer) -> None:
     provider, ledger = target.provider, call.ledger
     usage, estimated = watch.final_usage()
-    cost = ledger.cost(provider.pricing.lookup(target.model), usage)
+    cost = price(usage)
     ledger.record(provider=provider.name, usage=usage, cost=cost, estimated=estimated)
     call.charge(usage, cost)
     ledger.metrics.for_provider(provider.name).streams[outcome] += 1
@@ -211,7 +229,8 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         if target.provider.stream_usage.must_count()
         else None
     )
-    finisher = _finisher(call, target, counting=counter is not None)
+    price = _Pricer(call, target)
+    finisher = _finisher(call, target, counting=counter is not None, price=price)
     scrub, secret = target.provider.scrub, call.options.direct_key
 
     def redact(frames: bytes) -> bytes:
@@ -317,5 +336,5 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         reply.close()
         await chunks.aclose()
         # Charged for what passed, however the stream ended.
-        _record(call, target, watch, outcome)
+        _record(call, target, watch, outcome, price)
     return resp

@@ -5,13 +5,16 @@ common chunk costs a few byte searches and a frame count; frames are split only 
 marker is present: a ``finish_reason`` set, a ``usage`` object, or ``[DONE]`` (the
 last two or three frames of a stream), or when the gateway must count tokens itself.
 
-What the client gets, besides the upstream's bytes:
-- the usage-only chunk the gateway asked for is dropped unless the client asked too;
-- the final chunk (the usage chunk if the client asked for usage, else the last
-  ``finish_reason`` chunk, held back until ``[DONE]`` shows it is last) carries
-  ``extra_fields`` and, in its usage, ``cost``;
-- when the upstream reported no usage and the client asked for it, a usage chunk with
-  the gateway's own count, marked ``usage_estimated``.
+What the client gets, besides the upstream's bytes: the stream's usage exactly once,
+on the final chunk, which also carries ``extra_fields`` and, in its usage, ``cost``.
+Clients such as LangChain add usage up over the chunks, so a second one would count twice.
+- The client asked (``stream_options.include_usage``): OpenAI's shape, the usage-only
+  chunk (``choices: []``) last, after the finish chunk.
+- It did not: the last ``finish_reason`` chunk, held back until ``[DONE]`` shows it is
+  last, carries the usage; the usage-only chunk the gateway asked the upstream for is
+  not relayed.
+- The upstream reported none: the gateway's own count, marked ``usage_estimated``, in
+  the same place (a usage chunk of the gateway's when the client asked for one).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ _SSE_FIELDS = (b":", b"event:", b"id:", b"retry:", b"data")
 # An upstream's in-band error frame ({"error": {...}}); content never holds the quoted
 # key (its quotes are escaped), so a region without it holds no error object.
 _ERROR = b'"error"'
+# How OpenAI's finish chunk ends when usage is asked for: the usage goes in place of null.
+_NULL_USAGE_TAIL = b',"usage":null}\n\n'
+# How a finish chunk ends that has no usage key, choices last (vLLM, Ollama, the mock).
+_CHOICES_TAIL = b"]}\n\n"
 
 
 class _UsageChunk(Struct):
@@ -119,6 +126,29 @@ def splice_object(frame: bytes, key: bytes, value: bytes) -> bytes:
     return b'%s%s"%s":%s}\n\n' % (inner, sep, key, value)
 
 
+def with_usage(frame: bytes, usage: bytes, extra: bytes) -> bytes:
+    """``data: {...}\\n\\n`` with its ``usage`` and ``extra_fields`` set. One join when
+    the frame ends as OpenAI's finish chunk (``"usage":null`` last, replaced) or as the
+    others' (``choices`` last) and has neither key elsewhere; else two splices."""
+    if frame.endswith(_NULL_USAGE_TAIL):
+        head = frame[: -len(_NULL_USAGE_TAIL)]
+    elif frame.endswith(_CHOICES_TAIL):
+        head = frame[:-3]
+    else:
+        head = b""
+    if head and b'"usage"' not in head and b'"extra_fields"' not in head:
+        return b"".join((head, b',"usage":', usage, b',"extra_fields":', extra, b"}\n\n"))
+    return splice_object(splice_object(frame, b"usage", usage), b"extra_fields", extra)
+
+
+def with_cost(usage_raw: bytes, cost: bytes | None) -> bytes:
+    """The usage object ``usage_raw`` with ``"cost"`` added, as ``add_cost`` does inside a body."""
+    if cost is None or not usage_raw.endswith(b"}") or b'"cost"' in usage_raw:
+        return usage_raw
+    inner = usage_raw[:-1].rstrip()
+    return b"".join((inner, b'"cost":' if inner.endswith(b"{") else b',"cost":', cost, b"}"))
+
+
 def add_cost(frame_or_body: bytes, usage_raw: bytes, cost: bytes) -> bytes:
     """Add ``"cost"`` inside the usage object ``usage_raw`` found in the bytes."""
     at = frame_or_body.rfind(usage_raw)
@@ -168,9 +198,10 @@ class StreamWatch:
         "_done",
         "_finish",
         "_held",
-        "_held_is_usage",
+        "_held_usage",
         "_redact",
         "_sent",
+        "_usage_sent",
         "error",
         "frames",
         "usage",
@@ -191,7 +222,8 @@ class StreamWatch:
         self._counter = counter
         self._finish = finish
         self._held: bytes | None = None
-        self._held_is_usage = False
+        self._held_usage = False  # the held frame carries the upstream's usage
+        self._usage_sent = False  # a frame with usage has gone to the client
         self._sent = 0  # data frames the client has received
         self._done = False
         self.frames = 0  # data frames the upstream sent
@@ -275,14 +307,21 @@ class StreamWatch:
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
                 raise UpstreamProtocolError(f"provider sent an unreadable usage chunk: {e}") from None
             if not chunk.choices:  # the usage-only chunk
-                if not self._client_usage:
+                if self._held is not None and (self._held_usage or not self._client_usage):
+                    # Its usage goes on the held finish chunk (the final one), or is
+                    # already on it: never relayed a second time.
                     return b""
                 out = self._release()
-                self._held, self._held_is_usage = frame, True
+                self._held, self._held_usage = frame, True
                 return out
-        if is_finish(data):
+            if is_finish(data):  # the upstream put usage on its finish chunk
+                out = self._release()
+                self._held, self._held_usage = frame, True
+                return out
+            self._usage_sent = True  # passes as it came
+        elif is_finish(data):
             out = self._release()
-            self._held, self._held_is_usage = frame, False
+            self._held, self._held_usage = frame, False
             return out
         self._sent += 1
         return self._release() + frame
@@ -311,6 +350,7 @@ class StreamWatch:
         if held is None:
             return b""
         self._sent += 1
+        self._usage_sent |= self._held_usage
         return held
 
     def final_usage(self) -> tuple[Usage, bool]:
@@ -323,42 +363,40 @@ class StreamWatch:
         return self._finish.counted(self.frames), True
 
     def _final(self) -> bytes:
-        """The held final chunk, completed, before [DONE]."""
-        held, is_usage = self._held, self._held_is_usage
+        """The held final chunk, completed, before [DONE]: the stream's usage on it unless
+        a frame with usage has gone already (so it never reaches the client twice)."""
+        held, carries = self._held, self._held_usage
         self._held = None
         usage, estimated = self.final_usage()
         fin = self._finish
-        if held is not None and is_usage:
-            cost = fin.cost(usage)
-            if cost is not None:
-                held = add_cost(held, self.usage_raw, cost)
-            return splice_object(held, b"extra_fields", fin.extra(self._sent, False))
-        if self._client_usage and self.usage is None:
-            # The client asked for usage and the upstream sent none: ours, estimated.
-            head = _chunk_head(data_of(held) or b"{}") if held is not None else _ChunkHead()
-            out = held or b""
-            self._sent += 1 if held is not None else 0
-            return out + self._usage_frame(head, usage, estimated)
-        if held is None:
+        if held is not None and (carries or self._usage_sent):
+            if carries:  # the upstream's usage, where it put it: only its cost is added
+                cost = fin.cost(usage)
+                if cost is not None:
+                    held = add_cost(held, self.usage_raw, cost)
+            return splice_object(held, b"extra_fields", fin.extra(self._sent, estimated))
+        if self._usage_sent:
             return b""
-        if self.usage is not None and self.usage_raw and self.usage_raw in held:
-            # The upstream put usage on its finish chunk, not in a usage-only one.
-            cost = fin.cost(usage)
-            if cost is not None:
-                held = add_cost(held, self.usage_raw, cost)
-        return splice_object(held, b"extra_fields", fin.extra(self._sent, estimated))
-
-    def _usage_frame(self, head: _ChunkHead, usage: Usage, estimated: bool) -> bytes:
-        fin = self._finish
         cost = fin.cost(usage)
-        u = encode_counted(usage, cost)
+        # Counted (estimated), or the upstream's from its usage-only chunk (not relayed).
+        u = encode_counted(usage, cost) if self.usage is None else with_cost(self.usage_raw, cost)
+        if held is not None and not self._client_usage:
+            # Usage the client did not ask for goes on the finish chunk.
+            return with_usage(held, u, fin.extra(self._sent, estimated))
+        # The client asked for a usage chunk the upstream did not send, or no finish
+        # chunk is held to carry it: a usage chunk of the gateway's, after the finish.
+        head = _chunk_head(data_of(held) or b"{}") if held is not None else _ChunkHead()
+        self._sent += 1 if held is not None else 0
+        return (held or b"") + self._usage_frame(head, u, estimated)
+
+    def _usage_frame(self, head: _ChunkHead, usage: bytes, estimated: bool) -> bytes:
         return b'data: {"id":%s,"object":%s,"created":%d,"model":%s,"choices":[],"usage":%s,"extra_fields":%s}\n\n' % (
             _encode(head.id),
             _encode(head.object),
             head.created,
             _encode(head.model),
-            u,
-            fin.extra(self._sent, estimated),
+            usage,
+            self._finish.extra(self._sent, estimated),
         )
 
     def flush_held(self) -> bytes:

@@ -157,7 +157,8 @@ class Planner:
         """A request on an OpenAI route (400s included)."""
         so = req.stream_options
         client_usage = bool(stream and so and so.include_usage)
-        # Streams always ask the upstream for usage; the client sees it only if it asked.
+        # Streams always ask the upstream for usage, and the client gets it once either way:
+        # in OpenAI's usage-only chunk if it asked, else on the finish chunk (relay.watch).
         force_usage = stream and not client_usage
         strip = req.fallbacks is not UNSET
         requested = req.model

@@ -106,7 +106,7 @@ def test_dialect_stream_matches_unary(gw: Proc, up: Proc, model: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["claude/claude-x", "gem/gem-x"])
-def test_dialect_stream_without_usage_request_hides_usage(gw: Proc, model: str) -> None:
+def test_dialect_stream_without_usage_request_has_usage_on_finish_chunk(gw: Proc, model: str) -> None:
     r = httpx.post(
         gw.url + "/v1/chat/completions",
         json={"model": model, "messages": MESSAGES, "max_tokens": 5, "stream": True},
@@ -116,7 +116,11 @@ def test_dialect_stream_without_usage_request_hides_usage(gw: Proc, model: str) 
     frames = [f for f in r.text.split("\n\n") if f.startswith("data: ")]
     assert frames[-1] == "data: [DONE]"
     bodies = [json.loads(f[6:]) for f in frames[:-1]]
-    assert all(b.get("usage") is None for b in bodies)
+    # The translated usage chunk is not relayed: its usage is on the finish chunk, once.
+    assert all(b["choices"] for b in bodies)
+    assert all(b.get("usage") is None for b in bodies[:-1])
+    assert bodies[-1]["choices"][0]["finish_reason"] == "length"
+    assert bodies[-1]["usage"]["completion_tokens"] == 5
     assert bodies[-1]["extra_fields"]["provider"] == model.split("/")[0]
 
 

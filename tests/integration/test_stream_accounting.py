@@ -62,15 +62,18 @@ def test_in_process_mock_prices_by_model_name(gateway: Proc) -> None:
     assert (c.usage.model_extra or {})["cost"]["output_tokens_cost"] == pytest.approx(5 * GPT4O_MINI[1])
 
 
-def test_stream_without_client_usage_ends_with_extra_fields(gateway: Proc, received: Any) -> None:
+def test_stream_without_client_usage_ends_with_usage_and_extra_fields(gateway: Proc, received: Any) -> None:
     chunks = list(
         sdk(gateway).chat.completions.create(model="priced/gpt-4o-mini", messages=MESSAGES, max_tokens=6, stream=True)
     )
     # The gateway asked the upstream for usage...
     assert json.loads(received()[0]["body"])["stream_options"] == {"include_usage": True}
-    # ...and the client, which did not, gets no usage-only chunk.
-    assert all(ch.choices for ch in chunks) and all(ch.usage is None for ch in chunks)
+    # ...and the client, which did not, gets it on the finish chunk, not in a chunk of its own.
+    assert all(ch.choices for ch in chunks) and all(ch.usage is None for ch in chunks[:-1])
     assert len(chunks) == 1 + 6 + 1
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 6
+    assert (usage.model_extra or {})["cost"]["output_tokens_cost"] == pytest.approx(6 * GPT4O_MINI[1])
     last = extra(chunks[-1])
     assert chunks[-1].choices[0].finish_reason == "length"
     assert last["chunk_index"] == len(chunks) - 1

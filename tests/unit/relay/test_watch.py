@@ -15,7 +15,7 @@ from gateway.config import MockConfig
 from gateway.errors import UpstreamProtocolError
 from gateway.providers import Endpoint, mock
 from gateway.relay import sse
-from gateway.relay.watch import Finisher, StreamWatch, add_cost, splice_object
+from gateway.relay.watch import Finisher, StreamWatch, add_cost, splice_object, with_cost, with_usage
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keepalive\n\n"
@@ -99,24 +99,32 @@ def feeds(frames: list[bytes]) -> list[list[bytes]]:
 # --- (a) upstream usage, client did not ask ----------------------------------------------
 
 
+def usages(out: bytes) -> list[Any]:
+    """The data frames of ``out`` whose usage is not null."""
+    return [p for f in data_frames(out) if f != DONE and (p := strict_json(f)).get("usage") is not None]
+
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("by_frame", [False, True])
-def test_watch_drops_usage_chunk_client_did_not_ask_for(endpoint: Endpoint, by_frame: bool) -> None:
+def test_watch_usage_on_finish_chunk_client_did_not_ask_for(endpoint: Endpoint, by_frame: bool) -> None:
     frames = stream(endpoint, upstream_usage=True)
     *body, finish, usage_chunk, done = frames
     assert done == DONE
     watch = new_watch(client_usage=False)
     out = run(watch, frames if by_frame else [b"".join(frames)])
     got = sse.split(out)
+    # The usage-only chunk is not relayed: its usage is on the finish chunk.
     assert not any(b'"choices":[]' in f for f in got)
     assert got[-1] == DONE
     for f in got[:-1]:
         payload(f)  # every frame but [DONE] is JSON
-    # All but the final chunk pass byte for byte; the final one gains extra_fields.
+    # All but the final chunk pass byte for byte; the final one gains usage and extra_fields.
     assert got[:-2] == body
-    last = payload(got[-2])
+    last = strict_json(got[-2])
     assert last["extra_fields"] == {"chunk_index": len(body), "est": False}
-    del last["extra_fields"]
+    assert last["usage"] == {**payload(usage_chunk)["usage"], "cost": {"total_cost": 1.5}}
+    assert usages(out) == [last]
+    del last["extra_fields"], last["usage"]
     assert last == payload(finish)
     assert last["choices"][0]["finish_reason"] == "stop"
     up = payload(usage_chunk)["usage"]
@@ -242,6 +250,14 @@ def test_watch_estimates_one_token_per_frame_without_counter(endpoint: Endpoint,
     assert got[-1] == DONE
     last = payload(got[-2])
     assert last.pop("extra_fields") == {"chunk_index": len(body), "est": True}
+    # The estimate goes on the finish chunk, as counted usage would.
+    n = len(frames) - 1
+    assert last.pop("usage") == {
+        "prompt_tokens": PROMPT,
+        "completion_tokens": n,
+        "total_tokens": PROMPT + n,
+        "cost": {"total_cost": 1.5},
+    }
     assert last == payload(finish)
     assert watch.usage is None
     assert watch.frames == len(frames) - 1  # data frames, [DONE] not included
@@ -442,6 +458,99 @@ def test_watch_frame_by_frame_equals_whole(scenario: tuple[Endpoint, bool, bool,
     assert watch.final_usage() == ref.final_usage()
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_watch_usage_exactly_once_on_final_chunk(scenario: tuple[Endpoint, bool, bool, bool, bool]) -> None:
+    """Whatever the upstream reports and the client asks, one data frame carries usage:
+    the final one, with extra_fields; the finish chunk when the client did not ask."""
+    client_usage = scenario[2]
+    out, watch = reference(scenario)
+    final = data_frames(out)[-2]
+    (got,) = usages(out)
+    assert got == strict_json(final)
+    assert "extra_fields" in got
+    assert bool(got["choices"]) is not client_usage
+    usage, estimated = watch.final_usage()
+    assert (got["usage"]["prompt_tokens"], got["usage"]["completion_tokens"]) == (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    )
+    assert got["extra_fields"]["est"] is estimated
+
+
+def openai_shaped(frames: list[bytes]) -> list[bytes]:
+    """The mock's frames as OpenAI sends them when usage is asked for: ``"usage":null``
+    on every chunk but the usage-only one."""
+    return [f if f == DONE or b'"usage"' in f else f[:-3] + b',"usage":null}\n\n' for f in frames]
+
+
+@pytest.mark.parametrize("client_usage", [False, True])
+def test_watch_openai_null_usage_replaced_not_repeated(client_usage: bool) -> None:
+    frames = openai_shaped(stream("chat", upstream_usage=True))
+    *body, finish, usage_chunk, _ = frames
+    assert finish.endswith(b'"usage":null}\n\n')
+    out = run(new_watch(client_usage=client_usage), [b"".join(frames)])
+    (got,) = usages(out)  # strict: one "usage" key per frame
+    assert got["usage"] == {**payload(usage_chunk)["usage"], "cost": {"total_cost": 1.5}}
+    if client_usage:
+        assert data_frames(out)[:-2] == [*body, finish]
+    else:
+        assert data_frames(out)[:-2] == body
+        assert got["choices"] == payload(finish)["choices"]
+        # Spliced in place of null: the finish chunk's bytes up to it are the upstream's.
+        assert data_frames(out)[-2].startswith(finish[: -len(b'"usage":null}\n\n')])
+
+
+@pytest.mark.parametrize("client_usage", [False, True])
+def test_watch_usage_on_upstream_finish_chunk_stays_there(client_usage: bool) -> None:
+    finish = (
+        b'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\n'
+    )
+    out = run(new_watch(client_usage=client_usage), [finish + DONE])
+    (got,) = usages(out)
+    assert got["choices"][0]["finish_reason"] == "stop"
+    assert got["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "cost": {"total_cost": 1.5}}
+    assert got["extra_fields"] == {"chunk_index": 0, "est": False}
+
+
+@pytest.mark.parametrize("client_usage", [False, True])
+def test_watch_usage_on_finish_chunk_and_in_usage_chunk_reaches_client_once(client_usage: bool) -> None:
+    finish = (
+        b'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\n'
+    )
+    usage = b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}\n\n'
+    for regions in ([finish + usage + DONE], [finish, usage, DONE]):
+        out = run(new_watch(client_usage=client_usage), regions)
+        (got,) = usages(out)
+        assert got["choices"][0]["finish_reason"] == "stop"
+        assert got["usage"]["cost"] == {"total_cost": 1.5} and "extra_fields" in got
+
+
+def test_watch_usage_chunk_before_finish_client_did_not_ask() -> None:
+    # An upstream that sends its usage before its finish chunk: relayed as it came, once.
+    head = b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+    usage = b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+    finish = b'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    for regions in ([head + usage + finish + DONE], [head, usage, finish, DONE]):
+        out = run(new_watch(client_usage=False), regions)
+        assert len(usages(out)) == 1
+        assert "extra_fields" in strict_json(data_frames(out)[-2])
+
+
+@pytest.mark.parametrize("upstream_usage", [False, True])
+def test_watch_no_finish_chunk_gets_a_usage_chunk(upstream_usage: bool) -> None:
+    # No finish chunk to carry it (a server that never sets finish_reason): a chunk of its own.
+    chunk = b'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+    usage = b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+    watch = new_watch(client_usage=False)
+    out = run(watch, [chunk + (usage if upstream_usage else b"") + DONE])
+    (got,) = usages(out)
+    assert got["choices"] == [] and got["extra_fields"] == {"chunk_index": 1, "est": not upstream_usage}
+    assert got["usage"]["completion_tokens"] == 1
+    assert data_frames(out)[0] == chunk
+
+
 # --- what looks like bugs ----------------------------------------------------------------
 
 
@@ -550,6 +659,42 @@ def test_add_cost_inside_usage(body: bytes, usage_raw: bytes, want: bytes) -> No
 )
 def test_add_cost_leaves_body_unchanged(body: bytes, usage_raw: bytes) -> None:
     assert add_cost(body, usage_raw, b"7") == body
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'data: {"a":1,"choices":[],"usage":null}\n\n',  # OpenAI's: null replaced in one join
+        b'data: {"a":1,"choices":[]}\n\n',  # choices last: one join
+        b'data: {"a":1}\n\n',
+        b'data: {"usage":null,"a":1}\n\n',
+        b'data: {"a":1, "usage": null}\n\n',
+        b'data: {"a":1,"choices":[] }\n\n',
+        b'data: {"a":1,"extra_fields":{"b":2},"choices":[]}\n\n',  # behind another gateway
+        b'data: {"a":1,"usage":null,"choices":[]}\n\n',
+        b'data: {"choices":[{"delta":{"content":"\\"usage\\""}}]}\n\n',
+    ],
+)
+def test_with_usage_one_join_equals_general_splice(frame: bytes) -> None:
+    out = with_usage(frame, b'{"t":1}', b'{"e":2}')
+    general = splice_object(splice_object(frame, b"usage", b'{"t":1}'), b"extra_fields", b'{"e":2}')
+    assert strict_json(out) == strict_json(general) == {**payload(frame), "usage": {"t": 1}, "extra_fields": {"e": 2}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        (b'{"a":1}', b'{"a":1,"cost":7}'),
+        (b"{}", b'{"cost":7}'),
+        (b"{ }", b'{"cost":7}'),
+        (b'{ "a": 1 }', b'{ "a": 1,"cost":7}'),
+        (b'{"a":1,"cost":0.1}', b'{"a":1,"cost":0.1}'),  # the upstream's own figure kept
+    ],
+)
+def test_with_cost_equals_add_cost(raw: bytes, want: bytes) -> None:
+    assert with_cost(raw, b"7") == want
+    assert json.loads(with_cost(raw, b"7")) == json.loads(add_cost(raw, raw, b"7"))
+    assert with_cost(raw, None) == raw
 
 
 def test_add_cost_on_mock_usage_chunk() -> None:
