@@ -9,11 +9,8 @@ Nothing is accounted: a count uses no tokens and costs nothing.
 
 from __future__ import annotations
 
-import time
-
-from gateway.relay import translate
-from gateway.relay.attempts import first_success
-from gateway.relay.call import Call, status_error
+from gateway.relay.attempts import exchange, first_success
+from gateway.relay.call import Call
 from gateway.routing.table import Target
 
 
@@ -33,19 +30,4 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
         # ``body``: the request in OpenAI's form, counted as the ledger counts a prompt.
         tokens = call.ledger.prompt_tokens(endpoint="chat", model=target.model, body=body)
         return client.inbound.count_answer(tokens), []
-    provider = target.provider
-    sent = time.perf_counter()
-    try:
-        reply = await call.send(target, body, key, stream=False)
-        try:
-            data = await reply.read()
-        finally:
-            reply.close()
-    finally:
-        call.upstream_s += time.perf_counter() - sent
-    scrub, secret = provider.scrub, call.options.direct_key
-    headers = scrub.headers(reply.headers, secret=secret)
-    if not 200 <= reply.status < 300:
-        data = translate.error(target, reply.status, scrub.body(data, secret=secret))
-        raise status_error(provider.name, reply.status, data, headers)
-    return data, headers
+    return await exchange(call, target, body, key)

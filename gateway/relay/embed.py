@@ -11,8 +11,6 @@ drop-in route the answer goes back in Gemini's shape: a Gemini target's as it ca
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 from msgspec import UNSET, Raw
 
@@ -20,8 +18,8 @@ from gateway import codec
 from gateway.accounting.usage import Usage, decode_usage, encode
 from gateway.errors import UpstreamProtocolError
 from gateway.providers.dialect import Embedder
-from gateway.relay import translate
-from gateway.relay.call import Call, status_error
+from gateway.relay.attempts import exchange
+from gateway.relay.call import Call
 from gateway.relay.watch import add_cost
 from gateway.routing.table import Target
 from gateway.schemas.embeddings import EmbeddingsHead, EmbeddingsUsage, EncodingHead
@@ -78,24 +76,9 @@ async def attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[by
     """One attempt (``relay.unary``'s signature): the enriched answer and the upstream
     headers relayed to the client."""
     provider = target.provider
-    sent = time.perf_counter()
-    try:
-        reply = await call.send(target, body, key, stream=False)
-        try:
-            data = await reply.read()
-        finally:
-            reply.close()
-    finally:
-        call.upstream_s += time.perf_counter() - sent
+    data, headers = await exchange(call, target, body, key)
     options = call.options
-    scrub, secret = provider.scrub, options.direct_key
-    headers = scrub.headers(reply.headers, secret=secret)
     translated = provider.wire.embedder is not None
-    if not 200 <= reply.status < 300:
-        data = scrub.body(data, secret=secret)  # before a translation quotes a part of it
-        if provider.translated:
-            data = translate.error(target, reply.status, data)
-        raise status_error(provider.name, reply.status, data, headers)
     upstream_data = data
     shape = request_shape(call) if translated or call.client is not None else None
     if translated:

@@ -196,26 +196,20 @@ class DropIn:
         return await self._handlers.governed(r.request, call, r.principal, stream=stream, max_out=r.head.max_out)
 
     async def _embed_one(self, r: _Request) -> web.StreamResponse:
-        return await embed(
-            self._handlers,
-            r.request,
-            self.client,
-            r.body,
-            model=r.model,
-            single=True,
-            t0=r.t0,
-            fallbacks=r.head.fallbacks,
-            principal=r.principal,
-        )
+        return await self._embed(r, single=True)
 
     async def _embed_batch(self, r: _Request) -> web.StreamResponse:
-        return await embed(
+        return await self._embed(r, single=False)
+
+    def _embed(self, r: _Request, *, single: bool) -> Awaitable[web.StreamResponse]:
+        """``single``: one content (embedContent), else a batch (batchEmbedContents)."""
+        return embed(
             self._handlers,
             r.request,
             self.client,
             r.body,
             model=r.model,
-            single=False,
+            single=single,
             t0=r.t0,
             fallbacks=r.head.fallbacks,
             principal=r.principal,

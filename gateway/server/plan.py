@@ -54,6 +54,14 @@ def unsupported(target: Target, endpoint: Endpoint, param: str) -> InvalidReques
     )
 
 
+def named(model: str, fallbacks: list[str] | UnsetType | None) -> list[tuple[str, str]]:
+    """The request's models with the param naming each: its model, then its fallbacks."""
+    models = [("model", model)]
+    if fallbacks:
+        models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
+    return models
+
+
 def check_endpoint(target: Target, endpoint: Endpoint, param: str) -> None:
     """Chat and text completions refuse the whole request at once when one of its
     targets cannot serve it (a completion request naming an Anthropic fallback is the
@@ -201,9 +209,7 @@ class Planner:
         passed through to a target of that dialect, translated for any other."""
         strip = fallbacks is not UNSET
         openai: bytes | GatewayError | None = None  # the request in OpenAI's form, when needed
-        models = [("model", model)]
-        if fallbacks:
-            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
+        models = named(model, fallbacks)
         targets: Targets = []
         for param, m in models:
             target = self._table.resolve_native(m, client.name, param=param)
@@ -253,9 +259,7 @@ class Planner:
         endpoint check."""
         strip = fallbacks is not UNSET
         openai: bytes | GatewayError | None = None
-        models = [("model", model)]
-        if fallbacks:
-            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
+        models = named(model, fallbacks)
         targets: Targets = []
         for param, m in models:
             target = self._table.resolve_native(m, client.name, param=param)
@@ -298,9 +302,7 @@ class Planner:
         dialect ``client``, a target of that dialect gets the client's own request
         (``native``, one content when ``single``) instead."""
         strip = fallbacks is not UNSET
-        models = [("model", model)]
-        if fallbacks:
-            models += [(f"fallbacks[{i}]", m) for i, m in enumerate(fallbacks)]
+        models = named(model, fallbacks)
         targets: Targets = []
         for param, m in models:
             if client is None:
