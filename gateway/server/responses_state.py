@@ -290,12 +290,12 @@ class ResponseStates:
         ids = [_decode_item_head(i).id for i in items]
         start = 0 if after is None else _position(ids, after, "after") + 1
         end = len(items) if before is None else _position(ids, before, "before")
-        window = items[start:end]
+        window, window_ids = items[start:end], ids[start:end]
         has_more = len(window) > limit
-        if before is not None and after is None:
-            page, page_ids = window[-limit:], ids[start:end][-limit:]
+        if before is not None and after is None:  # the page just before the cursor
+            page, page_ids = window[-limit:], window_ids[-limit:]
         else:
-            page, page_ids = window[:limit], ids[start:end][:limit]
+            page, page_ids = window[:limit], window_ids[:limit]
         listed = ResponseItemList(
             object="list",
             data=page,
