@@ -309,6 +309,7 @@ RESTART_ONLY = (
     ("store", "redis_url"),
     ("store", "prefix"),
     ("store", "timeout_s"),
+    ("responses", "max_memory_bytes"),
     *(("logs", field) for field in LogsConfig.__struct_fields__),
 )
 

@@ -291,6 +291,26 @@ class JobsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     result_ttl_s: Seconds = 3600.0
 
 
+class ResponsesConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Responses the gateway keeps for the Responses API (``previous_response_id``,
+    ``GET`` / ``DELETE /v1/responses/{id}``, ``.../input_items``), in the state store."""
+
+    # How long a response can be read or continued after it was answered: 30 days, as
+    # OpenAI keeps its own.
+    store_ttl_s: Seconds = 30 * 86400.0
+    # One response's record (its input items, the Response object with its output) past
+    # this is not kept (a WARNING line; the client still gets its answer, and continuing
+    # it is a 400 previous_response_not_found). 4 MiB is a long turn with images inline.
+    max_record_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    # A conversation rebuilt from previous_response_id, every record of its chain
+    # together, past this is a 400: it bounds what one request pins in memory, at twice
+    # the largest body a client may send by default.
+    max_conversation_bytes: Annotated[int, Meta(ge=1024)] = 32 * 1024 * 1024
+    # Without Redis: what kept responses may take of the process's memory (with workers,
+    # the supervisor's); past it the least recently used are forgotten. Restart to change.
+    max_memory_bytes: Annotated[int, Meta(ge=1024 * 1024)] = 256 * 1024 * 1024
+
+
 class LogsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The request log store behind GET /api/logs: one SQLite row per answered request."""
 
@@ -314,6 +334,7 @@ class GatewayConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
     jobs: JobsConfig = JobsConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     logs: LogsConfig = LogsConfig()
     providers: dict[str, ProviderConfig] = {}
     # Where a bare model ("gpt-4o", no "provider/") goes.

@@ -38,6 +38,9 @@ from gateway.server.protocol import (
     raise_descriptor_limit,
     settle_heap,
 )
+from gateway.server.responses_routes import StoredResponses
+from gateway.server.responses_routes import routes as response_routes
+from gateway.server.responses_state import ResponseStates
 from gateway.server.routes import inference as inference_routes
 from gateway.server.workers import READY
 from gateway.state import MemoryStore, Store
@@ -149,7 +152,7 @@ class Gateway:
             from gateway.state.redis import RedisStore  # redis-py: ~0.15 s and ~7 MB, only when used
 
             return RedisStore(s.redis_url, prefix=s.prefix, timeout_s=s.timeout_s)
-        return MemoryStore()
+        return MemoryStore(max_response_bytes=self.cfg.responses.max_memory_bytes)
 
     def _build(self, cfg: GatewayConfig) -> _Generation:
         """Everything ``cfg`` decides, on the process's session, pool, store and ledger."""
@@ -183,6 +186,17 @@ class Gateway:
             exact = {**exact, **logs_api.routes(logs_api.LogsApi(admin_token=cfg.auth.admin_token, store=self._logs))}
         jobs_exact, jobs_prefixes = job_routes(jobs)
         exact, prefixes = {**exact, **jobs_exact}, {**prefixes, **jobs_prefixes}
+        # Responses kept for the Responses API: read and deleted here; POST /v1/responses
+        # keeps them (save) and continues them (conversation) through the same object.
+        c = cfg.responses
+        states = ResponseStates(
+            store,
+            ttl_s=c.store_ttl_s,
+            max_record_bytes=c.max_record_bytes,
+            max_conversation_bytes=c.max_conversation_bytes,
+            metrics=ledger.metrics,
+        )
+        prefixes = {**prefixes, **response_routes(StoredResponses(handlers, states))}
         dispatcher = Dispatcher({**routes(handlers, health=self._health), **exact}, prefixes=prefixes)
         # Last: a config that could not be built leaves the pool's caps as they were.
         limit_origins(

@@ -43,6 +43,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.config import ConfigError, GatewayConfig, load_written, reloadable
 from gateway.metrics import MULTIPROC_DIR_ENV
+from gateway.state import MemoryStore
 from gateway.state.local import LocalStoreServer
 
 log = logging.getLogger("gateway.workers")
@@ -178,7 +179,8 @@ class Supervisor:
             os.makedirs(self._metrics_dir, exist_ok=True)
             os.environ[MULTIPROC_DIR_ENV] = self._metrics_dir  # inherited by the workers
             if not self.cfg.store.redis_url:
-                self._store = LocalStoreServer(os.path.join(self._dir, "store.sock"))
+                memory = MemoryStore(max_response_bytes=self.cfg.responses.max_memory_bytes)
+                self._store = LocalStoreServer(os.path.join(self._dir, "store.sock"), store=memory)
                 await self._store.start()
             await self._supervise()
         finally:

@@ -3,7 +3,7 @@
 ``gateway serve --workers N`` without Redis: the supervisor holds the MemoryStore and
 serves it on a Unix socket in its private directory (``LocalStoreServer``); each worker
 talks to it through ``LocalStore``, which keeps the Store contract. Limits, budgets,
-concurrency caps, async jobs and runtime keys are then counted once for the machine, not
+concurrency caps, async jobs, kept responses and runtime keys are then counted once for the machine, not
 once per worker.
 
 Wire: frames of a 4-byte big-endian length and a msgpack body. A request is
@@ -82,6 +82,21 @@ class _JobGet(Struct, array_like=True, tag="job_get"):
     job_id: str
 
 
+class _ResponsePut(Struct, array_like=True, tag="response_put"):
+    response_id: str
+    owner: str
+    record: bytes
+    ttl_s: float
+
+
+class _ResponseGet(Struct, array_like=True, tag="response_get"):
+    response_id: str
+
+
+class _ResponseDelete(Struct, array_like=True, tag="response_delete"):
+    response_id: str
+
+
 class _KeyPut(Struct, array_like=True, tag="key_put"):
     key_id: str
     secret_hash: str
@@ -117,6 +132,9 @@ _Op = (
     | _JobCreate
     | _JobUpdate
     | _JobGet
+    | _ResponsePut
+    | _ResponseGet
+    | _ResponseDelete
     | _KeyPut
     | _KeyCreate
     | _KeyByHash
@@ -151,7 +169,7 @@ _admitted = msgspec.msgpack.Decoder(_Admitted).decode
 _none = msgspec.msgpack.Decoder(type(None)).decode
 _bool = msgspec.msgpack.Decoder(bool).decode
 _usage = msgspec.msgpack.Decoder(list[tuple[Limit, int, float]]).decode
-_job = msgspec.msgpack.Decoder(tuple[str, bytes] | None).decode
+_job = msgspec.msgpack.Decoder(tuple[str, bytes] | None).decode  # job_get's and response_get's
 _record = msgspec.msgpack.Decoder(bytes | None).decode
 _records = msgspec.msgpack.Decoder(list[bytes]).decode
 
@@ -260,6 +278,12 @@ class LocalStoreServer:
                 return await s.job_update(job_id, record, ttl_s=ttl_s, finished=finished)
             case _JobGet(job_id):
                 return await s.job_get(job_id)
+            case _ResponsePut(response_id, owner, record, ttl_s):
+                return await s.response_put(response_id, owner, record, ttl_s=ttl_s)
+            case _ResponseGet(response_id):
+                return await s.response_get(response_id)
+            case _ResponseDelete(response_id):
+                return await s.response_delete(response_id)
             case _KeyPut(key_id, secret_hash, record):
                 return await s.key_put(key_id, secret_hash, record)
             case _KeyCreate(key_id, secret_hash, record):
@@ -406,6 +430,15 @@ class LocalStore:
 
     async def job_get(self, job_id: str) -> tuple[str, bytes] | None:
         return await self._call(_JobGet(job_id), _job)
+
+    async def response_put(self, response_id: str, owner: str, record: bytes, *, ttl_s: float) -> None:
+        await self._call(_ResponsePut(response_id, owner, record, ttl_s), _none)
+
+    async def response_get(self, response_id: str) -> tuple[str, bytes] | None:
+        return await self._call(_ResponseGet(response_id), _job)
+
+    async def response_delete(self, response_id: str) -> bool:
+        return await self._call(_ResponseDelete(response_id), _bool)
 
     async def key_put(self, key_id: str, secret_hash: str, record: bytes) -> None:
         await self._call(_KeyPut(key_id, secret_hash, record), _none)

@@ -4,13 +4,16 @@ is atomic under asyncio. Same semantics as the Redis store, without the sharing.
 Memory is bounded: a window period's counters are dropped once the period has been over
 for GRACE_S (swept at most once a minute of the callers' clock, and whenever the table is
 full); past ``max_counters`` live counters the oldest are evicted, which forgets usage
-(logged). In-flight counts need no lease here: they die with the process.
+(logged). In-flight counts need no lease here: they die with the process. Kept responses
+are bounded by bytes (``max_response_bytes``): past it the expired go first, then the
+least recently used, an eighth of the cap at a time (logged).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 
 from gateway.state.limits import Limit, Limits, Plan, Refusal, Ticket, clamp, passes, refusal
 
@@ -21,6 +24,11 @@ SWEEP_EVERY_S = 60.0
 # ~200 bytes a counter: 200k of them (e.g. 20k keys with 10 windows each) is ~40 MB.
 MAX_COUNTERS = 200_000
 EVICT_FRACTION = 8  # when full of live counters, evict the oldest 1/8, not one per insert
+# Kept responses (Responses API): a few KB to a few MB each. 256 MiB holds tens of
+# thousands of ordinary conversations' turns in a process that should stay well under 1 GB.
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+# What an entry costs beyond its strings: its object, the dict's slot, the key.
+RESPONSE_OVERHEAD_BYTES = 200
 
 
 class _Counter:
@@ -44,6 +52,16 @@ class _Job:
         self.expires = expires  # time.monotonic()
 
 
+class _Kept:
+    __slots__ = ("expires", "owner", "record", "size")
+
+    def __init__(self, owner: str, record: bytes, expires: float, size: int) -> None:
+        self.owner = owner
+        self.record = record
+        self.expires = expires  # time.monotonic()
+        self.size = size
+
+
 class MemoryStore:
     __slots__ = (
         "_by_hash",
@@ -52,14 +70,22 @@ class MemoryStore:
         "_jobs",
         "_jobs_sweep_at",
         "_keys",
+        "_kept",
+        "_kept_bytes",
+        "_kept_sweep_at",
         "_max_counters",
+        "_max_kept_bytes",
         "_pending",
         "_sweep_at",
         "_zero",
     )
 
-    def __init__(self, *, max_counters: int = MAX_COUNTERS) -> None:
+    def __init__(self, *, max_counters: int = MAX_COUNTERS, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self._max_counters = max_counters
+        self._max_kept_bytes = max_response_bytes
+        self._kept: OrderedDict[str, _Kept] = OrderedDict()  # response id -> entry, least recently used first
+        self._kept_bytes = 0
+        self._kept_sweep_at = 0.0
         self._counters: dict[tuple[str, str], _Counter] = {}  # (principal, counter name)
         self._zero = _Counter(0.0)  # read in place of a counter that does not exist; never written
         self._sweep_at = 0.0
@@ -208,6 +234,75 @@ class MemoryStore:
         self._jobs_sweep_at = now + SWEEP_EVERY_S
         self._jobs = {k: j for k, j in self._jobs.items() if j.expires > now}
         self._pending = {k: t for k, t in self._pending.items() if t > now}
+
+    # Kept responses: TTLs on the monotonic clock, bounded by bytes, least recently used
+    # (read or written) forgotten first.
+
+    @property
+    def response_bytes(self) -> int:
+        """What the kept responses take, as counted against ``max_response_bytes``."""
+        return self._kept_bytes
+
+    async def response_put(self, response_id: str, owner: str, record: bytes, *, ttl_s: float) -> None:
+        now = time.monotonic()
+        self._forget(response_id)
+        size = len(record) + len(owner) + len(response_id) + RESPONSE_OVERHEAD_BYTES
+        if size > self._max_kept_bytes:
+            log.warning(
+                "response %s not kept: %d bytes, more than the memory store holds (%d)",
+                response_id,
+                size,
+                self._max_kept_bytes,
+            )
+            return
+        if now >= self._kept_sweep_at or self._kept_bytes + size > self._max_kept_bytes:
+            self._make_room_for_responses(now, need=size)
+        self._kept[response_id] = _Kept(owner, record, now + ttl_s, size)
+        self._kept_bytes += size
+
+    async def response_get(self, response_id: str) -> tuple[str, bytes] | None:
+        kept = self._kept.get(response_id)
+        if kept is None:
+            return None
+        if kept.expires <= time.monotonic():
+            self._forget(response_id)
+            return None
+        self._kept.move_to_end(response_id)
+        return kept.owner, kept.record
+
+    async def response_delete(self, response_id: str) -> bool:
+        kept = self._kept.get(response_id)
+        live = kept is not None and kept.expires > time.monotonic()
+        self._forget(response_id)
+        return live
+
+    def _forget(self, response_id: str) -> None:
+        kept = self._kept.pop(response_id, None)
+        if kept is not None:
+            self._kept_bytes -= kept.size
+
+    def _make_room_for_responses(self, now: float, *, need: int) -> None:
+        """Drops the expired; then, if ``need`` more bytes still do not fit, the least
+        recently used down to 7/8 of the cap (a full store evicts in batches, not on
+        every write)."""
+        self._kept_sweep_at = now + SWEEP_EVERY_S
+        for response_id in [k for k, v in self._kept.items() if v.expires <= now]:
+            self._forget(response_id)
+        cap = self._max_kept_bytes
+        if self._kept_bytes + need <= cap:
+            return
+        target = min(cap - need, cap - cap // EVICT_FRACTION)
+        n = 0
+        while self._kept and self._kept_bytes > target:
+            _, kept = self._kept.popitem(last=False)
+            self._kept_bytes -= kept.size
+            n += 1
+        log.warning(
+            "response store full (%d bytes): forgot the %d least recently used responses; "
+            "continuing them answers previous_response_not_found",
+            cap,
+            n,
+        )
 
     async def key_put(self, key_id: str, secret_hash: str, record: bytes) -> None:
         old = self._keys.get(key_id)

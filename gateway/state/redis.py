@@ -10,6 +10,11 @@ principal's keys share a slot and one script may touch them all):
   {prefix}{jobs}:pending                                zset job id -> TTL end (ms)
   {prefix}{jobs}:j:<job id>                             hash owner, record; TTL ttl_s
   {prefix}{keys}:records | :by_hash | :hash_of          hashes id->record, hash->id, id->hash
+  {prefix}resp:<response id>                            string <owner length>:<owner><record>;
+                                                        TTL ttl_s (SET PX)
+
+A kept response is one key, written and read whole in one command; it has no hash tag, so
+under Redis Cluster responses spread over every slot rather than piling onto one.
 
 In-flight slots are leases, not a bare counter: each admission adds its own entry that
 expires ``inflight_lease_s`` (1 h) after it was taken, and settle removes it. A process
@@ -69,6 +74,7 @@ class RedisStore:
         "_orphans",
         "_prefix",
         "_r",
+        "_responses",
         "_secrets",
         "_settle",
     )
@@ -92,6 +98,7 @@ class RedisStore:
         self._lease_ms = str(max(1, round(inflight_lease_s * 1000)))
         self._orphans: list[tuple[str, str]] = []  # (in-flight key, slot) perhaps taken, never settled
         self._jobs = f"{prefix}{{jobs}}:"
+        self._responses = f"{prefix}resp:"
         self._keys = [f"{prefix}{{keys}}:records", f"{prefix}{{keys}}:by_hash", f"{prefix}{{keys}}:hash_of"]
         reg = self._r.register_script
         self._admit = reg(scripts.ADMIT)
@@ -217,6 +224,19 @@ class RedisStore:
             return None  # unknown or expired (responses are bytes: decode_responses=False)
         return owner.decode(), record
 
+    async def response_put(self, response_id: str, owner: str, record: bytes, *, ttl_s: float) -> None:
+        call: Awaitable[object] = self._r.set(self._responses + response_id, _pack(owner, record), px=_ms(ttl_s))
+        await self._run("response_put", call)
+
+    async def response_get(self, response_id: str) -> tuple[str, bytes] | None:
+        call: Awaitable[bytes | str | None] = self._r.get(self._responses + response_id)
+        value = await self._run("response_get", call)
+        return _unpack(value) if isinstance(value, bytes) else None
+
+    async def response_delete(self, response_id: str) -> bool:
+        call: Awaitable[int] = self._r.delete(self._responses + response_id)
+        return await self._run("response_delete", call) == 1
+
     async def key_put(self, key_id: str, secret_hash: str, record: bytes) -> None:
         await self._run("key_put", self._key_put(keys=self._keys, args=[key_id, secret_hash, record]))
 
@@ -248,3 +268,17 @@ class RedisStore:
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
+
+
+def _pack(owner: str, record: bytes) -> bytes:
+    """One string for a kept response: the owner's length, its bytes, the record."""
+    o = owner.encode()
+    return b"%d:%b%b" % (len(o), o, record)
+
+
+def _unpack(value: bytes) -> tuple[str, bytes] | None:
+    size, colon, rest = value.partition(b":")
+    if not colon or not size.isdigit() or int(size) > len(rest):
+        return None  # not a value this store wrote
+    n = int(size)
+    return rest[:n].decode(), rest[n:]

@@ -1,4 +1,7 @@
-"""The contract both stores keep (in memory for one process, Redis for many)."""
+"""The contract the stores keep: in memory for one process (``MemoryStore``), the
+supervisor's memory for its workers (``LocalStore``), Redis for many processes and
+replicas (``RedisStore``). The request log store (``sqlite.LogStore``) is not one: it
+keeps rows of finished requests for ``/api/logs`` and holds none of this state."""
 
 from __future__ import annotations
 
@@ -37,6 +40,19 @@ class Store(Protocol):
 
     async def job_get(self, job_id: str) -> tuple[str, bytes] | None:
         """(owner, record); None when unknown or expired."""
+        ...
+
+    async def response_put(self, response_id: str, owner: str, record: bytes, *, ttl_s: float) -> None:
+        """Stores (or replaces) a kept response for ``ttl_s``. The memory stores are
+        bounded by bytes: past their cap they forget the least recently used first."""
+        ...
+
+    async def response_get(self, response_id: str) -> tuple[str, bytes] | None:
+        """(owner, record); None when unknown, expired, deleted or forgotten."""
+        ...
+
+    async def response_delete(self, response_id: str) -> bool:
+        """False when there was nothing to delete."""
         ...
 
     async def key_put(self, key_id: str, secret_hash: str, record: bytes) -> None: ...

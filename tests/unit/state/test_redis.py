@@ -148,3 +148,20 @@ def test_redis_error_reply_is_store_unavailable(redis_server: str) -> None:
 def test_redis_prefix_with_braces_is_refused() -> None:
     with pytest.raises(ValueError, match="hash tags"):
         RedisStore("redis://127.0.0.1:1/0", prefix="{gw}:")
+
+
+def test_redis_response_is_one_key_with_its_ttl_without_a_hash_tag(redis_server: str) -> None:
+    async def scenario(store: RedisStore, raw: Redis, p: str) -> None:
+        await store.response_put("resp_abc", "vk:a", b'{"x":1}', ttl_s=3600)
+        assert await raw.keys(p + "*") == [f"{p}resp:resp_abc".encode()]
+        assert 3_590_000 < await raw.pttl(f"{p}resp:resp_abc") <= 3_600_000
+        assert await raw.get(f"{p}resp:resp_abc") == b'4:vk:a{"x":1}'
+        assert b"{" not in f"{p}resp:resp_abc".encode()  # spread over the cluster's slots, not one tag
+        await store.response_put("resp_abc", "vk:a", b"y", ttl_s=1)  # a replacement takes its own TTL
+        assert 0 < await raw.pttl(f"{p}resp:resp_abc") <= 1000
+        assert await store.response_delete("resp_abc")
+        assert await raw.keys(p + "*") == []
+        await raw.set(f"{p}resp:resp_odd", b"not-a-record")  # a value this store did not write
+        assert await store.response_get("resp_odd") is None
+
+    run(redis_server, scenario)

@@ -382,3 +382,43 @@ def test_store_key_delete_keeps_a_secret_hash_taken_over_by_another_key(stores: 
         assert await s.key_by_hash("h") == b"rec2"
 
     stores.run(scenario)
+
+
+def test_store_responses_put_get_replace_delete(stores: Stores) -> None:
+    async def scenario(s: Store) -> None:
+        await s.response_put("resp_a", "vk:a", b'{"r":1}', ttl_s=60)
+        await s.response_put("resp_b", "9f" * 32, b"", ttl_s=60)  # an empty record is a record
+        assert await s.response_get("resp_a") == ("vk:a", b'{"r":1}')
+        assert await s.response_get("resp_b") == ("9f" * 32, b"")
+        await s.response_put("resp_a", "vk:a", b'{"r":2}', ttl_s=60)
+        assert await s.response_get("resp_a") == ("vk:a", b'{"r":2}')
+        assert await s.response_delete("resp_a")
+        assert not await s.response_delete("resp_a")
+        assert await s.response_get("resp_a") is None
+        assert await s.response_get("resp_none") is None
+        assert await s.response_get("resp_b") == ("9f" * 32, b"")
+
+    stores.run(scenario)
+
+
+def test_store_responses_keep_any_owner_and_bytes_exactly(stores: Stores) -> None:
+    record = bytes(range(256)) * 4 + b"12:tricky:colons"
+
+    async def scenario(s: Store) -> None:
+        for owner in ("anonymous", "vk:odd:name:42", "ünï:{x}", ""):
+            await s.response_put("resp_x", owner, record, ttl_s=60)
+            assert await s.response_get("resp_x") == (owner, record)
+
+    stores.run(scenario)
+
+
+def test_store_responses_expire(stores: Stores) -> None:
+    async def scenario(s: Store) -> None:
+        await s.response_put("resp_short", "vk:a", b"r", ttl_s=0.05)
+        await s.response_put("resp_long", "vk:a", b"r", ttl_s=60)
+        await asyncio.sleep(0.15)
+        assert await s.response_get("resp_short") is None
+        assert not await s.response_delete("resp_short")
+        assert await s.response_get("resp_long") == ("vk:a", b"r")
+
+    stores.run(scenario)

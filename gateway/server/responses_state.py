@@ -1,0 +1,333 @@
+"""The responses the gateway keeps for OpenAI's Responses API.
+
+The Responses API is served by translation: a request becomes a chat request to any
+provider, which keeps nothing. So the gateway keeps each answered response itself, in the
+state store (this process's memory, the supervisor's for its workers, or Redis shared by
+every process and replica), for ``store_ttl_s``, owned by the credential that made it:
+
+- a new request's ``previous_response_id`` continues the conversation (``conversation``);
+- ``GET``, ``DELETE /v1/responses/{id}`` and ``GET .../input_items`` read and delete it
+  (``get``, ``delete``, ``input_items``; routes in ``server.responses_routes``).
+
+One record per response (``StoredResponse``): the id of the response it continued, this
+request's input items (each with an id) and the Response object as answered. A
+conversation is rebuilt by walking the ids back, oldest first: each record's input items,
+then its response's output items. Deleting or losing a response (expired, or forgotten by
+a full memory store) ends every conversation that passes through it.
+
+Who may read a response: its owner only (``server.jobs.owner_of``: a virtual key's
+principal, else the SHA-256 of the credential sent, else "anonymous"), compared in
+constant time. Another owner's id answers exactly as an unknown one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+from typing import Literal
+
+import msgspec
+from msgspec import Raw, Struct
+
+from gateway.errors import InvalidRequest, NotFound, StoreUnavailable
+from gateway.metrics import Metrics
+from gateway.state import Store
+from gateway.state import StoreUnavailable as StoreDown
+
+log = logging.getLogger("gateway.responses")
+
+# How far back previous_response_id is followed: a conversation of 1000 turns is far
+# past any context window, and each link is one store read.
+MAX_CHAIN = 1000
+# A response id: "resp_" and up to 128 letters and digits (the gateway's own are 48 hex
+# digits, as OpenAI's). Anything else is answered as an unknown id, never quoted back.
+RESPONSE_ID = re.compile(r"resp_[A-Za-z0-9]{1,128}")
+# The id prefix an input item gets when it came without one, by its type.
+ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 20
+Order = Literal["asc", "desc"]
+
+
+class StoredResponse(Struct, kw_only=True, omit_defaults=True):
+    """One kept response, as the store holds it (msgspec JSON)."""
+
+    previous_id: str | None = None  # the response this one continued
+    input: Raw  # this request's input items, a JSON array, every item with an id
+    response: Raw  # the Response object as answered
+
+
+class _ResponseHead(Struct):
+    """What is read of a Response: its id and its output items."""
+
+    id: str
+    output: list[Raw] = []
+
+
+class _ItemHead(Struct):
+    id: str | None = None
+    type: str | None = None
+    role: str | None = None
+
+
+class ResponseItemList(Struct):
+    """``GET /v1/responses/{id}/input_items``: a cursor page."""
+
+    object: str
+    data: list[Raw]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class ResponseDeleted(Struct):
+    """``DELETE /v1/responses/{id}``."""
+
+    id: str
+    object: str
+    deleted: bool
+
+
+class ResponseNotFound(NotFound):
+    code = "response_not_found"
+
+
+class PreviousResponseNotFound(InvalidRequest):
+    """OpenAI's answer to a ``previous_response_id`` it does not have: a 400."""
+
+    code = "previous_response_not_found"
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_stored = msgspec.json.Decoder(StoredResponse).decode
+_decode_head = msgspec.json.Decoder(_ResponseHead).decode
+_decode_items = msgspec.json.Decoder(list[Raw]).decode
+_decode_item_head = msgspec.json.Decoder(_ItemHead).decode
+_decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
+
+
+def new_response_id() -> str:
+    """A fresh response id: 192 random bits, unguessable."""
+    return "resp_" + secrets.token_hex(24)
+
+
+def not_found() -> ResponseNotFound:
+    """The one 404 of an unknown, malformed, expired, deleted or another owner's id."""
+    return ResponseNotFound("No such response: unknown, expired, deleted, or stored for another credential.")
+
+
+def with_item_ids(input_items: bytes) -> bytes:
+    """The JSON array ``input_items`` with an id on every item that came without one
+    (``msg_...`` for a message, by type for the others); items with one are copied as
+    they are. A ValueError when it is not an array of objects."""
+    try:
+        items = _decode_items(input_items)
+        out: list[Raw] = []
+        changed = False
+        for item in items:
+            head = _decode_item_head(item)
+            if head.id:
+                out.append(item)
+                continue
+            kind = head.type or ("message" if head.role is not None else "item")
+            fields = _decode_fields(item)
+            fields = {"id": Raw(_encode(f"{ITEM_PREFIX.get(kind, 'item')}_{secrets.token_hex(24)}")), **fields}
+            if head.type is None and head.role is not None:
+                fields["type"] = Raw(b'"message"')
+            out.append(Raw(_encode(fields)))
+            changed = True
+    except msgspec.DecodeError as e:
+        raise ValueError(f"input items: not a JSON array of objects with string ids: {e}") from None
+    return _encode(out) if changed else input_items
+
+
+class ResponseStates:
+    """Keeps, rebuilds, reads and deletes responses; one per config, built by the app."""
+
+    __slots__ = ("_max_conversation", "_max_record", "_metrics", "_store", "_ttl_s")
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl_s: float,
+        max_record_bytes: int,
+        max_conversation_bytes: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._max_record = max_record_bytes
+        self._max_conversation = max_conversation_bytes
+        self._metrics = metrics
+
+    async def save(self, owner: str, *, response: bytes, input_items: bytes, previous_id: str | None) -> bool:
+        """Keeps ``response`` (the Response object as answered; its ``id`` one of
+        ``new_response_id``'s) with ``input_items`` (the JSON array of this request's
+        input items in item form) and the response it continued. False when it was not
+        kept: larger than ``max_record_bytes``, or the store unavailable (logged either
+        way; the client has its answer, a later ``previous_response_id`` finds nothing).
+        A ValueError for a response or items that are not what is described here."""
+        try:
+            head = _decode_head(response)
+        except msgspec.DecodeError as e:
+            raise ValueError(f"response: not a Response object: {e}") from None
+        if not RESPONSE_ID.fullmatch(head.id):
+            raise ValueError(f"response id {head.id[:40]!r} is not resp_ and 1-128 letters and digits")
+        items = with_item_ids(input_items)
+        record = _encode(StoredResponse(previous_id=previous_id, input=Raw(items), response=Raw(response)))
+        if len(record) > self._max_record:
+            log.warning(
+                "response %s not stored: its record is %d bytes, over responses.max_record_bytes (%d); "
+                "it cannot be retrieved or continued",
+                head.id,
+                len(record),
+                self._max_record,
+            )
+            return False
+        try:
+            await self._store.response_put(head.id, owner, record, ttl_s=self._ttl_s)
+        except StoreDown as e:
+            self._store_error("write", e)
+            return False
+        return True
+
+    async def conversation(self, owner: str, previous_id: str) -> bytes:
+        """The JSON array of items a request continuing ``previous_id`` comes after:
+        oldest first, each response's input items, then its output items. An id that is
+        unknown, expired, deleted or another owner's is a 400 previous_response_not_found,
+        as is a chain with a link gone; a chain over MAX_CHAIN responses or
+        ``max_conversation_bytes`` a 400 too."""
+        if not RESPONSE_ID.fullmatch(previous_id):
+            raise PreviousResponseNotFound(
+                "Invalid 'previous_response_id': expected 'resp_' followed by letters and digits.",
+                param="previous_response_id",
+                code="invalid_value",
+            )
+        chain: list[StoredResponse] = []
+        total = 0
+        at: str | None = previous_id
+        while at is not None:
+            if len(chain) == MAX_CHAIN:
+                raise InvalidRequest(
+                    f"the conversation of previous_response_id is longer than {MAX_CHAIN} responses; "
+                    "start a new one with the context it needs",
+                    param="previous_response_id",
+                    code="conversation_too_long",
+                )
+            record = await self._record(owner, at)
+            if record is None:
+                if at == previous_id:
+                    message = f"Previous response with id '{previous_id}' not found."
+                else:
+                    message = (
+                        f"Previous response with id '{previous_id}' continues '{at}', which has expired or "
+                        "was deleted: the conversation cannot be rebuilt."
+                    )
+                raise PreviousResponseNotFound(message, param="previous_response_id")
+            total += len(record)
+            if total > self._max_conversation:
+                raise InvalidRequest(
+                    f"the conversation of previous_response_id is over {self._max_conversation} bytes "
+                    "(responses.max_conversation_bytes); start a new one with the context it needs",
+                    param="previous_response_id",
+                    code="conversation_too_long",
+                )
+            stored = _decode_stored(record)
+            chain.append(stored)
+            at = stored.previous_id
+        items: list[Raw] = []
+        for stored in reversed(chain):
+            items += _decode_items(stored.input)
+            items += _decode_head(stored.response).output
+        return _encode(items)
+
+    async def get(self, owner: str, response_id: str) -> bytes:
+        """The Response object as it was answered; 404 when unknown, expired, deleted or
+        another owner's."""
+        record = await self._record(owner, response_id)
+        if record is None:
+            raise not_found()
+        return bytes(_decode_stored(record).response)
+
+    async def delete(self, owner: str, response_id: str) -> bool:
+        """False, and nothing deleted, when unknown, expired or another owner's."""
+        if await self._record(owner, response_id) is None:
+            return False
+        try:
+            return await self._store.response_delete(response_id)
+        except StoreDown as e:
+            self._store_error("delete", e)
+            raise StoreUnavailable("the gateway's state store is unavailable; try again shortly") from None
+
+    async def input_items(
+        self,
+        owner: str,
+        response_id: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        order: Order = "desc",
+    ) -> bytes:
+        """A page of the response's input items (``ResponseItemList``): in ``order``,
+        those strictly after the item ``after`` and before the item ``before``; at most
+        ``limit``, the first ones, or the last ones when only ``before`` is given (the
+        page just before the cursor). ``has_more``: items left beyond the page on the
+        side it was cut."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", param="limit", code="invalid_value")
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("order must be 'asc' or 'desc'", param="order", code="invalid_value")
+        record = await self._record(owner, response_id)
+        if record is None:
+            raise not_found()
+        items = _decode_items(_decode_stored(record).input)
+        if order == "desc":
+            items.reverse()
+        ids = [_decode_item_head(i).id for i in items]
+        start = 0 if after is None else _position(ids, after, "after") + 1
+        end = len(items) if before is None else _position(ids, before, "before")
+        window, window_ids = items[start:end], ids[start:end]
+        has_more = len(window) > limit
+        if before is not None and after is None:  # the page just before the cursor
+            page, page_ids = window[-limit:], window_ids[-limit:]
+        else:
+            page, page_ids = window[:limit], window_ids[:limit]
+        listed = ResponseItemList(
+            object="list",
+            data=page,
+            first_id=page_ids[0] if page_ids else None,
+            last_id=page_ids[-1] if page_ids else None,
+            has_more=has_more,
+        )
+        return _encode(listed)
+
+    async def _record(self, owner: str, response_id: str) -> bytes | None:
+        """The record, when ``response_id`` is well formed, kept, and ``owner``'s."""
+        if not RESPONSE_ID.fullmatch(response_id):
+            return None
+        try:
+            found = await self._store.response_get(response_id)
+        except StoreDown as e:
+            self._store_error("read", e)
+            raise StoreUnavailable("the gateway's state store is unavailable; try again shortly") from None
+        if found is None or not hmac.compare_digest(found[0].encode(), owner.encode()):
+            return None
+        return found[1]
+
+    def _store_error(self, what: str, e: Exception) -> None:
+        if self._metrics is not None:
+            self._metrics.store_errors += 1
+        log.error("state store unavailable: stored response %s failed: %s", what, e)
+
+
+def _position(ids: list[str | None], item_id: str, param: str) -> int:
+    try:
+        return ids.index(item_id)
+    except ValueError:
+        raise InvalidRequest(
+            f"'{param}' names no input item of this response", param=param, code="invalid_value"
+        ) from None
