@@ -251,8 +251,8 @@ def test_arguments_placeholder_per_type_when_required_absent() -> None:
         "i": 1,
         "n": 1.5,
         "b": True,
-        "a": [],
-        "o": {},
+        "a": ["mock"],  # one element of its items
+        "o": {"x": "mock"},  # filled as the top level is: every property when required is absent
         "e": 3,
         "z": None,
         "u": None,
