@@ -11,12 +11,21 @@ Tool calls, as a model in an agent's tool loop makes them: a chat request that o
 unless ``tool_choice`` is ``"none"``, the last message is a ``tool`` result (then it
 answers text, as a model does once it has its result) or ``"mock": {"tool_calls":
 false}`` asks for text. The call is to the tool ``tool_choice`` names (not offered: 400,
-param ``tool_choice``), else the first one; its ``arguments`` (a JSON string) hold a
-placeholder for every ``required`` parameter (every parameter when ``required`` is
-absent): an ``enum``'s first value, else by type "mock", 1, 1.5, true, [], {}, or null.
-Streamed as OpenAI does: the id and name first, then the arguments in 8-character
+param ``tool_choice``), else the first one; its ``arguments`` (a JSON string) are built
+from the tool's parameters schema by ``providers.mock_schema``: every ``required``
+parameter (every one when ``required`` is absent or the function is ``strict``), an
+``enum``'s first value, else by type "mock", 1, 1.5, true, one array element, a filled
+object, or null. Streamed as OpenAI does: the id and name first, then the arguments in 8-character
 fragments. ``tools`` and ``tool_choice`` are decoded only when present, so a request
 without them costs what it did before.
+
+Structured output: a chat request whose ``response_format`` is ``json_schema`` (and that
+gets no tool call) is answered with a JSON document valid against the schema (built as
+tool arguments are), ``json_object`` with ``{"answer": "<words>"}``; whole whatever the
+token cap, ``finish_reason: "stop"``, about 4 characters a completion token, streamed in
+8-character content fragments. A schema the builder cannot satisfy is a 400 (param
+``response_format.json_schema.schema``). ``response_format`` too is decoded only when
+present.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pydantic import AnyUrl, BaseModel, Field, conint, conlist, constr
 
 from gateway.config import MockConfig
 from gateway.errors import InvalidRequest
-from gateway.providers import gemini, mock, mock_schema
+from gateway.providers import anthropic, gemini, mock, mock_schema
 
 SCHEMA_PARAM = "response_format.json_schema.schema"
 
@@ -487,3 +487,20 @@ def test_gemini_route_response_json_schema_answers_the_document() -> None:
         gemini.generate_response(mock.completion_body(mock.Planner(MockConfig())(body, endpoint="chat")))
     )
     Address.model_validate_json(out["candidates"][0]["content"]["parts"][0]["text"])
+
+
+def test_anthropic_route_output_format_answers_the_document() -> None:
+    """``gateway mock``'s /v1/messages: output_config.format becomes response_format."""
+    turn = {
+        "model": "claude",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "where?"}],
+        "output_config": {"format": {"type": "json_schema", "schema": to_strict_json_schema(Address)}},
+    }
+    body, _, _ = anthropic.messages_request(json.dumps(turn).encode())
+    out = msgspec.json.decode(
+        anthropic.messages_response(mock.completion_body(mock.Planner(MockConfig())(body, endpoint="chat")))
+    )
+    (block,) = out["content"]
+    Address.model_validate_json(block["text"])
+    assert out["stop_reason"] == "end_turn"
