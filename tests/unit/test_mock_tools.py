@@ -552,3 +552,21 @@ def test_gemini_route_request_gets_function_call() -> None:
         gemini.generate_response(mock.completion_body(mock.Planner(MockConfig())(body, endpoint="chat")))
     )
     assert out["candidates"][0]["content"]["parts"][0]["functionCall"]["args"] == {"query": "mock"}
+
+
+def test_arguments_strict_function_fills_every_property_and_nested_refs() -> None:
+    params = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "where": {"$ref": "#/$defs/Point"},
+            "lost": {"$ref": "#/$defs/Nowhere"},  # unreadable: null, not an error, for tools
+        },
+        "required": ["city"],
+        "$defs": {"Point": {"type": "object", "properties": {"lat": {"type": "number", "maximum": 1}}}},
+    }
+    tool = {"type": "function", "function": {"name": "f", "parameters": params}}
+    assert json.loads(arguments_of(make_plan(chat(tools=[tool])))) == {"city": "mock"}
+    strict = {"type": "function", "function": {"name": "f", "parameters": params, "strict": True}}
+    got = json.loads(arguments_of(make_plan(chat(tools=[strict]))))
+    assert got == {"city": "mock", "where": {"lat": 1}, "lost": None}
