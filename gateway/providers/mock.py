@@ -11,12 +11,21 @@ Tool calls, as a model in an agent's tool loop makes them: a chat request that o
 unless ``tool_choice`` is ``"none"``, the last message is a ``tool`` result (then it
 answers text, as a model does once it has its result) or ``"mock": {"tool_calls":
 false}`` asks for text. The call is to the tool ``tool_choice`` names (not offered: 400,
-param ``tool_choice``), else the first one; its ``arguments`` (a JSON string) hold a
-placeholder for every ``required`` parameter (every parameter when ``required`` is
-absent): an ``enum``'s first value, else by type "mock", 1, 1.5, true, [], {}, or null.
-Streamed as OpenAI does: the id and name first, then the arguments in 8-character
+param ``tool_choice``), else the first one; its ``arguments`` (a JSON string) are built
+from the tool's parameters schema by ``providers.mock_schema``: every ``required``
+parameter (every one when ``required`` is absent or the function is ``strict``), an
+``enum``'s first value, else by type "mock", 1, 1.5, true, one array element, a filled
+object, or null. Streamed as OpenAI does: the id and name first, then the arguments in 8-character
 fragments. ``tools`` and ``tool_choice`` are decoded only when present, so a request
 without them costs what it did before.
+
+Structured output: a chat request whose ``response_format`` is ``json_schema`` (and that
+gets no tool call) is answered with a JSON document valid against the schema (built as
+tool arguments are), ``json_object`` with ``{"answer": "<words>"}``; whole whatever the
+token cap, ``finish_reason: "stop"``, about 4 characters a completion token, streamed in
+8-character content fragments. A schema the builder cannot satisfy is a 400 (param
+``response_format.json_schema.schema``). ``response_format`` too is decoded only when
+present.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from gateway.config import MockConfig
 from gateway.errors import InvalidRequest
 from gateway.providers import Endpoint
 from gateway.providers.dialect import Dialect
+from gateway.providers.mock_schema import structured_content
 from gateway.providers.mock_tools import ToolCall, tool_call
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text", "embeddings"})
@@ -113,6 +123,7 @@ class MockRequest(Struct, kw_only=True):
     # Raw: decoded only when present, so requests without tools pay nothing for them.
     tools: Raw | UnsetType = UNSET
     tool_choice: Raw | UnsetType = UNSET
+    response_format: Raw | UnsetType = UNSET  # Raw for the same reason
     mock: MockOverrides | None = None
 
 
@@ -141,6 +152,8 @@ class Plan(Struct, kw_only=True, frozen=True):
     stream: bool
     include_usage: bool
     tool_call: ToolCall | None = None
+    # Structured output: the JSON document answered as the content (else words).
+    content: str | None = None
 
 
 def decode(body: bytes) -> MockRequest:
@@ -172,7 +185,15 @@ def plan(
             # ~4 characters of arguments per token, and one for the name.
             tokens = max(1, len(call.arguments) // _BYTES_PER_TOKEN) + 1
             finish_reason = "tool_calls"
-            content_frames = _argument_pieces(call)
+            content_frames = _pieces(call.arguments)
+    content = None
+    if call is None and req.response_format is not UNSET and endpoint == "chat":
+        content = structured_content(req.response_format, text="".join(_words(req.seed or 0, tokens)))
+        if content is not None:
+            # Whole, whatever the cap (a cut document would not parse), ~4 characters a token.
+            tokens = max(1, len(content) // _BYTES_PER_TOKEN)
+            finish_reason = "stop"
+            content_frames = _pieces(content)
     fail: int | None
     if o.fail_status is not UNSET:
         fail = o.fail_status
@@ -210,11 +231,12 @@ def plan(
         stream=stream,
         include_usage=usage and bool(req.stream_options and req.stream_options.include_usage),
         tool_call=call,
+        content=content,
     )
 
 
-def _argument_pieces(call: ToolCall) -> int:
-    return max(1, -(-len(call.arguments) // _ARGUMENT_PIECE_CHARS))
+def _pieces(text: str) -> int:
+    return max(1, -(-len(text) // _ARGUMENT_PIECE_CHARS))
 
 
 class Planner:
@@ -265,9 +287,13 @@ class Planner:
 
 
 def words(p: Plan) -> Iterator[str]:
+    return _words(p.seed, p.tokens)
+
+
+def _words(seed: int, tokens: int) -> Iterator[str]:
     n = len(_WORDS)
-    for i in range(p.tokens):
-        w = _WORDS[(p.seed + i) % n]
+    for i in range(tokens):
+        w = _WORDS[(seed + i) % n]
         yield w if i == 0 else " " + w
 
 
@@ -304,7 +330,7 @@ def completion_body(p: Plan) -> bytes:
         )
         usage = b',"usage":' + _usage(p) if p.usage else b""
         return b'%s"choices":[%s]%s}' % (_prefix(p, chunk=False), choices, usage)
-    text = _encode("".join(words(p)))
+    text = _encode("".join(words(p)) if p.content is None else p.content)
     if p.endpoint == "chat":
         choice = b'{"index":0,"message":{"role":"assistant","content":%s},"logprobs":null,"finish_reason":%s}'
     else:
@@ -334,8 +360,13 @@ def frames(p: Plan) -> Iterator[bytes]:
         else:
             before, after = head + b'"text":', b',"logprobs":null,"finish_reason":null}]}\n\n'
             last = head + b'"text":"","logprobs":null,"finish_reason":'
-        for w in words(p):
-            yield before + _encode(w) + after
+        if p.content is None:
+            for w in words(p):
+                yield before + _encode(w) + after
+        else:  # in fragments, as tool-call arguments
+            doc, step = p.content, _ARGUMENT_PIECE_CHARS
+            for i in range(0, len(doc), step):
+                yield before + _encode(doc[i : i + step]) + after
     # Concatenated, never %-formatted: ``head`` holds the client's model name.
     yield last + _encode(p.finish_reason) + b"}]}\n\n"
     if p.include_usage:
@@ -360,8 +391,11 @@ def _call_frames(call: ToolCall, *, head: bytes) -> Iterator[bytes]:
 
 
 def _content_frames(p: Plan) -> int:
-    """The frames generated between the first and the finish: words or argument pieces."""
-    return p.tokens if p.tool_call is None else _argument_pieces(p.tool_call)
+    """The frames generated between the first and the finish: words, or pieces of the
+    arguments or the structured content."""
+    if p.tool_call is not None:
+        return _pieces(p.tool_call.arguments)
+    return p.tokens if p.content is None else _pieces(p.content)
 
 
 def unary_delay_s(p: Plan) -> float:

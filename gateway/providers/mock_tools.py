@@ -5,22 +5,13 @@ request without tools pays nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 from gateway.errors import InvalidRequest
-
-# A placeholder argument per JSON Schema type: valid for the type, plainly fake.
-_PLACEHOLDERS: dict[str, object] = {
-    "string": "mock",
-    "integer": 1,
-    "number": 1.5,
-    "boolean": True,
-    "array": [],
-    "object": {},
-}
+from gateway.providers.mock_schema import Schema, SchemaError, example
 
 
 # What the fake reads of a request that offers tools.
@@ -28,19 +19,10 @@ class _Role(Struct, kw_only=True):
     role: str = ""
 
 
-class _Property(Struct, kw_only=True):
-    type: str | list[str] | None = None
-    enum: list[Any] | None = None
-
-
-class _Parameters(Struct, kw_only=True):
-    properties: dict[str, _Property] = {}
-    required: list[str] | None = None
-
-
 class _Function(Struct, kw_only=True):
     name: str
-    parameters: _Parameters | None = None
+    parameters: Schema | bool | None = None
+    strict: bool | None = None  # every property filled, as OpenAI's strict mode makes them required
 
 
 class _Tool(Struct, kw_only=True):
@@ -73,7 +55,7 @@ class ToolCall(Struct, kw_only=True, frozen=True):
 def _decoded(decode: Callable[[Raw], _T], raw: Raw, *, param: str) -> _T:
     try:
         return decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as e:
         raise InvalidRequest(f"mock provider: invalid {param}: {e}", param=param) from None
 
 
@@ -101,23 +83,17 @@ def tool_call(*, tools: Raw, tool_choice: Raw | UnsetType, messages: Raw | Unset
         roles = _decoded(_decode_roles, messages, param="messages")
         if roles and roles[-1].role == "tool":
             return None  # the model has its tool result: it answers
-    return ToolCall(id=f"call_mock{serial:012d}", name=fn.name, arguments=_arguments(fn.parameters))
+    arguments = _arguments(fn.parameters, strict=bool(fn.strict))
+    return ToolCall(id=f"call_mock{serial:012d}", name=fn.name, arguments=arguments)
 
 
-def _arguments(params: _Parameters | None) -> str:
+def _arguments(params: Schema | bool | None, *, strict: bool) -> str:
+    """Arguments valid against the tool's parameters (``providers.mock_schema``); a
+    part of the schema the fake cannot read is null, as before a model's own guess."""
     if params is None:
         return "{}"
-    props = params.properties
-    names = props if params.required is None else params.required
-    return _encode({n: _placeholder(props.get(n)) for n in names}).decode()
-
-
-def _placeholder(prop: _Property | None) -> object:
-    if prop is None:
-        return None
-    if prop.enum:
-        return prop.enum[0]
-    kind = prop.type
-    if isinstance(kind, list):  # ["string", "null"]: the first type that is not null
-        kind = next((k for k in kind if k != "null"), None)
-    return _PLACEHOLDERS.get(kind) if kind is not None else None
+    try:
+        value = example(params, fill_all=strict, lenient=True)
+    except SchemaError as e:
+        raise InvalidRequest(f"mock provider: tools: {e}", param="tools") from None
+    return _encode(value).decode() if isinstance(value, dict) else "{}"

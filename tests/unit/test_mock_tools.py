@@ -251,8 +251,8 @@ def test_arguments_placeholder_per_type_when_required_absent() -> None:
         "i": 1,
         "n": 1.5,
         "b": True,
-        "a": [],
-        "o": {},
+        "a": ["mock"],  # one element of its items
+        "o": {"x": "mock"},  # filled as the top level is: every property when required is absent
         "e": 3,
         "z": None,
         "u": None,
@@ -552,3 +552,21 @@ def test_gemini_route_request_gets_function_call() -> None:
         gemini.generate_response(mock.completion_body(mock.Planner(MockConfig())(body, endpoint="chat")))
     )
     assert out["candidates"][0]["content"]["parts"][0]["functionCall"]["args"] == {"query": "mock"}
+
+
+def test_arguments_strict_function_fills_every_property_and_nested_refs() -> None:
+    params = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "where": {"$ref": "#/$defs/Point"},
+            "lost": {"$ref": "#/$defs/Nowhere"},  # unreadable: null, not an error, for tools
+        },
+        "required": ["city"],
+        "$defs": {"Point": {"type": "object", "properties": {"lat": {"type": "number", "maximum": 1}}}},
+    }
+    tool = {"type": "function", "function": {"name": "f", "parameters": params}}
+    assert json.loads(arguments_of(make_plan(chat(tools=[tool])))) == {"city": "mock"}
+    strict = {"type": "function", "function": {"name": "f", "parameters": params, "strict": True}}
+    got = json.loads(arguments_of(make_plan(chat(tools=[strict]))))
+    assert got == {"city": "mock", "where": {"lat": 1}, "lost": None}
