@@ -114,6 +114,8 @@ class Embedder(Protocol):
     def client_answer(self, data: bytes, *, single: bool) -> bytes: ...
 
     def native_answer(self, data: bytes, *, single: bool) -> bytes: ...
+
+
 class InboundHead(NamedTuple):
     """What the gateway reads of an SDK's request body to route it; the rest stays bytes.
     ``model`` / ``stream``: None when the dialect names them in the URL instead."""

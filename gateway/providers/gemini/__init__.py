@@ -258,9 +258,7 @@ DIALECT = Dialect(
         Route("GET", "/models/{model}", "model"),
     ),
     # Its own prefix, and the frameworks' prefixes that serve every SDK's family.
-    integrations=tuple(
-        Integration(p, ("/v1beta", "/v1")) for p in ("/genai", "/langchain", "/pydanticai", "/litellm")
-    ),
+    integrations=tuple(Integration(p, ("/v1beta", "/v1")) for p in ("/genai", "/langchain", "/pydanticai", "/litellm")),
     client_headers=CLIENT_HEADERS,
     embedder=_Embedder(),
 )
