@@ -34,7 +34,12 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("responses", "count_tokens"): {"model": MODEL, "input": "hi"},
 }
 # What each SDK sends on every call (recorded from the SDKs; tests/unit/server/test_routes.py).
-SDK_HEADERS = {"openai": {}, "responses": {}, "anthropic": {"anthropic-version": "2023-06-01"}, "gemini": {"x-goog-api-client": "x"}}
+SDK_HEADERS = {
+    "openai": {},
+    "responses": {},
+    "anthropic": {"anthropic-version": "2023-06-01"},
+    "gemini": {"x-goog-api-client": "x"},
+}
 
 
 def check_answer(cell: Cell, r: httpx.Response) -> None:
