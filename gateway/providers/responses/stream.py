@@ -204,6 +204,9 @@ class ResponsesStream:
         fn = call.function
         open_ = self._calls.get(key)
         if open_ is None:
+            text, self._text = self._text, None
+            if text is not None:  # the text before the calls ends where they begin
+                self._close_text(text, "completed", out)
             name = fn.name if fn is not None and isinstance(fn.name, str) else ""
             open_ = self._calls[key] = _Call(len(self._output), call.id or _answer.new_id("call_"), name)
             self._output.append(None)
