@@ -100,15 +100,14 @@ class ResponsesStream:
         self._extra: Raw | UnsetType = UNSET
         self.done = False
 
-    def _event(self, kind: str, body: bytes, out: list[bytes]) -> None:
+    def _event(self, kind: bytes, body: bytes, out: list[bytes]) -> None:
         """``body``: the event's fields after ``type`` and ``sequence_number``."""
-        head = b'{"type":"%s","sequence_number":%d' % (kind.encode(), self._seq)
+        out.append(b'event: %s\ndata: {"type":"%s","sequence_number":%d,%s}\n\n' % (kind, kind, self._seq, body))
         self._seq += 1
-        out.append(b"event: %s\ndata: %s%s}\n\n" % (kind.encode(), head, b"," + body if body else b""))
 
     def _lifecycle(
         self,
-        kind: str,
+        kind: bytes,
         status: str,
         out: list[bytes],
         *,
@@ -166,8 +165,8 @@ class ResponsesStream:
     def _start(self, created: int, out: list[bytes]) -> None:
         self._started = True
         self._created = created
-        self._lifecycle("response.created", "in_progress", out)
-        self._lifecycle("response.in_progress", "in_progress", out)
+        self._lifecycle(b"response.created", "in_progress", out)
+        self._lifecycle(b"response.in_progress", "in_progress", out)
 
     def _delta(self, delta: ChatMessage, out: list[bytes]) -> None:
         text = delta.content if isinstance(delta.content, str) else None
@@ -188,16 +187,16 @@ class ResponsesStream:
                 b'{"id":"%s","type":"message","status":"in_progress","role":"assistant","content":[]}'
                 % text.id.encode()
             )
-            self._event("response.output_item.added", b'"output_index":%d,"item":%s' % (text.index, item), out)
+            self._event(b"response.output_item.added", b'"output_index":%d,"item":%s' % (text.index, item), out)
         return text
 
     def _text_delta(self, delta: str, out: list[bytes]) -> None:
         text = self._open_text(out)
         where = b'"item_id":"%s","output_index":%d,"content_index":0' % (text.id.encode(), text.index)
         if not text.parts:
-            self._event("response.content_part.added", where + b',"part":' + _EMPTY_TEXT, out)
+            self._event(b"response.content_part.added", where + b',"part":' + _EMPTY_TEXT, out)
         text.parts.append(delta)
-        self._event("response.output_text.delta", where + b',"delta":%s,"logprobs":[]' % _encode(delta), out)
+        self._event(b"response.output_text.delta", where + b',"delta":%s,"logprobs":[]' % _encode(delta), out)
 
     def _call_delta(self, call: ChatToolCall, position: int, out: list[bytes]) -> None:
         key = call.index if call.index is not UNSET else position
@@ -212,13 +211,13 @@ class ResponsesStream:
             self._output.append(None)
             item = FunctionCallItem(id=open_.id, call_id=open_.call_id, name=name, arguments="", status="in_progress")
             self._event(
-                "response.output_item.added", b'"output_index":%d,"item":%s' % (open_.index, _encode(item)), out
+                b"response.output_item.added", b'"output_index":%d,"item":%s' % (open_.index, _encode(item)), out
             )
         args = fn.arguments if fn is not None else None
         if args:
             open_.args.append(args)
             body = b'"item_id":"%s","output_index":%d,"delta":%s' % (open_.id.encode(), open_.index, _encode(args))
-            self._event("response.function_call_arguments.delta", body, out)
+            self._event(b"response.function_call_arguments.delta", body, out)
 
     def _close_all(self, out: list[bytes]) -> None:
         """Every open item done, in output order."""
@@ -229,12 +228,12 @@ class ResponsesStream:
         for call in self._calls.values():
             args = "".join(call.args) or "{}"
             body = b'"item_id":"%s","output_index":%d,"arguments":%s' % (call.id.encode(), call.index, _encode(args))
-            self._event("response.function_call_arguments.done", body, out)
+            self._event(b"response.function_call_arguments.done", body, out)
             item = FunctionCallItem(
                 id=call.id, call_id=call.call_id, name=call.name, arguments=args, status="completed"
             )
             self._output[call.index] = item
-            self._event("response.output_item.done", b'"output_index":%d,"item":%s' % (call.index, _encode(item)), out)
+            self._event(b"response.output_item.done", b'"output_index":%d,"item":%s' % (call.index, _encode(item)), out)
         self._calls = {}
 
     def _close_text(self, text: _Text, item_status: str, out: list[bytes]) -> None:
@@ -242,16 +241,16 @@ class ResponsesStream:
         if text.parts:
             whole = "".join(text.parts)
             where = b'"item_id":"%s","output_index":%d,"content_index":0' % (text.id.encode(), text.index)
-            self._event("response.output_text.done", where + b',"text":%s,"logprobs":[]' % _encode(whole), out)
+            self._event(b"response.output_text.done", where + b',"text":%s,"logprobs":[]' % _encode(whole), out)
             part = OutputText(text=whole)
-            self._event("response.content_part.done", where + b',"part":' + _encode(part), out)
+            self._event(b"response.content_part.done", where + b',"part":' + _encode(part), out)
             parts.append(part)
         if self._refusal:
             parts.append(Refusal(refusal="".join(self._refusal)))
             self._refusal = []
         item = MessageItem(id=text.id, status=item_status, content=parts)
         self._output[text.index] = item
-        self._event("response.output_item.done", b'"output_index":%d,"item":%s' % (text.index, _encode(item)), out)
+        self._event(b"response.output_item.done", b'"output_index":%d,"item":%s' % (text.index, _encode(item)), out)
 
     def _end(self, out: list[bytes]) -> None:
         self.done = True
@@ -259,13 +258,13 @@ class ResponsesStream:
             self._start(0, out)
         self._close_all(out)
         state, reason = _answer.status(self._finish)
-        kind = "response.completed" if state == "completed" else "response.incomplete"
+        kind = b"response.completed" if state == "completed" else b"response.incomplete"
         self._lifecycle(kind, state, out, usage=self._usage, extra=self._extra, incomplete=reason)
 
     def _fail(self, err: ChatError, out: list[bytes]) -> None:
         self.done = True
         code = err.code if isinstance(err.code, str) else None
         body = b'"code":%s,"message":%s,"param":%s' % (_encode(code), _encode(err.message), _encode(err.param))
-        self._event("error", body, out)
+        self._event(b"error", body, out)
         failure = ResponseError(code=_CODES.get(err.type or "", "server_error"), message=err.message)
-        self._lifecycle("response.failed", "failed", out, error=failure, usage=self._usage)
+        self._lifecycle(b"response.failed", "failed", out, error=failure, usage=self._usage)

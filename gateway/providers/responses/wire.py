@@ -258,6 +258,7 @@ class ResponseError(Struct, kw_only=True):
 
 class Response(Struct, kw_only=True):
     id: str
+    object: str = "response"
     created_at: int
     status: str
     model: str
@@ -278,7 +279,6 @@ class Response(Struct, kw_only=True):
     error: ResponseError | None = None
     incomplete_details: Incomplete | None = None
     usage: Usage | None = None
-    object: str = "response"
     extra_fields: Raw | UnsetType = UNSET
 
 
