@@ -175,10 +175,16 @@ class Inbound(Protocol):
         """``model`` and ``stream``: from the URL, for a dialect whose URL names them."""
         ...
 
-    def answer(self, data: bytes) -> bytes: ...
+    def answer(self, data: bytes, *, request: bytes) -> bytes:
+        """``data``: the OpenAI answer, with ``usage`` (and its ``cost``) and
+        ``extra_fields``; ``request``: the client's own request body (what an answer
+        may echo)."""
+        ...
 
-    def stream(self) -> FrameTranslator:
-        """Fed whole OpenAI frames (``data: [DONE]`` included), it returns the client's."""
+    def stream(self, *, request: bytes) -> FrameTranslator:
+        """Fed whole OpenAI frames (``data: [DONE]`` included; the last chunk with
+        ``usage`` and ``extra_fields``), it returns the client's; ``request`` as for
+        ``answer``."""
         ...
 
     def error(self, status: int, openai_body: bytes) -> bytes:

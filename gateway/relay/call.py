@@ -114,6 +114,7 @@ class Call:
         # the plan
         "body",
         "client",
+        "client_body",
         "client_usage",
         "endpoint",
         "request_type",
@@ -148,6 +149,7 @@ class Call:
         ledger: Ledger,
         options: RequestOptions = NO_OPTIONS,
         client: Dialect | None = None,
+        client_body: bytes = b"",
     ) -> None:
         self.endpoint = endpoint
         self.request_type = request_type
@@ -165,6 +167,8 @@ class Call:
         # dialect); None: OpenAI. Answers go back in it; a target of the same dialect is
         # passed through.
         self.client = client
+        # The client's own request at a drop-in route (what its answer may echo).
+        self.client_body = client_body
         self.options = options
         # Held by the call, not imported: the relay has no other handle on the process's
         # metrics and pricing, and a module-level one would be shared mutable state.

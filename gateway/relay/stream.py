@@ -240,7 +240,11 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
     feed = Framer().feed
     emit = process = watch.process
     shadow = translate.chat_stream(target) if call.passthrough(target) else None
-    to_client = translate.client_stream(call.client) if call.client is not None and shadow is None else None
+    to_client = (
+        translate.client_stream(call.client, request=call.client_body)
+        if call.client is not None and shadow is None
+        else None
+    )
     if shadow is not None:
         # Same dialect both sides: the client gets the upstream's frames untouched; a
         # translated copy feeds the watch, for the accounting only.
@@ -315,7 +319,10 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
                 # In the client's dialect. Passed through, the upstream's own error event
                 # (what the watch saw) has reached the client already.
                 relayed = shadow is not None and isinstance(e, translate.STREAM_ERRORS)
-                frame = b"" if relayed else (to_client or translate.client_stream(call.client)).feed(frame)
+                if relayed:
+                    frame = b""
+                else:
+                    frame = (to_client or translate.client_stream(call.client, request=call.client_body)).feed(frame)
             if outcome == "shutdown":
                 try:
                     async with asyncio.timeout(SHUTDOWN_WRITE_S):

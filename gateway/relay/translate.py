@@ -71,14 +71,15 @@ async def stream(target: Target, chunks: AsyncGenerator[bytes, None]) -> AsyncGe
 # error back into the client's own dialect.
 
 
-def client_answer(client: Dialect, data: bytes) -> bytes:
+def client_answer(client: Dialect, data: bytes, *, request: bytes) -> bytes:
+    """``request``: the client's own body (``Call.client_body``)."""
     inbound = client.inbound
     assert inbound is not None, "only a dialect with SDK routes is a client"
-    return inbound.answer(data)
+    return inbound.answer(data, request=request)
 
 
-def client_stream(client: Dialect) -> FrameTranslator:
+def client_stream(client: Dialect, *, request: bytes) -> FrameTranslator:
     """Feed it whole OpenAI frames (``data: [DONE]`` included); it returns the client's."""
     inbound = client.inbound
     assert inbound is not None, "only a dialect with SDK routes is a client"
-    return inbound.stream()
+    return inbound.stream(request=request)

@@ -107,19 +107,21 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
     if usage_raw == b"null":
         usage_raw = None
     data, estimated = account(call, target, data, usage_raw)
-    if call.client is not None:
-        if call.passthrough(target):
-            # Same dialect both sides: the upstream's bytes go back untouched; the
-            # translation above served the accounting only.
-            return upstream_data, headers
-        return translate.client_answer(call.client, data), headers
+    if call.passthrough(target):
+        # Same dialect both sides: the upstream's bytes go back untouched; the
+        # translation above served the accounting only.
+        return upstream_data, headers
     extra = call.extra_fields(
         target,
         estimated=estimated,
         raw_request=body if options.raw_request else None,
         raw_response=upstream_data if options.raw_response else None,
     )
-    return codec.enrich(data, head, extra), headers
+    data = codec.enrich(data, head, extra)
+    if call.client is not None:
+        # The client's dialect keeps what it has room for (a Response: extra_fields).
+        return translate.client_answer(call.client, data, request=call.client_body), headers
+    return data, headers
 
 
 async def unary(call: Call) -> tuple[bytes, int, list[tuple[str, str]]]:

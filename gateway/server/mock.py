@@ -209,8 +209,8 @@ class MockServer:
             if delay:
                 await asyncio.sleep(delay)
             data = dialect.completion_body(plan)
-            return web.Response(body=inbound.answer(data), content_type=JSON)
-        tr = inbound.stream()
+            return web.Response(body=inbound.answer(data, request=body), content_type=JSON)
+        tr = inbound.stream(request=body)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         try:

@@ -239,6 +239,7 @@ class Planner:
             # The client's dialect carries usage in its last events: always asked for.
             client_usage=True,
             client=client,
+            client_body=body,
         )
         _forward(request, client, call)
         return call
@@ -340,6 +341,7 @@ class Planner:
         stream: bool,
         client_usage: bool,
         client: Dialect | None = None,
+        client_body: bytes = b"",
     ) -> Call:
         """The call to ``targets``, with the request's x-bf-* options (read after the
         targets: a bad model is reported before a bad header)."""
@@ -357,4 +359,5 @@ class Planner:
             ledger=self._ledger,
             options=options,
             client=client,
+            client_body=client_body,
         )

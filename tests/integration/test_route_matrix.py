@@ -30,9 +30,16 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("openai", "embeddings"): {"model": MODEL, "input": ["hi", "there"], "encoding_format": "float", "dimensions": 8},
     ("gemini", "embed_one"): {"content": {"parts": [{"text": "hi"}]}, "outputDimensionality": 8},
     ("gemini", "embed_batch"): {"requests": [{"model": f"models/{MODEL}", "content": {"parts": [{"text": "hi"}]}}]},
+    ("responses", "chat"): {"model": MODEL, "input": "hi", "max_output_tokens": 5},
+    ("responses", "count_tokens"): {"model": MODEL, "input": "hi"},
 }
 # What each SDK sends on every call (recorded from the SDKs; tests/unit/server/test_routes.py).
-SDK_HEADERS = {"openai": {}, "anthropic": {"anthropic-version": "2023-06-01"}, "gemini": {"x-goog-api-client": "x"}}
+SDK_HEADERS = {
+    "openai": {},
+    "responses": {},
+    "anthropic": {"anthropic-version": "2023-06-01"},
+    "gemini": {"x-goog-api-client": "x"},
+}
 
 
 def check_answer(cell: Cell, r: httpx.Response) -> None:
@@ -58,6 +65,10 @@ def check_answer(cell: Cell, r: httpx.Response) -> None:
         assert data["object"] == "list" and LISTED in [m["id"] for m in data["data"]]
     elif kind == ("openai", "model"):
         assert data == {"id": LISTED, "object": "model", "created": 0, "owned_by": "mock"}
+    elif kind == ("responses", "chat"):
+        assert data["object"] == "response" and data["output"][0]["content"][0]["text"]
+    elif kind == ("responses", "count_tokens"):
+        assert data["object"] == "response.input_tokens" and data["input_tokens"] > 0
     elif kind == ("anthropic", "chat"):
         assert data["type"] == "message" and data["content"][0]["text"]
     elif kind == ("anthropic", "count_tokens"):

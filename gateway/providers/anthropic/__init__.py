@@ -152,10 +152,10 @@ class _Inbound:
     def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
         return messages_request(body)[0]  # the body names the model and the stream
 
-    def answer(self, data: bytes) -> bytes:
+    def answer(self, data: bytes, *, request: bytes) -> bytes:
         return messages_response(data)
 
-    def stream(self) -> MessagesStream:
+    def stream(self, *, request: bytes) -> MessagesStream:
         return MessagesStream()
 
     def error(self, status: int, openai_body: bytes) -> bytes:

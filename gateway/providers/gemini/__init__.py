@@ -228,10 +228,10 @@ class _Inbound:
     def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
         return generate_request(body, model=model, stream=stream)
 
-    def answer(self, data: bytes) -> bytes:
+    def answer(self, data: bytes, *, request: bytes) -> bytes:
         return generate_response(data)
 
-    def stream(self) -> GenerateStream:
+    def stream(self, *, request: bytes) -> GenerateStream:
         return GenerateStream()
 
     def error(self, status: int, openai_body: bytes) -> bytes:

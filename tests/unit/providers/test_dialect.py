@@ -9,21 +9,31 @@ import msgspec
 import pytest
 
 from gateway.config import ProviderConfig
-from gateway.providers import anthropic, gemini, mock, openai
+from gateway.providers import anthropic, gemini, mock, openai, responses
 from gateway.providers.dialect import Action
-from gateway.providers.registry import DIALECTS
+from gateway.providers.registry import CONFIGURABLE, DIALECTS
 
 
 def test_registry_holds_every_configurable_dialect_by_its_name() -> None:
     configurable = typing.get_args(typing.get_type_hints(ProviderConfig)["dialect"])
-    assert list(DIALECTS) == list(configurable)
+    assert list(CONFIGURABLE) == list(configurable)
     assert all(d.name == name for name, d in DIALECTS.items())
     assert DIALECTS == {
         "openai": openai.DIALECT,
         "anthropic": anthropic.DIALECT,
         "gemini": gemini.DIALECT,
         "mock": mock.DIALECT,
+        "responses": responses.DIALECT,
     }
+
+
+def test_sdk_only_dialects_serve_no_endpoint_and_are_not_configurable() -> None:
+    sdk_only = [name for name in DIALECTS if name not in CONFIGURABLE]
+    assert sdk_only == ["responses"]
+    d = DIALECTS["responses"]
+    assert d.inbound is not None and d.upstream is None and d.translator is None and not d.endpoints
+    # Served under every root an OpenAI SDK's base URL may point at.
+    assert d.integrations == openai.DIALECT.integrations
 
 
 @pytest.mark.parametrize(
@@ -44,6 +54,11 @@ def test_dialect_flags(
     assert (d.upstream is None) is (name == "mock")
     # Only the dialects with SDK routes of their own translate their SDK's requests.
     assert (d.inbound is not None) is (name in ("anthropic", "gemini"))
+
+
+def test_config_refuses_an_sdk_only_dialect() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"dialect": "responses", "base_url": "http://x"}, ProviderConfig)
 
 
 def test_openai_upstream() -> None:

@@ -1,0 +1,313 @@
+"""A Responses API request -> an OpenAI chat request for the pipeline (the table in
+``providers.responses``), and what the gateway routes on."""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from gateway import codec, screen
+from gateway.errors import InvalidRequest
+from gateway.providers.dialect import InboundHead
+from gateway.providers.responses.wire import Head, Item, Items, Part, ResponsesRequest, TextConfig, ToolDef
+
+_encode = msgspec.json.Encoder().encode
+_request = msgspec.json.Decoder(ResponsesRequest)
+_head = msgspec.json.Decoder(Head)
+_item_list = msgspec.json.Decoder(Items)
+_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+# What the head reads must not repeat (codec.decode_request).
+_KEYS = screen.Keys(Head.__struct_fields__)
+_ROLES = ("user", "assistant", "system", "developer")
+Message = dict[str, object]
+
+
+def _bad(param: str, message: str, code: str = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(f"{param}: {message}", param=param, code=code)
+
+
+def head(body: bytes, *, strict: bool) -> InboundHead:
+    h = codec.decode_request(_head, body, keys=_KEYS if strict else None)
+    if not isinstance(h.model, str) or not h.model:
+        raise _bad("model", "Field required")
+    return InboundHead(model=h.model, stream=bool(h.stream), max_out=h.max_output_tokens or 0, fallbacks=h.fallbacks)
+
+
+def _need(value: str | UnsetType | None, param: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(param, "Field required")
+    return value
+
+
+def _text(part: Part, param: str) -> str:
+    if part.type == "refusal":
+        return _need(part.refusal, f"{param}.refusal")
+    return _need(part.text, f"{param}.text")
+
+
+def _part(part: Part, param: str) -> Message:
+    """One input part as an OpenAI chat content part."""
+    kind = part.type
+    if kind in ("input_text", "output_text", "refusal"):
+        return {"type": "text", "text": _text(part, param)}
+    if kind == "input_image":
+        if isinstance(part.image_url, str):
+            image: Message = {"url": part.image_url}
+            if isinstance(part.detail, str):
+                image["detail"] = part.detail
+            return {"type": "image_url", "image_url": image}
+        if isinstance(part.file_id, str):
+            # Only an OpenAI-dialect target reads a file id: the others' translations refuse it.
+            return {"type": "file", "file": {"file_id": part.file_id}}
+        raise _bad(f"{param}.image_url", "an input_image needs image_url (a URL or a data URL) or file_id")
+    if kind == "input_file":
+        if isinstance(part.file_data, str):
+            file: Message = {"file_data": part.file_data}
+            if isinstance(part.filename, str):
+                file["filename"] = part.filename
+            return {"type": "file", "file": file}
+        if isinstance(part.file_id, str):
+            return {"type": "file", "file": {"file_id": part.file_id}}
+        if isinstance(part.file_url, str):
+            raise _bad(
+                f"{param}.file_url",
+                "files by URL are not fetched by this gateway; send the file inline as file_data (a base64 data URL)",
+                "unsupported_parameter",
+            )
+        raise _bad(f"{param}.file_data", "an input_file needs file_data (a base64 data URL) or file_id")
+    raise _bad(
+        f"{param}.type", f"content part type {kind!r} is not supported; use input_text, input_image or input_file"
+    )
+
+
+def _message(item: Item, param: str, out: list[Message]) -> None:
+    role = item.role
+    if role not in _ROLES:
+        raise _bad(f"{param}.role", "must be one of 'user', 'assistant', 'system', 'developer'")
+    content = item.content
+    if content is UNSET:
+        raise _bad(f"{param}.content", "Field required")
+    if isinstance(content, list):
+        parts = [_part(p, f"{param}.content[{j}]") for j, p in enumerate(content)]
+        if role != "user":
+            # Only user turns take images and files; the others are text.
+            for j, p in enumerate(parts):
+                if p["type"] != "text":
+                    raise _bad(f"{param}.content[{j}].type", f"a {role} message holds text parts only")
+            out.append({"role": role, "content": "".join(str(p["text"]) for p in parts)})
+            return
+        out.append({"role": role, "content": parts})
+        return
+    out.append({"role": role, "content": content})
+
+
+def _function_call(item: Item, param: str, out: list[Message], calls: set[str]) -> None:
+    """An assistant tool call: consecutive ones (and the text just before them) make one
+    assistant turn, as chat answers hold them."""
+    call_id = _need(item.call_id, f"{param}.call_id")
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {
+            "name": _need(item.name, f"{param}.name"),
+            "arguments": _need(item.arguments, f"{param}.arguments"),
+        },
+    }
+    calls.add(call_id)
+    last = out[-1] if out else None
+    if last is not None and last["role"] == "assistant":
+        tool_calls = last.setdefault("tool_calls", [])
+        assert isinstance(tool_calls, list)
+        tool_calls.append(call)
+        return
+    out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _function_output(item: Item, param: str, out: list[Message], calls: set[str]) -> None:
+    call_id = _need(item.call_id, f"{param}.call_id")
+    if call_id not in calls:
+        raise _bad(
+            f"{param}.call_id",
+            f"no function_call with call_id {call_id!r} comes before this function_call_output in the input",
+        )
+    output = item.output
+    if output is UNSET:
+        raise _bad(f"{param}.output", "Field required")
+    content: str | list[Message]
+    if isinstance(output, str):
+        content = output
+    else:
+        content = []
+        for j, p in enumerate(output):
+            if p.type != "input_text":
+                raise _bad(f"{param}.output[{j}].type", "a function_call_output holds input_text parts only here")
+            content.append({"type": "text", "text": _need(p.text, f"{param}.output[{j}].text")})
+    out.append({"role": "tool", "tool_call_id": call_id, "content": content})
+
+
+def _items(items: list[Item], out: list[Message], calls: set[str], *, where: str) -> None:
+    """``where``: the param naming the list (``input``)."""
+    for i, item in enumerate(items):
+        param = f"{where}[{i}]"
+        kind = item.type
+        if kind is UNSET or kind == "message":
+            _message(item, param, out)
+        elif kind == "function_call":
+            _function_call(item, param, out, calls)
+        elif kind == "function_call_output":
+            _function_output(item, param, out, calls)
+        elif kind == "reasoning":
+            continue  # a model's own reasoning: no chat request field carries it
+        elif kind == "item_reference":
+            raise _bad(f"{param}.type", "item references need stored responses, which this gateway does not keep yet")
+        else:
+            raise _bad(
+                f"{param}.type",
+                f"input item type {kind!r} is not supported; use message, function_call or function_call_output",
+            )
+
+
+def _tools(tools: list[ToolDef]) -> list[Message]:
+    out: list[Message] = []
+    for i, tool in enumerate(tools):
+        if tool.type != "function":
+            raise _bad(
+                f"tools[{i}].type",
+                f"built-in tool {tool.type!r} is not available through this gateway; declare a function tool instead",
+                "unsupported_parameter",
+            )
+        fn: Message = {"name": _need(tool.name, f"tools[{i}].name")}
+        if isinstance(tool.description, str):
+            fn["description"] = tool.description
+        if tool.parameters is not UNSET and bytes(tool.parameters) != b"null":
+            fn["parameters"] = tool.parameters
+        if isinstance(tool.strict, bool):
+            fn["strict"] = tool.strict
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(req: ResponsesRequest, fields: Message) -> None:
+    choice = req.tool_choice
+    if choice is UNSET or choice is None:
+        return
+    if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):
+            raise _bad("tool_choice", "must be 'auto', 'none', 'required' or a function")
+        fields["tool_choice"] = choice
+    elif choice.type == "function":
+        fields["tool_choice"] = {"type": "function", "function": {"name": _need(choice.name, "tool_choice.name")}}
+    else:
+        raise _bad("tool_choice.type", f"tool_choice type {choice.type!r} is not supported; use 'function'")
+
+
+def _text_format(text: TextConfig, fields: Message) -> None:
+    fmt = text.format
+    if isinstance(text.verbosity, str):
+        fields["verbosity"] = text.verbosity
+    if fmt is UNSET or fmt is None or fmt.type == "text":
+        return
+    if fmt.type == "json_object":
+        fields["response_format"] = {"type": "json_object"}
+    elif fmt.type == "json_schema":
+        schema: Message = {"name": _need(fmt.name, "text.format.name")}
+        if fmt.schema is UNSET:
+            raise _bad("text.format.schema", "Field required")
+        schema["schema"] = fmt.schema
+        if isinstance(fmt.description, str):
+            schema["description"] = fmt.description
+        if isinstance(fmt.strict, bool):
+            schema["strict"] = fmt.strict
+        fields["response_format"] = {"type": "json_schema", "json_schema": schema}
+    else:
+        raise _bad("text.format.type", "must be 'text', 'json_object' or 'json_schema'")
+
+
+def _refuse_state(req: ResponsesRequest) -> None:
+    # Stored responses: replace this refusal with loading ``prior`` from the response
+    # store (the conversation up to ``previous_response_id``) once it is wired.
+    if isinstance(req.previous_response_id, str):
+        raise _bad(
+            "previous_response_id",
+            "stored responses are not available on this gateway yet; send the earlier input and output items "
+            "in 'input' instead",
+            "unsupported_parameter",
+        )
+    for name in ("conversation", "prompt"):
+        value = getattr(req, name)
+        if value is not UNSET and bytes(value) != b"null":
+            raise _bad(
+                name, "stored conversations and prompts are not available on this gateway", "unsupported_parameter"
+            )
+    if req.background:
+        raise _bad(
+            "background",
+            "background responses are not available; send the request with the header x-bf-async: true "
+            "and poll it with x-bf-async-id",
+            "unsupported_parameter",
+        )
+
+
+def decode(body: bytes) -> ResponsesRequest:
+    return codec.decode_request(_request, body)
+
+
+def to_chat(body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:
+    """A Responses request as an OpenAI chat request. ``prior``: a JSON array of
+    Responses items (earlier inputs and outputs, in order) to put before the input: the
+    conversation a stored ``previous_response_id`` names."""
+    req = decode(body)
+    if prior is None:
+        _refuse_state(req)
+    messages: list[Message] = []
+    if isinstance(req.instructions, str):
+        messages.append({"role": "system", "content": req.instructions})
+    calls: set[str] = set()
+    if prior is not None:
+        _items(_items_of(prior), messages, calls, where="previous_response_id")
+    given = req.input
+    if isinstance(given, str):
+        messages.append({"role": "user", "content": given})
+    elif given is not UNSET:
+        _items(given, messages, calls, where="input")
+    if not any(m["role"] != "system" for m in messages):
+        raise _bad("input", "Field required: a text or at least one input item")
+    fields: Message = {"model": model, "messages": messages}
+    if stream:
+        fields["stream"] = True
+        fields["stream_options"] = {"include_usage": True}
+    if isinstance(req.max_output_tokens, int):
+        fields["max_completion_tokens"] = req.max_output_tokens
+    for name in ("temperature", "top_p", "parallel_tool_calls", "user", "safety_identifier", "prompt_cache_key"):
+        value = getattr(req, name)
+        if value is not UNSET and value is not None:
+            fields[name] = value
+    if req.service_tier not in (UNSET, None, "auto", "default"):
+        fields["service_tier"] = req.service_tier
+    if req.tools:
+        fields["tools"] = _tools(req.tools)
+    _tool_choice(req, fields)
+    if req.text is not UNSET and req.text is not None:
+        _text_format(req.text, fields)
+    if req.reasoning is not UNSET and req.reasoning is not None and isinstance(req.reasoning.effort, str):
+        fields["reasoning_effort"] = req.reasoning.effort
+    return _encode(fields)
+
+
+def _items_of(data: bytes) -> list[Item]:
+    try:
+        return _item_list.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise _bad("previous_response_id", f"the stored conversation is not a list of items: {e}") from None
+
+
+def input_items(body: bytes) -> bytes:
+    """The request's input as a JSON array of items, as the client sent them (a string
+    input: one user message), for a store to keep with the response."""
+    given = _fields(body).get("input")
+    if given is None:
+        return b"[]"
+    data = bytes(given)
+    if data[:1] == b'"':
+        return b'[{"type":"message","role":"user","content":[{"type":"input_text","text":%s}]}]' % data
+    return data
