@@ -124,6 +124,10 @@ class InboundHead(NamedTuple):
     stream: bool | None
     max_out: int  # the completion bound it asks for (0: none), for admission estimates
     fallbacks: list[str] | UnsetType
+    # A stored conversation the request continues (the Responses API's
+    # previous_response_id), and whether its answer is to be kept for later ones.
+    previous: str | None = None
+    keep: bool = False
 
 
 class Action(NamedTuple):
@@ -171,8 +175,10 @@ class Inbound(Protocol):
         (JSON), carried in ``extra_fields.async_job``."""
         ...
 
-    def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
-        """``model`` and ``stream``: from the URL, for a dialect whose URL names them."""
+    def to_openai(self, body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:
+        """``model`` and ``stream``: from the URL, for a dialect whose URL names them;
+        ``prior``: the stored conversation the request continues (``InboundHead.previous``),
+        given only to a dialect whose head names one."""
         ...
 
     def answer(self, data: bytes, *, request: bytes) -> bytes:

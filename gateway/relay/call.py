@@ -4,7 +4,7 @@ client's ``RequestOptions``, the outcome) and how an upstream's error answer is 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
@@ -22,6 +22,10 @@ from gateway.upstream.relayed import client_headers, retry_after_s
 # Response headers named as the reference API names them.
 PROVIDER_HEADER = "x-bifrost-provider"
 FALLBACK_HEADER = "x-bifrost-fallback-index"  # only when a fallback served
+
+# Keeps a complete answer in the client's dialect (a Responses API answer, for
+# previous_response_id and GET /v1/responses/{id}): server.responses_state.
+Keep = Callable[[bytes], Awaitable[None]]
 
 _encode = msgspec.json.Encoder().encode
 # The constant part of a plain answer's extra_fields per (request type, provider,
@@ -123,6 +127,8 @@ class Call:
         "targets",
         # the client's x-bf-* options
         "options",
+        # what keeps the complete answer (None: nothing is kept)
+        "keep",
         # the process's accounting, which the relay records into
         "ledger",
         # the outcome
@@ -170,6 +176,7 @@ class Call:
         # The client's own request at a drop-in route (what its answer may echo).
         self.client_body = client_body
         self.options = options
+        self.keep: Keep | None = None
         # Held by the call, not imported: the relay has no other handle on the process's
         # metrics and pricing, and a module-level one would be shared mutable state.
         self.ledger = ledger

@@ -304,6 +304,11 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
                     f"provider '{target.provider.name}' closed the stream before its completion marker"
                 )
             outcome = "completed"
+            if call.keep is not None:
+                # Kept before the stream ends, so a request continuing it finds it.
+                final = getattr(to_client, "final", None)
+                if final is not None:
+                    await call.keep(final)
         except (UpstreamError, asyncio.CancelledError) as caught:
             e: GatewayError
             if isinstance(caught, asyncio.CancelledError):

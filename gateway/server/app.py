@@ -197,6 +197,10 @@ class Gateway:
             metrics=ledger.metrics,
         )
         prefixes = {**prefixes, **response_routes(StoredResponses(handlers, states))}
+        for dropin in drop_ins.values():
+            # Used by a dialect whose requests name a stored conversation or ask to be
+            # kept (InboundHead.previous, .keep): the Responses API's.
+            dropin.states = states
         dispatcher = Dispatcher({**routes(handlers, health=self._health), **exact}, prefixes=prefixes)
         # Last: a config that could not be built leaves the pool's caps as they were.
         limit_origins(

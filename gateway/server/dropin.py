@@ -35,7 +35,7 @@ from aiohttp import web
 from gateway.errors import ErrorBody, GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.governance import Principal
 from gateway.providers.dialect import Dialect, InboundHead
-from gateway.relay.call import Call, answer_headers
+from gateway.relay.call import Call, Keep, answer_headers
 from gateway.relay.count import count
 from gateway.server.access import GatewayRequest
 from gateway.server.body import read_bounded
@@ -44,6 +44,7 @@ from gateway.server.embeddings import embed
 from gateway.server.handlers import Handlers
 from gateway.server.options import is_async
 from gateway.server.plan import inbound
+from gateway.server.responses_state import ResponseStates, owner
 
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
 _encode = msgspec.json.Encoder().encode
@@ -94,7 +95,18 @@ class DropIn:
     its ``Inbound`` (what the gateway reads of a request, how it is translated, counted
     and answered). A new SDK-side dialect needs no code here."""
 
-    __slots__ = ("_by_kind", "_calls", "_handlers", "_heads", "_inbound", "_max_body", "by_url", "client", "jobs")
+    __slots__ = (
+        "_by_kind",
+        "_calls",
+        "_handlers",
+        "_heads",
+        "_inbound",
+        "_max_body",
+        "by_url",
+        "client",
+        "jobs",
+        "states",
+    )
 
     def __init__(self, handlers: Handlers, client: Dialect, *, max_body_bytes: int) -> None:
         # The handlers' planner builds the call (server.plan), their governance admits it.
@@ -118,6 +130,9 @@ class DropIn:
         # Submits and polls of async jobs on the chat routes (server.jobs), wired by the
         # app; None: x-bf-async is ignored.
         self.jobs: DropInJobs | None = None
+        # Kept answers (a dialect whose requests continue stored conversations: the
+        # Responses API), wired by the app; None: nothing kept or continued.
+        self.states: ResponseStates | None = None
 
     def handler(self, *, kind: str, path: str) -> Handler:
         """The handler of a route of this dialect (a KeyError, at start-up, for a kind
@@ -183,17 +198,41 @@ class DropIn:
                 param="stream",
                 code="unsupported_parameter",
             )
+        if head.previous is not None:
+            raise InvalidRequest(
+                "previous_response_id cannot be used with x-bf-async; send the earlier input and output items "
+                "in 'input' instead, or send it without x-bf-async",
+                param="previous_response_id",
+                code="unsupported_parameter",
+            )
         call = self._handlers.planner.dropin(
             request, self.client, body, model=model, fallbacks=head.fallbacks, stream=False, t0=time.perf_counter()
         )
         return call, model, head.max_out
 
     async def _chat(self, r: _Request) -> web.StreamResponse:
-        stream = r.stream if r.stream is not None else bool(r.head.stream)
+        head = r.head
+        stream = r.stream if r.stream is not None else bool(head.stream)
+        states = self.states
+        keep: Keep | None = None
+        prior: bytes | None = None
+        if states is not None and (head.previous is not None or head.keep):
+            caller = owner(r.principal)
+            if head.previous is not None:
+                prior = await states.conversation(caller, head.previous)
+            if head.keep:
+                keep = states.keeper(caller, body=r.body, previous_id=head.previous)
         call = self._handlers.planner.dropin(
-            r.request, self.client, r.body, model=r.model, fallbacks=r.head.fallbacks, stream=stream, t0=r.t0
+            r.request, self.client, r.body, model=r.model, fallbacks=head.fallbacks, stream=stream, t0=r.t0, prior=prior
         )
-        return await self._handlers.governed(r.request, call, r.principal, stream=stream, max_out=r.head.max_out)
+        call.keep = keep
+        resp = await self._handlers.governed(r.request, call, r.principal, stream=stream, max_out=head.max_out)
+        if keep is not None and not stream and resp.status == 200:
+            # Kept before the client has it, so a request continuing it finds it.
+            body = getattr(resp, "body", None)
+            if isinstance(body, bytes):
+                await keep(body)
+        return resp
 
     async def _embed_one(self, r: _Request) -> web.StreamResponse:
         return await self._embed(r, single=True)

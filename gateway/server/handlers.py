@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway import codec
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
-from gateway.governance import Governor, Grant, Principal, credentials
+from gateway.governance import Governor, Grant, Principal, credential, credentials, digest
 from gateway.providers import Endpoint
 from gateway.relay.call import PROVIDER_HEADER, Call, answer_headers
 from gateway.relay.stream import LiveStreams, shutting_down
@@ -35,6 +35,16 @@ log = logging.getLogger("gateway.server")
 
 JobRoute = Callable[[web.BaseRequest, Endpoint], Awaitable[web.StreamResponse]]
 _PROVIDER_HEADER = PROVIDER_HEADER.encode()
+
+
+def owner_of(request: web.BaseRequest, principal: Principal | None) -> str:
+    """Who may see what a request leaves behind (an async job, a kept response): a known
+    caller's principal; else the credential sent (its SHA-256, never the secret), or
+    "anonymous" when none came."""
+    if principal is not None and principal.kind != "anonymous":
+        return principal.id
+    secret = credential(request.headers)
+    return digest(secret).hex() if secret else "anonymous"
 
 
 class Handlers:

@@ -46,7 +46,7 @@ from msgspec.structs import replace
 from gateway import codec
 from gateway.config import JobsConfig
 from gateway.errors import GatewayError, InvalidRequest, NotFound, RateLimited, StoreUnavailable, render_unexpected
-from gateway.governance import Grant, Principal, credential, digest
+from gateway.governance import Grant
 from gateway.metrics import Metrics
 from gateway.providers import Endpoint
 from gateway.relay.call import Call, answer_headers
@@ -58,7 +58,7 @@ from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Routes, error_response
 from gateway.server.dropin import DropIn
 from gateway.server.dropin import error_response as dropin_error
-from gateway.server.handlers import Handlers
+from gateway.server.handlers import Handlers, owner_of
 from gateway.server.options import ASYNC_ID_HEADER, header_seconds
 from gateway.state import Store
 from gateway.state import StoreUnavailable as StoreDown
@@ -140,15 +140,6 @@ class PendingList(Struct, kw_only=True):
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(JobRecord).decode
-
-
-def owner_of(request: web.BaseRequest, principal: Principal | None) -> str:
-    """Who may see a job: a known caller's principal; else the credential sent (its
-    SHA-256, never the secret), or "anonymous" when none came."""
-    if principal is not None and principal.kind != "anonymous":
-        return principal.id
-    secret = credential(request.headers)
-    return digest(secret).hex() if secret else "anonymous"
 
 
 def result_ttl(request: web.BaseRequest, *, default: float) -> float:

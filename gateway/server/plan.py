@@ -127,9 +127,9 @@ def inbound(client: Dialect) -> Inbound:
     return side
 
 
-def to_openai(client: Dialect, body: bytes, *, model: str, stream: bool) -> bytes:
+def to_openai(client: Dialect, body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:
     """A drop-in request in OpenAI's form."""
-    return inbound(client).to_openai(body, model=model, stream=stream)
+    return inbound(client).to_openai(body, model=model, stream=stream, prior=prior)
 
 
 def _forward(request: web.BaseRequest, client: Dialect, call: Call) -> None:
@@ -204,9 +204,11 @@ class Planner:
         fallbacks: list[str] | UnsetType,
         stream: bool,
         t0: float,
+        prior: bytes | None = None,
     ) -> Call:
         """A chat request at the drop-in route of dialect ``client`` (400s included):
-        passed through to a target of that dialect, translated for any other."""
+        passed through to a target of that dialect, translated for any other. ``prior``:
+        the stored conversation it continues (``Inbound.to_openai``)."""
         strip = fallbacks is not UNSET
         openai: bytes | GatewayError | None = None  # the request in OpenAI's form, when needed
         models = named(model, fallbacks)
@@ -219,7 +221,7 @@ class Planner:
                 continue
             if openai is None:
                 try:
-                    openai = to_openai(client, body, model=model, stream=stream)
+                    openai = to_openai(client, body, model=model, stream=stream, prior=prior)
                 except InvalidRequest as e:
                     openai = e
             if isinstance(openai, GatewayError):

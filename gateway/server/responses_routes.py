@@ -20,13 +20,13 @@ from gateway.errors import InvalidRequest, MethodNotAllowed, NotFound
 from gateway.providers.openai import DIALECT as OPENAI
 from gateway.server.dispatch import JSON, Routes
 from gateway.server.handlers import Handlers
-from gateway.server.jobs import owner_of
 from gateway.server.responses_state import (
     DEFAULT_LIMIT,
     Order,
     ResponseDeleted,
     ResponseStates,
     not_found,
+    owner,
 )
 
 _deleted = msgspec.json.Encoder().encode
@@ -50,7 +50,7 @@ class StoredResponses:
             raise MethodNotAllowed(
                 f"Method {request.method} not allowed for {request.path}; allowed: GET", allow=("GET",)
             )
-        owner = owner_of(request, await self._handlers.identify(request))
+        caller = owner(await self._handlers.identify(request))
         states = self._states
         if slash:
             q = request.query
@@ -60,7 +60,7 @@ class StoredResponses:
                     raise InvalidRequest("order must be 'asc' or 'desc'", param="order", code="invalid_value")
                 order = "asc" if q["order"] == "asc" else "desc"
             body = await states.input_items(
-                owner,
+                caller,
                 response_id,
                 after=q.get("after") or None,
                 before=q.get("before") or None,
@@ -74,9 +74,9 @@ class StoredResponses:
                     param="stream",
                     code="unsupported_parameter",
                 )
-            body = await states.get(owner, response_id)
+            body = await states.get(caller, response_id)
         else:
-            if not await states.delete(owner, response_id):
+            if not await states.delete(caller, response_id):
                 raise not_found()
             body = _deleted(ResponseDeleted(id=response_id, object="response", deleted=True))
         return web.Response(body=body, content_type=JSON)

@@ -15,9 +15,10 @@ conversation is rebuilt by walking the ids back, oldest first: each record's inp
 then its response's output items. Deleting or losing a response (expired, or forgotten by
 a full memory store) ends every conversation that passes through it.
 
-Who may read a response: its owner only (``server.jobs.owner_of``: a virtual key's
-principal, else the SHA-256 of the credential sent, else "anonymous"), compared in
-constant time. Another owner's id answers exactly as an unknown one.
+Who may read or continue a response: its owner only (``owner``: the caller's virtual
+key or token as governance knows it; with access control off every caller is the same
+anonymous caller, as every key of one OpenAI organisation sees its responses), compared
+in constant time. Another owner's id answers exactly as an unknown one.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ import msgspec
 from msgspec import Raw, Struct
 
 from gateway.errors import InvalidRequest, NotFound, StoreUnavailable
+from gateway.governance import Principal
 from gateway.metrics import Metrics
+from gateway.providers.responses import input_items
+from gateway.relay.call import Keep
 from gateway.state import Store
 from gateway.state import StoreUnavailable as StoreDown
 
@@ -143,6 +147,13 @@ def with_item_ids(input_items: bytes) -> bytes:
     return _encode(out) if changed else input_items
 
 
+
+def owner(principal: Principal | None) -> str:
+    """Whose responses a caller reads and continues: its principal's, else the anonymous
+    caller's (access control off, or an anonymous principal)."""
+    return principal.id if principal is not None and principal.kind != "anonymous" else "anonymous"
+
+
 class ResponseStates:
     """Keeps, rebuilds, reads and deletes responses; one per config, built by the app."""
 
@@ -193,6 +204,19 @@ class ResponseStates:
             self._store_error("write", e)
             return False
         return True
+
+    def keeper(self, owner: str, *, body: bytes, previous_id: str | None) -> Keep:
+        """What keeps the answer to the Responses request ``body`` once it is complete
+        (``Call.keep``): its Response, with the request's input items and the response
+        it continued."""
+
+        async def keep(response: bytes) -> None:
+            try:
+                await self.save(owner, response=response, input_items=input_items(body), previous_id=previous_id)
+            except ValueError:
+                log.exception("a Response was not kept")
+
+        return keep
 
     async def conversation(self, owner: str, previous_id: str) -> bytes:
         """The JSON array of items a request continuing ``previous_id`` comes after:

@@ -238,7 +238,6 @@ def test_responses_upstream_error_is_an_openai_error(gw: Proc) -> None:
         ),
         ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"input": "hi", "tools": [TOOL, {"type": "file_search", "vector_store_ids": []}]}, "tools[1].type"),
-        ({"input": "hi", "previous_response_id": "resp_1"}, "previous_response_id"),
         ({"input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
         ({"input": "hi", "tool_choice": {"type": "web_search_preview"}}, "tool_choice.type"),
         ({"input": [{"role": "robot", "content": "hi"}]}, "input[0].role"),
@@ -256,10 +255,16 @@ def test_responses_bad_input_is_a_400_naming_the_param(gw: Proc, body: dict[str,
     assert err["param"] == param and err["type"] == "invalid_request_error" and param in err["message"]
 
 
-def test_responses_previous_response_id_says_why(gw: Proc) -> None:
+def test_responses_previous_response_id_unknown_says_why(gw: Proc) -> None:
     with _client(gw) as client, pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model="mock/gpt-m", input="hi", previous_response_id="resp_1")
-    assert "stored responses are not available" in info.value.message
+    assert info.value.code == "previous_response_not_found" and "resp_1" in info.value.message
+
+
+def test_responses_previous_response_id_with_async_says_why(gw: Proc) -> None:
+    body = {"model": "mock/gpt-m", "input": "hi", "previous_response_id": "resp_1"}
+    r = httpx.post(gw.url + "/v1/responses", json=body, headers={"x-bf-async": "true"}, timeout=10)
+    assert r.status_code == 400 and "x-bf-async" in r.json()["error"]["message"], r.text
 
 
 def test_responses_unknown_top_level_fields_are_ignored(gw: Proc) -> None:

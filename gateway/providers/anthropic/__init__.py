@@ -149,7 +149,7 @@ class _Inbound:
     def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
         return sdk.pending(job_id=job_id, model=model, job=job)
 
-    def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
+    def to_openai(self, body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:
         return messages_request(body)[0]  # the body names the model and the stream
 
     def answer(self, data: bytes, *, request: bytes) -> bytes:

@@ -86,8 +86,8 @@ class _Inbound:
     def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
         return pending(job_id=job_id, model=model, job=job)
 
-    def to_openai(self, body: bytes, *, model: str, stream: bool) -> bytes:
-        return to_chat(body, model=model, stream=stream)
+    def to_openai(self, body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:
+        return to_chat(body, model=model, stream=stream, prior=prior)
 
     def answer(self, data: bytes, *, request: bytes) -> bytes:
         return from_chat(data, request=request)

@@ -30,7 +30,15 @@ def head(body: bytes, *, strict: bool) -> InboundHead:
     h = codec.decode_request(_head, body, keys=_KEYS if strict else None)
     if not isinstance(h.model, str) or not h.model:
         raise _bad("model", "Field required")
-    return InboundHead(model=h.model, stream=bool(h.stream), max_out=h.max_output_tokens or 0, fallbacks=h.fallbacks)
+    return InboundHead(
+        model=h.model,
+        stream=bool(h.stream),
+        max_out=h.max_output_tokens or 0,
+        fallbacks=h.fallbacks,
+        previous=h.previous_response_id,
+        # Kept unless the client says not to, as OpenAI does.
+        keep=h.store is not False,
+    )
 
 
 def _need(value: str | UnsetType | None, param: str) -> str:
@@ -224,13 +232,14 @@ def _text_format(text: TextConfig, fields: Message) -> None:
 
 
 def _refuse_state(req: ResponsesRequest) -> None:
-    # Stored responses: replace this refusal with loading ``prior`` from the response
-    # store (the conversation up to ``previous_response_id``) once it is wired.
+    # A request continuing a stored response reaches ``to_chat`` with its conversation
+    # (``prior``, loaded by the drop-in route from the response store); without one it
+    # came another way: an async job (x-bf-async) or a token count (input_tokens).
     if isinstance(req.previous_response_id, str):
         raise _bad(
             "previous_response_id",
-            "stored responses are not available on this gateway yet; send the earlier input and output items "
-            "in 'input' instead",
+            "previous_response_id cannot be used with x-bf-async or on input_tokens; send the earlier input "
+            "and output items in 'input' instead",
             "unsupported_parameter",
         )
     for name in ("conversation", "prompt"):

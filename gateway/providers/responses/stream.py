@@ -83,6 +83,7 @@ class ResponsesStream:
         "_text",
         "_usage",
         "done",
+        "final",
     )
 
     def __init__(self, *, request: bytes) -> None:
@@ -99,6 +100,8 @@ class ResponsesStream:
         self._usage: ChatUsage | None = None
         self._extra: Raw | UnsetType = UNSET
         self.done = False
+        # The finished Response (completed or incomplete), for a store to keep.
+        self.final: bytes | None = None
 
     def _event(self, kind: bytes, body: bytes, out: list[bytes]) -> None:
         """``body``: the event's fields after ``type`` and ``sequence_number``."""
@@ -127,7 +130,10 @@ class ResponsesStream:
             error=error,
             incomplete=incomplete,
         )
-        self._event(kind, b'"response":' + _encode(r), out)
+        encoded = _encode(r)
+        if status in ("completed", "incomplete"):
+            self.final = encoded
+        self._event(kind, b'"response":' + encoded, out)
 
     def feed(self, frames: bytes) -> bytes:
         out: list[bytes] = []

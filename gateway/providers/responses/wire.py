@@ -110,6 +110,8 @@ class Head(Struct):
     stream: bool | None = None
     max_output_tokens: int | None = None
     fallbacks: list[str] | UnsetType = UNSET
+    previous_response_id: str | None = None
+    store: bool | None = None
 
 
 class Echo(Struct, kw_only=True):
