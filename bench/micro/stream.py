@@ -16,6 +16,7 @@ import msgspec
 from bench.micro import Cases, main_for
 from gateway.accounting.tokens import CompletionCounter, Tokenizers
 from gateway.accounting.usage import Usage
+from gateway.providers.responses import ResponsesStream
 from gateway.relay.sse import Framer
 from gateway.relay.watch import Finisher, StreamWatch, splice_object
 
@@ -87,6 +88,26 @@ def relay(*, count: bool, reads: list[bytes] = FRAMES) -> Callable[[], None]:
     return run
 
 
+RESPONSES_REQUEST = b'{"model":"gpt-4o","input":"Tell me a story.","stream":true}'
+
+
+def responses() -> None:
+    """A Responses API client's stream (translated): the chat relay, then each region's
+    chunks as Responses events (an output_text.delta per content chunk)."""
+    sink = []
+    write = sink.append
+    watch = StreamWatch(client_usage=True, counter=None, finish=FINISH)
+    feed, process = Framer().feed, watch.process
+    to_client = ResponsesStream(request=RESPONSES_REQUEST).feed
+    for chunk in FRAMES:
+        region = feed(chunk)
+        if region:
+            out = process(region)
+            if out:
+                write(to_client(out))
+    watch.final_usage()
+
+
 _extra = msgspec.json.Encoder().encode
 _dict = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
@@ -112,6 +133,7 @@ CASES: Cases = {
     "frame + watch, upstream reports usage": relay(count=False),
     "frame + watch + count tokens (no usage)": relay(count=True),
     "frame + watch, 4 coalesced reads": relay(count=False, reads=COALESCED),
+    "frame + watch + Responses events (translated)": responses,
     "extra_fields on every chunk: splice": splice_every_chunk,
     "extra_fields on every chunk: re-encode": reencode_every_chunk,
 }
