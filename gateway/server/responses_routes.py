@@ -1,6 +1,7 @@
-"""``GET /v1/responses/{id}``, ``DELETE /v1/responses/{id}`` and ``GET
-/v1/responses/{id}/input_items`` (the OpenAI SDK's ``responses.retrieve``, ``.delete``,
-``.input_items.list``), under every root the OpenAI dialect's SDKs point at.
+"""``GET /v1/responses/{id}``, ``DELETE /v1/responses/{id}``, ``GET
+/v1/responses/{id}/input_items`` and ``POST /v1/responses/{id}/cancel`` (the OpenAI SDK's
+``responses.retrieve``, ``.delete``, ``.input_items.list``, ``.cancel``), under every root
+the OpenAI dialect's SDKs point at.
 
 They read what ``server.responses_state`` keeps, and call no provider: added by the app
 beside the route matrix, as the async job polls are, not generated into it with the
@@ -30,6 +31,8 @@ from gateway.server.responses_state import (
 )
 
 _deleted = msgspec.json.Encoder().encode
+# What may follow an id, and its methods.
+_SUBPATHS: dict[str, tuple[str, ...]] = {"input_items": ("GET",), "cancel": ("POST",)}
 
 
 class StoredResponses:
@@ -42,16 +45,28 @@ class StoredResponses:
         self._states = states
 
     async def serve(self, request: web.BaseRequest, *, id_at: int) -> web.StreamResponse:
-        """``{root}/responses/{id}[/input_items]``; the id starts at ``id_at`` in the path."""
+        """``{root}/responses/{id}[/input_items | /cancel]``; the id starts at ``id_at`` in
+        the path."""
         response_id, slash, rest = request.path[id_at:].partition("/")
-        if slash and rest != "input_items":
+        if slash and rest not in _SUBPATHS:
             raise NotFound(f"Invalid URL ({request.method} {request.path})")
-        if slash and request.method != "GET":
+        allow = _SUBPATHS[rest] if slash else ("GET", "DELETE")
+        if request.method not in allow:
             raise MethodNotAllowed(
-                f"Method {request.method} not allowed for {request.path}; allowed: GET", allow=("GET",)
+                f"Method {request.method} not allowed for {request.path}; allowed: {', '.join(allow)}", allow=allow
             )
         caller = owner(await self._handlers.identify(request))
         states = self._states
+        if rest == "cancel":
+            await states.get(caller, response_id)  # the same 404 for what it does not keep
+            # Only a background response can be cancelled (OpenAI's rule); the gateway runs
+            # none: every kept response was answered synchronously.
+            raise InvalidRequest(
+                "Cannot cancel a synchronous response: only background responses can be cancelled, and this "
+                "gateway runs none (x-bf-async jobs run to their end)",
+                param=None,
+                code="invalid_request",
+            )
         if slash:
             q = request.query
             order: Order = "desc"
@@ -102,5 +117,5 @@ def routes(stored: StoredResponses) -> Routes:
         for version in integration.versions:
             base = f"{integration.prefix}{version}/responses/"
             handler = partial(stored.serve, id_at=len(base))
-            out[base] = {"GET": handler, "DELETE": handler}
+            out[base] = {"GET": handler, "DELETE": handler, "POST": handler}
     return out

@@ -179,3 +179,15 @@ def test_stored_responses_shared_through_redis(up: Proc, tmp_path: Path, redis_s
     finally:
         one.stop()
         two.stop()
+
+
+def test_stored_response_cancel_is_refused_as_synchronous(gw: Proc) -> None:
+    with _client(gw) as client:
+        r = client.responses.create(model="mock/gpt-m", input="hi")
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.cancel(r.id)
+        assert "synchronous" in info.value.message
+        with pytest.raises(openai.NotFoundError):
+            client.responses.cancel("resp_" + "0" * 48)
+    got = httpx.get(f"{gw.url}/v1/responses/{r.id}/cancel")
+    assert (got.status_code, got.headers["allow"]) == (405, "POST")
