@@ -241,7 +241,14 @@ class Pricing:
         snap = self._genai.snapshot()
         try:
             _, info = snap.find_provider_model(model, None, self._provider_id, self._provider_url)
-            price = Price.from_genai(info.get_prices(datetime.now(UTC)))
         except LookupError:
-            return None
-        return price
+            if self._provider_id is not None or self._provider_url is not None:
+                return None
+            # Neither names a provider (the built-in mock): genai-prices infers one from
+            # the model's name only for chat models (gpt-*, claude-*, ...); an exact model
+            # id of any provider prices the rest (text-embedding-3-small) too.
+            found = next((m for p in snap.providers if (m := p.find_model(model)) is not None), None)
+            if found is None:
+                return None
+            info = found
+        return Price.from_genai(info.get_prices(datetime.now(UTC)))

@@ -255,6 +255,14 @@ def test_pricing_mock_lookup_by_model_name_alone() -> None:
     assert p.output == pytest.approx(10e-6)
 
 
+def test_pricing_mock_embedding_model_by_its_exact_id() -> None:
+    # genai-prices infers no provider from "text-embedding-3-small"; its exact id prices it.
+    p = pricing().lookup("text-embedding-3-small")
+    assert p is not None
+    assert p.input == pytest.approx(0.02e-6)
+    assert pricing().lookup("made-up-embedding-9") is None
+
+
 def test_pricing_local_url_made_up_model_is_none() -> None:
     calls: list[str] = []
     assert pricing(provider_url=LOCAL_URL, unpriced=calls).lookup("made-up-model-7b") is None
