@@ -234,6 +234,7 @@ class Dialect:
         "inbound",
         "integrations",
         "name",
+        "request_types",
         "routes",
         "translated",
         "translator",
@@ -253,6 +254,7 @@ class Dialect:
         integrations: tuple[Integration, ...] = (),
         embedder: Embedder | None = None,
         client_headers: tuple[str, ...] = (),
+        request_types: Mapping[tuple[str, bool], str] | None = None,
     ) -> None:
         self.name = name
         self.endpoints = endpoints
@@ -265,6 +267,10 @@ class Dialect:
         # Request headers only this dialect's SDK sends: at a path several dialects
         # share (GET /langchain/v1/models), one of them present picks its answer's shape.
         self.client_headers = client_headers
+        # What its SDK's calls are named in extra_fields.request_type and the access log,
+        # by (kind of call, stream), where they are not the OpenAI calls' names
+        # (chat_completion, ...): the Responses API's "responses".
+        self.request_types: Mapping[tuple[str, bool], str] = request_types or {}
         self.translated = translator is not None
         self.url_names_model = upstream is not None and upstream.url_names_model
         # A client's own key (x-bf-direct-key) goes to providers reached over HTTP.

@@ -350,9 +350,10 @@ class Planner:
         options = request_options(request, direct_keys=self.direct_keys)
         if options is not NO_OPTIONS:
             check_targets(options, targets)
+        named = client.request_types.get((endpoint, stream)) if client is not None else None
         return Call(
             endpoint=endpoint,
-            request_type=_REQUEST_TYPES[endpoint, stream],
+            request_type=named or _REQUEST_TYPES[endpoint, stream],
             requested=requested,
             targets=targets,
             body=body,

@@ -86,6 +86,7 @@ def test_responses_create_string_input(gw: Proc, model: str) -> None:
     assert u.total_tokens == u.input_tokens + u.output_tokens
     extra = (r.model_extra or {})["extra_fields"]
     assert extra["provider"] == model.split("/")[0] and extra["model_requested"] == model
+    assert extra["request_type"] == "responses"
 
 
 @pytest.mark.parametrize("root", ["/v1", "/openai/v1", "/openai", "/langchain", "/pydanticai/v1", "/litellm"])
@@ -145,6 +146,7 @@ def test_responses_stream_matches_unary(gw: Proc, model: str) -> None:
     assert final.usage is not None and whole.usage is not None
     assert final.usage.output_tokens == whole.usage.output_tokens
     assert (final.model_extra or {})["extra_fields"]["provider"] == model.split("/")[0]
+    assert (final.model_extra or {})["extra_fields"]["request_type"] == "responses_stream"
 
 
 @pytest.mark.parametrize("model", MODELS)

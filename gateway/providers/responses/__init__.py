@@ -115,6 +115,11 @@ DIALECT = Dialect(
     ),
     # Every root an OpenAI SDK's base URL may point at.
     integrations=openai.DIALECT.integrations,
+    request_types={
+        ("chat", False): "responses",
+        ("chat", True): "responses_stream",
+        ("count_tokens", False): "responses_input_tokens",
+    },
 )
 
 __all__ = ["DIALECT", "ResponsesStream", "from_chat", "input_items", "output_items", "to_chat"]
