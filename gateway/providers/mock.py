@@ -26,6 +26,13 @@ token cap, ``finish_reason: "stop"``, about 4 characters a completion token, str
 8-character content fragments. A schema the builder cannot satisfy is a 400 (param
 ``response_format.json_schema.schema``). ``response_format`` too is decoded only when
 present.
+
+Reasoning: a chat request with ``reasoning_effort`` is answered as a reasoning model
+answers: ``REASONING_WORDS[effort]`` words of reasoning (deterministic, other words than
+the answer's) in the message's ``reasoning`` with a ``reasoning_signature``, counted in
+``completion_tokens`` and ``completion_tokens_details.reasoning_tokens`` and inside the
+token cap (a cap smaller than the reasoning leaves no text: ``finish_reason: "length"``),
+streamed first as ``delta.reasoning`` chunks, one a word.
 """
 
 from __future__ import annotations
@@ -82,6 +89,13 @@ _WORDS = [
 _MAX_FAIL_IDS = 10_000
 # Prompt-size estimate for usage: OpenAI's rule of thumb of ~4 bytes of JSON text per token.
 _BYTES_PER_TOKEN = 4
+# reasoning_effort -> words of reasoning before the answer, doubling with the effort as a
+# reasoning model's thinking grows; "none" (and an unknown effort) thinks not at all.
+REASONING_WORDS = {"minimal": 4, "low": 8, "medium": 16, "high": 32, "xhigh": 64}
+# Reasoning words start this far along the word list, so they differ from the answer's.
+_REASONING_SEED = 13
+# Fake, fixed: a target that replays signed thinking (Anthropic) gets it back unchanged.
+REASONING_SIGNATURE = "bW9jay1yZWFzb25pbmctc2lnbmF0dXJl"
 # Streamed tool-call arguments come in fragments of about this many characters: a few
 # tokens each, as OpenAI's do.
 _ARGUMENT_PIECE_CHARS = 8
@@ -124,6 +138,7 @@ class MockRequest(Struct, kw_only=True):
     tools: Raw | UnsetType = UNSET
     tool_choice: Raw | UnsetType = UNSET
     response_format: Raw | UnsetType = UNSET  # Raw for the same reason
+    reasoning_effort: str | None = None
     mock: MockOverrides | None = None
 
 
@@ -154,6 +169,8 @@ class Plan(Struct, kw_only=True, frozen=True):
     tool_call: ToolCall | None = None
     # Structured output: the JSON document answered as the content (else words).
     content: str | None = None
+    # Words of reasoning before the answer (reasoning_effort), counted in completion tokens.
+    reasoning_tokens: int = 0
 
 
 def decode(body: bytes) -> MockRequest:
@@ -175,6 +192,12 @@ def plan(
     o = req.mock or MockOverrides()
     wanted = config.tokens if o.tokens is UNSET else o.tokens
     cap = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    thinking = 0
+    if req.reasoning_effort is not None and endpoint == "chat":
+        thinking = REASONING_WORDS.get(req.reasoning_effort, 0)
+        if cap is not None:  # reasoning spends the cap first, as a reasoning model's does
+            thinking = min(thinking, cap)
+            cap -= thinking
     tokens = min(wanted, cap) if cap is not None else wanted
     finish_reason = "length" if cap is not None and cap < wanted else "stop"
     content_frames = tokens
@@ -205,7 +228,7 @@ def plan(
     if o.reset_after is not UNSET:
         reset = o.reset_after
     elif rolls[0] >= 1 - config.reset_rate:
-        reset = int(rolls[2] * max(content_frames, 1))
+        reset = int(rolls[2] * max(content_frames + thinking, 1))
     else:
         reset = None
     usage = config.usage if o.usage is UNSET else o.usage
@@ -232,6 +255,7 @@ def plan(
         include_usage=usage and bool(req.stream_options and req.stream_options.include_usage),
         tool_call=call,
         content=content,
+        reasoning_tokens=thinking,
     )
 
 
@@ -298,11 +322,28 @@ def _words(seed: int, tokens: int) -> Iterator[str]:
 
 
 def _usage(p: Plan) -> bytes:
-    return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}' % (
+    completion = p.tokens + p.reasoning_tokens
+    usage = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d' % (
         p.prompt_tokens,
-        p.tokens,
-        p.prompt_tokens + p.tokens,
+        completion,
+        p.prompt_tokens + completion,
     )
+    if p.reasoning_tokens:
+        usage += b',"completion_tokens_details":{"reasoning_tokens":%d}' % p.reasoning_tokens
+    return usage + b"}"
+
+
+def reasoning(p: Plan) -> Iterator[str]:
+    """The words of the answer's reasoning (none without ``reasoning_effort``)."""
+    return _words(p.seed + _REASONING_SEED, p.reasoning_tokens)
+
+
+def _reasoning_fields(p: Plan) -> bytes:
+    """The message's reasoning fields, after its content (nothing without reasoning)."""
+    if not p.reasoning_tokens:
+        return b""
+    text = _encode("".join(reasoning(p)))
+    return b',"reasoning":%s,"reasoning_signature":"%s"' % (text, REASONING_SIGNATURE.encode())
 
 
 def _object(p: Plan, *, chunk: bool) -> str:
@@ -325,17 +366,18 @@ def completion_body(p: Plan) -> bytes:
     if call is not None:
         choices = (
             b'{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":%s,"type":"function",'
-            b'"function":{"name":%s,"arguments":%s}}]},"logprobs":null,"finish_reason":"tool_calls"}'
-            % (_encode(call.id), _encode(call.name), _encode(call.arguments))
+            b'"function":{"name":%s,"arguments":%s}}]%s},"logprobs":null,"finish_reason":"tool_calls"}'
+            % (_encode(call.id), _encode(call.name), _encode(call.arguments), _reasoning_fields(p))
         )
         usage = b',"usage":' + _usage(p) if p.usage else b""
         return b'%s"choices":[%s]%s}' % (_prefix(p, chunk=False), choices, usage)
     text = _encode("".join(words(p)) if p.content is None else p.content)
     if p.endpoint == "chat":
-        choice = b'{"index":0,"message":{"role":"assistant","content":%s},"logprobs":null,"finish_reason":%s}'
+        choice = b'{"index":0,"message":{"role":"assistant","content":%s%s},"logprobs":null,"finish_reason":%s}'
+        choices = choice % (text, _reasoning_fields(p), _encode(p.finish_reason))
     else:
         choice = b'{"index":0,"text":%s,"logprobs":null,"finish_reason":%s}'
-    choices = choice % (text, _encode(p.finish_reason))
+        choices = choice % (text, _encode(p.finish_reason))
     usage = b',"usage":' + _usage(p) if p.usage else b""
     return b'%s"choices":[%s]%s}' % (_prefix(p, chunk=False), choices, usage)
 
@@ -350,11 +392,13 @@ def frames(p: Plan) -> Iterator[bytes]:
     """The SSE frames of a streamed answer, ``data: [DONE]`` included."""
     head = b"data: " + _prefix(p, chunk=True) + b'"choices":[{"index":0,'
     if p.tool_call is not None:
+        yield from _reasoning_frames(p, head=head)
         yield from _call_frames(p.tool_call, head=head)
         last = head + b'"delta":{},"logprobs":null,"finish_reason":'
     else:
         if p.endpoint == "chat":
             yield head + b'"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+            yield from _reasoning_frames(p, head=head)
             before, after = head + b'"delta":{"content":', b'},"logprobs":null,"finish_reason":null}]}\n\n'
             last = head + b'"delta":{},"logprobs":null,"finish_reason":'
         else:
@@ -374,6 +418,17 @@ def frames(p: Plan) -> Iterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+def _reasoning_frames(p: Plan, *, head: bytes) -> Iterator[bytes]:
+    """A ``delta.reasoning`` chunk a word, the signature with the last."""
+    end = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+    before, n = head + b'"delta":{"reasoning":', p.reasoning_tokens
+    for i, w in enumerate(reasoning(p), 1):
+        if i < n:
+            yield before + _encode(w) + end
+        else:
+            yield before + _encode(w) + b',"reasoning_signature":"%s"' % REASONING_SIGNATURE.encode() + end
+
+
 def _call_frames(call: ToolCall, *, head: bytes) -> Iterator[bytes]:
     """The call's id and name with empty arguments, then the arguments in fragments."""
     end = b'},"logprobs":null,"finish_reason":null}]}\n\n'
@@ -391,11 +446,11 @@ def _call_frames(call: ToolCall, *, head: bytes) -> Iterator[bytes]:
 
 
 def _content_frames(p: Plan) -> int:
-    """The frames generated between the first and the finish: words, or pieces of the
-    arguments or the structured content."""
+    """The frames generated between the first and the finish: reasoning words, then
+    words, or pieces of the arguments or the structured content."""
     if p.tool_call is not None:
-        return _pieces(p.tool_call.arguments)
-    return p.tokens if p.content is None else _pieces(p.content)
+        return _pieces(p.tool_call.arguments) + p.reasoning_tokens
+    return (p.tokens if p.content is None else _pieces(p.content)) + p.reasoning_tokens
 
 
 def unary_delay_s(p: Plan) -> float:

@@ -22,9 +22,11 @@ from gateway.providers.responses.wire import (
     OutputItem,
     OutputOnly,
     OutputText,
+    ReasoningItem,
     Refusal,
     Response,
     ResponseError,
+    SummaryText,
     Usage,
 )
 
@@ -139,6 +141,17 @@ def _message(msg: ChatMessage, item_status: str) -> MessageItem | None:
     return MessageItem(id=new_id("msg_"), status=item_status, content=parts)
 
 
+def reasoning_item(*, id: str, text: str, signature: str | None, item_status: str) -> ReasoningItem:
+    """The chat form's reasoning as one summary part, whatever ``reasoning.summary``
+    asked: it is all the model's reasoning the gateway has."""
+    return ReasoningItem(
+        id=id,
+        summary=[SummaryText(text=text)] if text else [],
+        encrypted_content=signature or UNSET,
+        status=item_status,
+    )
+
+
 def from_chat(data: bytes, *, request: bytes) -> bytes:
     """The pipeline's chat.completion -> a Response; ``request``: the client's body."""
     try:
@@ -152,6 +165,16 @@ def from_chat(data: bytes, *, request: bytes) -> bytes:
     state, reason = status(choice.finish_reason)
     output: list[OutputItem] = []
     text = _message(msg, "incomplete" if reason else "completed")
+    thought = msg.reasoning or msg.reasoning_content
+    if thought or msg.reasoning_signature:
+        # Cut short while still reasoning (nothing after it): the reasoning is what was cut.
+        cut = reason is not None and text is None and not msg.tool_calls
+        item_status = "incomplete" if cut else "completed"
+        output.append(
+            reasoning_item(
+                id=new_id("rs_"), text=thought or "", signature=msg.reasoning_signature, item_status=item_status
+            )
+        )
     if text is not None:
         output.append(text)
     for k, call in enumerate(msg.tool_calls or ()):

@@ -109,9 +109,10 @@ def _message(item: Item, param: str, out: list[Message]) -> None:
     out.append({"role": role, "content": content})
 
 
-def _function_call(item: Item, param: str, out: list[Message], calls: set[str]) -> None:
+def _function_call(item: Item, param: str, out: list[Message], calls: set[str], *, join: bool) -> None:
     """An assistant tool call: consecutive ones (and the text just before them) make one
-    assistant turn, as chat answers hold them."""
+    assistant turn, as chat answers hold them; ``join`` false (reasoning came between):
+    a turn of its own."""
     call_id = _need(item.call_id, f"{param}.call_id")
     call = {
         "id": call_id,
@@ -122,7 +123,7 @@ def _function_call(item: Item, param: str, out: list[Message], calls: set[str]) 
         },
     }
     calls.add(call_id)
-    last = out[-1] if out else None
+    last = out[-1] if out and join else None
     if last is not None and last["role"] == "assistant":
         tool_calls = last.setdefault("tool_calls", [])
         assert isinstance(tool_calls, list)
@@ -153,26 +154,61 @@ def _function_output(item: Item, param: str, out: list[Message], calls: set[str]
     out.append({"role": "tool", "tool_call_id": call_id, "content": content})
 
 
+def _reasoning(item: Item, param: str, before: Message | None) -> Message | None:
+    """A reasoning item as the chat form's ``reasoning`` (its reasoning_text content,
+    else its summary) and ``reasoning_signature`` (its encrypted_content), joined to
+    the reasoning item just before it, if any. None: it holds nothing."""
+    content = item.content
+    if isinstance(content, list) and content:
+        texts = [_need(p.text, f"{param}.content[{j}].text") for j, p in enumerate(content)]
+    elif isinstance(content, str) and content:
+        texts = [content]
+    else:
+        summary = item.summary if item.summary is not UNSET else []
+        texts = [_need(p.text, f"{param}.summary[{j}].text") for j, p in enumerate(summary)]
+    text = "\n\n".join(t for t in texts if t)
+    signature = item.encrypted_content if isinstance(item.encrypted_content, str) else None
+    if before is not None:
+        text = "\n\n".join(t for t in (str(before["reasoning"]), text) if t)
+        if signature is None and "reasoning_signature" in before:
+            signature = str(before["reasoning_signature"])
+    if not text and not signature:
+        return None
+    out: Message = {"reasoning": text}
+    if signature:
+        out["reasoning_signature"] = signature
+    return out
+
+
 def _items(items: list[Item], out: list[Message], calls: set[str], *, where: str) -> None:
-    """``where``: the param naming the list (``input``)."""
+    """``where``: the param naming the list (``input``). A reasoning item goes with the
+    assistant turn that follows it (its thinking, for a target that replays it), and
+    is dropped when another kind of item follows."""
+    reasoning: Message | None = None
     for i, item in enumerate(items):
         param = f"{where}[{i}]"
         kind = item.type
+        if kind == "reasoning":
+            reasoning = _reasoning(item, param, reasoning)
+            continue
         if kind is UNSET or kind == "message":
             _message(item, param, out)
         elif kind == "function_call":
-            _function_call(item, param, out, calls)
+            _function_call(item, param, out, calls, join=reasoning is None)
         elif kind == "function_call_output":
             _function_output(item, param, out, calls)
-        elif kind == "reasoning":
-            continue  # a model's own reasoning: no chat request field carries it
         elif kind == "item_reference":
             raise _bad(f"{param}.type", "item references need stored responses, which this gateway does not keep yet")
         else:
             raise _bad(
                 f"{param}.type",
-                f"input item type {kind!r} is not supported; use message, function_call or function_call_output",
+                f"input item type {kind!r} is not supported; use message, function_call, function_call_output "
+                "or reasoning",
             )
+        if reasoning is not None:
+            if out[-1]["role"] == "assistant":
+                out[-1].update(reasoning)
+            reasoning = None
 
 
 def _tools(tools: list[ToolDef]) -> list[Message]:

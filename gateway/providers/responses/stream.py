@@ -1,7 +1,10 @@
 """The pipeline's OpenAI chunk frames -> the Responses API's event stream.
 
 Events, each with the next ``sequence_number``: ``response.created`` and
-``response.in_progress`` first; a text answer's message item (``output_item.added``,
+``response.in_progress`` first; the reasoning's reasoning item, before what follows
+it (``output_item.added``, ``reasoning_summary_part.added``,
+``reasoning_summary_text.delta``..., ``reasoning_summary_text.done``,
+``reasoning_summary_part.done``, ``output_item.done``); a text answer's message item (``output_item.added``,
 ``content_part.added``, ``output_text.delta``..., ``output_text.done``,
 ``content_part.done``, ``output_item.done``); a tool call's function_call item
 (``output_item.added``, ``function_call_arguments.delta``..., ``.done``,
@@ -38,6 +41,7 @@ _completion = msgspec.json.Decoder(Completion)
 _SEP = b"\n\n"
 _DONE = b"[DONE]"
 _EMPTY_TEXT = b'{"type":"output_text","text":"","annotations":[],"logprobs":[]}'
+_EMPTY_SUMMARY = b',"part":{"type":"summary_text","text":""}'
 # A gateway error type -> the ResponseError code the SDK knows (any other: server_error).
 _CODES = {"rate_limit_error": "rate_limit_exceeded", "invalid_request_error": "invalid_prompt"}
 
@@ -51,6 +55,18 @@ class _Text:
         self.id = _answer.new_id("msg_")
         self.index = index
         self.parts: list[str] = []
+
+
+class _Reasoning:
+    """The reasoning item being streamed: its summary text and signature."""
+
+    __slots__ = ("id", "index", "parts", "signature")
+
+    def __init__(self, index: int) -> None:
+        self.id = _answer.new_id("rs_")
+        self.index = index
+        self.parts: list[str] = []
+        self.signature: list[str] = []
 
 
 class _Call:
@@ -77,6 +93,7 @@ class ResponsesStream:
         "_finish",
         "_id",
         "_output",
+        "_reasoning",
         "_refusal",
         "_seq",
         "_started",
@@ -93,6 +110,7 @@ class ResponsesStream:
         self._seq = 0
         self._started = False
         self._text: _Text | None = None  # the open message item
+        self._reasoning: _Reasoning | None = None  # the open reasoning item
         self._refusal: list[str] = []
         self._calls: dict[int, _Call] = {}  # open function_call items by chat tool call index
         self._output: list[OutputItem | None] = []  # finished items by output index
@@ -175,6 +193,11 @@ class ResponsesStream:
         self._lifecycle(b"response.in_progress", "in_progress", out)
 
     def _delta(self, delta: ChatMessage, out: list[bytes]) -> None:
+        thought = delta.reasoning or delta.reasoning_content
+        if thought:
+            self._reasoning_delta(thought, out)
+        if delta.reasoning_signature:
+            self._open_reasoning(out).signature.append(delta.reasoning_signature)
         text = delta.content if isinstance(delta.content, str) else None
         if text:
             self._text_delta(text, out)
@@ -184,9 +207,46 @@ class ResponsesStream:
         for k, call in enumerate(delta.tool_calls or ()):
             self._call_delta(call, k, out)
 
+    def _open_reasoning(self, out: list[bytes]) -> _Reasoning:
+        thought = self._reasoning
+        if thought is None:
+            text, self._text = self._text, None
+            if text is not None:  # reasoning after text: the text's item ends there
+                self._close_text(text, "completed", out)
+            thought = self._reasoning = _Reasoning(len(self._output))
+            self._output.append(None)
+            item = b'{"id":"%s","type":"reasoning","summary":[],"status":"in_progress"}' % thought.id.encode()
+            self._event(b"response.output_item.added", b'"output_index":%d,"item":%s' % (thought.index, item), out)
+        return thought
+
+    def _reasoning_delta(self, delta: str, out: list[bytes]) -> None:
+        thought = self._open_reasoning(out)
+        where = b'"item_id":"%s","output_index":%d,"summary_index":0' % (thought.id.encode(), thought.index)
+        if not thought.parts:
+            self._event(b"response.reasoning_summary_part.added", where + _EMPTY_SUMMARY, out)
+        thought.parts.append(delta)
+        self._event(b"response.reasoning_summary_text.delta", where + b',"delta":' + _encode(delta), out)
+
+    def _close_reasoning(self, item_status: str, out: list[bytes]) -> None:
+        thought, self._reasoning = self._reasoning, None
+        if thought is None:
+            return
+        whole = "".join(thought.parts)
+        if thought.parts:
+            where = b'"item_id":"%s","output_index":%d,"summary_index":0' % (thought.id.encode(), thought.index)
+            self._event(b"response.reasoning_summary_text.done", where + b',"text":' + _encode(whole), out)
+            part = b',"part":{"type":"summary_text","text":%s}' % _encode(whole)
+            self._event(b"response.reasoning_summary_part.done", where + part, out)
+        item = _answer.reasoning_item(
+            id=thought.id, text=whole, signature="".join(thought.signature), item_status=item_status
+        )
+        self._output[thought.index] = item
+        self._event(b"response.output_item.done", b'"output_index":%d,"item":%s' % (thought.index, _encode(item)), out)
+
     def _open_text(self, out: list[bytes]) -> _Text:
         text = self._text
         if text is None:
+            self._close_reasoning("completed", out)  # the answer begins where reasoning ends
             text = self._text = _Text(len(self._output))
             self._output.append(None)
             item = (
@@ -209,6 +269,7 @@ class ResponsesStream:
         fn = call.function
         open_ = self._calls.get(key)
         if open_ is None:
+            self._close_reasoning("completed", out)
             text, self._text = self._text, None
             if text is not None:  # the text before the calls ends where they begin
                 self._close_text(text, "completed", out)
@@ -228,6 +289,7 @@ class ResponsesStream:
     def _close_all(self, out: list[bytes]) -> None:
         """Every open item done, in output order."""
         item_status = "incomplete" if _answer.INCOMPLETE.get(self._finish or "") else "completed"
+        self._close_reasoning(item_status, out)  # still open: nothing came after it
         text, self._text = self._text, None
         if text is not None:
             self._close_text(text, item_status, out)

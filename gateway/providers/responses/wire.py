@@ -34,7 +34,8 @@ class Part(Struct, kw_only=True):
 
 class Item(Struct, kw_only=True):
     """An input item: a message (``type`` "message" or absent), a function_call, a
-    function_call_output, a reasoning item (dropped), or one this gateway refuses."""
+    function_call_output, a reasoning item (its text in ``content`` or ``summary``), or
+    one this gateway refuses."""
 
     type: str | UnsetType = UNSET
     role: str | UnsetType = UNSET
@@ -43,6 +44,8 @@ class Item(Struct, kw_only=True):
     name: str | UnsetType = UNSET
     arguments: str | UnsetType = UNSET
     output: str | Annotated[list[Part], Meta(max_length=MAX_PARTS)] | UnsetType = UNSET
+    summary: Annotated[list[Part], Meta(max_length=MAX_PARTS)] | UnsetType = UNSET
+    encrypted_content: str | UnsetType | None = UNSET
 
 
 Items = Annotated[list[Item], Meta(max_length=MAX_ITEMS)]
@@ -157,6 +160,9 @@ class ChatMessage(Struct, kw_only=True):
     content: str | list[ChatPart] | None = None
     refusal: str | None = None
     tool_calls: list[ChatToolCall] | None = None
+    reasoning: str | None = None
+    reasoning_content: str | None = None  # vLLM, DeepSeek
+    reasoning_signature: str | None = None  # Anthropic's thinking signature
 
 
 class ChatChoice(Struct, kw_only=True):
@@ -220,6 +226,20 @@ class MessageItem(Struct, kw_only=True, tag_field="type", tag="message"):
     content: list[OutputText | Refusal] = []
 
 
+class SummaryText(Struct, kw_only=True, tag_field="type", tag="summary_text"):
+    text: str
+
+
+class ReasoningItem(Struct, kw_only=True, tag_field="type", tag="reasoning"):
+    """A chat answer's reasoning, as summary text (the part every Responses client
+    reads); ``encrypted_content`` carries its signature back on a later request."""
+
+    id: str
+    summary: list[SummaryText]
+    encrypted_content: str | UnsetType = UNSET
+    status: str
+
+
 class FunctionCallItem(Struct, kw_only=True, tag_field="type", tag="function_call"):
     id: str
     call_id: str
@@ -228,7 +248,7 @@ class FunctionCallItem(Struct, kw_only=True, tag_field="type", tag="function_cal
     status: str
 
 
-OutputItem = MessageItem | FunctionCallItem
+OutputItem = ReasoningItem | MessageItem | FunctionCallItem
 
 
 class InputDetails(Struct, kw_only=True):

@@ -421,3 +421,192 @@ def test_responses_stream_error_frame_fails_the_response() -> None:
 def test_responses_stream_unreadable_chunk_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamProtocolError):
         responses.ResponsesStream(request=REQUEST).feed(b"data: {nope\n\n")
+
+
+# --- reasoning --------------------------------------------------------------------------
+
+SIGNATURE = "EqQBCkYIBxgCKkD"
+THOUGHT = "The user wants weather. I should call the tool."
+REASONED = {
+    **COMPLETION,
+    "choices": [
+        {
+            **COMPLETION["choices"][0],  # type: ignore[index]
+            "message": {
+                **COMPLETION["choices"][0]["message"],  # type: ignore[index]
+                "reasoning": THOUGHT,
+                "reasoning_signature": SIGNATURE,
+            },
+        }
+    ],
+}
+REASONED_FRAMES = [
+    FRAMES[0],
+    _frame(_chunk({"reasoning": "The user wants weather. "})),
+    _frame(_chunk({"reasoning": "I should call the tool."})),
+    _frame(_chunk({"reasoning_signature": SIGNATURE})),
+    *FRAMES[1:],
+]
+
+
+def _reasoning_ids(value: Any) -> Any:
+    return json.loads(re.sub(r'"rs_[0-9a-f]{48}"', '"rs_*"', json.dumps(_ids(value))))
+
+
+def test_responses_answer_reasoning_is_an_item_before_the_message() -> None:
+    data = json.loads(responses.from_chat(json.dumps(REASONED).encode(), request=REQUEST))
+    r = Response.model_validate(data)
+    assert [o.type for o in r.output] == ["reasoning", "message", "function_call"]
+    assert _reasoning_ids(data["output"][0]) == {
+        "type": "reasoning",
+        "id": "rs_*",
+        "summary": [{"type": "summary_text", "text": THOUGHT}],
+        "encrypted_content": SIGNATURE,
+        "status": "completed",
+    }
+    assert r.output_text == "Let me look." and data["usage"]["output_tokens_details"] == {"reasoning_tokens": 2}
+
+
+def test_responses_answer_reasoning_content_and_unsigned_reasoning() -> None:
+    done = {
+        "created": 1,
+        "choices": [
+            {"finish_reason": "stop", "message": {"role": "assistant", "content": "4", "reasoning_content": "2+2"}}
+        ],
+    }
+    data = json.loads(responses.from_chat(json.dumps(done).encode(), request=REQUEST))
+    Response.model_validate(data)
+    item = data["output"][0]
+    assert item["summary"] == [{"type": "summary_text", "text": "2+2"}] and "encrypted_content" not in item
+    # Without reasoning, no reasoning item (the answers of every other test).
+    plain = json.loads(responses.from_chat(json.dumps(COMPLETION).encode(), request=REQUEST))
+    assert [o["type"] for o in plain["output"]] == ["message", "function_call"]
+
+
+def test_responses_stream_reasoning_events_come_first() -> None:
+    events = _run([REASONED_FRAMES])
+    kinds = [e["type"] for e in events]
+    assert kinds[:9] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+    ]
+    assert kinds[9:] == [e["type"] for e in _run([FRAMES])][2:]  # the message and call as before
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    rs = events[2]["item"]
+    assert rs["type"] == "reasoning" and rs["id"].startswith("rs_") and rs["summary"] == []
+    for e in events[2:9]:
+        assert e["output_index"] == 0 and e.get("item_id", e.get("item", {}).get("id")) == rs["id"]
+    for e in events[3:8]:
+        assert e["summary_index"] == 0
+    assert events[6]["text"] == THOUGHT and events[7]["part"] == {"type": "summary_text", "text": THOUGHT}
+    assert events[8]["item"]["encrypted_content"] == SIGNATURE and events[8]["item"]["status"] == "completed"
+    assert events[9]["output_index"] == 1 and events[9]["item"]["type"] == "message"
+    final = events[-1]["response"]
+    whole = json.loads(responses.from_chat(json.dumps(REASONED).encode(), request=REQUEST))
+    assert _reasoning_ids({**final, "id": "resp_*"}) == _reasoning_ids({**whole, "id": "resp_*"})
+
+
+def test_responses_stream_reasoning_is_the_same_however_the_frames_are_grouped() -> None:
+    whole = _reasoning_ids(_run([REASONED_FRAMES]))
+    for cut in range(1, len(REASONED_FRAMES)):
+        assert _reasoning_ids(_run([REASONED_FRAMES[:cut], REASONED_FRAMES[cut:]])) == whole
+
+
+def test_responses_reasoning_cut_short_is_an_incomplete_item() -> None:
+    frames = [_frame(_chunk({"reasoning_content": "hmm"})), _frame(_chunk(finish="length")), b"data: [DONE]\n\n"]
+    last = _run([frames])[-1]["response"]
+    done = {"created": 1, "choices": [{"finish_reason": "length", "message": {"reasoning_content": "hmm"}}]}
+    whole = json.loads(responses.from_chat(json.dumps(done).encode(), request=REQUEST))
+    for r in (last, whole):
+        assert r["status"] == "incomplete" and [o["type"] for o in r["output"]] == ["reasoning"]
+        assert r["output"][0]["status"] == "incomplete" and r["output"][0]["summary"][0]["text"] == "hmm"
+
+
+def test_responses_reasoning_items_go_with_the_next_assistant_turn() -> None:
+    rs = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Think."}]}
+    items = [
+        {"role": "user", "content": "Weather?"},
+        {**rs, "encrypted_content": "sig1"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Calling."}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        # reasoning_text content wins over the summary; a second item joins the first.
+        {**rs, "content": [{"type": "reasoning_text", "text": "Raw."}], "encrypted_content": None},
+        {**rs, "summary": [], "encrypted_content": "sig2"},
+        {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c2", "output": "ok"},
+        rs,  # followed by a user turn: nothing carries it
+        {"role": "user", "content": "Thanks."},
+    ]
+    assert _chat({"model": "x", "input": items})["messages"] == [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": "Calling.",
+            "reasoning": "Think.",
+            "reasoning_signature": "sig1",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{}"}}],
+            "reasoning": "Raw.",
+            "reasoning_signature": "sig2",
+        },
+        {"role": "tool", "tool_call_id": "c2", "content": "ok"},
+        {"role": "user", "content": "Thanks."},
+    ]
+
+
+def test_responses_reasoning_between_text_and_call_starts_a_turn() -> None:
+    items = [
+        {"role": "user", "content": "Go."},
+        {"type": "message", "role": "assistant", "content": "First."},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Now call."}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+    ]
+    messages = _chat({"model": "x", "input": items})["messages"]
+    assert [m.get("reasoning") for m in messages] == [None, None, "Now call."]
+    assert messages[1] == {"role": "assistant", "content": "First."} and messages[2]["tool_calls"][0]["id"] == "c1"
+
+
+def test_responses_reasoning_survives_a_round_trip_to_anthropic_thinking() -> None:
+    """The answer's output sent back as input: an Anthropic target gets its signed
+    thinking block back, before the text and the tool use."""
+    from gateway.providers import anthropic
+
+    answered = json.loads(responses.from_chat(json.dumps(REASONED).encode(), request=REQUEST))
+    prior = [{"role": "user", "content": "Weather?"}, *answered["output"]]
+    items = [*prior, {"type": "function_call_output", "call_id": "call_1", "output": "18 C"}]
+    chat = responses.to_chat(json.dumps({"model": "x", "input": items}).encode(), model="claude-x", stream=False)
+    assistant = json.loads(chat)["messages"][1]
+    assert (assistant["reasoning"], assistant["reasoning_signature"]) == (THOUGHT, SIGNATURE)
+    sent = json.loads(anthropic.chat_request(chat, model="claude-x"))
+    assert sent["messages"][1]["content"][:2] == [
+        {"type": "thinking", "thinking": THOUGHT, "signature": SIGNATURE},
+        {"type": "text", "text": "Let me look."},
+    ]
+    assert sent["messages"][1]["content"][2]["type"] == "tool_use"
+    # As a stored conversation (previous_response_id), the same.
+    stored = responses.output_items(json.dumps(answered).encode())
+    again = responses.to_chat(
+        json.dumps({"model": "x", "input": items[-1:]}).encode(),
+        model="m",
+        stream=False,
+        prior=json.dumps([prior[0], *json.loads(stored)]).encode(),
+    )
+    assert json.loads(again)["messages"][1]["reasoning_signature"] == SIGNATURE
+
+
+def test_responses_reasoning_item_without_text_is_refused_by_param() -> None:
+    err = _bad({"input": [{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text"}]}]})
+    assert err.param == "input[0].summary[0].text"
