@@ -17,7 +17,10 @@ input: function_call           assistant tool_calls (consecutive calls, and the 
                                  text just before them, make one assistant message)
 input: function_call_output    a tool message (its call_id must name an earlier
                                  function_call: else 400 at input[i].call_id)
-input: reasoning               dropped (no chat field carries it)
+input: reasoning               the next assistant message's reasoning (text of its
+                                 reasoning_text content, else of its summary) and
+                                 reasoning_signature (encrypted_content); dropped when
+                                 no assistant item follows it
 input: item_reference, other   400 at input[i].type
 tools (function)               tools: name, description, parameters, strict
 tools (built-in: web_search,   400 at tools[i].type
@@ -36,8 +39,10 @@ previous_response_id,          400: stored responses are not available yet
 metadata, store, include,      not sent upstream; metadata and store are echoed
   truncation, other fields
 
-Answers: the message's text -> a message item with output_text (refusal -> a refusal
-part), each tool call -> a function_call item; finish_reason length -> status
+Answers: the message's reasoning (or reasoning_content) -> a reasoning item first, its
+text as one summary_text part, reasoning_signature -> encrypted_content; the message's
+text -> a message item with output_text (refusal -> a refusal part), each tool call ->
+a function_call item; finish_reason length -> status
 incomplete (max_output_tokens), content_filter -> incomplete (content_filter), else
 completed. Usage: input_tokens = prompt_tokens (details.cached_tokens), output_tokens =
 completion_tokens (details.reasoning_tokens), total_tokens, and the gateway's ``cost``;

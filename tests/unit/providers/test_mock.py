@@ -371,3 +371,73 @@ def test_paced_waits_ttft_and_itl() -> None:
     assert frames == list(mock.frames(p))
     # ttft before the first frame, itl before each of the 4 later non-[DONE] frames.
     assert elapsed >= 0.06 + 4 * 0.02 - 0.01
+
+
+# --- reasoning ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("effort", "words"), [("minimal", 4), ("low", 8), ("medium", 16), ("high", 32), ("none", 0)])
+def test_reasoning_effort_makes_reasoning_of_its_size(effort: str, words: int) -> None:
+    p = make_plan(chat(reasoning_effort=effort), config=MockConfig(tokens=6))
+    data = json.loads(mock.completion_body(p))
+    message, usage = data["choices"][0]["message"], data["usage"]
+    assert len(message["content"].split(" ")) == 6
+    if words:
+        assert len(message["reasoning"].split(" ")) == words and message["reasoning"] != message["content"]
+        assert message["reasoning_signature"] == mock.REASONING_SIGNATURE
+        assert usage["completion_tokens"] == 6 + words
+        assert usage["completion_tokens_details"] == {"reasoning_tokens": words}
+        assert usage["total_tokens"] == usage["prompt_tokens"] + 6 + words
+    else:
+        assert "reasoning" not in message and "completion_tokens_details" not in usage
+    again = json.loads(mock.completion_body(make_plan(chat(reasoning_effort=effort), config=MockConfig(tokens=6))))
+    assert again["choices"] == data["choices"]  # deterministic
+
+
+def test_reasoning_absent_without_reasoning_effort() -> None:
+    for body in (chat(), chat(stream=True, stream_options={"include_usage": True})):
+        p = make_plan(body)
+        assert p.reasoning_tokens == 0
+        assert b"reasoning" not in mock.completion_body(p) + b"".join(mock.frames(p))
+    # Text completions have no reasoning, whatever they send.
+    assert make_plan(text(reasoning_effort="high"), endpoint="text").reasoning_tokens == 0
+
+
+def test_reasoning_streams_first_and_equals_unary() -> None:
+    cfg = MockConfig(tokens=5)
+    body = chat(reasoning_effort="low", seed=2)
+    chunks = payloads(make_plan({**body, "stream": True, "stream_options": {"include_usage": True}}, config=cfg))
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert all("reasoning" in d and "content" not in d for d in deltas[1:9])
+    assert all("content" in d for d in deltas[9:14]) and deltas[14] == {}
+    assert [d.get("reasoning_signature") for d in deltas[1:9]] == [None] * 7 + [mock.REASONING_SIGNATURE]
+    unary = json.loads(mock.completion_body(make_plan(body, config=cfg)))["choices"][0]["message"]
+    assert "".join(d["reasoning"] for d in deltas[1:9]) == unary["reasoning"]
+    assert "".join(d.get("content", "") for d in deltas) == unary["content"]
+    assert chunks[-1]["usage"]["completion_tokens_details"] == {"reasoning_tokens": 8}
+
+
+def test_reasoning_spends_the_token_cap_first() -> None:
+    p = make_plan(chat(reasoning_effort="medium", max_completion_tokens=20), config=MockConfig(tokens=10))
+    assert (p.reasoning_tokens, p.tokens, p.finish_reason) == (16, 4, "length")
+    short = make_plan(chat(reasoning_effort="medium", max_tokens=5), config=MockConfig(tokens=10))
+    assert (short.reasoning_tokens, short.tokens, short.finish_reason) == (5, 0, "length")
+    roomy = make_plan(chat(reasoning_effort="low", max_tokens=100), config=MockConfig(tokens=10))
+    assert (roomy.reasoning_tokens, roomy.tokens, roomy.finish_reason) == (8, 10, "stop")
+
+
+def test_reasoning_before_a_tool_call() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    body = chat(reasoning_effort="minimal", tools=[tool])
+    message = json.loads(mock.completion_body(make_plan(body)))["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"]["name"] == "f" and len(message["reasoning"].split(" ")) == 4
+    deltas = [c["choices"][0]["delta"] for c in payloads(make_plan({**body, "stream": True}))]
+    assert [("reasoning" in d, "tool_calls" in d) for d in deltas[:5]] == [(True, False)] * 4 + [(False, True)]
+
+
+def test_reasoning_is_paced_as_tokens() -> None:
+    p = make_plan(chat(reasoning_effort="minimal"), config=MockConfig(tokens=5, ttft_ms=100, itl_ms=10))
+    assert mock.unary_delay_s(p) == pytest.approx(0.1 + (4 + 5 - 1) * 0.01)
+    streamed = make_plan(chat(reasoning_effort="low", stream=True), config=MockConfig(tokens=3))
+    assert asyncio.run(collect(streamed)) == list(mock.frames(streamed))

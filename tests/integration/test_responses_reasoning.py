@@ -1,0 +1,131 @@
+"""Reasoning through ``POST /v1/responses`` with the real ``openai`` SDK against a real
+gateway: ``reasoning.effort`` reaches the fake LLM (in-process, and ``gateway mock``
+behind an OpenAI-dialect and an Anthropic-dialect provider), whose reasoning comes
+back as a reasoning item before the message, unary and streamed; a reasoning item sent
+back reaches the target as the assistant turn's reasoning (Anthropic: its signed
+thinking block)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from gateway.providers.mock import REASONING_SIGNATURE, REASONING_WORDS
+from tests.conftest import Proc, serve_config, start_mock
+
+KEY = "sk-reasoning-upstream-0123456789"
+MODELS = ["up/gpt-x", "anthropic/claude-x", "mock/gpt-m"]
+LOW = REASONING_WORDS["low"]
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = start_mock(tmp_path_factory.mktemp("reasoning-up"), "--api-key", KEY, "--record", "20")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    key = [{"value": "env.REASONING_KEY"}]
+    config = {
+        "providers": {
+            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key},
+            "anthropic": {"dialect": "anthropic", "base_url": up.url, "keys": key},
+            "mock": {"dialect": "mock"},
+        },
+        "default_provider": "up",
+    }
+    proc = serve_config(config, tmp_path_factory.mktemp("reasoning-gw"), env={"REASONING_KEY": KEY})
+    yield proc
+    proc.stop()
+
+
+def _client(gw: Proc) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
+
+
+def _check(r: Any) -> str:
+    """A completed Response of a reasoning item then the message; its reasoning text."""
+    assert r.status == "completed" and [o.type for o in r.output] == ["reasoning", "message"]
+    rs = r.output[0]
+    assert rs.id.startswith("rs_") and rs.status == "completed" and rs.encrypted_content == REASONING_SIGNATURE
+    (summary,) = rs.summary
+    assert summary.type == "summary_text" and len(summary.text.split(" ")) == LOW
+    assert r.output_text and summary.text != r.output_text
+    assert r.usage is not None and r.usage.output_tokens_details.reasoning_tokens == LOW
+    assert r.usage.output_tokens == LOW + len(r.output_text.split(" "))
+    return str(summary.text)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_responses_reasoning_effort_answers_a_reasoning_item(gw: Proc, model: str) -> None:
+    with _client(gw) as client:
+        r = client.responses.create(model=model, reasoning={"effort": "low"}, input="Think, then answer.")
+        plain = client.responses.create(model=model, input="Think, then answer.")
+    _check(r)
+    assert r.reasoning is not None and r.reasoning.effort == "low"
+    assert [o.type for o in plain.output] == ["message"] and plain.usage is not None
+    assert plain.usage.output_tokens_details.reasoning_tokens == 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_responses_reasoning_streams_before_the_message(gw: Proc, model: str) -> None:
+    with _client(gw) as client:
+        whole = client.responses.create(model=model, reasoning={"effort": "low"}, input="Think, then answer.")
+        with client.responses.stream(model=model, reasoning={"effort": "low"}, input="Think, then answer.") as s:
+            events = list(s)
+            final = s.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+    ]
+    assert kinds[4 : 4 + LOW] == ["response.reasoning_summary_text.delta"] * LOW
+    assert kinds[4 + LOW : 9 + LOW] == [
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    rs_events = events[2 : 7 + LOW]
+    assert {e.output_index for e in rs_events} == {0}  # type: ignore[union-attr]
+    assert events[7 + LOW].output_index == 1  # type: ignore[union-attr]
+    deltas = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
+    assert deltas == _check(final) == _check(whole)
+    assert final.output_text == whole.output_text
+    assert final.output[0].model_dump(exclude={"id"}) == whole.output[0].model_dump(exclude={"id"})
+
+
+@pytest.mark.parametrize("model", ["up/gpt-x", "anthropic/claude-x"])
+def test_responses_reasoning_item_sent_back_reaches_the_target(gw: Proc, up: Proc, model: str) -> None:
+    with _client(gw) as client:
+        first = client.responses.create(model=model, reasoning={"effort": "low"}, input="Think, then answer.")
+        thought = _check(first)
+        items: list[Any] = [{"role": "user", "content": "Think, then answer."}]
+        items += [o.to_dict() for o in first.output]
+        items.append({"role": "user", "content": "And again?"})
+        httpx.delete(up.url + "/mock/requests")
+        second = client.responses.create(model=model, reasoning={"effort": "low"}, input=items)
+    _check(second)
+    (seen,) = httpx.get(up.url + "/mock/requests").json()
+    assistant = json.loads(seen["body"])["messages"][1]
+    assert assistant["role"] == "assistant"
+    if model.startswith("up/"):
+        assert assistant["content"] == first.output_text
+        assert (assistant["reasoning"], assistant["reasoning_signature"]) == (thought, REASONING_SIGNATURE)
+    else:
+        assert assistant["content"] == [
+            {"type": "thinking", "thinking": thought, "signature": REASONING_SIGNATURE},
+            {"type": "text", "text": first.output_text},
+        ]
