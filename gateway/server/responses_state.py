@@ -147,7 +147,6 @@ def with_item_ids(input_items: bytes) -> bytes:
     return _encode(out) if changed else input_items
 
 
-
 def owner(principal: Principal | None) -> str:
     """Whose responses a caller reads and continues: its principal's, else the anonymous
     caller's (access control off, or an anonymous principal)."""

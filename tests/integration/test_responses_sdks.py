@@ -57,6 +57,7 @@ def test_responses_parse_structured_output(gw: Proc, model: str) -> None:
 @pytest.mark.parametrize("model", MODELS)
 def test_responses_agents_sdk_runs_an_agent_with_one_tool(gw: Proc, model: str) -> None:
     import agents
+
     agents.set_tracing_disabled(True)
     called: list[str] = []
 
