@@ -1,0 +1,148 @@
+"""The Responses API relayed natively: a real gateway in front of ``gateway mock`` (which
+answers the Responses API itself, ``server.mock_responses``) as an OpenAI-dialect
+provider with ``responses: native``. The upstream receives ``POST /v1/responses`` with
+the client's bytes; answers and streams come back with ``usage.cost`` and
+``extra_fields``; usage is counted in the gateway's metrics; ``previous_response_id``
+is continued by the upstream, not the gateway; a native target that fails falls back
+to a translated one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Proc, metric, serve_config, start_mock
+
+KEY = "sk-native-upstream-0123456789"
+PRICE = {"input_mtok": 1.0, "output_mtok": 2.0}
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = start_mock(tmp_path_factory.mktemp("native-up"), "--api-key", KEY, "--record", "20")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    key = [{"value": "env.NATIVE_KEY"}]
+    base = up.url + "/v1"
+    config = {
+        "providers": {
+            "up": {"base_url": base, "keys": key, "responses": "native", "prices": {"gpt-x": PRICE}},
+            "tr": {"base_url": base, "keys": key, "prices": {"gpt-x": PRICE}},
+        },
+        "default_provider": "up",
+    }
+    proc = serve_config(config, tmp_path_factory.mktemp("native-gw"), env={"NATIVE_KEY": KEY})
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(gw: Proc, up: Proc) -> Iterator[openai.OpenAI]:
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=10) as c:
+        yield c
+
+
+def _received(up: Proc) -> list[dict[str, Any]]:
+    return list(httpx.get(up.url + "/mock/requests").json())
+
+
+def test_responses_native_unary_relays_the_clients_bytes(gw: Proc, up: Proc, client: openai.OpenAI) -> None:
+    sent = {"model": "up/gpt-x", "input": "Say hi", "max_output_tokens": 8, "fallbacks": [], "zz_unknown": {"a": 1}}
+    r = httpx.post(gw.url + "/v1/responses", json=sent, timeout=10)
+    assert r.status_code == 200, r.text
+    [seen] = _received(up)
+    assert seen["method"] == "POST" and seen["path"] == "/v1/responses"
+    # The client's fields as sent, unknown ones too; the model swapped, fallbacks gone.
+    expected = {k: v for k, v in sent.items() if k != "fallbacks"} | {"model": "gpt-x"}
+    assert json.loads(seen["body"]) == expected
+    body = r.json()
+    assert body["object"] == "response" and body["id"].startswith("resp_")
+    usage = body["usage"]
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert usage["cost"]["total_cost"] == pytest.approx((usage["input_tokens"] + 2 * usage["output_tokens"]) / 1e6)
+    extra = body["extra_fields"]
+    assert extra["provider"] == "up" and extra["request_type"] == "responses" and extra["model_deployment"] == "gpt-x"
+    assert r.headers["x-bifrost-provider"] == "up"
+    # The SDK reads it as OpenAI's Response.
+    parsed = client.responses.create(model="up/gpt-x", input="Say hi")
+    assert parsed.output_text and parsed.usage is not None
+
+
+def test_responses_native_stream_ends_with_cost(up: Proc, client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="up/gpt-x", input="Say hi", stream=True))
+    [seen] = _received(up)
+    assert seen["path"] == "/v1/responses" and json.loads(seen["body"])["stream"] is True
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    done = events[-1]
+    assert done.type == "response.completed"
+    raw = done.response.model_dump()
+    assert raw["usage"]["cost"]["total_cost"] > 0
+    assert raw["extra_fields"]["provider"] == "up"
+    assert raw["extra_fields"]["request_type"] == "responses_stream"
+
+
+def test_responses_native_usage_is_counted(gw: Proc, client: openai.OpenAI) -> None:
+    before_in = metric(gw, "gateway_tokens_total", provider="up", direction="input")
+    before_out = metric(gw, "gateway_tokens_total", provider="up", direction="output")
+    r = client.responses.create(model="up/gpt-x", input="Count me", extra_body={"mock": {"tokens": 7}})
+    events = list(client.responses.create(model="up/gpt-x", input="Count me", stream=True))
+    assert r.usage is not None and r.usage.output_tokens == 7
+    streamed = events[-1].response.usage  # type: ignore[union-attr]
+    assert streamed is not None
+    after_in = metric(gw, "gateway_tokens_total", provider="up", direction="input")
+    after_out = metric(gw, "gateway_tokens_total", provider="up", direction="output")
+    assert after_out - before_out == 7 + streamed.output_tokens
+    assert after_in - before_in == r.usage.input_tokens + streamed.input_tokens
+
+
+def test_responses_native_previous_response_id_is_the_upstreams(up: Proc, client: openai.OpenAI) -> None:
+    first = client.responses.create(model="up/gpt-x", input="My name is Ada.")
+    second = client.responses.create(model="up/gpt-x", input="And my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    seen = _received(up)
+    assert [s["path"] for s in seen] == ["/v1/responses", "/v1/responses"]
+    # Passed on unchanged: the upstream rebuilt the conversation from what it keeps.
+    assert json.loads(seen[1]["body"])["previous_response_id"] == first.id
+    # The gateway kept nothing of its own: its store does not know the id.
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="up/gpt-x", input="x", previous_response_id="resp_unknown0")
+    assert e.value.code == "previous_response_not_found"
+
+
+def test_responses_native_failure_falls_back_to_translated(up: Proc, client: openai.OpenAI) -> None:
+    for stream in (False, True):
+        httpx.delete(up.url + "/mock/requests").raise_for_status()
+        fault = json.dumps({"fail_status": 500, "fail_times": 1, "fail_id": f"fb-{stream}"})
+        raw = client.responses.with_raw_response.create(
+            model="up/gpt-x",
+            input="Fall back",
+            stream=stream,
+            extra_body={"fallbacks": ["tr/gpt-x"]},
+            extra_headers={"x-bf-eh-x-mock": fault},
+        )
+        assert raw.headers["x-bifrost-provider"] == "tr" and raw.headers["x-bifrost-fallback-index"] == "1"
+        seen = _received(up)
+        assert [s["path"] for s in seen] == ["/v1/responses", "/v1/chat/completions"]
+        assert "messages" in json.loads(seen[1]["body"])
+        if stream:
+            events = list(raw.parse())
+            done = events[-1].response  # type: ignore[union-attr]
+        else:
+            done = raw.parse()
+        assert done.output_text
+        extra = done.model_dump()["extra_fields"]
+        assert extra["provider"] == "tr"
+        # Served by translation, the gateway keeps it.
+        assert client.responses.retrieve(done.id).id == done.id
