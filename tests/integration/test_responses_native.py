@@ -146,3 +146,74 @@ def test_responses_native_failure_falls_back_to_translated(up: Proc, client: ope
         assert extra["provider"] == "tr"
         # Served by translation, the gateway keeps it.
         assert client.responses.retrieve(done.id).id == done.id
+
+
+def test_responses_native_stream_cut_short_ends_with_an_error_event(client: openai.OpenAI) -> None:
+    events = list(
+        client.responses.create(
+            model="up/gpt-x", input="x", stream=True, extra_body={"mock": {"tokens": 20, "reset_after": 4}}
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and "response.completed" not in kinds
+    last = events[-1]
+    assert last.type == "error" and last.sequence_number == len(events) - 1
+    assert last.message  # type: ignore[union-attr]
+
+
+def test_responses_native_without_usage_is_estimated(client: openai.OpenAI) -> None:
+    r = client.responses.create(model="up/gpt-x", input="Say hi", extra_body={"mock": {"usage": False}})
+    extra = r.model_dump()["extra_fields"]
+    assert r.usage is None and extra["usage_estimated"] is True and extra["provider"] == "up"
+
+
+def test_responses_native_previous_id_is_not_sent_to_a_translated_fallback(up: Proc, client: openai.OpenAI) -> None:
+    first = client.responses.create(model="up/gpt-x", input="My name is Ada.")
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    with pytest.raises(openai.InternalServerError):
+        client.responses.create(
+            model="up/gpt-x",
+            input="And my name?",
+            previous_response_id=first.id,
+            extra_body={"fallbacks": ["tr/gpt-x"]},
+            extra_headers={"x-bf-eh-x-mock": '{"fail_status": 500}'},
+        )
+    # The translated fallback has no conversation to send (the upstream keeps it): not tried.
+    assert [s["path"] for s in _received(up)] == ["/v1/responses"]
+
+
+VK = "sk-bf-native-budget-0123456789ab"
+
+
+@pytest.fixture(scope="module")
+def governed(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    config = {
+        "providers": {
+            "up": {
+                "base_url": up.url + "/v1",
+                "keys": [{"value": "env.NATIVE_KEY"}],
+                "responses": "native",
+                "prices": {"gpt-x": {"input_mtok": 0, "output_mtok": 1_000_000}},  # $1 an output token
+            }
+        },
+        "default_provider": "up",
+        "auth": {
+            "required": True,
+            "virtual_keys": [{"name": "b", "value": VK, "budgets": [{"usd": 6, "window": "1d"}]}],
+        },
+    }
+    proc = serve_config(config, tmp_path_factory.mktemp("native-gov"), env={"NATIVE_KEY": KEY})
+    yield proc
+    proc.stop()
+
+
+def test_responses_native_charges_virtual_key_budgets(governed: Proc) -> None:
+    with openai.OpenAI(base_url=governed.url + "/v1", api_key=VK, max_retries=0, timeout=10) as c:
+        r = c.responses.create(model="gpt-x", input="x", max_output_tokens=2)
+        assert r.usage is not None and r.usage.output_tokens == 2
+        list(c.responses.create(model="gpt-x", input="x", max_output_tokens=2, stream=True))
+        c.responses.create(model="gpt-x", input="x", max_output_tokens=2)
+        # $2 a request: the budget of $6 is spent.
+        with pytest.raises(openai.APIStatusError) as e:
+            c.responses.create(model="gpt-x", input="x", max_output_tokens=2)
+        assert e.value.status_code == 402
