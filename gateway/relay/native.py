@@ -10,8 +10,9 @@ or event stream comes back as the upstream's bytes, with two splices:
 - the gateway's ``extra_fields``, on the Response (unary) or on the response of the
   stream's terminal event (``response.completed``, ``.incomplete``, ``.failed``).
 
-Nothing else is decoded or re-encoded. A stream is watched per read by one byte search
-for the terminal event's type; only a read holding it is split into frames. A stream
+Nothing else is decoded or re-encoded. A stream is watched per read by a frame count
+(for the ``sequence_number`` of an error event of the gateway's) and three byte searches
+for the terminal events' types; only a read holding one is split into frames. A stream
 the upstream ends without a terminal event gets an ``error`` event, as OpenAI sends
 one, and is accounted as estimated.
 """
@@ -195,7 +196,8 @@ class _Watch:
         usage_raw = _usage_of(head)
         self.cost, self.estimated = _account(call, target, usage_raw)
         extra = encode(call.extra_fields(target, estimated=self.estimated))
-        enriched = _enrich(response, usage_raw=usage_raw, cost=self.cost, extra=extra, has_extra=False)
+        has_extra = head.extra_fields is not UNSET
+        enriched = _enrich(response, usage_raw=usage_raw, cost=self.cost, extra=extra, has_extra=has_extra)
         at = data.rfind(response)
         return data[:at] + enriched + data[at + len(response) :] if at >= 0 else data
 

@@ -9,6 +9,7 @@ to a translated one."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,3 +218,22 @@ def test_responses_native_charges_virtual_key_budgets(governed: Proc) -> None:
         with pytest.raises(openai.APIStatusError) as e:
             c.responses.create(model="gpt-x", input="x", max_output_tokens=2)
         assert e.value.status_code == 402
+
+
+def test_responses_native_async_job_is_relayed_natively(up: Proc, client: openai.OpenAI) -> None:
+    raw = client.responses.with_raw_response.create(
+        model="up/gpt-x", input="hi", max_output_tokens=4, extra_headers={"x-bf-async": "true"}
+    )
+    assert raw.status_code == 202, raw.http_response.text
+    pending = raw.parse()
+    for _ in range(400):  # x 0.05 s: a bound on waiting, not a timing assertion
+        polled = client.responses.with_raw_response.create(
+            model="up/gpt-x", input="hi", extra_headers={"x-bf-async-id": pending.id}
+        )
+        if polled.status_code == 200:
+            break
+        time.sleep(0.05)
+    done = polled.parse()
+    assert polled.status_code == 200 and done.usage is not None and done.usage.output_tokens == 4
+    assert done.model_dump()["extra_fields"]["provider"] == "up"
+    assert [s["path"] for s in _received(up)] == ["/v1/responses"]
