@@ -55,6 +55,8 @@ routes (with and without /v1):
   POST /v1/messages, /v1/messages/count_tokens, GET /v1/models (anthropic-version)   Anthropic's
   POST /v1beta/models/{model}:generateContent, :streamGenerateContent, :countTokens,
        :embedContent, :batchEmbedContents; GET /v1beta/models              Gemini's
+  POST /v1/responses, /v1/responses/input_tokens; GET, DELETE /v1/responses/{id};
+       GET /v1/responses/{id}/input_items           OpenAI's Responses API (kept in memory)
   GET /mock/requests, DELETE /mock/requests                         the last --record requests
   GET /mock/stats, GET /health
 a request's "mock" field (or header x-mock, JSON) overrides these options per request.

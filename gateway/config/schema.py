@@ -138,6 +138,10 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     max_response_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
     # How long a key the upstream refused, rate-limited or kept failing is skipped.
     key_cooldown_s: Annotated[float, Meta(ge=0)] = 30.0
+    # The Responses API (POST /v1/responses) to this provider: "translate" into a chat
+    # request (the gateway keeps the responses), or "native": relayed as the client's
+    # bytes to its own /responses (the upstream keeps them). "native": openai dialect only.
+    responses: Literal["native", "translate"] = "translate"
 
 
 class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

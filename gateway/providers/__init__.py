@@ -12,4 +12,6 @@ dialect is its module, one registry line and its name in the config's ``dialect`
 from typing import Literal
 
 # "count_tokens": an SDK's token count, relayed to a target of its own dialect only.
-Endpoint = Literal["chat", "text", "embeddings", "count_tokens"]
+# "responses": OpenAI's Responses API, relayed as is to an OpenAI-dialect provider
+# configured with ``responses: native`` (no dialect lists it among its endpoints).
+Endpoint = Literal["chat", "text", "embeddings", "count_tokens", "responses"]

@@ -8,7 +8,12 @@ from gateway.providers import Endpoint
 from gateway.providers.dialect import Dialect, Integration, Route, Upstream
 
 ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "text", "embeddings"})
-PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "text": "/completions", "embeddings": "/embeddings"}
+PATHS: dict[Endpoint, str] = {
+    "chat": "/chat/completions",
+    "text": "/completions",
+    "embeddings": "/embeddings",
+    "responses": "/responses",  # for providers with ``responses: native`` only
+}
 MODELS_PATH = "/models"
 
 UPSTREAM = Upstream(paths=PATHS, models_path=MODELS_PATH)

@@ -216,7 +216,7 @@ class Call:
             left = self.t0 + timeouts.request_s - time.perf_counter()
             timeouts = Timeouts(max(left, MIN_ATTEMPT_S), timeouts.stream_idle_s)
         return target.provider.send(
-            self.endpoint,
+            "responses" if target.native else self.endpoint,
             body,
             stream=stream,
             timeouts=timeouts,

@@ -23,7 +23,7 @@ from aiohttp import web
 from gateway.accounting.tokens import CompletionCounter
 from gateway.accounting.usage import Cost, Usage, encode
 from gateway.errors import GatewayError, ServerShuttingDown, UpstreamError, UpstreamProtocolError, UpstreamTimeout
-from gateway.relay import translate
+from gateway.relay import native, translate
 from gateway.relay.attempts import first_success
 from gateway.relay.call import Call, answer_headers, status_error
 from gateway.relay.sse import Framer
@@ -224,6 +224,10 @@ async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
 async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: int) -> web.StreamResponse:
     reply, chunks = opened.reply, opened.chunks
     target = call.targets[index][0]
+    if target.native:  # a Responses API event stream, relayed as is
+        return await native.stream(
+            call, request, reply=reply, chunks=chunks, first=opened.first, index=index, headers=SSE_HEADERS
+        )
     counter = (
         CompletionCounter(call.ledger.tokenizers.for_model(target.model))
         if target.provider.stream_usage.must_count()

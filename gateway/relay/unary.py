@@ -11,7 +11,7 @@ from gateway import codec
 from gateway.accounting.tokens import count_completion
 from gateway.accounting.usage import Usage, decode_usage, encode, encode_counted
 from gateway.errors import UpstreamError, UpstreamProtocolError
-from gateway.relay import embed, translate
+from gateway.relay import embed, native, translate
 from gateway.relay.attempts import first_success, lone_attempt, note_failure
 from gateway.relay.call import Call, status_error
 from gateway.relay.watch import add_cost
@@ -91,6 +91,8 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
         if translated:
             data = translate.error(target, reply.status, data)
         raise status_error(provider.name, reply.status, data, headers)
+    if target.native:  # a Responses API answer, relayed as is (relay.native)
+        return native.answer(call, target, body, data), headers
     head = codec.response_head(data) if not translated else None
     if head is not None and call.client is None and not (options.raw_request or options.raw_response):
         usage = head.usage

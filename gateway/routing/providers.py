@@ -75,6 +75,7 @@ class Provider:
         "name",
         "pricing",
         "request_s",
+        "responses_native",
         "retries",
         "scrub",
         "send",
@@ -95,6 +96,8 @@ class Provider:
         # Whether bodies are translated (``relay.translate``): read on every request, so
         # a plain attribute, not a lookup.
         self.translated: bool = wire.translated
+        # responses: native (load.py allows it for the openai dialect only).
+        self.responses_native: bool = cfg.responses == "native"
         self.pricing = pricing
         self.stream_usage = StreamUsage(cfg.stream_usage)
         keys = cfg.keys or ()

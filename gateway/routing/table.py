@@ -29,6 +29,9 @@ class Target(NamedTuple):
     provider: Provider
     model: str  # the upstream's model id
     rewrite: bool  # the forwarded body's "model" must be replaced by ``model``
+    # The planner's: this target gets a Responses API request as the client sent it, at
+    # the provider's /responses (``responses: native``), its answer relayed as is.
+    native: bool = False
 
 
 def check_model(model: str, *, param: str) -> None:

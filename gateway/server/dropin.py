@@ -218,7 +218,10 @@ class DropIn:
         prior: bytes | None = None
         if states is not None and (head.previous is not None or head.keep):
             caller = owner(r.principal)
-            if head.previous is not None:
+            # A primary served natively continues its upstream's own stored responses:
+            # nothing is loaded here (a translated fallback then cannot take the request,
+            # server.plan: it has no conversation to send).
+            if head.previous is not None and not self._handlers.planner.native_first(self.client, r.model):
                 prior = await states.conversation(caller, head.previous)
             if head.keep:
                 keep = states.keeper(caller, body=r.body, previous_id=head.previous)
@@ -227,8 +230,10 @@ class DropIn:
         )
         call.keep = keep
         resp = await self._handlers.governed(r.request, call, r.principal, stream=stream, max_out=head.max_out)
-        if keep is not None and not stream and resp.status == 200:
-            # Kept before the client has it, so a request continuing it finds it.
+        served = call.served_by()
+        if keep is not None and not stream and resp.status == 200 and served is not None and not served.native:
+            # Kept before the client has it, so a request continuing it finds it (one
+            # served natively is kept by its upstream, relay.native).
             body = getattr(resp, "body", None)
             if isinstance(body, bytes):
                 await keep(body)

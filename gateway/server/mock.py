@@ -28,6 +28,7 @@ from gateway.server.app import BACKLOG, wait_for_signal
 from gateway.server.body import read_bounded
 from gateway.server.dispatch import JSON, Dispatcher, Routes
 from gateway.server.listing import pick
+from gateway.server.mock_responses import MockResponses
 from gateway.server.protocol import Server, settle_heap
 
 log = logging.getLogger("gateway.mock")
@@ -64,7 +65,7 @@ class AuthError(GatewayError):
 
 
 class MockServer:
-    __slots__ = ("_api_key", "_config", "_plan", "_recorded", "_stats", "_tokenizers")
+    __slots__ = ("_api_key", "_config", "_plan", "_recorded", "_responses", "_stats", "_tokenizers")
 
     def __init__(self, config: MockConfig, *, api_key: str | None, record: int) -> None:
         self._config = config
@@ -73,8 +74,19 @@ class MockServer:
         self._plan = dialect.Planner(config)
         self._stats = Stats()
         self._tokenizers = Tokenizers()  # token counts, loaded on the first
+        self._responses = MockResponses(self)  # the Responses API, and the responses it keeps
 
-    def _check_auth(self, request: web.BaseRequest) -> None:
+    def plan(self, body: bytes) -> dialect.Plan:
+        """The fake's plan for an OpenAI chat request."""
+        return self._plan(body, endpoint="chat")
+
+    async def stream_response(self, request: web.BaseRequest) -> web.StreamResponse:
+        """An event stream's response, its headers sent."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        return resp
+
+    def check_auth(self, request: web.BaseRequest) -> None:
         if self._api_key is None:
             return
         h = request.headers
@@ -86,8 +98,8 @@ class MockServer:
             raise AuthError(f"mock provider: incorrect API key provided: {given}")
 
     async def _serve(self, request: web.BaseRequest, endpoint: Endpoint) -> web.StreamResponse:
-        body = await self._read(request)
-        self._check_auth(request)
+        body = await self.read(request)
+        self.check_auth(request)
         overrides = request.headers.get(MOCK_HEADER)
         if overrides and b'"mock"' not in body:
             # Faults steered by header, as on the dialect routes: a body translated from
@@ -166,9 +178,9 @@ class MockServer:
         """A translated dialect's token count (Anthropic's POST /v1/messages/count_tokens,
         Gemini's :countTokens), with the gateway's offline tokenizer (``model``: the URL's,
         for a dialect whose URL names it)."""
-        body = await self._read(request)
+        body = await self.read(request)
         try:
-            self._check_auth(request)
+            self.check_auth(request)
             model = model or inbound.head(body, strict=False).model or ""
             prompt = inbound.count_request(body, model=model)
             tokens = count_chat_prompt(self._tokenizers.for_model(model), prompt)
@@ -176,7 +188,7 @@ class MockServer:
             return self._dialect_error(inbound, e.status, e.body())
         return web.Response(body=inbound.count_answer(tokens), content_type=JSON)
 
-    async def _read(self, request: web.BaseRequest) -> bytes:
+    async def read(self, request: web.BaseRequest) -> bytes:
         body = await read_bounded(request, limit=MAX_BODY_BYTES)
         if self._recorded.maxlen:
             self._recorded.append(
@@ -190,9 +202,9 @@ class MockServer:
         """The OpenAI fake behind a reverse translator: the request into OpenAI's form,
         the answer, stream or error back into the dialect's (``model`` and ``stream``:
         from the URL, for a dialect whose URL names them)."""
-        body = await self._read(request)
+        body = await self.read(request)
         try:
-            self._check_auth(request)
+            self.check_auth(request)
             openai_body = inbound.to_openai(body, model=model, stream=stream)
             overrides = request.headers.get(MOCK_HEADER)
             if overrides:
@@ -211,8 +223,7 @@ class MockServer:
             data = dialect.completion_body(plan)
             return web.Response(body=inbound.answer(data, request=body), content_type=JSON)
         tr = inbound.stream(request=body)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
+        resp = await self.stream_response(request)
         try:
             async for frame in dialect.paced(plan):
                 out = tr.feed(frame)
@@ -235,7 +246,7 @@ class MockServer:
                 Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
             )
         try:
-            self._check_auth(request)
+            self.check_auth(request)
             openai_body = wire.embedder.client_request(body, model=model, single=single)
             overrides = request.headers.get(MOCK_HEADER)
             if overrides:
@@ -263,7 +274,7 @@ class MockServer:
         """The model list in the shape of the dialect that asked (``families``: those
         whose upstreams list models at this path; Anthropic's and OpenAI's share
         /v1/models, told apart by ``anthropic-version``)."""
-        self._check_auth(request)
+        self.check_auth(request)
         shape = pick(request, families)
         if shape is not None and shape.inbound is not None:
             entries = [ListedModel(m, "mock", dialect.ENDPOINTS) for m in self._config.models]
@@ -295,7 +306,7 @@ class MockServer:
             table[f"{prefix}/completions"] = {"POST": self.completions}
             table[f"{prefix}/models"] = {"GET": self.models}
             table[f"{prefix}/embeddings"] = {"POST": self.embeddings}
-        return {**table, **self.dialect_routes()[0]}
+        return {**table, **self.dialect_routes()[0], **self._responses.routes(self.count)[0]}
 
     def dialect_routes(self) -> tuple[Routes, Routes]:
         """(exact routes, prefix routes): the upstream paths of every translated dialect
@@ -320,7 +331,7 @@ class MockServer:
                 exact[up.paths["count_tokens"]] = {"POST": partial(self.count, inbound=inbound)}
         for path, families in lists.items():
             exact[path] = {"GET": partial(self.models, families=families)}
-        return exact, prefixes
+        return exact, {**prefixes, **self._responses.routes(self.count)[1]}
 
 
 async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str | None, record: int) -> None:

@@ -21,6 +21,7 @@ from gateway.accounting.ledger import Ledger
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.providers import Endpoint
 from gateway.providers.dialect import Dialect, Inbound
+from gateway.providers.responses import DIALECT as RESPONSES
 from gateway.relay import translate
 from gateway.relay.call import NO_OPTIONS, Call
 from gateway.routing.table import ModelTable, Target
@@ -219,6 +220,11 @@ class Planner:
             if target.provider.wire is client:
                 targets.append((target, native_body(client, body, target, model=model, strip=strip)))
                 continue
+            if client is RESPONSES and target.provider.responses_native:
+                # A Responses request as the client sent it, to the provider's /responses.
+                native = target._replace(native=True)
+                targets.append((native, native_body(client, body, native, model=model, strip=strip)))
+                continue
             if openai is None:
                 try:
                     openai = to_openai(client, body, model=model, stream=stream, prior=prior)
@@ -245,6 +251,18 @@ class Planner:
         )
         _forward(request, client, call)
         return call
+
+    def native_first(self, client: Dialect, model: str) -> bool:
+        """Whether a request at ``client``'s drop-in route goes first to a provider that
+        takes it natively (a Responses request to ``responses: native``): its
+        ``previous_response_id`` is that upstream's, and nothing is loaded for it."""
+        if client is not RESPONSES:
+            return False
+        try:
+            target = self._table.resolve_native(model, client.name, param="model")
+        except GatewayError:
+            return False  # planning reports it
+        return target.provider.responses_native
 
     def count(
         self,

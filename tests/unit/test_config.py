@@ -473,3 +473,16 @@ def test_load_provider_pool_cap_defaults_bounds_and_aiohttp_warning(tmp_path: Pa
     ]
     _, _, problems = check(write_json(tmp_path, provider(max_connections=8)), env={})
     assert not [w for w in problems.warnings if "max_connections" in w]
+
+
+def test_load_responses_defaults_to_translate_and_native_needs_openai(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path, {"providers": {"p": {"base_url": "http://x"}, "q": {"base_url": "http://x", "responses": "native"}}}
+    )
+    cfg = load(path, env={})
+    assert cfg.providers["p"].responses == "translate" and cfg.providers["q"].responses == "native"
+    bad = write_json(
+        tmp_path, {"providers": {"a": {"dialect": "anthropic", "base_url": "http://x", "responses": "native"}}}
+    )
+    with pytest.raises(ConfigError, match=r"providers\.a\.responses: 'native' needs dialect 'openai'"):
+        load(bad, env={})

@@ -270,12 +270,14 @@ def _text_format(text: TextConfig, fields: Message) -> None:
 def _refuse_state(req: ResponsesRequest) -> None:
     # A request continuing a stored response reaches ``to_chat`` with its conversation
     # (``prior``, loaded by the drop-in route from the response store); without one it
-    # came another way: an async job (x-bf-async) or a token count (input_tokens).
+    # came another way: an async job (x-bf-async), a token count (input_tokens), or a
+    # translated fallback of a target that continues its upstream's own stored responses.
     if isinstance(req.previous_response_id, str):
         raise _bad(
             "previous_response_id",
-            "previous_response_id cannot be used with x-bf-async or on input_tokens; send the earlier input "
-            "and output items in 'input' instead",
+            "previous_response_id cannot be used with x-bf-async, on input_tokens, or by a translated fallback "
+            "of a model whose provider stores the responses itself; send the earlier input and output items in "
+            "'input' instead",
             "unsupported_parameter",
         )
     for name in ("conversation", "prompt"):

@@ -68,6 +68,7 @@ def test_openai_upstream() -> None:
         "chat": "https://api.openai.com/v1/chat/completions",
         "text": "https://api.openai.com/v1/completions",
         "embeddings": "https://api.openai.com/v1/embeddings",
+        "responses": "https://api.openai.com/v1/responses",
     }
     assert up.models_path == "/models"
     assert up.request_headers(api_key="sk-1", extra={"X-A": "b"}) == {

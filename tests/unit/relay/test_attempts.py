@@ -24,7 +24,7 @@ def call_with(direct_key: str | None, *, max_retries: int) -> tuple[Call, KeyRin
     ring = KeyRing(keys, cooldown_s=30.0)
     retries = RetryConfig(max_retries=max_retries, backoff_initial_s=0, backoff_max_s=0)
     provider = SimpleNamespace(name="up", keys=ring, retries=retries, limiter=None, request_s=300.0)
-    target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False)
+    target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False, native=False)
     call = one_target_call(target, direct_key=direct_key)
     return call, ring
 

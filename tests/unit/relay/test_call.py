@@ -45,7 +45,7 @@ NAMES = [
 
 
 def target(provider: str, model: str) -> Any:
-    return SimpleNamespace(provider=SimpleNamespace(name=provider), model=model, rewrite=False)
+    return SimpleNamespace(provider=SimpleNamespace(name=provider), model=model, rewrite=False, native=False)
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_call_send_passes_what_is_left_of_the_request_timeout(
     def send(endpoint: str, body: bytes, **kw: Any) -> None:
         asked.append({"endpoint": endpoint, "body": body, **kw})
 
-    t = SimpleNamespace(provider=SimpleNamespace(name="up", send=send), model="gpt-x", rewrite=False)
+    t = SimpleNamespace(provider=SimpleNamespace(name="up", send=send), model="gpt-x", rewrite=False, native=False)
     timeouts = None if request_s is None and idle_s is None else Timeouts(request_s, idle_s)
     call = make_call(
         [(t, b"{}")], t0=100.0, timeouts=timeouts, extra_headers=(("x-a", "1"),), direct_key="sk-client-key"

@@ -47,7 +47,7 @@ def call_and_target(*, priced: bool, model: str = "gpt-x") -> tuple[Call, Any, M
         dialect="openai",
         translated=False,
     )
-    target = SimpleNamespace(provider=provider, model=model, rewrite=False)
+    target = SimpleNamespace(provider=provider, model=model, rewrite=False, native=False)
     call = make_call([(target, b"{}")], metrics=metrics, requested=f"up/{model}")
     return call, target, metrics
 

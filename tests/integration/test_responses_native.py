@@ -1,0 +1,239 @@
+"""The Responses API relayed natively: a real gateway in front of ``gateway mock`` (which
+answers the Responses API itself, ``server.mock_responses``) as an OpenAI-dialect
+provider with ``responses: native``. The upstream receives ``POST /v1/responses`` with
+the client's bytes; answers and streams come back with ``usage.cost`` and
+``extra_fields``; usage is counted in the gateway's metrics; ``previous_response_id``
+is continued by the upstream, not the gateway; a native target that fails falls back
+to a translated one."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Proc, metric, serve_config, start_mock
+
+KEY = "sk-native-upstream-0123456789"
+PRICE = {"input_mtok": 1.0, "output_mtok": 2.0}
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = start_mock(tmp_path_factory.mktemp("native-up"), "--api-key", KEY, "--record", "20")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    key = [{"value": "env.NATIVE_KEY"}]
+    base = up.url + "/v1"
+    config = {
+        "providers": {
+            "up": {"base_url": base, "keys": key, "responses": "native", "prices": {"gpt-x": PRICE}},
+            "tr": {"base_url": base, "keys": key, "prices": {"gpt-x": PRICE}},
+        },
+        "default_provider": "up",
+    }
+    proc = serve_config(config, tmp_path_factory.mktemp("native-gw"), env={"NATIVE_KEY": KEY})
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(gw: Proc, up: Proc) -> Iterator[openai.OpenAI]:
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=10) as c:
+        yield c
+
+
+def _received(up: Proc) -> list[dict[str, Any]]:
+    return list(httpx.get(up.url + "/mock/requests").json())
+
+
+def test_responses_native_unary_relays_the_clients_bytes(gw: Proc, up: Proc, client: openai.OpenAI) -> None:
+    sent = {"model": "up/gpt-x", "input": "Say hi", "max_output_tokens": 8, "fallbacks": [], "zz_unknown": {"a": 1}}
+    r = httpx.post(gw.url + "/v1/responses", json=sent, timeout=10)
+    assert r.status_code == 200, r.text
+    [seen] = _received(up)
+    assert seen["method"] == "POST" and seen["path"] == "/v1/responses"
+    # The client's fields as sent, unknown ones too; the model swapped, fallbacks gone.
+    expected = {k: v for k, v in sent.items() if k != "fallbacks"} | {"model": "gpt-x"}
+    assert json.loads(seen["body"]) == expected
+    body = r.json()
+    assert body["object"] == "response" and body["id"].startswith("resp_")
+    usage = body["usage"]
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert usage["cost"]["total_cost"] == pytest.approx((usage["input_tokens"] + 2 * usage["output_tokens"]) / 1e6)
+    extra = body["extra_fields"]
+    assert extra["provider"] == "up" and extra["request_type"] == "responses" and extra["model_deployment"] == "gpt-x"
+    assert r.headers["x-bifrost-provider"] == "up"
+    # The SDK reads it as OpenAI's Response.
+    parsed = client.responses.create(model="up/gpt-x", input="Say hi")
+    assert parsed.output_text and parsed.usage is not None
+
+
+def test_responses_native_stream_ends_with_cost(up: Proc, client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="up/gpt-x", input="Say hi", stream=True))
+    [seen] = _received(up)
+    assert seen["path"] == "/v1/responses" and json.loads(seen["body"])["stream"] is True
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    done = events[-1]
+    assert done.type == "response.completed"
+    raw = done.response.model_dump()
+    assert raw["usage"]["cost"]["total_cost"] > 0
+    assert raw["extra_fields"]["provider"] == "up"
+    assert raw["extra_fields"]["request_type"] == "responses_stream"
+
+
+def test_responses_native_usage_is_counted(gw: Proc, client: openai.OpenAI) -> None:
+    before_in = metric(gw, "gateway_tokens_total", provider="up", direction="input")
+    before_out = metric(gw, "gateway_tokens_total", provider="up", direction="output")
+    r = client.responses.create(model="up/gpt-x", input="Count me", extra_body={"mock": {"tokens": 7}})
+    events = list(client.responses.create(model="up/gpt-x", input="Count me", stream=True))
+    assert r.usage is not None and r.usage.output_tokens == 7
+    streamed = events[-1].response.usage  # type: ignore[union-attr]
+    assert streamed is not None
+    after_in = metric(gw, "gateway_tokens_total", provider="up", direction="input")
+    after_out = metric(gw, "gateway_tokens_total", provider="up", direction="output")
+    assert after_out - before_out == 7 + streamed.output_tokens
+    assert after_in - before_in == r.usage.input_tokens + streamed.input_tokens
+
+
+def test_responses_native_previous_response_id_is_the_upstreams(up: Proc, client: openai.OpenAI) -> None:
+    first = client.responses.create(model="up/gpt-x", input="My name is Ada.")
+    second = client.responses.create(model="up/gpt-x", input="And my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    seen = _received(up)
+    assert [s["path"] for s in seen] == ["/v1/responses", "/v1/responses"]
+    # Passed on unchanged: the upstream rebuilt the conversation from what it keeps.
+    assert json.loads(seen[1]["body"])["previous_response_id"] == first.id
+    # The gateway kept nothing of its own: its store does not know the id.
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="up/gpt-x", input="x", previous_response_id="resp_unknown0")
+    assert e.value.code == "previous_response_not_found"
+
+
+def test_responses_native_failure_falls_back_to_translated(up: Proc, client: openai.OpenAI) -> None:
+    for stream in (False, True):
+        httpx.delete(up.url + "/mock/requests").raise_for_status()
+        fault = json.dumps({"fail_status": 500, "fail_times": 1, "fail_id": f"fb-{stream}"})
+        raw = client.responses.with_raw_response.create(
+            model="up/gpt-x",
+            input="Fall back",
+            stream=stream,
+            extra_body={"fallbacks": ["tr/gpt-x"]},
+            extra_headers={"x-bf-eh-x-mock": fault},
+        )
+        assert raw.headers["x-bifrost-provider"] == "tr" and raw.headers["x-bifrost-fallback-index"] == "1"
+        seen = _received(up)
+        assert [s["path"] for s in seen] == ["/v1/responses", "/v1/chat/completions"]
+        assert "messages" in json.loads(seen[1]["body"])
+        if stream:
+            events = list(raw.parse())
+            done = events[-1].response  # type: ignore[union-attr]
+        else:
+            done = raw.parse()
+        assert done.output_text
+        extra = done.model_dump()["extra_fields"]
+        assert extra["provider"] == "tr"
+        # Served by translation, the gateway keeps it.
+        assert client.responses.retrieve(done.id).id == done.id
+
+
+def test_responses_native_stream_cut_short_ends_with_an_error_event(client: openai.OpenAI) -> None:
+    events = list(
+        client.responses.create(
+            model="up/gpt-x", input="x", stream=True, extra_body={"mock": {"tokens": 20, "reset_after": 4}}
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and "response.completed" not in kinds
+    last = events[-1]
+    assert last.type == "error" and last.sequence_number == len(events) - 1
+    assert last.message  # type: ignore[union-attr]
+
+
+def test_responses_native_without_usage_is_estimated(client: openai.OpenAI) -> None:
+    r = client.responses.create(model="up/gpt-x", input="Say hi", extra_body={"mock": {"usage": False}})
+    extra = r.model_dump()["extra_fields"]
+    assert r.usage is None and extra["usage_estimated"] is True and extra["provider"] == "up"
+
+
+def test_responses_native_previous_id_is_not_sent_to_a_translated_fallback(up: Proc, client: openai.OpenAI) -> None:
+    first = client.responses.create(model="up/gpt-x", input="My name is Ada.")
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    with pytest.raises(openai.InternalServerError):
+        client.responses.create(
+            model="up/gpt-x",
+            input="And my name?",
+            previous_response_id=first.id,
+            extra_body={"fallbacks": ["tr/gpt-x"]},
+            extra_headers={"x-bf-eh-x-mock": '{"fail_status": 500}'},
+        )
+    # The translated fallback has no conversation to send (the upstream keeps it): not tried.
+    assert [s["path"] for s in _received(up)] == ["/v1/responses"]
+
+
+VK = "sk-bf-native-budget-0123456789ab"
+
+
+@pytest.fixture(scope="module")
+def governed(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    config = {
+        "providers": {
+            "up": {
+                "base_url": up.url + "/v1",
+                "keys": [{"value": "env.NATIVE_KEY"}],
+                "responses": "native",
+                "prices": {"gpt-x": {"input_mtok": 0, "output_mtok": 1_000_000}},  # $1 an output token
+            }
+        },
+        "default_provider": "up",
+        "auth": {
+            "required": True,
+            "virtual_keys": [{"name": "b", "value": VK, "budgets": [{"usd": 6, "window": "1d"}]}],
+        },
+    }
+    proc = serve_config(config, tmp_path_factory.mktemp("native-gov"), env={"NATIVE_KEY": KEY})
+    yield proc
+    proc.stop()
+
+
+def test_responses_native_charges_virtual_key_budgets(governed: Proc) -> None:
+    with openai.OpenAI(base_url=governed.url + "/v1", api_key=VK, max_retries=0, timeout=10) as c:
+        r = c.responses.create(model="gpt-x", input="x", max_output_tokens=2)
+        assert r.usage is not None and r.usage.output_tokens == 2
+        list(c.responses.create(model="gpt-x", input="x", max_output_tokens=2, stream=True))
+        c.responses.create(model="gpt-x", input="x", max_output_tokens=2)
+        # $2 a request: the budget of $6 is spent.
+        with pytest.raises(openai.APIStatusError) as e:
+            c.responses.create(model="gpt-x", input="x", max_output_tokens=2)
+        assert e.value.status_code == 402
+
+
+def test_responses_native_async_job_is_relayed_natively(up: Proc, client: openai.OpenAI) -> None:
+    raw = client.responses.with_raw_response.create(
+        model="up/gpt-x", input="hi", max_output_tokens=4, extra_headers={"x-bf-async": "true"}
+    )
+    assert raw.status_code == 202, raw.http_response.text
+    pending = raw.parse()
+    for _ in range(400):  # x 0.05 s: a bound on waiting, not a timing assertion
+        polled = client.responses.with_raw_response.create(
+            model="up/gpt-x", input="hi", extra_headers={"x-bf-async-id": pending.id}
+        )
+        if polled.status_code == 200:
+            break
+        time.sleep(0.05)
+    done = polled.parse()
+    assert polled.status_code == 200 and done.usage is not None and done.usage.output_tokens == 4
+    assert done.model_dump()["extra_fields"]["provider"] == "up"
+    assert [s["path"] for s in _received(up)] == ["/v1/responses"]
