@@ -14,9 +14,12 @@ from collections.abc import Callable
 import msgspec
 
 from bench.micro import Cases, main_for
+from bench.micro.fixtures import LEDGER, TABLE
 from gateway.accounting.tokens import CompletionCounter, Tokenizers
 from gateway.accounting.usage import Usage
 from gateway.providers.responses import ResponsesStream
+from gateway.relay.call import Call
+from gateway.relay.native import _Watch as NativeWatch
 from gateway.relay.sse import Framer
 from gateway.relay.watch import Finisher, StreamWatch, splice_object
 
@@ -108,6 +111,57 @@ def responses() -> None:
     watch.final_usage()
 
 
+def responses_events() -> list[bytes]:
+    """The same answer as a native Responses API event stream (what OpenAI sends at
+    /v1/responses): the lifecycle events, one output_text.delta per word, the terminal
+    response.completed with usage."""
+    head = b'"response":{"id":"resp_1","object":"response","created_at":1,"status":"in_progress","model":"gpt-4o"}'
+    frames = [
+        b'event: response.created\ndata: {"type":"response.created","sequence_number":0,%s}\n\n' % head,
+        b'event: response.in_progress\ndata: {"type":"response.in_progress","sequence_number":1,%s}\n\n' % head,
+    ]
+    for i in range(N_CHUNKS - 3):
+        word = msgspec.json.encode(WORDS[i % len(WORDS)])
+        frames.append(
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'
+            b'"item_id":"msg_1","output_index":0,"content_index":0,"delta":%s,"logprobs":[]}\n\n' % (i + 2, word)
+        )
+    frames.append(
+        b'event: response.completed\ndata: {"type":"response.completed","sequence_number":%d,"response":'
+        b'{"id":"resp_1","object":"response","created_at":1,"status":"completed","model":"gpt-4o","output":[],'
+        b'"usage":{"input_tokens":19,"input_tokens_details":{"cached_tokens":0},"output_tokens":197,'
+        b'"output_tokens_details":{"reasoning_tokens":0},"total_tokens":216}}}\n\n' % N_CHUNKS
+    )
+    return frames
+
+
+EVENTS = responses_events()
+
+
+def native_responses() -> None:
+    """A Responses API stream relayed natively (relay.native): framed, each region
+    counted and looked at for its terminal event, which gets usage.cost and extra_fields."""
+    target = TABLE.resolve("mock/gpt-4o")
+    call = Call(
+        endpoint="chat",
+        request_type="responses_stream",
+        requested="gpt-4o",
+        targets=[(target, b"")],
+        body=b"",
+        t0=0.0,
+        client_usage=True,
+        ledger=LEDGER,
+    )
+    sink = []
+    write = sink.append
+    watch = NativeWatch(call, target)
+    feed, region_of = Framer().feed, watch.region
+    for chunk in EVENTS:
+        region = feed(chunk)
+        if region:
+            write(region_of(region))
+
+
 _extra = msgspec.json.Encoder().encode
 _dict = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
@@ -134,6 +188,7 @@ CASES: Cases = {
     "frame + watch + count tokens (no usage)": relay(count=True),
     "frame + watch, 4 coalesced reads": relay(count=False, reads=COALESCED),
     "frame + watch + Responses events (translated)": responses,
+    "Responses events relayed natively (frame + watch)": native_responses,
     "extra_fields on every chunk: splice": splice_every_chunk,
     "extra_fields on every chunk: re-encode": reencode_every_chunk,
 }

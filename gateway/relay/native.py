@@ -44,6 +44,8 @@ log = logging.getLogger("gateway.relay")
 _TERMINAL = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
 _TERMINAL_TYPES = frozenset(t.strip(b'"').decode() for t in _TERMINAL)
 _SEP = b"\n\n"
+_RESPONSE = b'"response":'
+_SEQUENCE = b'"sequence_number":'
 
 
 class _InputDetails(Struct):
@@ -158,21 +160,24 @@ def answer(call: Call, target: Target, body: bytes, data: bytes) -> bytes:
 
 
 class _Watch:
-    """What a native stream's relay learns: its terminal event, its events' count."""
+    """What a native stream's relay learns: its terminal event, and the last region
+    relayed (where an error event of ours finds the next sequence_number)."""
 
-    __slots__ = ("call", "cost", "done", "estimated", "events", "target")
+    __slots__ = ("call", "cost", "done", "estimated", "last", "target")
 
     def __init__(self, call: Call, target: Target) -> None:
         self.call, self.target = call, target
         self.done = False
-        self.events = 0  # the next event's sequence_number, for an error event of ours
+        self.last = b""
         self.cost: bytes | None = None
         self.estimated = True
 
     def region(self, region: bytes) -> bytes:
         """A region of whole frames, the terminal event's enriched."""
-        self.events += region.count(_SEP)
-        if not any(region.find(t) >= 0 for t in _TERMINAL):
+        self.last = region  # a reference: nothing counted or copied per region
+        # Only lifecycle events carry a "response" object (a delta's text cannot hold the
+        # bytes: its quotes are escaped): one search passes every other region on.
+        if region.find(_RESPONSE) < 0 or not any(region.find(t) >= 0 for t in _TERMINAL):
             return region
         frames = region.split(_SEP)[:-1]
         for i, frame in enumerate(frames):
@@ -201,10 +206,20 @@ class _Watch:
         at = data.rfind(response)
         return data[:at] + enriched + data[at + len(response) :] if at >= 0 else data
 
+    def _next_sequence(self) -> int:
+        """One past the last relayed event's ``sequence_number`` (0 before any)."""
+        last = self.last
+        at = last.rfind(_SEQUENCE)
+        if at < 0:
+            return 0
+        digits = last[at + len(_SEQUENCE) :].lstrip()[:20]
+        n = len(digits) - len(digits.lstrip(b"0123456789"))
+        return int(digits[:n]) + 1 if n else 0
+
     def error_event(self, e: GatewayError) -> bytes:
         """OpenAI's ``error`` event for a stream that ends without its terminal one."""
         body = b'{"type":"error","sequence_number":%d,"code":%s,"message":%s,"param":%s}' % (
-            self.events,
+            self._next_sequence(),
             encode(e.code),
             encode(e.message),
             encode(e.param),
