@@ -141,7 +141,9 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # The Responses API (POST /v1/responses) to this provider: "translate" into a chat
     # request (the gateway keeps the responses), or "native": relayed as the client's
     # bytes to its own /responses (the upstream keeps them). "native": openai dialect only.
-    responses: Literal["native", "translate"] = "translate"
+    # Unset: native for OpenAI itself (an openai-dialect base_url on api.openai.com),
+    # translate for every other server (many OpenAI-compatible ones have no /responses).
+    responses: Literal["native", "translate"] | None = None
 
 
 class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

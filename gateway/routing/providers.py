@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -27,6 +28,16 @@ from gateway.upstream.http import HTTPTransport
 from gateway.upstream.mock import MockTransport
 from gateway.upstream.pool import Pool
 
+# OpenAI's own API: the Responses API is native there unless config says otherwise.
+OPENAI_HOST = "api.openai.com"
+
+
+def responses_native(cfg: ProviderConfig) -> bool:
+    """Whether Responses API requests go to the provider's own /responses: as its
+    config's ``responses`` says; unset, for OpenAI itself only."""
+    if cfg.responses is not None:
+        return cfg.responses == "native"
+    return cfg.dialect == "openai" and urlsplit(cfg.base_url).hostname == OPENAI_HOST
 
 class StreamUsage:
     """Whether streams from a provider need counting: config mode plus what was learned."""
@@ -97,7 +108,7 @@ class Provider:
         # a plain attribute, not a lookup.
         self.translated: bool = wire.translated
         # responses: native (load.py allows it for the openai dialect only).
-        self.responses_native: bool = cfg.responses == "native"
+        self.responses_native: bool = responses_native(cfg)
         self.pricing = pricing
         self.stream_usage = StreamUsage(cfg.stream_usage)
         keys = cfg.keys or ()

@@ -17,6 +17,7 @@ from gateway.config import (
     load,
     reloadable,
 )
+from gateway.routing.providers import responses_native
 
 
 def write_json(tmp_path: Path, data: object, name: str = "gateway.json") -> Path:
@@ -475,12 +476,17 @@ def test_load_provider_pool_cap_defaults_bounds_and_aiohttp_warning(tmp_path: Pa
     assert not [w for w in problems.warnings if "max_connections" in w]
 
 
-def test_load_responses_defaults_to_translate_and_native_needs_openai(tmp_path: Path) -> None:
-    path = write_json(
-        tmp_path, {"providers": {"p": {"base_url": "http://x"}, "q": {"base_url": "http://x", "responses": "native"}}}
-    )
-    cfg = load(path, env={})
-    assert cfg.providers["p"].responses == "translate" and cfg.providers["q"].responses == "native"
+def test_load_responses_native_by_default_for_openai_itself_and_native_needs_openai(tmp_path: Path) -> None:
+    providers = {
+        "p": {"base_url": "http://x"},
+        "q": {"base_url": "http://x", "responses": "native"},
+        "openai": {"base_url": "https://api.openai.com/v1"},
+        "pinned": {"base_url": "https://api.openai.com/v1", "responses": "translate"},
+        "lookalike": {"base_url": "https://api.openai.com.example.net/v1"},
+    }
+    cfg = load(write_json(tmp_path, {"providers": providers}), env={})
+    native = {name: responses_native(p) for name, p in cfg.providers.items()}
+    assert native == {"p": False, "q": True, "openai": True, "pinned": False, "lookalike": False}
     bad = write_json(
         tmp_path, {"providers": {"a": {"dialect": "anthropic", "base_url": "http://x", "responses": "native"}}}
     )
