@@ -221,8 +221,11 @@ class Call:
             # an attempt after a retry, a fallback or a queue gets what is left of it.
             left = self.t0 + timeouts.request_s - time.perf_counter()
             timeouts = Timeouts(max(left, MIN_ATTEMPT_S), timeouts.stream_idle_s)
+        endpoint = self.endpoint
+        if target.native:  # the Responses API's own: a token count, or the request
+            endpoint = "responses_input_tokens" if endpoint == "count_tokens" else "responses"
         return target.provider.send(
-            "responses" if target.native else self.endpoint,
+            endpoint,
             body,
             stream=stream,
             timeouts=timeouts,

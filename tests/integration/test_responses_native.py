@@ -302,6 +302,23 @@ def test_responses_native_upstream_error_is_relayed(up: Proc, client: openai.Ope
     assert [(s["method"], s["path"]) for s in _received(up)] == [("GET", f"/v1/responses/{r.id}")]
 
 
+def test_responses_native_input_tokens_are_counted_upstream(up: Proc, client: openai.OpenAI) -> None:
+    sent = {"model": "up/gpt-x", "input": "Count these words", "zz_unknown": 1}
+    r = httpx.post(f"{client.base_url}responses/input_tokens", json=sent, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["object"] == "response.input_tokens" and r.json()["input_tokens"] > 0
+    assert r.headers["x-bifrost-provider"] == "up"
+    [seen] = _received(up)
+    assert (seen["method"], seen["path"]) == ("POST", "/v1/responses/input_tokens")
+    assert json.loads(seen["body"]) == sent | {"model": "gpt-x"}  # the client's bytes, the model swapped
+    assert _auth(seen) == f"Bearer {KEY}"
+    # A translated provider's count stays offline: nothing goes upstream.
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    offline = httpx.post(f"{client.base_url}responses/input_tokens", json=sent | {"model": "tr/gpt-x"}, timeout=10)
+    assert offline.status_code == 200 and offline.json()["input_tokens"] > 0
+    assert _received(up) == []
+
+
 VK_A = "sk-bf-native-owner-a-0123456789"
 VK_B = "sk-bf-native-owner-b-0123456789"
 
