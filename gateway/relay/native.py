@@ -265,9 +265,10 @@ async def stream(
             if not watch.done:
                 raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before its final event")
             outcome = "completed"
-            if call.keep is not None:
+            if call.keep is not None and secret is None:
                 # Where it is kept, recorded before the stream ends: a retrieval that
-                # follows it finds it.
+                # follows it finds it (not one made with the client's own key, which the
+                # gateway's keys cannot read).
                 await call.keep(watch.final, native=target)
         except UpstreamError as e:
             outcome = "upstream_error"

@@ -235,7 +235,9 @@ class DropIn:
             # Kept before the client has it, so a request continuing it finds it (one
             # served natively is kept by its upstream: only where is recorded).
             body = getattr(resp, "body", None)
-            if isinstance(body, bytes):
+            # One made with the client's own provider key (x-bf-direct-key) is kept where
+            # the gateway's keys cannot read it: not recorded.
+            if isinstance(body, bytes) and not (served.native and call.options.direct_key is not None):
                 await keep(body, native=served if served.native else None)
         return resp
 

@@ -68,10 +68,9 @@ class StoredResponses:
             )
         caller = owner(await self._handlers.identify(request))
         states = self._states
-        if rest != "cancel":
-            upstream = await states.upstream(caller, response_id)
-            if upstream is not None:
-                return await self._relay(request, upstream, response_id=response_id, rest=rest)
+        upstream = await states.upstream(caller, response_id)
+        if upstream is not None:
+            return await self._relay(request, upstream, response_id=response_id, rest=rest)
         if rest == "cancel":
             await states.get(caller, response_id)  # the same 404 for what it does not keep
             # Only a background response can be cancelled (OpenAI's rule); the gateway runs

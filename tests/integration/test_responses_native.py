@@ -368,3 +368,39 @@ def test_responses_native_upstream_gone_is_a_gateway_error(tmp_path: Path) -> No
     finally:
         lone.stop()
         proc.stop()
+
+
+def test_responses_native_cancel_reaches_the_upstream(up: Proc, client: openai.OpenAI) -> None:
+    r = client.responses.create(model="up/gpt-x", input="Cancel me")
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    # The mock cancels nothing (it runs no background response): its 404 comes back.
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel(r.id)
+    [seen] = _received(up)
+    assert (seen["method"], seen["path"]) == ("POST", f"/v1/responses/{r.id}/cancel")
+    assert _auth(seen) == f"Bearer {KEY}"
+
+
+def test_responses_native_made_with_a_direct_key_is_not_indexed(up: Proc, tmp_path: Path) -> None:
+    key = [{"value": "env.NATIVE_KEY"}]
+    config = {
+        "providers": {"up": {"base_url": up.url + "/v1", "keys": key, "responses": "native"}},
+        "auth": {"client_provider_keys": True},
+    }
+    proc = serve_config(config, tmp_path, env={"NATIVE_KEY": KEY})
+    try:
+        direct = {"x-bf-direct-key": "true"}
+        with openai.OpenAI(base_url=proc.url + "/v1", api_key=KEY, max_retries=0, timeout=10) as c:
+            made = [
+                c.responses.create(model="up/gpt-x", input="Mine", extra_headers=direct).id,
+                list(c.responses.create(model="up/gpt-x", input="Mine", stream=True, extra_headers=direct))[
+                    -1
+                ].response.id,  # type: ignore[union-attr]
+            ]
+            httpx.delete(up.url + "/mock/requests").raise_for_status()
+            for rid in made:  # kept under the client's own key: the gateway's cannot read it
+                with pytest.raises(openai.NotFoundError):
+                    c.responses.retrieve(rid)
+        assert _received(up) == []
+    finally:
+        proc.stop()
