@@ -9,6 +9,10 @@ every process and replica), for ``store_ttl_s``, owned by the credential that ma
 - ``GET``, ``DELETE /v1/responses/{id}`` and ``GET .../input_items`` read and delete it
   (``get``, ``delete``, ``input_items``; routes in ``server.responses_routes``).
 
+A response a provider with ``responses: native`` served is kept by that provider: the
+gateway records only where (``index``: the provider's name and the model, owned as
+above), so those routes reach it there (``upstream``).
+
 One record per response (``StoredResponse``): the id of the response it continued, this
 request's input items (each with an id) and the Response object as answered. A
 conversation is rebuilt by walking the ids back, oldest first: each record's input items,
