@@ -13,5 +13,6 @@ from typing import Literal
 
 # "count_tokens": an SDK's token count, relayed to a target of its own dialect only.
 # "responses": OpenAI's Responses API, relayed as is to an OpenAI-dialect provider
-# configured with ``responses: native`` (no dialect lists it among its endpoints).
-Endpoint = Literal["chat", "text", "embeddings", "count_tokens", "responses"]
+# configured with ``responses: native`` (no dialect lists it among its endpoints), and
+# "responses_input_tokens" its token count there.
+Endpoint = Literal["chat", "text", "embeddings", "count_tokens", "responses", "responses_input_tokens"]

@@ -12,7 +12,9 @@ PATHS: dict[Endpoint, str] = {
     "chat": "/chat/completions",
     "text": "/completions",
     "embeddings": "/embeddings",
-    "responses": "/responses",  # for providers with ``responses: native`` only
+    # For providers with ``responses: native`` only.
+    "responses": "/responses",
+    "responses_input_tokens": "/responses/input_tokens",
 }
 MODELS_PATH = "/models"
 

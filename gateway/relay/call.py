@@ -4,7 +4,8 @@ client's ``RequestOptions``, the outcome) and how an upstream's error answer is 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Protocol
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
@@ -23,9 +24,14 @@ from gateway.upstream.relayed import client_headers, retry_after_s
 PROVIDER_HEADER = "x-bifrost-provider"
 FALLBACK_HEADER = "x-bifrost-fallback-index"  # only when a fallback served
 
-# Keeps a complete answer in the client's dialect (a Responses API answer, for
-# previous_response_id and GET /v1/responses/{id}): server.responses_state.
-Keep = Callable[[bytes], Awaitable[None]]
+
+class Keep(Protocol):
+    """Keeps a complete answer in the client's dialect (a Responses API answer, for
+    previous_response_id and GET /v1/responses/{id}): server.responses_state. One a
+    ``native`` target served is kept by its upstream: only where is recorded."""
+
+    def __call__(self, response: bytes, *, native: Target | None = None) -> Awaitable[None]: ...
+
 
 _encode = msgspec.json.Encoder().encode
 # The constant part of a plain answer's extra_fields per (request type, provider,
@@ -215,8 +221,11 @@ class Call:
             # an attempt after a retry, a fallback or a queue gets what is left of it.
             left = self.t0 + timeouts.request_s - time.perf_counter()
             timeouts = Timeouts(max(left, MIN_ATTEMPT_S), timeouts.stream_idle_s)
+        endpoint = self.endpoint
+        if target.native:  # the Responses API's own: a token count, or the request
+            endpoint = "responses_input_tokens" if endpoint == "count_tokens" else "responses"
         return target.provider.send(
-            "responses" if target.native else self.endpoint,
+            endpoint,
             body,
             stream=stream,
             timeouts=timeouts,

@@ -1,6 +1,8 @@
 """Token counts at an SDK's drop-in route (Anthropic's ``/v1/messages/count_tokens``,
-Gemini's ``:countTokens``): relayed to a target of the client's own dialect, whose
-upstream counts with the model's own tokenizer; counted offline for any other target,
+Gemini's ``:countTokens``, the Responses API's ``/v1/responses/input_tokens``): relayed
+to a target of the client's own dialect (a Responses count to a provider with
+``responses: native``), whose upstream counts with the model's own tokenizer; counted
+offline for any other target,
 as the ledger counts a prompt (``accounting.tokens``), and answered in the client's
 shape. The attempt loop is the completions' (retries, key rotation, fallbacks).
 
@@ -26,7 +28,7 @@ async def count(call: Call) -> tuple[bytes, int, list[tuple[str, str]]]:
 async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[bytes, list[tuple[str, str]]]:
     client = call.client
     assert client is not None and client.inbound is not None, "token counts come from an SDK's drop-in route"
-    if not call.passthrough(target):
+    if not (target.native or call.passthrough(target)):
         # ``body``: the request in OpenAI's form, counted as the ledger counts a prompt.
         tokens = call.ledger.prompt_tokens(endpoint="chat", model=target.model, body=body)
         return client.inbound.count_answer(tokens), []

@@ -163,7 +163,7 @@ class _Watch:
     """What a native stream's relay learns: its terminal event, and the last region
     relayed (where an error event of ours finds the next sequence_number)."""
 
-    __slots__ = ("call", "cost", "done", "estimated", "last", "target")
+    __slots__ = ("call", "cost", "done", "estimated", "final", "last", "target")
 
     def __init__(self, call: Call, target: Target) -> None:
         self.call, self.target = call, target
@@ -171,6 +171,7 @@ class _Watch:
         self.last = b""
         self.cost: bytes | None = None
         self.estimated = True
+        self.final = b""  # the terminal event's Response, enriched
 
     def region(self, region: bytes) -> bytes:
         """A region of whole frames, the terminal event's enriched."""
@@ -202,7 +203,7 @@ class _Watch:
         self.cost, self.estimated = _account(call, target, usage_raw)
         extra = encode(call.extra_fields(target, estimated=self.estimated))
         has_extra = head.extra_fields is not UNSET
-        enriched = _enrich(response, usage_raw=usage_raw, cost=self.cost, extra=extra, has_extra=has_extra)
+        enriched = self.final = _enrich(response, usage_raw=usage_raw, cost=self.cost, extra=extra, has_extra=has_extra)
         at = data.rfind(response)
         return data[:at] + enriched + data[at + len(response) :] if at >= 0 else data
 
@@ -264,6 +265,11 @@ async def stream(
             if not watch.done:
                 raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before its final event")
             outcome = "completed"
+            if call.keep is not None and secret is None:
+                # Where it is kept, recorded before the stream ends: a retrieval that
+                # follows it finds it (not one made with the client's own key, which the
+                # gateway's keys cannot read).
+                await call.keep(watch.final, native=target)
         except UpstreamError as e:
             outcome = "upstream_error"
             log.warning("stream from provider failed mid-way: %s", scrub.text(e.message, secret=secret))

@@ -39,6 +39,7 @@ def responses_native(cfg: ProviderConfig) -> bool:
         return cfg.responses == "native"
     return cfg.dialect == "openai" and urlsplit(cfg.base_url).hostname == OPENAI_HOST
 
+
 class StreamUsage:
     """Whether streams from a provider need counting: config mode plus what was learned."""
 
@@ -73,6 +74,10 @@ class Send(Protocol):
     ) -> Awaitable[Reply]: ...
 
 
+class Resource(Protocol):
+    def __call__(self, method: str, path: str, *, key: int) -> Awaitable[Reply]: ...
+
+
 class Provider:
     """One configured provider: what routing and the relay read, and its transport."""
 
@@ -86,6 +91,7 @@ class Provider:
         "name",
         "pricing",
         "request_s",
+        "resource",
         "responses_native",
         "retries",
         "scrub",
@@ -123,6 +129,9 @@ class Provider:
         self.transport = transport
         self.send: Send = transport.send
         self.list_models: Callable[[], Awaitable[list[str]]] = transport.list_models
+        # What the upstream keeps (a natively served response), read and deleted at its
+        # own URL; None for a provider served in-process (the mock dialect).
+        self.resource: Resource | None = transport.resource if isinstance(transport, HTTPTransport) else None
 
 
 def build(

@@ -196,7 +196,7 @@ class Gateway:
             max_conversation_bytes=c.max_conversation_bytes,
             metrics=ledger.metrics,
         )
-        prefixes = {**prefixes, **response_routes(StoredResponses(handlers, states))}
+        prefixes = {**prefixes, **response_routes(StoredResponses(handlers, states, providers=providers))}
         for dropin in drop_ins.values():
             # Used by a dialect whose requests name a stored conversation or ask to be
             # kept (InboundHead.previous, .keep): the Responses API's.

@@ -231,12 +231,14 @@ class DropIn:
         call.keep = keep
         resp = await self._handlers.governed(r.request, call, r.principal, stream=stream, max_out=head.max_out)
         served = call.served_by()
-        if keep is not None and not stream and resp.status == 200 and served is not None and not served.native:
+        if keep is not None and not stream and resp.status == 200 and served is not None:
             # Kept before the client has it, so a request continuing it finds it (one
-            # served natively is kept by its upstream, relay.native).
+            # served natively is kept by its upstream: only where is recorded).
             body = getattr(resp, "body", None)
-            if isinstance(body, bytes):
-                await keep(body)
+            # One made with the client's own provider key (x-bf-direct-key) is kept where
+            # the gateway's keys cannot read it: not recorded.
+            if isinstance(body, bytes) and not (served.native and call.options.direct_key is not None):
+                await keep(body, native=served if served.native else None)
         return resp
 
     async def _embed_one(self, r: _Request) -> web.StreamResponse:

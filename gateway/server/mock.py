@@ -45,6 +45,7 @@ class Recorded(msgspec.Struct):
     path: str
     headers: dict[str, str]
     body: str
+    query: str = ""  # as sent, percent-encoded
 
 
 class Stats(msgspec.Struct):
@@ -192,7 +193,13 @@ class MockServer:
         body = await read_bounded(request, limit=MAX_BODY_BYTES)
         if self._recorded.maxlen:
             self._recorded.append(
-                Recorded(request.method, request.path, dict(request.headers), body.decode("utf-8", "replace"))
+                Recorded(
+                    request.method,
+                    request.path,
+                    dict(request.headers),
+                    body.decode("utf-8", "replace"),
+                    request.query_string,
+                )
             )
         return body
 

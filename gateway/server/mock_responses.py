@@ -28,7 +28,7 @@ from gateway.providers import responses
 from gateway.providers.dialect import Inbound
 from gateway.server.dispatch import JSON, Routes
 from gateway.server.plan import inbound
-from gateway.server.responses_state import ResponseDeleted, ResponseStates, not_found
+from gateway.server.responses_state import ResponseDeleted, ResponseStates, not_found, page
 from gateway.state.memory import MemoryStore
 
 # What the mock keeps: enough for thousands of test conversations, bounded so a long
@@ -128,7 +128,9 @@ class MockResponses:
         return self._states.keeper(OWNER, body=body, previous_id=previous)
 
     async def stored(self, request: web.BaseRequest, *, id_at: int) -> web.StreamResponse:
-        """``GET | DELETE {root}/responses/{id}``, ``GET {root}/responses/{id}/input_items``."""
+        """``GET | DELETE {root}/responses/{id}``, ``GET {root}/responses/{id}/input_items``
+        (``after``, ``before``, ``limit``, ``order``), recorded as the requests with a body."""
+        await self._host.read(request)
         self._host.check_auth(request)
         response_id, slash, rest = request.path[id_at:].partition("/")
         if slash and rest != "input_items":
@@ -138,7 +140,8 @@ class MockResponses:
             raise MethodNotAllowed(f"Method {request.method} not allowed for {request.path}", allow=allow)
         states = self._states
         if slash:
-            body = await states.input_items(OWNER, response_id)
+            after, before, limit, order = page(request.query)
+            body = await states.input_items(OWNER, response_id, after=after, before=before, limit=limit, order=order)
         elif request.method == "GET":
             body = await states.get(OWNER, response_id)
         else:

@@ -275,7 +275,8 @@ class Planner:
         t0: float,
     ) -> Call:
         """A token count at the drop-in route of dialect ``client``: the client's bytes
-        for a target of that dialect (its upstream counts), the request in OpenAI's form
+        for a target of that dialect, or a Responses count for a provider with
+        ``responses: native`` (its upstream counts), the request in OpenAI's form
         for any other (counted offline, ``relay.count``). Every target counts: no
         endpoint check."""
         strip = fallbacks is not UNSET
@@ -286,6 +287,10 @@ class Planner:
             target = self._table.resolve_native(m, client.name, param=param)
             if target.provider.wire is client:
                 targets.append((target, native_body(client, body, target, model=model, strip=strip)))
+                continue
+            if client is RESPONSES and target.provider.responses_native:  # its upstream counts
+                native = target._replace(native=True)
+                targets.append((native, native_body(client, body, native, model=model, strip=strip)))
                 continue
             if openai is None:
                 try:

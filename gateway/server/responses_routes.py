@@ -3,46 +3,57 @@
 ``responses.retrieve``, ``.delete``, ``.input_items.list``, ``.cancel``), under every root
 the OpenAI dialect's SDKs point at.
 
-They read what ``server.responses_state`` keeps, and call no provider: added by the app
-beside the route matrix, as the async job polls are, not generated into it with the
-inference routes. Their roots are the OpenAI dialect's own (``integrations``), so they
+They read what ``server.responses_state`` keeps: a response the gateway keeps itself is
+answered here; one an upstream keeps (served natively, ``relay.native``), for which the
+gateway keeps only its provider's name, is read (deleted) at that provider's own
+``/responses/{id}``, with its key, and its answer relayed. Added by the app beside the
+route matrix, as the async job polls are, not generated into it with the inference
+routes. Their roots are the OpenAI dialect's own (``integrations``), so they
 follow that family wherever it goes. Credentials are required as on every route when
 auth is required; every answer or error is OpenAI's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
+from urllib.parse import quote, urlencode
 
 import msgspec
 from aiohttp import web
 
 from gateway.errors import InvalidRequest, MethodNotAllowed, NotFound
 from gateway.providers.openai import DIALECT as OPENAI
+from gateway.relay.call import answer_headers, status_error
+from gateway.routing.providers import Provider
 from gateway.server.dispatch import JSON, Routes
 from gateway.server.handlers import Handlers
 from gateway.server.responses_state import (
-    DEFAULT_LIMIT,
-    Order,
     ResponseDeleted,
     ResponseStates,
+    Upstream,
     not_found,
     owner,
+    page,
 )
 
 _deleted = msgspec.json.Encoder().encode
 # What may follow an id, and its methods.
 _SUBPATHS: dict[str, tuple[str, ...]] = {"input_items": ("GET",), "cancel": ("POST",)}
+# The query parameters an upstream's retrieval and item listing are given, as sent.
+_PASSED = frozenset(("after", "before", "limit", "order", "include", "include[]", "include_obfuscation"))
 
 
 class StoredResponses:
     """The three routes' one handler (a prefix route serves them all); per config."""
 
-    __slots__ = ("_handlers", "_states")
+    __slots__ = ("_handlers", "_providers", "_states")
 
-    def __init__(self, handlers: Handlers, states: ResponseStates) -> None:
+    def __init__(self, handlers: Handlers, states: ResponseStates, *, providers: Mapping[str, Provider]) -> None:
         self._handlers = handlers
         self._states = states
+        # By name: where a response served natively is kept.
+        self._providers = providers
 
     async def serve(self, request: web.BaseRequest, *, id_at: int) -> web.StreamResponse:
         """``{root}/responses/{id}[/input_items | /cancel]``; the id starts at ``id_at`` in
@@ -57,6 +68,9 @@ class StoredResponses:
             )
         caller = owner(await self._handlers.identify(request))
         states = self._states
+        upstream = await states.upstream(caller, response_id)
+        if upstream is not None:
+            return await self._relay(request, upstream, response_id=response_id, rest=rest)
         if rest == "cancel":
             await states.get(caller, response_id)  # the same 404 for what it does not keep
             # Only a background response can be cancelled (OpenAI's rule); the gateway runs
@@ -68,20 +82,8 @@ class StoredResponses:
                 code="invalid_request",
             )
         if slash:
-            q = request.query
-            order: Order = "desc"
-            if "order" in q:
-                if q["order"] not in ("asc", "desc"):
-                    raise InvalidRequest("order must be 'asc' or 'desc'", param="order", code="invalid_value")
-                order = "asc" if q["order"] == "asc" else "desc"
-            body = await states.input_items(
-                caller,
-                response_id,
-                after=q.get("after") or None,
-                before=q.get("before") or None,
-                limit=_limit(q.get("limit")),
-                order=order,
-            )
+            after, before, limit, order = page(request.query)
+            body = await states.input_items(caller, response_id, after=after, before=before, limit=limit, order=order)
         elif request.method == "GET":
             if request.query.get("stream", "").lower() == "true":
                 raise InvalidRequest(
@@ -96,16 +98,37 @@ class StoredResponses:
             body = _deleted(ResponseDeleted(id=response_id, object="response", deleted=True))
         return web.Response(body=body, content_type=JSON)
 
-
-def _limit(text: str | None) -> int:
-    if text is None:
-        return DEFAULT_LIMIT
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidRequest(
-            "limit must be an integer between 1 and 100", param="limit", code="invalid_value"
-        ) from None
+    async def _relay(
+        self, request: web.BaseRequest, upstream: Upstream, *, response_id: str, rest: str
+    ) -> web.StreamResponse:
+        """The request sent to the upstream that keeps the response; its answer relayed
+        (an error as every upstream's is). ``response_id`` was validated by the lookup."""
+        provider = self._providers.get(upstream.provider)
+        if provider is None or provider.resource is None:  # a provider since removed from the config
+            raise not_found()
+        if request.method == "GET" and not rest and request.query.get("stream", "").lower() == "true":
+            raise InvalidRequest(
+                "a stored response cannot be streamed again: retrieve it without stream",
+                param="stream",
+                code="unsupported_parameter",
+            )
+        path = "/responses/" + quote(response_id, safe="") + ("/" + rest if rest else "")
+        query = urlencode([(k, v) for k, v in request.query.items() if k in _PASSED])
+        key = provider.keys.choose(upstream.model)
+        reply = await provider.resource(request.method, path + ("?" + query if query else ""), key=key or 0)
+        try:
+            data = await reply.read()
+        finally:
+            reply.close()
+        scrub = provider.scrub
+        data, headers = scrub.body(data), scrub.headers(reply.headers)
+        if request.method == "DELETE" and (200 <= reply.status < 300 or reply.status == 404):
+            await self._states.forget(response_id)  # gone upstream: so is where it was
+        if not 200 <= reply.status < 300:
+            raise status_error(provider.name, reply.status, data, headers)
+        return web.Response(
+            status=reply.status, body=data, content_type=JSON, headers=answer_headers(provider.name, 0, headers)
+        )
 
 
 def routes(stored: StoredResponses) -> Routes:

@@ -9,6 +9,10 @@ every process and replica), for ``store_ttl_s``, owned by the credential that ma
 - ``GET``, ``DELETE /v1/responses/{id}`` and ``GET .../input_items`` read and delete it
   (``get``, ``delete``, ``input_items``; routes in ``server.responses_routes``).
 
+A response a provider with ``responses: native`` served is kept by that provider: the
+gateway records only where (``index``: the provider's name and the model, owned as
+above), so those routes reach it there (``upstream``).
+
 One record per response (``StoredResponse``): the id of the response it continued, this
 request's input items (each with an id) and the Response object as answered. A
 conversation is rebuilt by walking the ids back, oldest first: each record's input items,
@@ -27,7 +31,8 @@ import hmac
 import logging
 import re
 import secrets
-from typing import Literal
+from collections.abc import Mapping
+from typing import Literal, NamedTuple
 
 import msgspec
 from msgspec import Raw, Struct
@@ -37,6 +42,7 @@ from gateway.governance import Principal
 from gateway.metrics import Metrics
 from gateway.providers.responses import input_items
 from gateway.relay.call import Keep
+from gateway.routing.table import Target
 from gateway.state import Store
 from gateway.state import StoreUnavailable as StoreDown
 
@@ -55,12 +61,23 @@ DEFAULT_LIMIT = 20
 Order = Literal["asc", "desc"]
 
 
+class Upstream(Struct, kw_only=True):
+    """Where a response served natively is kept: its provider (by name) and the model
+    it was asked of (which of the provider's keys may read it)."""
+
+    provider: str
+    model: str
+
+
 class StoredResponse(Struct, kw_only=True, omit_defaults=True):
-    """One kept response, as the store holds it (msgspec JSON)."""
+    """One kept response, as the store holds it (msgspec JSON): the gateway's own (its
+    input items and Response), or only an index entry naming the upstream that keeps it
+    (``upstream``; then ``input`` and ``response`` are empty)."""
 
     previous_id: str | None = None  # the response this one continued
-    input: Raw  # this request's input items, a JSON array, every item with an id
-    response: Raw  # the Response object as answered
+    input: Raw = Raw(b"[]")  # this request's input items, a JSON array, every item with an id
+    response: Raw = Raw(b"{}")  # the Response object as answered
+    upstream: Upstream | None = None
 
 
 class _ResponseHead(Struct):
@@ -68,6 +85,10 @@ class _ResponseHead(Struct):
 
     id: str
     output: list[Raw] = []
+
+
+class _ResponseId(Struct):
+    id: str
 
 
 class _ItemHead(Struct):
@@ -107,6 +128,7 @@ class PreviousResponseNotFound(InvalidRequest):
 _encode = msgspec.json.Encoder().encode
 _decode_stored = msgspec.json.Decoder(StoredResponse).decode
 _decode_head = msgspec.json.Decoder(_ResponseHead).decode
+_decode_id = msgspec.json.Decoder(_ResponseId).decode
 _decode_items = msgspec.json.Decoder(list[Raw]).decode
 _decode_item_head = msgspec.json.Decoder(_ItemHead).decode
 _decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
@@ -145,6 +167,33 @@ def with_item_ids(input_items: bytes) -> bytes:
     except msgspec.DecodeError as e:
         raise ValueError(f"input items: not a JSON array of objects with string ids: {e}") from None
     return _encode(out) if changed else input_items
+
+
+class Page(NamedTuple):
+    """What ``GET .../input_items`` asks for (``ResponseStates.input_items``)."""
+
+    after: str | None
+    before: str | None
+    limit: int
+    order: Order
+
+
+def page(query: Mapping[str, str]) -> Page:
+    """The page an ``input_items`` query names; a 400 for a malformed one."""
+    order: Order = "desc"
+    if "order" in query:
+        if query["order"] not in ("asc", "desc"):
+            raise InvalidRequest("order must be 'asc' or 'desc'", param="order", code="invalid_value")
+        order = "asc" if query["order"] == "asc" else "desc"
+    limit = DEFAULT_LIMIT
+    if "limit" in query:
+        try:
+            limit = int(query["limit"])
+        except ValueError:
+            raise InvalidRequest(
+                f"limit must be an integer between 1 and {MAX_LIMIT}", param="limit", code="invalid_value"
+            ) from None
+    return Page(query.get("after") or None, query.get("before") or None, limit, order)
 
 
 def owner(principal: Principal | None) -> str:
@@ -207,15 +256,50 @@ class ResponseStates:
     def keeper(self, owner: str, *, body: bytes, previous_id: str | None) -> Keep:
         """What keeps the answer to the Responses request ``body`` once it is complete
         (``Call.keep``): its Response, with the request's input items and the response
-        it continued."""
+        it continued; served natively (``native``: the target), only where it is kept."""
 
-        async def keep(response: bytes) -> None:
+        async def keep(response: bytes, *, native: Target | None = None) -> None:
             try:
-                await self.save(owner, response=response, input_items=input_items(body), previous_id=previous_id)
+                if native is not None:
+                    await self.index(owner, response=response, provider=native.provider.name, model=native.model)
+                else:
+                    await self.save(owner, response=response, input_items=input_items(body), previous_id=previous_id)
             except ValueError:
                 log.exception("a Response was not kept")
 
         return keep
+
+    async def index(self, owner: str, *, response: bytes, provider: str, model: str) -> bool:
+        """Records that ``response`` (a Response object as answered), served natively by
+        ``provider`` for ``model``, is kept by that upstream, so the gateway's routes
+        reach it there. False when the store is unavailable (logged). A ValueError for a
+        response without a well-formed id."""
+        try:
+            response_id = _decode_id(response).id
+        except msgspec.DecodeError as e:
+            raise ValueError(f"response: not a Response object with an id: {e}") from None
+        if not RESPONSE_ID.fullmatch(response_id):
+            raise ValueError(f"response id {response_id[:40]!r} is not resp_ and 1-128 letters and digits")
+        record = _encode(StoredResponse(upstream=Upstream(provider=provider, model=model)))
+        try:
+            await self._store.response_put(response_id, owner, record, ttl_s=self._ttl_s)
+        except StoreDown as e:
+            self._store_error("write", e)
+            return False
+        return True
+
+    async def upstream(self, owner: str, response_id: str) -> Upstream | None:
+        """Where ``owner``'s response ``response_id`` is kept when an upstream keeps it;
+        None when the gateway keeps it itself, or it is unknown or another owner's."""
+        record = await self._record(owner, response_id)
+        return None if record is None else _decode_stored(record).upstream
+
+    async def forget(self, response_id: str) -> None:
+        """Drops the index entry of a response its upstream has deleted."""
+        try:
+            await self._store.response_delete(response_id)
+        except StoreDown as e:
+            self._store_error("delete", e)
 
     async def conversation(self, owner: str, previous_id: str) -> bytes:
         """The JSON array of items a request continuing ``previous_id`` comes after:
@@ -259,6 +343,12 @@ class ResponseStates:
                     code="conversation_too_long",
                 )
             stored = _decode_stored(record)
+            if stored.upstream is not None:  # its items are the upstream's, not here
+                raise PreviousResponseNotFound(
+                    f"Previous response with id '{at}' is kept by provider '{stored.upstream.provider}' (served "
+                    "natively): continue it with a model of that provider.",
+                    param="previous_response_id",
+                )
             chain.append(stored)
             at = stored.previous_id
         items: list[Raw] = []
@@ -270,14 +360,14 @@ class ResponseStates:
     async def get(self, owner: str, response_id: str) -> bytes:
         """The Response object as it was answered; 404 when unknown, expired, deleted or
         another owner's."""
-        record = await self._record(owner, response_id)
-        if record is None:
+        stored = await self._own(owner, response_id)
+        if stored is None:
             raise not_found()
-        return bytes(_decode_stored(record).response)
+        return bytes(stored.response)
 
     async def delete(self, owner: str, response_id: str) -> bool:
         """False, and nothing deleted, when unknown, expired or another owner's."""
-        if await self._record(owner, response_id) is None:
+        if await self._own(owner, response_id) is None:
             return False
         try:
             return await self._store.response_delete(response_id)
@@ -304,10 +394,10 @@ class ResponseStates:
             raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", param="limit", code="invalid_value")
         if order not in ("asc", "desc"):
             raise InvalidRequest("order must be 'asc' or 'desc'", param="order", code="invalid_value")
-        record = await self._record(owner, response_id)
-        if record is None:
+        stored = await self._own(owner, response_id)
+        if stored is None:
             raise not_found()
-        items = _decode_items(_decode_stored(record).input)
+        items = _decode_items(stored.input)
         if order == "desc":
             items.reverse()
         ids = [_decode_item_head(i).id for i in items]
@@ -327,6 +417,12 @@ class ResponseStates:
             has_more=has_more,
         )
         return _encode(listed)
+
+    async def _own(self, owner: str, response_id: str) -> StoredResponse | None:
+        """The record of a response the gateway keeps itself (not an upstream's)."""
+        record = await self._record(owner, response_id)
+        stored = None if record is None else _decode_stored(record)
+        return stored if stored is not None and stored.upstream is None else None
 
     async def _record(self, owner: str, response_id: str) -> bytes | None:
         """The record, when ``response_id`` is well formed, kept, and ``owner``'s."""

@@ -238,6 +238,24 @@ class HTTPTransport:
             reply.watch_idle(b.idle_s)
         return reply
 
+    def resource(self, method: str, path: str, *, key: int) -> Awaitable[Reply]:
+        """``method`` (GET, DELETE) on something the upstream keeps, ``{base_url}{path}``
+        (``path``: already percent-encoded, its query too), with key ``key``; no body.
+        Over the process's session, as the model list: these are rare management calls,
+        not worth a pooled head per URL."""
+        return send(
+            self._session,
+            method,
+            self._base + path,
+            headers=self._keys[key],
+            timeout=self._unary,
+            provider=self.name,
+            ssl=self._ssl,
+            max_body_bytes=self._max_bytes,
+            proxy=self._proxy,
+            proxy_auth=self._proxy_auth,
+        )
+
     async def list_models(self) -> list[str]:
         if self._models:
             return self._models

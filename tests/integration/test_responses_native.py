@@ -3,14 +3,16 @@ answers the Responses API itself, ``server.mock_responses``) as an OpenAI-dialec
 provider with ``responses: native``. The upstream receives ``POST /v1/responses`` with
 the client's bytes; answers and streams come back with ``usage.cost`` and
 ``extra_fields``; usage is counted in the gateway's metrics; ``previous_response_id``
-is continued by the upstream, not the gateway; a native target that fails falls back
-to a translated one."""
+is continued by the upstream, not the gateway; a response kept by the upstream is
+retrieved, listed and deleted there through the gateway, by its owner only; a native
+target that fails falls back to a translated one."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -114,9 +116,6 @@ def test_responses_native_previous_response_id_is_the_upstreams(up: Proc, client
     assert [s["path"] for s in seen] == ["/v1/responses", "/v1/responses"]
     # Passed on unchanged: the upstream rebuilt the conversation from what it keeps.
     assert json.loads(seen[1]["body"])["previous_response_id"] == first.id
-    # The gateway kept nothing of its own: its store does not know the id.
-    with pytest.raises(openai.NotFoundError):
-        client.responses.retrieve(first.id)
     with pytest.raises(openai.BadRequestError) as e:
         client.responses.create(model="up/gpt-x", input="x", previous_response_id="resp_unknown0")
     assert e.value.code == "previous_response_not_found"
@@ -237,3 +236,171 @@ def test_responses_native_async_job_is_relayed_natively(up: Proc, client: openai
     assert polled.status_code == 200 and done.usage is not None and done.usage.output_tokens == 4
     assert done.model_dump()["extra_fields"]["provider"] == "up"
     assert [s["path"] for s in _received(up)] == ["/v1/responses"]
+
+
+def _auth(seen: dict[str, Any]) -> str | None:
+    return next((v for k, v in seen["headers"].items() if k.lower() == "authorization"), None)
+
+
+def test_responses_native_retrieve_items_and_delete_reach_the_upstream(up: Proc, client: openai.OpenAI) -> None:
+    first, second = ({"role": "user", "content": t} for t in ("one", "two"))
+    r = client.responses.create(model="up/gpt-x", input=[first, second])  # type: ignore[list-item]
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    got = client.responses.retrieve(r.id)
+    assert got.id == r.id and got.output_text == r.output_text
+    raw = client.responses.input_items.with_raw_response.list(r.id, limit=1, order="asc")
+    page = raw.http_response.json()
+    # limit and order reached the upstream: the first of two items, more to come.
+    assert [i["content"] for i in page["data"]] == ["one"] and page["has_more"] is True
+    client.responses.delete(r.id)
+    seen = _received(up)
+    assert [(s["method"], s["path"]) for s in seen] == [
+        ("GET", f"/v1/responses/{r.id}"),
+        ("GET", f"/v1/responses/{r.id}/input_items"),
+        ("DELETE", f"/v1/responses/{r.id}"),
+    ]
+    assert all(_auth(s) == f"Bearer {KEY}" for s in seen)
+    assert seen[1]["query"] == "limit=1&order=asc"
+    # Deleted upstream, and its index entry with it: the gateway's own 404, nothing sent.
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    with pytest.raises(openai.NotFoundError) as e:
+        client.responses.retrieve(r.id)
+    assert e.value.code == "response_not_found"
+    assert _received(up) == []
+
+
+def test_responses_native_stream_is_retrievable_after_its_terminal_event(up: Proc, client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="up/gpt-x", input="Stream me", stream=True))
+    done = events[-1]
+    assert done.type == "response.completed"
+    got = client.responses.retrieve(done.response.id)
+    assert got.id == done.response.id and got.output_text == done.response.output_text
+    assert [s["method"] for s in _received(up)] == ["POST", "GET"]
+
+
+def test_responses_native_store_false_leaves_nothing_to_reach(up: Proc, client: openai.OpenAI) -> None:
+    r = client.responses.create(model="up/gpt-x", input="Forget me", store=False)
+    events = list(client.responses.create(model="up/gpt-x", input="Forget me", stream=True, store=False))
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    for rid in (r.id, events[-1].response.id):  # type: ignore[union-attr]
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(rid)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.delete(rid)
+    assert _received(up) == []  # the gateway knew of neither: the upstream was not asked
+
+
+def test_responses_native_upstream_error_is_relayed(up: Proc, client: openai.OpenAI) -> None:
+    r = client.responses.create(model="up/gpt-x", input="Gone upstream")
+    # Deleted at the upstream behind the gateway's back: its 404 comes back.
+    gone = httpx.delete(f"{up.url}/v1/responses/{r.id}", headers={"Authorization": f"Bearer {KEY}"})
+    assert gone.status_code == 200
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    raw = httpx.get(f"{client.base_url}responses/{r.id}", timeout=10)
+    assert raw.status_code == 404 and raw.json()["error"]["code"] == "response_not_found"
+    assert KEY not in raw.text
+    assert [(s["method"], s["path"]) for s in _received(up)] == [("GET", f"/v1/responses/{r.id}")]
+
+
+def test_responses_native_input_tokens_are_counted_upstream(up: Proc, client: openai.OpenAI) -> None:
+    sent = {"model": "up/gpt-x", "input": "Count these words", "zz_unknown": 1}
+    r = httpx.post(f"{client.base_url}responses/input_tokens", json=sent, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["object"] == "response.input_tokens" and r.json()["input_tokens"] > 0
+    assert r.headers["x-bifrost-provider"] == "up"
+    [seen] = _received(up)
+    assert (seen["method"], seen["path"]) == ("POST", "/v1/responses/input_tokens")
+    assert json.loads(seen["body"]) == sent | {"model": "gpt-x"}  # the client's bytes, the model swapped
+    assert _auth(seen) == f"Bearer {KEY}"
+    # A translated provider's count stays offline: nothing goes upstream.
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    offline = httpx.post(f"{client.base_url}responses/input_tokens", json=sent | {"model": "tr/gpt-x"}, timeout=10)
+    assert offline.status_code == 200 and offline.json()["input_tokens"] > 0
+    assert _received(up) == []
+
+
+VK_A = "sk-bf-native-owner-a-0123456789"
+VK_B = "sk-bf-native-owner-b-0123456789"
+
+
+@pytest.fixture(scope="module")
+def owners(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    config = {
+        "providers": {"up": {"base_url": up.url + "/v1", "keys": [{"value": "env.NATIVE_KEY"}], "responses": "native"}},
+        "default_provider": "up",
+        "auth": {"required": True, "virtual_keys": [{"name": "a", "value": VK_A}, {"name": "b", "value": VK_B}]},
+    }
+    proc = serve_config(config, tmp_path_factory.mktemp("native-owners"), env={"NATIVE_KEY": KEY})
+    yield proc
+    proc.stop()
+
+
+def test_responses_native_another_virtual_key_gets_404(owners: Proc, up: Proc) -> None:
+    with (
+        openai.OpenAI(base_url=owners.url + "/v1", api_key=VK_A, max_retries=0, timeout=10) as a,
+        openai.OpenAI(base_url=owners.url + "/v1", api_key=VK_B, max_retries=0, timeout=10) as b,
+    ):
+        r = a.responses.create(model="gpt-x", input="Mine")
+        httpx.delete(up.url + "/mock/requests").raise_for_status()
+        with pytest.raises(openai.NotFoundError) as e:
+            b.responses.retrieve(r.id)
+        assert e.value.code == "response_not_found"
+        with pytest.raises(openai.NotFoundError):
+            b.responses.input_items.list(r.id)
+        with pytest.raises(openai.NotFoundError):
+            b.responses.delete(r.id)
+        assert _received(up) == []  # refused by the gateway: the upstream was not asked
+        assert a.responses.retrieve(r.id).id == r.id
+
+
+def test_responses_native_upstream_gone_is_a_gateway_error(tmp_path: Path) -> None:
+    lone = start_mock(tmp_path, "--api-key", KEY)
+    key = [{"value": "env.NATIVE_KEY"}]
+    config = {"providers": {"up": {"base_url": lone.url + "/v1", "keys": key, "responses": "native"}}}
+    proc = serve_config(config, tmp_path, env={"NATIVE_KEY": KEY})
+    try:
+        with openai.OpenAI(base_url=proc.url + "/v1", api_key="unused", max_retries=0, timeout=10) as c:
+            r = c.responses.create(model="up/gpt-x", input="x")
+            lone.stop()
+            raw = httpx.get(f"{proc.url}/v1/responses/{r.id}", timeout=10)
+        assert raw.status_code == 502, raw.text
+        assert raw.json()["error"]["type"] and KEY not in raw.text
+    finally:
+        lone.stop()
+        proc.stop()
+
+
+def test_responses_native_cancel_reaches_the_upstream(up: Proc, client: openai.OpenAI) -> None:
+    r = client.responses.create(model="up/gpt-x", input="Cancel me")
+    httpx.delete(up.url + "/mock/requests").raise_for_status()
+    # The mock cancels nothing (it runs no background response): its 404 comes back.
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel(r.id)
+    [seen] = _received(up)
+    assert (seen["method"], seen["path"]) == ("POST", f"/v1/responses/{r.id}/cancel")
+    assert _auth(seen) == f"Bearer {KEY}"
+
+
+def test_responses_native_made_with_a_direct_key_is_not_indexed(up: Proc, tmp_path: Path) -> None:
+    key = [{"value": "env.NATIVE_KEY"}]
+    config = {
+        "providers": {"up": {"base_url": up.url + "/v1", "keys": key, "responses": "native"}},
+        "auth": {"client_provider_keys": True},
+    }
+    proc = serve_config(config, tmp_path, env={"NATIVE_KEY": KEY})
+    try:
+        direct = {"x-bf-direct-key": "true"}
+        with openai.OpenAI(base_url=proc.url + "/v1", api_key=KEY, max_retries=0, timeout=10) as c:
+            made = [
+                c.responses.create(model="up/gpt-x", input="Mine", extra_headers=direct).id,
+                list(c.responses.create(model="up/gpt-x", input="Mine", stream=True, extra_headers=direct))[
+                    -1
+                ].response.id,  # type: ignore[union-attr]
+            ]
+            httpx.delete(up.url + "/mock/requests").raise_for_status()
+            for rid in made:  # kept under the client's own key: the gateway's cannot read it
+                with pytest.raises(openai.NotFoundError):
+                    c.responses.retrieve(rid)
+        assert _received(up) == []
+    finally:
+        proc.stop()

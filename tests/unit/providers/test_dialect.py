@@ -69,6 +69,7 @@ def test_openai_upstream() -> None:
         "text": "https://api.openai.com/v1/completions",
         "embeddings": "https://api.openai.com/v1/embeddings",
         "responses": "https://api.openai.com/v1/responses",
+        "responses_input_tokens": "https://api.openai.com/v1/responses/input_tokens",
     }
     assert up.models_path == "/models"
     assert up.request_headers(api_key="sk-1", extra={"X-A": "b"}) == {

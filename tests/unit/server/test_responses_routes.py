@@ -14,7 +14,7 @@ from gateway.state import MemoryStore
 
 def test_responses_routes_under_every_openai_root_of_the_matrix() -> None:
     states = ResponseStates(MemoryStore(), ttl_s=60, max_record_bytes=1024, max_conversation_bytes=1024)
-    table = routes(StoredResponses(cast(Handlers, None), states))
+    table = routes(StoredResponses(cast(Handlers, None), states, providers={}))
     chat = "/chat/completions"
     roots = {c.path[: -len(chat)] for c in matrix() if c.dialect == "openai" and c.path.endswith(chat)}
     assert {p.removesuffix("/responses/") for p in table} == roots

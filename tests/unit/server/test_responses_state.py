@@ -391,3 +391,34 @@ def test_responses_state_shared_by_two_processes_through_redis(redis_server: str
             await a.conversation("vk:a", r2)
 
     States("redis", redis_server).run(scenario)
+
+
+def test_responses_state_native_index_names_the_upstream_for_its_owner_only(states: States) -> None:
+    async def scenario(make: Callable[..., ResponseStates]) -> None:
+        s, short = make(), make(ttl_s=0.1)
+        rid, brief = new_response_id(), new_response_id()
+        assert await s.index("vk:a", response=response(rid, "up"), provider="up", model="gpt-x")
+        assert await short.index("vk:a", response=response(brief, "up"), provider="up", model="gpt-x")
+        found = await s.upstream("vk:a", rid)
+        assert found is not None and (found.provider, found.model) == ("up", "gpt-x")
+        assert await s.upstream("vk:b", rid) is None and await s.upstream("anonymous", rid) is None
+        # Not the gateway's own: its reads answer as for an unknown id, and nothing is deleted.
+        with pytest.raises(ResponseNotFound):
+            await s.get("vk:a", rid)
+        with pytest.raises(ResponseNotFound):
+            await s.input_items("vk:a", rid)
+        assert not await s.delete("vk:a", rid)
+        # A translated request cannot continue it: its items are the upstream's.
+        with pytest.raises(PreviousResponseNotFound) as e:
+            await s.conversation("vk:a", rid)
+        assert "provider 'up'" in e.value.message
+        own = await turn(s, "vk:a", "mine")
+        assert await s.upstream("vk:a", own) is None  # the gateway's own: no upstream
+        await asyncio.sleep(0.25)
+        assert await s.upstream("vk:a", brief) is None  # the kept-response TTL
+        await s.forget(rid)
+        assert await s.upstream("vk:a", rid) is None
+        with pytest.raises(ValueError):
+            await s.index("vk:a", response=response("resp_a/b", "x"), provider="up", model="gpt-x")
+
+    states.run(scenario)
