@@ -48,6 +48,8 @@ def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     config = {
         "providers": {
             "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key},
+            # The same upstream, serving the Responses API itself (gateway mock does).
+            "native": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key, "responses": "native"},
             "anthropic": {"dialect": "anthropic", "base_url": up.url, "keys": key},
             "gemini": {"dialect": "gemini", "base_url": up.url, "keys": key},
             "mock": {"dialect": "mock"},
@@ -326,7 +328,7 @@ def test_responses_async_job_cannot_stream(gw: Proc) -> None:
     assert r.status_code == 400 and r.json()["error"]["param"] == "stream"
 
 
-@pytest.mark.parametrize("model", ["up/gpt-x", "anthropic/claude-x"])
+@pytest.mark.parametrize("model", ["up/gpt-x", "native/gpt-x", "anthropic/claude-x"])
 def test_responses_langchain_chat_openai(gw: Proc, model: str) -> None:
     from langchain_openai import ChatOpenAI
 
@@ -337,7 +339,8 @@ def test_responses_langchain_chat_openai(gw: Proc, model: str) -> None:
     assert "".join(c.text for c in chunks) == answer.text
 
 
-def test_responses_pydantic_ai(gw: Proc) -> None:
+@pytest.mark.parametrize("model", ["mock/gpt-m", "native/gpt-x"])
+def test_responses_pydantic_ai(gw: Proc, model: str) -> None:
     import httpx2
     from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIResponsesModel
@@ -350,7 +353,7 @@ def test_responses_pydantic_ai(gw: Proc) -> None:
     http = httpx2.AsyncClient(timeout=20)
     try:
         provider = OpenAIProvider(base_url=gw.url + "/v1", api_key="unused", http_client=http)
-        agent = Agent(OpenAIResponsesModel("mock/gpt-m", provider=provider), model_settings={"max_tokens": 6})
+        agent = Agent(OpenAIResponsesModel(model, provider=provider), model_settings={"max_tokens": 6})
         result = agent.run_sync("Say something.")
     finally:
         loop.run_until_complete(http.aclose())

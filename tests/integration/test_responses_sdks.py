@@ -2,8 +2,8 @@
 ``responses.parse`` (structured output from ``text.format`` json_schema, which the mock
 answers with a document valid against the schema) and the OpenAI Agents SDK running an
 agent with one tool (a function-call loop over ``/v1/responses``), against an
-OpenAI-dialect upstream (the ``gateway mock`` process), an Anthropic one and the
-in-process mock."""
+OpenAI-dialect upstream (the ``gateway mock`` process) translated and native, an
+Anthropic one and the in-process mock."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from pydantic import BaseModel
 from tests.conftest import Proc, serve_config, start_mock
 
 KEY = "sk-responses-sdks-upstream-0123456789"
-MODELS = ["up/gpt-x", "anthropic/claude-x", "mock/gpt-m"]
+# Translated to an OpenAI-dialect upstream, relayed natively to one (the mock serves the
+# Responses API itself), translated to Anthropic, and the in-process mock.
+MODELS = ["up/gpt-x", "native/gpt-x", "anthropic/claude-x", "mock/gpt-m"]
 
 
 class City(BaseModel):
@@ -35,6 +37,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     config = {
         "providers": {
             "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key},
+            "native": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key, "responses": "native"},
             "anthropic": {"dialect": "anthropic", "base_url": up.url, "keys": key},
             "mock": {"dialect": "mock"},
         },
