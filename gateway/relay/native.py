@@ -31,6 +31,7 @@ from msgspec import UNSET, Raw, Struct, UnsetType
 from gateway.accounting.usage import CompletionDetails, PromptDetails, Usage, encode
 from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError
 from gateway.relay.call import Call, answer_headers
+from gateway.relay.shutdown import SHUTDOWN_WRITE_S, is_shutdown, shutting_down
 from gateway.relay.sse import Framer
 from gateway.relay.watch import add_cost
 from gateway.routing.table import Target
@@ -274,6 +275,19 @@ async def stream(
             outcome = "upstream_error"
             log.warning("stream from provider failed mid-way: %s", scrub.text(e.message, secret=secret))
             await write(scrub.body(watch.error_event(e), secret=secret))
+        except asyncio.CancelledError as e:
+            if not is_shutdown(e):
+                raise
+            # The shutdown's grace ended: the client learns why its stream stops, as on
+            # the chat relay (relay.stream), within a bound for a client that does not read.
+            outcome = "shutdown"
+            try:
+                async with asyncio.timeout(SHUTDOWN_WRITE_S):
+                    await write(watch.error_event(shutting_down()))
+                    await resp.write_eof()
+            except TimeoutError:
+                call.abandoned = True
+            return resp
         await resp.write_eof()
     except (ConnectionError, asyncio.CancelledError) as e:
         call.abandoned = True

@@ -15,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterable
-from typing import Any
+from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
 from gateway.accounting.tokens import CompletionCounter
 from gateway.accounting.usage import Cost, Usage, encode
-from gateway.errors import GatewayError, ServerShuttingDown, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from gateway.relay import native, translate
 from gateway.relay.attempts import first_success
 from gateway.relay.call import Call, answer_headers, status_error
+from gateway.relay.shutdown import SHUTDOWN_WRITE_S, is_shutdown, shutting_down
 from gateway.relay.sse import Framer
 from gateway.relay.watch import Finisher, StreamWatch
 from gateway.routing.table import Target
@@ -41,48 +41,6 @@ SSE_HEADERS = {
 }
 
 
-# The cancellation message that ends a stream at the shutdown grace (``LiveStreams``).
-SHUTDOWN = "gateway shutting down"
-# How long a stream ended by the shutdown may take to write its error frame and end.
-SHUTDOWN_WRITE_S = 1.0
-
-
-class LiveStreams:
-    """What a shutdown whose grace has run out tells the relays still running: streams end
-    with an error frame and a clean end of their body, non-streaming calls are answered
-    503 ``server_shutting_down``, rather than their connections being cut. The server
-    cancels their tasks with SHUTDOWN (``end_all``); nothing is registered per request."""
-
-    __slots__ = ("stopping",)
-
-    def __init__(self) -> None:
-        # The grace has ended: a relay cancelled from now on is the shutdown's, not a
-        # client that went away (server.handlers.run).
-        self.stopping = False
-
-    async def end_all(self, tasks: Iterable[asyncio.Task[Any]]) -> int:
-        """Cancels ``tasks`` (the handlers of the requests in flight) with SHUTDOWN and waits
-        at most SHUTDOWN_WRITE_S and a little for them to answer; how many there were."""
-        self.stopping = True
-        running = [t for t in tasks if not t.done()]
-        for task in running:
-            task.cancel(SHUTDOWN)
-        if running:
-            await asyncio.wait(running, timeout=SHUTDOWN_WRITE_S + 0.5)
-        return len(running)
-
-
-def _is_shutdown(e: asyncio.CancelledError) -> bool:
-    if e.args and e.args[0] == SHUTDOWN:
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()  # handled here: later awaits (the error frame's write) may run
-        return True
-    return False
-
-
-def shutting_down() -> ServerShuttingDown:
-    return ServerShuttingDown("the gateway is shutting down and its grace for running requests has ended")
 
 
 def is_event_stream(content_type: str | None) -> bool:
@@ -201,7 +159,7 @@ async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
         opened, index, limiter = await first_success(call, lambda t, b, k: _first_chunk(call, t, b, k))
     except asyncio.CancelledError as e:
         call.upstream_s = time.perf_counter() - sent
-        if _is_shutdown(e):  # nothing sent yet: an ordinary 503
+        if is_shutdown(e):  # nothing sent yet: an ordinary 503
             raise shutting_down() from None
         raise
     except BaseException:
@@ -316,7 +274,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         except (UpstreamError, asyncio.CancelledError) as caught:
             e: GatewayError
             if isinstance(caught, asyncio.CancelledError):
-                if not _is_shutdown(caught):
+                if not is_shutdown(caught):
                     raise
                 # The shutdown's grace ended: the client learns why its stream stops.
                 outcome, e = "shutdown", shutting_down()

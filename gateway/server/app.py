@@ -17,7 +17,7 @@ from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadabl
 from gateway.config.proxy import Proxy
 from gateway.governance import Governor, digest
 from gateway.metrics import ConnectionStats, Metrics, Mirror
-from gateway.relay.stream import LiveStreams
+from gateway.relay.shutdown import LiveStreams
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
 from gateway.server import admin, logs_api

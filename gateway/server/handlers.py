@@ -15,7 +15,7 @@ from gateway.accounting.usage import Usage
 from gateway.governance import Governor, Grant, Principal, credential, credentials, digest
 from gateway.providers import Endpoint
 from gateway.relay.call import PROVIDER_HEADER, Call, answer_headers
-from gateway.relay.stream import LiveStreams, shutting_down
+from gateway.relay.shutdown import LiveStreams, shutting_down
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
 from gateway.routing.table import ModelTable

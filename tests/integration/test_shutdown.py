@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import serve_config
+from tests.conftest import serve_config, start_mock
 
 GRACE_S = 1.0
 # A stream that would run ~20 s: far past the grace.
@@ -21,11 +21,14 @@ SLOW = {"tokens": 200, "itl_ms": 100}
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def config() -> dict[str, Any]:
+def config(upstream: str | None = None) -> dict[str, Any]:
+    providers: dict[str, Any] = {"mock": {"dialect": "mock", "mock": SLOW}}
+    if upstream is not None:  # a Responses API served natively by `gateway mock`
+        providers["native"] = {"dialect": "openai", "base_url": upstream + "/v1", "responses": "native"}
     return {
         "server": {"shutdown_grace_s": GRACE_S},
         "aliases": {"slow": "mock/mock-chat"},
-        "providers": {"mock": {"dialect": "mock", "mock": SLOW}},
+        "providers": providers,
     }
 
 
@@ -39,6 +42,10 @@ REQUESTS = {
         "/genai/v1beta/models/slow:streamGenerateContent?alt=sse",
         {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
     ),
+    # The Responses API translated (to the in-process mock) and relayed natively (the
+    # mock process paces it as the body's "mock" field says).
+    "responses": ("/v1/responses", {"model": "mock/mock-chat", "stream": True, "input": "hi"}),
+    "native": ("/v1/responses", {"model": "native/mock-chat", "stream": True, "input": "hi", "mock": SLOW}),
 }
 
 
@@ -69,7 +76,9 @@ class Reader(threading.Thread):
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_streams_running_at_the_grace_end_with_an_error_frame(tmp_path: Path, workers: str) -> None:
-    proc = serve_config(config(), tmp_path, args=("--workers", workers))
+    (tmp_path / "up").mkdir()
+    up = start_mock(tmp_path / "up")
+    proc = serve_config(config(up.url), tmp_path, args=("--workers", workers))
     try:
         started = threading.Barrier(len(REQUESTS) + 1)
         readers = {name: Reader(proc.url, path, body, started) for name, (path, body) in REQUESTS.items()}
@@ -84,15 +93,19 @@ def test_streams_running_at_the_grace_end_with_an_error_frame(tmp_path: Path, wo
         exited = time.monotonic() - t0
     finally:
         proc.stop()
+        up.stop()
     for name, r in readers.items():
         assert r.error is None, (name, r.error, r.text[-300:])
-        # The OpenAI frame names the code; the drop-ins' own error shapes carry the message.
-        assert ("server_shutting_down" if name == "openai" else "shutting down") in r.text, (name, r.text[-300:])
+        # The OpenAI frames name the code; the drop-ins' own error shapes carry the message.
+        named = name in ("openai", "native")
+        assert ("server_shutting_down" if named else "shutting down") in r.text, (name, r.text[-300:])
         assert r.ended_at - t0 < GRACE_S + 3, (name, r.ended_at - t0)  # at the grace, not twice it
     assert '"finish_reason":"stop"' not in readers["openai"].text  # cut, not finished
     assert readers["openai"].text.rstrip().endswith("}")  # the error frame is the last
     assert "event: error" in readers["anthropic"].text
     assert '"status":"UNAVAILABLE"' in readers["gemini"].text
+    assert "event: response.failed" in readers["responses"].text
+    assert readers["native"].text.rstrip().endswith("}") and "event: error" in readers["native"].text
     assert code == 0 and exited < GRACE_S + 4, (code, exited)
     log = proc.log.read_text()
     assert "ended with server_shutting_down" in log and "Traceback" not in log
