@@ -236,21 +236,9 @@ class Planner:
             targets.append(
                 (target, target_body(target, openai, body_model=model, param=param, strip=False, force_usage=False))
             )
-        call = self._call(
-            request,
-            targets,
-            endpoint="chat",
-            requested=model,
-            body=openai if isinstance(openai, bytes) else body,
-            t0=t0,
-            stream=stream,
-            # The client's dialect carries usage in its last events: always asked for.
-            client_usage=True,
-            client=client,
-            client_body=body,
+        return self._sdk_call(
+            request, client, targets, endpoint="chat", model=model, openai=openai, body=body, t0=t0, stream=stream
         )
-        _forward(request, client, call)
-        return call
 
     def native_first(self, client: Dialect, model: str) -> bool:
         """Whether a request at ``client``'s drop-in route goes first to a provider that
@@ -298,16 +286,46 @@ class Planner:
                 except InvalidRequest as e:
                     openai = e
             targets.append((target, openai))
+        return self._sdk_call(
+            request,
+            client,
+            targets,
+            endpoint="count_tokens",
+            model=model,
+            openai=openai,
+            body=body,
+            t0=t0,
+            stream=False,
+        )
+
+    def _sdk_call(
+        self,
+        request: web.BaseRequest,
+        client: Dialect,
+        targets: Targets,
+        *,
+        endpoint: Endpoint,
+        model: str,
+        openai: bytes | GatewayError | None,
+        body: bytes,
+        t0: float,
+        stream: bool,
+    ) -> Call:
+        """A drop-in route's call: its request in OpenAI's form where one was made (what
+        prompt tokens are counted from), else the client's; the SDK's forwarded headers.
+        A chat call's usage is always asked for (the client's dialect carries it in its
+        last events)."""
         call = self._call(
             request,
             targets,
-            endpoint="count_tokens",
+            endpoint=endpoint,
             requested=model,
             body=openai if isinstance(openai, bytes) else body,
             t0=t0,
-            stream=False,
-            client_usage=False,
+            stream=stream,
+            client_usage=endpoint == "chat",
             client=client,
+            client_body=body,
         )
         _forward(request, client, call)
         return call

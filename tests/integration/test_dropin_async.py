@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the imported fixtures are the tests' parameters)
 """``x-bf-async`` on the SDK drop-in chat routes, with the real ``anthropic`` and
 ``google-genai`` SDKs: a submit answers 202 in the SDK's own shape (a message without
 content, which the Anthropic SDK parses; a response without candidates, which
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -19,34 +19,14 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.conftest import Proc, serve_config, start_mock
+from tests.conftest import Proc
 
-KEY = "sk-dropin-async-upstream-0123456789"
+# The SDK route tests' upstream (gateway mock) and gateway: Anthropic, Gemini and
+# OpenAI-dialect providers on it.
+from tests.integration.test_sdk_routes import gw, up  # noqa: F401 (fixtures, named by the tests)
+
 POLLS = 400  # x 0.05 s: a bound on waiting, not a timing assertion
 MESSAGES: list[Any] = [{"role": "user", "content": "Say something."}]
-
-
-@pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    proc = start_mock(tmp_path_factory.mktemp("dropin-async-up"), "--api-key", KEY)
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    key = [{"value": "env.DROPIN_ASYNC_KEY"}]
-    config = {
-        "providers": {
-            "anthropic": {"dialect": "anthropic", "base_url": up.url, "keys": key},
-            "gemini": {"dialect": "gemini", "base_url": up.url, "keys": key},
-            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key},
-        },
-        "default_provider": "up",
-    }
-    proc = serve_config(config, tmp_path_factory.mktemp("dropin-async-gw"), env={"DROPIN_ASYNC_KEY": KEY})
-    yield proc
-    proc.stop()
 
 
 def _claude(gw: Proc, prefix: str = "/anthropic") -> anthropic.Anthropic:

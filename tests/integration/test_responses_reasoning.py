@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the imported fixtures are the tests' parameters)
 """Reasoning through ``POST /v1/responses`` with the real ``openai`` SDK against a real
 gateway: ``reasoning.effort`` reaches the fake LLM (in-process, and ``gateway mock``
 behind an OpenAI-dialect, an Anthropic-dialect and a Gemini-dialect provider), whose reasoning comes
@@ -8,47 +9,20 @@ thinking block)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from gateway.providers.mock import REASONING_SIGNATURE, REASONING_WORDS
-from tests.conftest import Proc, serve_config, start_mock
+from tests.conftest import Proc
 
-KEY = "sk-reasoning-upstream-0123456789"
+# The Responses tests' upstream (gateway mock, recording) and gateway: an OpenAI-dialect,
+# an Anthropic, a Gemini provider on it, and the in-process mock.
+from tests.integration.test_responses import _client, gw, up  # noqa: F401 (fixtures, named by the tests)
+
 MODELS = ["up/gpt-x", "anthropic/claude-x", "gemini/gem-x", "mock/gpt-m"]
 LOW = REASONING_WORDS["low"]
-
-
-@pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    proc = start_mock(tmp_path_factory.mktemp("reasoning-up"), "--api-key", KEY, "--record", "20")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    key = [{"value": "env.REASONING_KEY"}]
-    config = {
-        "providers": {
-            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key},
-            "anthropic": {"dialect": "anthropic", "base_url": up.url, "keys": key},
-            "gemini": {"dialect": "gemini", "base_url": up.url, "keys": key},
-            "mock": {"dialect": "mock"},
-        },
-        "default_provider": "up",
-    }
-    proc = serve_config(config, tmp_path_factory.mktemp("reasoning-gw"), env={"REASONING_KEY": KEY})
-    yield proc
-    proc.stop()
-
-
-def _client(gw: Proc) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
 
 
 def _check(r: Any) -> str:
