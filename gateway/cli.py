@@ -142,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--no-usage", action="store_true", help="never report usage (as many self-hosted servers), even when asked"
     )
+    m.add_argument(
+        "--no-responses",
+        action="store_true",
+        help="serve no Responses API (404 at /v1/responses), as many OpenAI-compatible servers",
+    )
     m.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: no auth)")
     m.add_argument(
         "--record",
@@ -210,7 +215,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"gateway mock: invalid option: {e}", file=sys.stderr)
             return 2
         try:
-            _run(serve_mock(mock_cfg, host=args.host, port=args.port, api_key=args.api_key, record=args.record))
+            serving = serve_mock(
+                mock_cfg,
+                host=args.host,
+                port=args.port,
+                api_key=args.api_key,
+                record=args.record,
+                responses=not args.no_responses,
+            )
+            _run(serving)
         except OSError as e:
             print(f"gateway mock: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
             return 1

@@ -97,9 +97,9 @@ def _resolve_provider(
     names = [k.name for k in keys]
     if len(set(names)) != len(names):
         problems.error(f"{where}.keys: key names must be unique, got {names}")
-    if p.responses == "native" and p.dialect != "openai":
+    if p.responses in ("native", "auto") and p.dialect != "openai":
         problems.error(
-            f"{where}.responses: 'native' needs dialect 'openai' (the Responses API is OpenAI's), "
+            f"{where}.responses: {p.responses!r} needs dialect 'openai' (the Responses API is OpenAI's), "
             f"got dialect {p.dialect!r}; use 'translate'"
         )
     if p.client == "aiohttp" and p.dialect != "mock" and (p.max_connections, p.pool_timeout_s) != _POOL_DEFAULTS:

@@ -139,11 +139,11 @@ class ProviderConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     # How long a key the upstream refused, rate-limited or kept failing is skipped.
     key_cooldown_s: Annotated[float, Meta(ge=0)] = 30.0
     # The Responses API (POST /v1/responses) to this provider: "translate" into a chat
-    # request (the gateway keeps the responses), or "native": relayed as the client's
-    # bytes to its own /responses (the upstream keeps them). "native": openai dialect only.
-    # Unset: native for OpenAI itself (an openai-dialect base_url on api.openai.com),
-    # translate for every other server (many OpenAI-compatible ones have no /responses).
-    responses: Literal["native", "translate"] | None = None
+    # request (the gateway keeps the responses), "native": relayed as the client's bytes
+    # to its own /responses (the upstream keeps them), or "auto": native until the server
+    # answers that it has no such route (404, 405, 501), then translated. "native" and
+    # "auto": openai dialect only. Unset: "auto" for the openai dialect, else "translate".
+    responses: Literal["native", "translate", "auto"] | None = None
 
 
 class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

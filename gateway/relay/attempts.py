@@ -46,7 +46,7 @@ def lone_attempt(call: Call) -> tuple[Target, bytes, int] | None:
         return None
     target, body = targets[0]
     provider = target.provider
-    if provider.limiter is not None or provider.retries.max_retries or type(body) is not bytes:
+    if provider.limiter is not None or provider.retries.max_retries or type(body) is not bytes or target.twin:
         return None
     key = provider.keys.choose(target.model)
     return None if key is None else (target, body, key)
@@ -66,7 +66,10 @@ async def first_success(call: Call, op: Op[T]) -> tuple[T, int, Limiter | None]:
     """The first target's result, its index, and the concurrency slot it holds (the
     caller releases it once the answer has been relayed)."""
     errors: list[tuple[Target, GatewayError]] = []
-    for index, (target, body) in enumerate(call.targets):
+    targets = call.targets
+    index = 0
+    while index < len(targets):
+        target, body = targets[index]
         limiter = target.provider.limiter
         try:
             if isinstance(body, GatewayError):
@@ -80,16 +83,35 @@ async def first_success(call: Call, op: Op[T]) -> tuple[T, int, Limiter | None]:
                     limiter.release()
                 raise
         except GatewayError as e:
+            if target.twin is not None and lacks_route(e):
+                # responses: auto, and the server has no such route: its translated twin
+                # takes this target's place (and every later request's, ``NativeResponses``).
+                target.provider.responses.lacks(call.endpoint)
+                targets[index] = target.twin
+                continue
             if isinstance(e, ProviderBusy):
                 call.ledger.metrics.for_provider(target.provider.name).busy += 1
             errors.append((target, e))
             if not classify(e).fall_back:
                 break
+            index += 1
             continue
         if index:
             call.ledger.metrics.for_provider(target.provider.name).fallbacks += 1
         return result, index, limiter
     raise _final(errors)
+
+
+def lacks_route(e: GatewayError) -> bool:
+    """Whether a native Responses attempt's error says the server has no such route
+    (405, 501, or a 404 that is not about the model: "Not Found", "404 page not found",
+    OpenAI's own "Invalid URL"), rather than refusing this request."""
+    if not isinstance(e, UpstreamStatusError) or e.status not in (404, 405, 501):
+        return False
+    if e.status != 404:
+        return True
+    text = e.upstream_body if e.upstream_body is not None else e.message.partition(" answered HTTP 404")[2].encode()
+    return b"model" not in text.lower()
 
 
 def _final(errors: list[tuple[Target, GatewayError]]) -> GatewayError:

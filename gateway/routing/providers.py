@@ -8,9 +8,9 @@ and ``list_models`` are the provider's own, bound without an extra call.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -28,16 +28,46 @@ from gateway.upstream.http import HTTPTransport
 from gateway.upstream.mock import MockTransport
 from gateway.upstream.pool import Pool
 
-# OpenAI's own API: the Responses API is native there unless config says otherwise.
-OPENAI_HOST = "api.openai.com"
+log = logging.getLogger("gateway.routing")
 
 
-def responses_native(cfg: ProviderConfig) -> bool:
-    """Whether Responses API requests go to the provider's own /responses: as its
-    config's ``responses`` says; unset, for OpenAI itself only."""
+def responses_mode(cfg: ProviderConfig) -> str:
+    """How Responses API requests reach the provider: as its config's ``responses``
+    says; unset, ``auto`` for the openai dialect and ``translate`` for the others."""
     if cfg.responses is not None:
-        return cfg.responses == "native"
-    return cfg.dialect == "openai" and urlsplit(cfg.base_url).hostname == OPENAI_HOST
+        return cfg.responses
+    return "auto" if cfg.dialect == "openai" else "translate"
+
+
+class NativeResponses:
+    """Whether a provider takes the Responses API at its own ``/responses`` (``create``)
+    and ``/responses/input_tokens`` (``count``). ``auto`` tries natively, with the
+    translated request as the native target's twin (``Target.twin``), until the server
+    answers that it has no such route (``relay.attempts``): from then on, for this
+    process's life (a reload asks again), the requests are translated."""
+
+    __slots__ = ("count", "create", "probing", "provider")
+
+    def __init__(self, provider: str, mode: str) -> None:
+        self.provider = provider
+        self.create = self.count = mode != "translate"
+        self.probing = mode == "auto"  # a native target carries its translated twin
+
+    def lacks(self, endpoint: str) -> None:
+        """The server answered that it has no route for ``endpoint``'s native request
+        (a ``count_tokens`` lacking input_tokens only; a ``chat`` lacking both)."""
+        if not (self.count if endpoint == "count_tokens" else self.create):
+            return
+        route = "/responses/input_tokens" if endpoint == "count_tokens" else "/responses"
+        log.warning(
+            "provider '%s' has no %s route: Responses API requests to it are translated from now on "
+            "(set responses: translate to skip the first try)",
+            self.provider,
+            route,
+        )
+        self.count = False
+        if endpoint != "count_tokens":
+            self.create = False
 
 
 class StreamUsage:
@@ -92,7 +122,7 @@ class Provider:
         "pricing",
         "request_s",
         "resource",
-        "responses_native",
+        "responses",
         "retries",
         "scrub",
         "send",
@@ -113,8 +143,8 @@ class Provider:
         # Whether bodies are translated (``relay.translate``): read on every request, so
         # a plain attribute, not a lookup.
         self.translated: bool = wire.translated
-        # responses: native (load.py allows it for the openai dialect only).
-        self.responses_native: bool = responses_native(cfg)
+        # responses: native / auto (load.py allows them for the openai dialect only).
+        self.responses = NativeResponses(name, responses_mode(cfg))
         self.pricing = pricing
         self.stream_usage = StreamUsage(cfg.stream_usage)
         keys = cfg.keys or ()

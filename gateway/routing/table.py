@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.routing.providers import Provider
 
 # Model names come from clients; bounds the cache of resolved targets.
@@ -32,6 +32,9 @@ class Target(NamedTuple):
     # The planner's: this target gets a Responses API request as the client sent it, at
     # the provider's /responses (``responses: native``), its answer relayed as is.
     native: bool = False
+    # A native target's translated twin (``responses: auto``): the same provider with the
+    # request translated, tried in its place when the server has no such route.
+    twin: tuple[Target, bytes | GatewayError] | None = None
 
 
 def check_model(model: str, *, param: str) -> None:

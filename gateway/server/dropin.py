@@ -216,17 +216,29 @@ class DropIn:
         states = self.states
         keep: Keep | None = None
         prior: bytes | None = None
-        if states is not None and (head.previous is not None or head.keep):
+        previous = head.previous
+        if states is not None and (previous is not None or head.keep):
             caller = owner(r.principal)
-            # A primary served natively continues its upstream's own stored responses:
-            # nothing is loaded here (a translated fallback then cannot take the request,
-            # server.plan: it has no conversation to send).
-            if head.previous is not None and not self._handlers.planner.native_first(self.client, r.model):
-                prior = await states.conversation(caller, head.previous)
+            if previous is not None:
+                if not self._handlers.planner.native_first(self.client, r.model):
+                    prior = await states.conversation(caller, previous)
+                else:
+                    # A primary served natively continues its upstream's own stored
+                    # responses, unless the gateway keeps this one (a translated answer):
+                    # then it is continued translated (server.plan), on every target.
+                    prior = await states.kept_conversation(caller, previous)
             if head.keep:
-                keep = states.keeper(caller, body=r.body, previous_id=head.previous)
+                keep = states.keeper(caller, body=r.body, previous_id=previous)
         call = self._handlers.planner.dropin(
-            r.request, self.client, r.body, model=r.model, fallbacks=head.fallbacks, stream=stream, t0=r.t0, prior=prior
+            r.request,
+            self.client,
+            r.body,
+            model=r.model,
+            fallbacks=head.fallbacks,
+            stream=stream,
+            t0=r.t0,
+            prior=prior,
+            previous=previous if prior is None else None,
         )
         call.keep = keep
         resp = await self._handlers.governed(r.request, call, r.principal, stream=stream, max_out=head.max_out)

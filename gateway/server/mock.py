@@ -68,14 +68,15 @@ class AuthError(GatewayError):
 class MockServer:
     __slots__ = ("_api_key", "_config", "_plan", "_recorded", "_responses", "_stats", "_tokenizers")
 
-    def __init__(self, config: MockConfig, *, api_key: str | None, record: int) -> None:
+    def __init__(self, config: MockConfig, *, api_key: str | None, record: int, responses: bool = True) -> None:
         self._config = config
         self._api_key = api_key.encode() if api_key else None
         self._recorded: collections.deque[Recorded] = collections.deque(maxlen=record)
         self._plan = dialect.Planner(config)
         self._stats = Stats()
         self._tokenizers = Tokenizers()  # token counts, loaded on the first
-        self._responses = MockResponses(self)  # the Responses API, and the responses it keeps
+        # The Responses API, and the responses it keeps (None: a server without it).
+        self._responses = MockResponses(self) if responses else None
 
     def plan(self, body: bytes) -> dialect.Plan:
         """The fake's plan for an OpenAI chat request."""
@@ -313,7 +314,10 @@ class MockServer:
             table[f"{prefix}/completions"] = {"POST": self.completions}
             table[f"{prefix}/models"] = {"GET": self.models}
             table[f"{prefix}/embeddings"] = {"POST": self.embeddings}
-        return {**table, **self.dialect_routes()[0], **self._responses.routes(self.count)[0]}
+        return {**table, **self.dialect_routes()[0], **self._responses_routes()[0]}
+
+    def _responses_routes(self) -> tuple[Routes, Routes]:
+        return self._responses.routes(self.count) if self._responses is not None else ({}, {})
 
     def dialect_routes(self) -> tuple[Routes, Routes]:
         """(exact routes, prefix routes): the upstream paths of every translated dialect
@@ -338,11 +342,13 @@ class MockServer:
                 exact[up.paths["count_tokens"]] = {"POST": partial(self.count, inbound=inbound)}
         for path, families in lists.items():
             exact[path] = {"GET": partial(self.models, families=families)}
-        return exact, {**prefixes, **self._responses.routes(self.count)[1]}
+        return exact, {**prefixes, **self._responses_routes()[1]}
 
 
-async def serve_mock(config: MockConfig, *, host: str, port: int, api_key: str | None, record: int) -> None:
-    mock = MockServer(config, api_key=api_key, record=record)
+async def serve_mock(
+    config: MockConfig, *, host: str, port: int, api_key: str | None, record: int, responses: bool = True
+) -> None:
+    mock = MockServer(config, api_key=api_key, record=record, responses=responses)
     server = Server(
         Dispatcher(
             mock.routes(),

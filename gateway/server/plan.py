@@ -28,6 +28,7 @@ from gateway.routing.table import ModelTable, Target
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.completions import CompletionRequest
 from gateway.server.options import check_targets, request_options
+from gateway.server.responses_state import PreviousResponseNotFound
 
 Targets = list[tuple[Target, bytes | GatewayError]]
 
@@ -206,10 +207,13 @@ class Planner:
         stream: bool,
         t0: float,
         prior: bytes | None = None,
+        previous: str | None = None,
     ) -> Call:
         """A chat request at the drop-in route of dialect ``client`` (400s included):
         passed through to a target of that dialect, translated for any other. ``prior``:
-        the stored conversation it continues (``Inbound.to_openai``)."""
+        the stored conversation it continues (``Inbound.to_openai``), which only a
+        translated request can carry; ``previous``: the id it continues, when the
+        gateway does not keep it (a native target's upstream may)."""
         strip = fallbacks is not UNSET
         openai: bytes | GatewayError | None = None  # the request in OpenAI's form, when needed
         models = named(model, fallbacks)
@@ -220,22 +224,31 @@ class Planner:
             if target.provider.wire is client:
                 targets.append((target, native_body(client, body, target, model=model, strip=strip)))
                 continue
-            if client is RESPONSES and target.provider.responses_native:
+            native: Target | None = None
+            if client is RESPONSES and prior is None and target.provider.responses.create:
                 # A Responses request as the client sent it, to the provider's /responses.
                 native = target._replace(native=True)
-                targets.append((native, native_body(client, body, native, model=model, strip=strip)))
-                continue
+                if not target.provider.responses.probing:
+                    targets.append((native, native_body(client, body, native, model=model, strip=strip)))
+                    continue
             if openai is None:
                 try:
                     openai = to_openai(client, body, model=model, stream=stream, prior=prior)
                 except InvalidRequest as e:
                     openai = e
-            if isinstance(openai, GatewayError):
-                targets.append((target, openai))
+            translated: bytes | GatewayError = openai
+            if native is not None and previous is not None:
+                # The twin of a native target: a server without /responses keeps nothing.
+                translated = PreviousResponseNotFound(
+                    f"Previous response with id '{previous}' not found.", param="previous_response_id"
+                )
+            elif isinstance(openai, bytes):
+                translated = target_body(target, openai, body_model=model, param=param, strip=False, force_usage=False)
+            if native is not None:
+                native = native._replace(twin=(target, translated))
+                targets.append((native, native_body(client, body, native, model=model, strip=strip)))
                 continue
-            targets.append(
-                (target, target_body(target, openai, body_model=model, param=param, strip=False, force_usage=False))
-            )
+            targets.append((target, translated))
         return self._sdk_call(
             request, client, targets, endpoint="chat", model=model, openai=openai, body=body, t0=t0, stream=stream
         )
@@ -250,7 +263,7 @@ class Planner:
             target = self._table.resolve_native(model, client.name, param="model")
         except GatewayError:
             return False  # planning reports it
-        return target.provider.responses_native
+        return target.provider.responses.create
 
     def count(
         self,
@@ -276,15 +289,21 @@ class Planner:
             if target.provider.wire is client:
                 targets.append((target, native_body(client, body, target, model=model, strip=strip)))
                 continue
-            if client is RESPONSES and target.provider.responses_native:  # its upstream counts
+            native: Target | None = None
+            if client is RESPONSES and target.provider.responses.count:  # its upstream counts
                 native = target._replace(native=True)
-                targets.append((native, native_body(client, body, native, model=model, strip=strip)))
-                continue
+                if not target.provider.responses.probing:
+                    targets.append((native, native_body(client, body, native, model=model, strip=strip)))
+                    continue
             if openai is None:
                 try:
                     openai = inbound(client).count_request(body, model=model)
                 except InvalidRequest as e:
                     openai = e
+            if native is not None:  # counted offline where the server cannot
+                native = native._replace(twin=(target, openai))
+                targets.append((native, native_body(client, body, native, model=model, strip=strip)))
+                continue
             targets.append((target, openai))
         return self._sdk_call(
             request,

@@ -357,6 +357,16 @@ class ResponseStates:
             items += _decode_head(stored.response).output
         return _encode(items)
 
+    async def kept_conversation(self, owner: str, previous_id: str) -> bytes | None:
+        """``conversation`` when the gateway keeps ``owner``'s response ``previous_id``
+        (a translated answer); None when it does not know it or an upstream keeps it."""
+        if not RESPONSE_ID.fullmatch(previous_id):
+            return None
+        record = await self._record(owner, previous_id)
+        if record is None or _decode_stored(record).upstream is not None:
+            return None
+        return await self.conversation(owner, previous_id)
+
     async def get(self, owner: str, response_id: str) -> bytes:
         """The Response object as it was answered; 404 when unknown, expired, deleted or
         another owner's."""

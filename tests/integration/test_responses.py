@@ -47,7 +47,7 @@ def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     key = [{"value": "env.RESPONSES_KEY"}]
     config = {
         "providers": {
-            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key},
+            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key, "responses": "translate"},
             # The same upstream, serving the Responses API itself (gateway mock does).
             "native": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key, "responses": "native"},
             "anthropic": {"dialect": "anthropic", "base_url": up.url, "keys": key},

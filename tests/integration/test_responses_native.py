@@ -39,7 +39,7 @@ def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     config = {
         "providers": {
             "up": {"base_url": base, "keys": key, "responses": "native", "prices": {"gpt-x": PRICE}},
-            "tr": {"base_url": base, "keys": key, "prices": {"gpt-x": PRICE}},
+            "tr": {"base_url": base, "keys": key, "responses": "translate", "prices": {"gpt-x": PRICE}},
         },
         "default_provider": "up",
     }

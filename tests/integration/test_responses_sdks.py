@@ -36,7 +36,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     key = [{"value": "env.SDKS_KEY"}]
     config = {
         "providers": {
-            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key},
+            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key, "responses": "translate"},
             "native": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key, "responses": "native"},
             "anthropic": {"dialect": "anthropic", "base_url": up.url, "keys": key},
             "mock": {"dialect": "mock"},

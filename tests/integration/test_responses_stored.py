@@ -39,7 +39,7 @@ def _config(up: Proc, **more: Any) -> dict[str, Any]:
     key = [{"value": "env.STORED_KEY"}]
     return {
         "providers": {
-            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key},
+            "up": {"dialect": "openai", "base_url": up.url + "/v1", "keys": key, "responses": "translate"},
             "anthropic": {"dialect": "anthropic", "base_url": up.url, "keys": key},
             "mock": {"dialect": "mock"},
         },

@@ -17,7 +17,7 @@ from gateway.config import (
     load,
     reloadable,
 )
-from gateway.routing.providers import responses_native
+from gateway.routing.providers import responses_mode
 
 
 def write_json(tmp_path: Path, data: object, name: str = "gateway.json") -> Path:
@@ -476,19 +476,28 @@ def test_load_provider_pool_cap_defaults_bounds_and_aiohttp_warning(tmp_path: Pa
     assert not [w for w in problems.warnings if "max_connections" in w]
 
 
-def test_load_responses_native_by_default_for_openai_itself_and_native_needs_openai(tmp_path: Path) -> None:
+def test_load_responses_auto_by_default_for_the_openai_dialect_and_native_needs_openai(tmp_path: Path) -> None:
     providers = {
         "p": {"base_url": "http://x"},
         "q": {"base_url": "http://x", "responses": "native"},
         "openai": {"base_url": "https://api.openai.com/v1"},
         "pinned": {"base_url": "https://api.openai.com/v1", "responses": "translate"},
-        "lookalike": {"base_url": "https://api.openai.com.example.net/v1"},
+        "claude": {"dialect": "anthropic", "base_url": "http://x"},
+        "m": {"dialect": "mock"},
     }
     cfg = load(write_json(tmp_path, {"providers": providers}), env={})
-    native = {name: responses_native(p) for name, p in cfg.providers.items()}
-    assert native == {"p": False, "q": True, "openai": True, "pinned": False, "lookalike": False}
-    bad = write_json(
-        tmp_path, {"providers": {"a": {"dialect": "anthropic", "base_url": "http://x", "responses": "native"}}}
-    )
-    with pytest.raises(ConfigError, match=r"providers\.a\.responses: 'native' needs dialect 'openai'"):
-        load(bad, env={})
+    modes = {name: responses_mode(p) for name, p in cfg.providers.items()}
+    assert modes == {
+        "p": "auto",
+        "q": "native",
+        "openai": "auto",
+        "pinned": "translate",
+        "claude": "translate",
+        "m": "translate",
+    }
+    for mode in ("native", "auto"):
+        bad = write_json(
+            tmp_path, {"providers": {"a": {"dialect": "anthropic", "base_url": "http://x", "responses": mode}}}
+        )
+        with pytest.raises(ConfigError, match=rf"providers\.a\.responses: '{mode}' needs dialect 'openai'"):
+            load(bad, env={})

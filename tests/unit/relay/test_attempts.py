@@ -12,7 +12,7 @@ import pytest
 
 from gateway.config import KeyConfig, RetryConfig
 from gateway.errors import UpstreamStatusError
-from gateway.relay.attempts import NoKeyForModel, first_success, lone_attempt
+from gateway.relay.attempts import NoKeyForModel, first_success, lacks_route, lone_attempt
 from gateway.relay.call import Call
 from gateway.routing.keys import KeyRing
 from tests.unit.relay.calls import one_target_call
@@ -24,7 +24,7 @@ def call_with(direct_key: str | None, *, max_retries: int) -> tuple[Call, KeyRin
     ring = KeyRing(keys, cooldown_s=30.0)
     retries = RetryConfig(max_retries=max_retries, backoff_initial_s=0, backoff_max_s=0)
     provider = SimpleNamespace(name="up", keys=ring, retries=retries, limiter=None, request_s=300.0)
-    target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False, native=False)
+    target = SimpleNamespace(provider=provider, model="gpt-x", rewrite=False, native=False, twin=None)
     call = one_target_call(target, direct_key=direct_key)
     return call, ring
 
@@ -68,3 +68,27 @@ def test_without_direct_key_a_configured_key_is_needed() -> None:
     call, _ = call_with(None, max_retries=0)
     with pytest.raises(NoKeyForModel):
         asyncio.run(first_success(call, op_failing([], [])))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message", "lacks"),
+    [
+        (404, b'{"error":{"message":"Invalid URL (POST /v1/responses)","code":"unknown_url"}}', "", True),
+        (404, None, "provider 'models-r-us' answered HTTP 404: Not Found", True),  # FastAPI's, wrapped
+        (404, None, "provider 'p' answered HTTP 404: 404 page not found", True),  # Ollama's
+        (405, None, "provider 'p' answered HTTP 405: Method Not Allowed", True),
+        (501, None, "provider 'p' answered HTTP 501", True),
+        (404, b'{"error":{"message":"The model `x` does not exist.","code":"model_not_found"}}', "", False),
+        (404, None, "provider 'p' answered HTTP 404: model 'x' not found", False),
+        (400, b'{"error":{"message":"Invalid URL"}}', "", False),
+        (500, None, "provider 'p' answered HTTP 500", False),
+    ],
+)
+def test_lacks_route_tells_a_missing_route_from_a_refused_request(
+    status: int, body: bytes | None, message: str, lacks: bool
+) -> None:
+    assert lacks_route(UpstreamStatusError(message, status=status, body=body)) is lacks
+
+
+def test_lacks_route_is_false_for_errors_that_are_not_an_upstream_status() -> None:
+    assert lacks_route(NoKeyForModel("no key")) is False
