@@ -25,6 +25,7 @@ from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError, U
 from gateway.relay import native, translate
 from gateway.relay.attempts import first_success
 from gateway.relay.call import Call, answer_headers, status_error
+from gateway.relay.pipe import ClientPipe, pump
 from gateway.relay.shutdown import SHUTDOWN_WRITE_S, is_shutdown, shutting_down
 from gateway.relay.sse import Framer
 from gateway.relay.watch import Finisher, StreamWatch
@@ -48,12 +49,27 @@ def is_event_stream(content_type: str | None) -> bool:
 
 
 class _Opened:
-    """An upstream stream whose first chunk has arrived, not yet sent to the client."""
+    """An upstream stream whose first chunk has arrived, not yet sent to the client;
+    ``decode``: the upstream's dialect to OpenAI chunks, for a translated provider."""
 
-    __slots__ = ("chunks", "first", "reply")
+    __slots__ = ("chunks", "decode", "first", "reply")
 
-    def __init__(self, reply: Reply, chunks: AsyncGenerator[bytes, None], first: bytes) -> None:
-        self.reply, self.chunks, self.first = reply, chunks, first
+    def __init__(
+        self, reply: Reply, chunks: AsyncGenerator[bytes, None], first: bytes, decode: translate.UpstreamStream | None
+    ) -> None:
+        self.reply, self.chunks, self.first, self.decode = reply, chunks, first, decode
+
+
+async def _first_read(chunks: AsyncGenerator[bytes, None], decode: translate.UpstreamStream | None) -> bytes:
+    """The stream's first bytes for the client (translated ones: the first read that
+    makes any; b"" for a stream that ends before)."""
+    if decode is None:
+        return await anext(chunks, b"")
+    async for data in chunks:
+        out = decode.feed(data)
+        if out:
+            return out
+    return decode.close()
 
 
 async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Opened:
@@ -84,12 +100,10 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                         f"provider '{provider.name}' answered a stream request with Content-Type "
                         f"{reply.content_type}, not text/event-stream"
                     )
-                if translated and not call.passthrough(target):
-                    chunks = translate.stream(target, reply.chunks())
-                else:
-                    chunks = reply.chunks()
+                decode = translate.UpstreamStream(target) if translated and not call.passthrough(target) else None
+                chunks = reply.chunks()
                 try:
-                    first = await anext(chunks, b"")
+                    first = await _first_read(chunks, decode)
                 except translate.STREAM_ERRORS as e:  # the upstream's error event, quoted
                     e.message = provider.scrub.text(e.message, secret=call.options.direct_key)
                     raise
@@ -100,7 +114,7 @@ async def _first_chunk(call: Call, target: Target, body: bytes, key: int) -> _Op
                 raise
     except TimeoutError:
         raise UpstreamTimeout(f"provider '{provider.name}' sent no first byte in time") from None
-    return _Opened(reply, chunks, first)
+    return _Opened(reply, chunks, first, decode)
 
 
 class _Pricer:
@@ -233,6 +247,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
     headers = SSE_HEADERS.copy()
     headers.update(answer_headers(target.provider.name, index, upstream_headers))
     resp = web.StreamResponse(headers=headers)
+    decode = opened.decode
     outcome = "client_gone"
     try:
         await resp.prepare(request)
@@ -245,14 +260,28 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
             if out:
                 await write(out)
             call.ledger.metrics.first_token(target.provider.name, time.perf_counter() - call.t0)
-            async for chunk in chunks:
-                if watch.error is not None:
-                    raise watch.error
-                region = feed(chunk)
+            pipe = ClientPipe(request)
+            to_pipe = pipe.write
+
+            def step(data: bytes) -> None:
+                """One upstream read (OpenAI's chunks) to the client: relay.pipe calls it
+                in the upstream connection's data_received."""
+                region = feed(data)
                 if region:
                     out = emit(region)
                     if out:
-                        await write(out)
+                        to_pipe(out)
+                if watch.error is not None:
+                    raise watch.error
+
+            if decode is None:
+                await pump(reply, chunks, step, pipe)
+            else:
+                translated = decode.feed
+                await pump(reply, chunks, lambda data: step(translated(data)), pipe)
+                tail = decode.close()  # Gemini's last chunk and [DONE] come out at EOF
+                if tail:
+                    step(tail)
             if shadow is not None:
                 tail = shadow.close()  # Gemini's last chunk and [DONE] come out at EOF
                 if tail:

@@ -10,7 +10,6 @@ others, the translated answer is an OpenAI one, so accounting, ``usage.cost`` an
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 
 from gateway.providers.dialect import ChatStream, Dialect, FrameTranslator, Translator
 from gateway.providers.registry import DIALECTS
@@ -48,23 +47,20 @@ def chat_stream(target: Target) -> ChatStream:
     return _translator(target).chat_stream(model=target.model, created=int(time.time()))
 
 
-async def stream(target: Target, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-    """The upstream's event stream as OpenAI chunk frames: framed, then translated; what
-    the translator holds at the end (Gemini has no closing event) comes out at EOF."""
-    tr = chat_stream(target)
-    frame, feed = Framer().feed, tr.feed
-    try:
-        async for data in chunks:
-            frames = frame(data)
-            if frames:
-                out = feed(frames)
-                if out:
-                    yield out
-        tail = tr.close()
-        if tail:
-            yield tail
-    finally:
-        await chunks.aclose()
+class UpstreamStream:
+    """The upstream's event stream as OpenAI chunk frames, read by read: framed, then
+    translated; what the translator holds at the end (Gemini has no closing event)
+    comes out of ``close``."""
+
+    __slots__ = ("_feed", "_frame", "close")
+
+    def __init__(self, target: Target) -> None:
+        tr = chat_stream(target)
+        self._frame, self._feed, self.close = Framer().feed, tr.feed, tr.close
+
+    def feed(self, data: bytes) -> bytes:
+        frames = self._frame(data)
+        return self._feed(frames) if frames else b""
 
 
 # The client side, at an SDK drop-in route: the pipeline's OpenAI answer, stream and

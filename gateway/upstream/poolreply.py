@@ -1,12 +1,17 @@
 """One pooled response (``gateway.upstream.pool``): its status and relayed headers once the head has
 come, then the body as it arrives, with the connection's reading paused while the
-consumer lags, and the request's one deadline timer."""
+consumer lags, and the request's one deadline timer.
+
+A body is read by a coroutine (``read``, ``chunks``), or, once ``divert``ed, handed to
+a function inside the connection's ``data_received``: a relayed stream's reads go to
+the client with no coroutine woken per read (``gateway.relay.pipe``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING
 
 from gateway.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
@@ -42,11 +47,15 @@ class PoolReply:
         "_error",
         "_head",
         "_idle_s",
+        "_held",
         "_max_bytes",
         "_queue",
         "_queued",
+        "_sink",
+        "_stopped",
         "_timer",
         "_waiter",
+        "_writable",
         "content_type",
         "headers",
         "status",
@@ -68,6 +77,11 @@ class PoolReply:
         self._done = False
         self._error: UpstreamError | None = None
         self._waiter = _Waiter()
+        # Diverted: each read goes to the sink; ``_writable`` False holds the reading.
+        self._sink: Callable[[bytes], None] | None = None
+        self._writable: Callable[[], bool] | None = None
+        self._held = False
+        self._stopped: BaseException | None = None  # what the sink raised
 
     def watch_idle(self, idle_s: float | None) -> None:
         """Fail the body if nothing arrives for ``idle_s``: one timer per response,
@@ -82,6 +96,9 @@ class PoolReply:
         if self._done or self._error is not None or self._idle_s is None:
             return
         loop = self._conn._pool.loop
+        if self._held:  # the client is slow, not the upstream: not idle
+            self._timer = loop.call_at(loop.time() + self._idle_s, self._check_idle)
+            return
         if loop.time() - self._conn.last_read >= self._idle_s:
             self._fail(UpstreamTimeout(f"{self._conn._origin.name} went idle mid-response"))
             self._conn.retire()
@@ -129,6 +146,56 @@ class PoolReply:
             else:
                 await self._wait()
 
+    def divert(self, sink: Callable[[bytes], None], writable: Callable[[], bool]) -> None:
+        """From now on each read of the body goes to ``sink``, called in the
+        connection's ``data_received`` (what is buffered, now); after each, reading is
+        held while ``writable()`` is false, until ``release``. ``settled`` waits for the
+        end, or a hold. What ``sink`` raises stops the body: ``settled`` raises it."""
+        self._sink, self._writable = sink, writable
+        queue = self._queue
+        if queue:
+            data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+            queue.clear()
+            self._queued = 0
+            self._conn.resume()
+            self._to_sink(sink, data)
+
+    def _to_sink(self, sink: Callable[[bytes], None], data: bytes) -> None:
+        try:
+            sink(data)
+        except Exception as e:  # noqa: BLE001 - the relay's own error, raised where it waits
+            self._sink = None
+            self._stopped = e
+            self._conn.pause()  # nothing more is read for it: the reply is closed next
+            self._waiter.wake()
+            return
+        if not self._writable():  # type: ignore[misc]
+            self._held = True
+            self._conn.pause()
+            self._waiter.wake()
+
+    async def settled(self) -> bool:
+        """True once a diverted body has ended; False when its reading is held for the
+        sink's consumer (``release`` it once that has drained). Raises what stopped it."""
+        while True:
+            if self._stopped is not None:
+                raise self._stopped
+            if self._held:
+                return False
+            if self._done:
+                return True
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    def release(self) -> None:
+        """Reading goes on after a hold."""
+        self._held = False
+        if not self._done:  # once done, the connection may serve another request
+            conn = self._conn
+            conn.last_read = conn._pool.loop.time()  # idle from now, not from the hold
+            conn.resume()
+
     async def read(self) -> bytes:
         # Not through chunks(): an async generator costs more than a small body's whole read.
         parts: list[bytes] = []
@@ -165,6 +232,12 @@ class PoolReply:
 
     # Called by the connection.
     def _feed(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is not None:
+            self._to_sink(sink, data)
+            return
+        if self._stopped is not None:
+            return  # the relay stopped reading it: the rest is dropped
         self._queue.append(data)
         self._queued += len(data)
         if self._queued >= HIGH_WATER_BYTES:
