@@ -33,16 +33,16 @@ class ClientPipe:
         writer = request.writer
         writer.send_headers()  # aiohttp holds them back to coalesce with a first write
         self._writer = writer
-        self._protocol = writer.protocol
-        self._transport = writer.transport
-        self._chunked = getattr(writer, "chunked", True)
+        self._protocol = request.protocol
+        self._transport = request.transport
+        self._chunked: bool = getattr(writer, "chunked", True)  # StreamWriter's; HTTP/1.0: False
 
     def write(self, data: bytes) -> None:
         """``data`` to the client; a client gone is a ConnectionError (as aiohttp raises)."""
         transport = self._transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client closed its connection")
-        self._writer.output_size += len(data)  # type: ignore[attr-defined]
+        self._writer.output_size += len(data)
         transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
 
     def writable(self) -> bool:

@@ -163,7 +163,7 @@ class PoolReply:
     def _to_sink(self, sink: Callable[[bytes], None], data: bytes) -> None:
         try:
             sink(data)
-        except Exception as e:  # noqa: BLE001 - the relay's own error, raised where it waits
+        except Exception as e:
             self._sink = None
             self._stopped = e
             self._conn.pause()  # nothing more is read for it: the reply is closed next

@@ -173,3 +173,22 @@ def test_answer_has_what_stream_response_init_sets() -> None:
     note = web.ResponseKey("note", int)
     answer[note] = 1  # a response is a mapping too
     assert answer[note] == 1 and len(answer) == 1
+
+
+def test_stream_writer_parts_the_client_pipe_uses(handler: web.RequestHandler) -> None:
+    """``relay.pipe.ClientPipe`` writes a prepared stream's body to the transport itself:
+    it needs the writer's ``send_headers`` (headers held back to coalesce), its
+    ``chunked`` flag and ``output_size`` count, and the protocol's ``writing_paused``."""
+    from aiohttp.http_writer import StreamWriter
+
+    loop = asyncio.new_event_loop()
+    try:
+        writer = StreamWriter(handler, loop)
+        assert callable(writer.send_headers) and writer.chunked is False and writer.output_size == 0
+        writer.enable_chunking()
+        assert writer.chunked is True
+    finally:
+        loop.close()
+    assert handler.writing_paused is False
+    handler.pause_writing()
+    assert handler.writing_paused is True
