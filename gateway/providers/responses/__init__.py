@@ -88,8 +88,8 @@ class _Inbound:
     def model(self, entry: ListedModel) -> bytes:
         return _encode(Model(id=entry.id, owned_by=entry.provider))
 
-    def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
-        return pending(job_id=job_id, model=model, job=job)
+    def pending(self, *, job_id: str, model: str, job: bytes, created: int) -> bytes:
+        return pending(job_id=job_id, model=model, job=job, created=created)
 
     def to_openai(self, body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:
         return to_chat(body, model=model, stream=stream, prior=prior)

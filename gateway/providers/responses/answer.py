@@ -209,9 +209,10 @@ def output_items(response_body: bytes) -> bytes:
     return bytes(_output.decode(response_body).output)
 
 
-def pending(*, job_id: str, model: str, job: bytes) -> bytes:
-    """An unfinished async job as a queued Response, which the SDK parses."""
+def pending(*, job_id: str, model: str, job: bytes, created: int) -> bytes:
+    """An unfinished async job as a queued Response, which the SDK parses; ``created``:
+    when it was submitted (Unix seconds)."""
     out = response(
-        Echo(model=model), id=job_id, created=0, status="queued", output=[], extra=Raw(b'{"async_job":%s}' % job)
+        Echo(model=model), id=job_id, created=created, status="queued", output=[], extra=Raw(b'{"async_job":%s}' % job)
     )
     return _encode(out)
