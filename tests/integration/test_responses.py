@@ -272,7 +272,13 @@ def test_responses_previous_response_id_with_async_says_why(gw: Proc) -> None:
 
 
 def test_responses_unknown_top_level_fields_are_ignored(gw: Proc) -> None:
-    body = {"model": "mock/gpt-m", "input": "hi", "include": ["x"], "truncation": "auto", "whatever": {"a": [1]}}
+    body = {
+        "model": "mock/gpt-m",
+        "input": "hi",
+        "include": ["web_search_call.results"],
+        "truncation": "auto",
+        "whatever": {"a": [1]},
+    }
     r = httpx.post(gw.url + "/v1/responses", json=body, timeout=10)
     assert r.status_code == 200 and r.json()["status"] == "completed"
 

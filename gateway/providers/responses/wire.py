@@ -14,6 +14,8 @@ from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 MAX_ITEMS = 4096
 MAX_PARTS = 512
 MAX_TOOLS = 128
+# OpenAI has eight include values; a longer list only repeats them.
+MAX_INCLUDE = 64
 
 # --- the request --------------------------------------------------------------------
 
@@ -59,9 +61,18 @@ class ToolDef(Struct, kw_only=True):
     strict: bool | UnsetType | None = UNSET
 
 
-class NamedChoice(Struct, kw_only=True):
+class AllowedTool(Struct, kw_only=True):
     type: str
     name: str | UnsetType = UNSET
+
+
+class NamedChoice(Struct, kw_only=True):
+    """A function by ``name``, or ``allowed_tools`` (``mode`` and ``tools``)."""
+
+    type: str
+    name: str | UnsetType = UNSET
+    mode: str | UnsetType = UNSET
+    tools: Annotated[list[AllowedTool], Meta(max_length=MAX_TOOLS)] | UnsetType = UNSET
 
 
 class Format(Struct, kw_only=True):
@@ -99,6 +110,9 @@ class ResponsesRequest(Struct, kw_only=True):
     safety_identifier: str | UnsetType | None = UNSET
     prompt_cache_key: str | UnsetType | None = UNSET
     service_tier: str | UnsetType | None = UNSET
+    include: Annotated[list[str], Meta(max_length=MAX_INCLUDE)] | UnsetType | None = UNSET
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | UnsetType | None = UNSET
+    truncation: str | UnsetType | None = UNSET
     stream: bool | None = None
     previous_response_id: str | UnsetType | None = UNSET
     conversation: Raw | UnsetType = UNSET
