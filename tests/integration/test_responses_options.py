@@ -22,7 +22,11 @@ TOOLS: list[Any] = [
     {"type": "function", "name": n, "description": f"tool {n}", "parameters": PARAMS}
     for n in ("get_weather", "get_time", "get_news")
 ]
-IMAGE = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+# A 1x1 PNG.
+IMAGE = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+)
 
 
 def _body(up: Proc) -> tuple[str, dict[str, Any]]:
