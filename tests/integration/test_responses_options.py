@@ -105,6 +105,49 @@ def test_responses_function_output_image_follows_the_tool_result(gw: Proc, up: P
         assert "functionResponse" in last["parts"][0] and "inlineData" in last["parts"][-1]
 
 
+def _logprobs_ok(logprobs: list[Any], text: str, top: int) -> None:
+    assert "".join(lp.token for lp in logprobs) == text
+    for lp in logprobs:
+        assert lp.bytes == list(lp.token.encode()) and lp.logprob <= 0
+        assert len(lp.top_logprobs) == top
+        if top:
+            assert lp.top_logprobs[0].token == lp.token and lp.top_logprobs[0].logprob == lp.logprob
+
+
+@pytest.mark.parametrize("model", ["up/gpt-x", "gemini/gem-x", "mock/gpt-m"])
+def test_responses_include_logprobs_unary_and_streamed(gw: Proc, model: str) -> None:
+    ask: Any = {"include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    with _client(gw) as client:
+        r = client.responses.create(model=model, input="Say something.", **ask)
+        plain = client.responses.create(model=model, input="Say something.")
+        with client.responses.stream(model=model, input="Say something.", **ask) as s:
+            events = list(s)
+            final = s.get_final_response()
+    part = r.output[0].content[0]  # type: ignore[union-attr]
+    assert part.type == "output_text"
+    _logprobs_ok(part.logprobs, r.output_text, 2)
+    assert not plain.output[0].content[0].logprobs  # type: ignore[union-attr]
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert deltas and all(len(e.logprobs) == 1 and e.logprobs[0].token == e.delta for e in deltas)
+    (done,) = [e for e in events if e.type == "response.output_text.done"]
+    streamed = final.output[0].content[0]  # type: ignore[union-attr]
+    assert [lp.to_dict() for lp in streamed.logprobs] == [lp.to_dict() for lp in done.logprobs]  # type: ignore[union-attr]
+    assert [lp.to_dict() for e in deltas for lp in e.logprobs] == [lp.to_dict() for lp in done.logprobs]
+    _logprobs_ok(streamed.logprobs, final.output_text, 2)  # type: ignore[union-attr]
+    assert [lp.token for lp in streamed.logprobs] == [lp.token for lp in part.logprobs]  # type: ignore[union-attr]
+
+
+def test_responses_include_logprobs_reach_the_upstream(gw: Proc, up: Proc) -> None:
+    httpx.delete(up.url + "/mock/requests")
+    with _client(gw) as client:
+        client.responses.create(
+            model="up/gpt-x", input="hi", include=["message.output_text.logprobs"], top_logprobs=0, truncation="auto"
+        )
+    _, body = _body(up)
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 0)
+    assert not {"include", "truncation"} & set(body)
+
+
 def test_responses_include_encrypted_content_carries_the_signature(gw: Proc) -> None:
     from gateway.providers.mock import REASONING_SIGNATURE
 

@@ -50,7 +50,9 @@ metadata, store, other fields  not sent upstream; metadata and store are echoed
 
 Answers: the message's reasoning (or reasoning_content) -> a reasoning item first, its
 text as one summary_text part, reasoning_signature -> encrypted_content; the message's
-text -> a message item with output_text (refusal -> a refusal part), each tool call ->
+text -> a message item with output_text (its logprobs: the choice's logprobs.content,
+bytes filled when absent; in streams on each output_text.delta too; refusal -> a
+refusal part), each tool call ->
 a function_call item; finish_reason length -> status
 incomplete (max_output_tokens), content_filter -> incomplete (content_filter), else
 completed. Usage: input_tokens = prompt_tokens (details.cached_tokens), output_tokens =

@@ -179,9 +179,30 @@ class ChatMessage(Struct, kw_only=True):
     reasoning_signature: str | None = None  # Anthropic's thinking signature
 
 
+class TopLogprob(Struct, kw_only=True):
+    token: str
+    bytes: list[int] | None = None
+    logprob: float
+
+
+class TokenLogprob(Struct, kw_only=True):
+    """A chat answer's token log probability; with ``bytes`` filled (``answer.logprobs``)
+    it is the Responses API's ``Logprob``, fields in OpenAI's order."""
+
+    token: str
+    bytes: list[int] | None = None
+    logprob: float
+    top_logprobs: list[TopLogprob] = []
+
+
+class ChatLogprobs(Struct, kw_only=True):
+    content: list[TokenLogprob] | None = None
+
+
 class ChatChoice(Struct, kw_only=True):
     message: ChatMessage | UnsetType = UNSET
     delta: ChatMessage | UnsetType = UNSET
+    logprobs: ChatLogprobs | None = None
     finish_reason: str | None = None
 
 
@@ -226,7 +247,7 @@ class Completion(Struct, kw_only=True):
 class OutputText(Struct, kw_only=True, tag_field="type", tag="output_text"):
     text: str
     annotations: list[Raw] = []
-    logprobs: list[Raw] = []
+    logprobs: list[TokenLogprob] = []
 
 
 class Refusal(Struct, kw_only=True, tag_field="type", tag="refusal"):

@@ -8,9 +8,11 @@ import json
 from typing import Any
 
 import pytest
+from openai.types.responses import Response
 
 from gateway.errors import InvalidRequest
 from gateway.providers import responses
+from tests.unit.providers.test_responses import _events
 
 
 def _tool(name: str) -> dict[str, Any]:
@@ -144,3 +146,65 @@ def test_responses_truncation_is_accepted(truncation: str | None) -> None:
 def test_responses_options_refused_by_param(body: dict[str, Any], param: str) -> None:
     err = _bad({"input": "hi", **body})
     assert err.param == param and param in err.message
+
+
+# --- logprobs in the answer and the stream -----------------------------------------------
+
+LOGPROBS_REQUEST = json.dumps({"model": "x", "input": "hi", "include": ["message.output_text.logprobs"]}).encode()
+
+
+def _lp(token: str, logprob: float, *, sent_bytes: bool) -> dict[str, Any]:
+    """A chat token logprob, with one alternative; Gemini's translation sends no bytes."""
+    alt = {"token": token.upper(), "logprob": logprob - 1, "bytes": None}
+    entry: dict[str, Any] = {"token": token, "logprob": logprob, "top_logprobs": [alt]}
+    entry["bytes"] = list(token.encode()) if sent_bytes else None
+    return entry
+
+
+def _responses_lp(token: str, logprob: float) -> dict[str, Any]:
+    top = {"token": token.upper(), "bytes": list(token.upper().encode()), "logprob": logprob - 1}
+    return {"token": token, "bytes": list(token.encode()), "logprob": logprob, "top_logprobs": [top]}
+
+
+def test_responses_answer_output_text_carries_the_logprobs() -> None:
+    chat = {
+        "id": "c",
+        "created": 1,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Hé there"},
+                "logprobs": {"content": [_lp("Hé", -0.5, sent_bytes=True), _lp(" there", -1.5, sent_bytes=False)]},
+            }
+        ],
+    }
+    data = json.loads(responses.from_chat(json.dumps(chat).encode(), request=LOGPROBS_REQUEST))
+    Response.model_validate(data)
+    (part,) = data["output"][0]["content"]
+    assert part["logprobs"] == [_responses_lp("Hé", -0.5), _responses_lp(" there", -1.5)]
+    chat["choices"][0]["logprobs"] = None
+    data = json.loads(responses.from_chat(json.dumps(chat).encode(), request=LOGPROBS_REQUEST))
+    assert data["output"][0]["content"][0]["logprobs"] == []
+
+
+def test_responses_stream_deltas_carry_their_logprobs() -> None:
+    def chunk(delta: dict[str, Any], logprobs: Any = None, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        return b"data: " + json.dumps({"created": 1, "choices": [choice]}).encode() + b"\n\n"
+
+    frames = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": "Hé"}, {"content": [_lp("Hé", -0.5, sent_bytes=False)]}),
+        chunk({"content": " there"}, {"content": [_lp(" there", -1.5, sent_bytes=True)]}),
+        chunk({}, finish="stop"),
+        b"data: [DONE]\n\n",
+    ]
+    events = _events(responses.ResponsesStream(request=LOGPROBS_REQUEST).feed(b"".join(frames)))
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [d["logprobs"] for d in deltas] == [[_responses_lp("Hé", -0.5)], [_responses_lp(" there", -1.5)]]
+    whole = [_responses_lp("Hé", -0.5), _responses_lp(" there", -1.5)]
+    (done,) = [e for e in events if e["type"] == "response.output_text.done"]
+    (part,) = [e for e in events if e["type"] == "response.content_part.done"]
+    assert done["logprobs"] == part["part"]["logprobs"] == whole
+    assert events[-1]["response"]["output"][0]["content"][0]["logprobs"] == whole
