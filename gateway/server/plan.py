@@ -212,6 +212,7 @@ class Planner:
         the stored conversation it continues (``Inbound.to_openai``)."""
         strip = fallbacks is not UNSET
         openai: bytes | GatewayError | None = None  # the request in OpenAI's form, when needed
+        plain: bytes | None = None  # that form without reasoning fields, for an OpenAI-dialect target
         models = named(model, fallbacks)
         targets: Targets = []
         for param, m in models:
@@ -233,8 +234,12 @@ class Planner:
             if isinstance(openai, GatewayError):
                 targets.append((target, openai))
                 continue
+            body_of = openai
+            if not target.provider.translated:
+                # The translation carries earlier reasoning for Anthropic and Gemini only.
+                plain = body_of = codec.without_reasoning(openai) if plain is None else plain
             targets.append(
-                (target, target_body(target, openai, body_model=model, param=param, strip=False, force_usage=False))
+                (target, target_body(target, body_of, body_model=model, param=param, strip=False, force_usage=False))
             )
         return self._sdk_call(
             request, client, targets, endpoint="chat", model=model, openai=openai, body=body, t0=t0, stream=stream

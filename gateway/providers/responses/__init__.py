@@ -23,7 +23,8 @@ input: function_call_output    a tool message (its call_id must name an earlier
 input: reasoning               the next assistant message's reasoning (text of its
                                  reasoning_text content, else of its summary) and
                                  reasoning_signature (encrypted_content); dropped when
-                                 no assistant item follows it
+                                 no assistant item follows it, and for OpenAI-dialect
+                                 targets (``codec.without_reasoning``)
 input: item_reference, other   400 at input[i].type
 tools (function)               tools: name, description, parameters, strict
 tools (built-in: web_search,   400 at tools[i].type
