@@ -114,7 +114,8 @@ def _logprobs_ok(logprobs: list[Any], text: str, top: int) -> None:
             assert lp.top_logprobs[0].token == lp.token and lp.top_logprobs[0].logprob == lp.logprob
 
 
-@pytest.mark.parametrize("model", ["up/gpt-x", "gemini/gem-x", "mock/gpt-m"])
+# native/: gateway mock's own Responses API, which the gateway relays as is.
+@pytest.mark.parametrize("model", ["up/gpt-x", "gemini/gem-x", "mock/gpt-m", "native/gpt-x"])
 def test_responses_include_logprobs_unary_and_streamed(gw: Proc, model: str) -> None:
     ask: Any = {"include": ["message.output_text.logprobs"], "top_logprobs": 2}
     with _client(gw) as client:
