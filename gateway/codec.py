@@ -144,6 +144,37 @@ def strip_signatures(body: bytes) -> bytes:
     return _SIGNED_ID.sub(rb'\1"', body)
 
 
+# A translated request's carriers of earlier reasoning on its assistant messages (from a
+# Responses reasoning item or an Anthropic thinking block), which the Anthropic and
+# Gemini translations read; the Chat Completions API has no input for them. As the
+# gateway's encoder writes them: no space before the colon.
+_REASONING_KEYS = ("reasoning", "reasoning_content", "reasoning_signature")
+_REASONING_MARKS = (b'"reasoning":', b'"reasoning_signature":')
+_messages = msgspec.json.Decoder(list[dict[str, Raw]]).decode
+
+
+def without_reasoning(body: bytes) -> bytes:
+    """A translated chat request (the gateway's encoding) without the reasoning fields
+    of its messages, for an OpenAI-compatible target: a strict server refuses fields it
+    does not know (DeepSeek does ``reasoning_content``). Untouched, and not decoded,
+    when it has none."""
+    if all(body.find(mark) < 0 for mark in _REASONING_MARKS):
+        return body
+    fields = _fields(body)
+    given = fields.get("messages")
+    if given is None:
+        return body
+    messages = _messages(given)
+    changed = False
+    for message in messages:
+        for key in _REASONING_KEYS:
+            changed = message.pop(key, None) is not None or changed
+    if not changed:  # the mark was elsewhere (a tool's schema, a text)
+        return body
+    fields["messages"] = Raw(encode(messages))
+    return encode(fields)
+
+
 def upstream_body(
     body: bytes, *, model: str, rewrite_model: bool, has_gateway_fields: bool, force_usage: bool = False
 ) -> bytes:

@@ -170,9 +170,10 @@ class Inbound(Protocol):
 
     def model(self, entry: ListedModel) -> bytes: ...
 
-    def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
+    def pending(self, *, job_id: str, model: str, job: bytes, created: int) -> bytes:
         """An unfinished async job as an answer the SDK parses; ``job``: the job object
-        (JSON), carried in ``extra_fields.async_job``."""
+        (JSON), carried in ``extra_fields.async_job``; ``created``: when it was submitted
+        (Unix seconds), for a shape that says so."""
         ...
 
     def to_openai(self, body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:

@@ -33,6 +33,11 @@ the answer's) in the message's ``reasoning`` with a ``reasoning_signature``, cou
 ``completion_tokens`` and ``completion_tokens_details.reasoning_tokens`` and inside the
 token cap (a cap smaller than the reasoning leaves no text: ``finish_reason: "length"``),
 streamed first as ``delta.reasoning`` chunks, one a word.
+
+Log probabilities: a chat request with ``logprobs: true`` (and ``top_logprobs``) gets
+``logprobs.content`` for its text answer, deterministic per token
+(``providers.mock_logprobs``), on the message and on each content chunk; a tool call's
+answer has none, as OpenAI's.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ from gateway.config import MockConfig
 from gateway.errors import InvalidRequest
 from gateway.providers import Endpoint
 from gateway.providers.dialect import Dialect
+from gateway.providers.mock_logprobs import MAX_TOP
+from gateway.providers.mock_logprobs import content as logprobs_content
+from gateway.providers.mock_logprobs import entry as logprob_entry
 from gateway.providers.mock_schema import structured_content
 from gateway.providers.mock_tools import ToolCall, tool_call
 
@@ -139,6 +147,8 @@ class MockRequest(Struct, kw_only=True):
     tool_choice: Raw | UnsetType = UNSET
     response_format: Raw | UnsetType = UNSET  # Raw for the same reason
     reasoning_effort: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=MAX_TOP)] | None = None
     mock: MockOverrides | None = None
 
 
@@ -171,6 +181,8 @@ class Plan(Struct, kw_only=True, frozen=True):
     content: str | None = None
     # Words of reasoning before the answer (reasoning_effort), counted in completion tokens.
     reasoning_tokens: int = 0
+    # logprobs asked: the alternatives per token (top_logprobs); None: not asked.
+    logprobs: int | None = None
 
 
 def decode(body: bytes) -> MockRequest:
@@ -256,6 +268,7 @@ def plan(
         tool_call=call,
         content=content,
         reasoning_tokens=thinking,
+        logprobs=(req.top_logprobs or 0) if req.logprobs and endpoint == "chat" else None,
     )
 
 
@@ -312,6 +325,15 @@ class Planner:
 
 def words(p: Plan) -> Iterator[str]:
     return _words(p.seed, p.tokens)
+
+
+def _text_pieces(p: Plan) -> Iterator[str]:
+    """The text answer as its stream's content chunks carry it: words, or fragments of
+    the structured content."""
+    if p.content is None:
+        return words(p)
+    doc, step = p.content, _ARGUMENT_PIECE_CHARS
+    return (doc[i : i + step] for i in range(0, len(doc), step))
 
 
 def _words(seed: int, tokens: int) -> Iterator[str]:
@@ -373,8 +395,9 @@ def completion_body(p: Plan) -> bytes:
         return b'%s"choices":[%s]%s}' % (_prefix(p, chunk=False), choices, usage)
     text = _encode("".join(words(p)) if p.content is None else p.content)
     if p.endpoint == "chat":
-        choice = b'{"index":0,"message":{"role":"assistant","content":%s%s},"logprobs":null,"finish_reason":%s}'
-        choices = choice % (text, _reasoning_fields(p), _encode(p.finish_reason))
+        choice = b'{"index":0,"message":{"role":"assistant","content":%s%s},"logprobs":%s,"finish_reason":%s}'
+        logprobs = b"null" if p.logprobs is None else logprobs_content(list(_text_pieces(p)), top=p.logprobs)
+        choices = choice % (text, _reasoning_fields(p), logprobs, _encode(p.finish_reason))
     else:
         choice = b'{"index":0,"text":%s,"logprobs":null,"finish_reason":%s}'
         choices = choice % (text, _encode(p.finish_reason))
@@ -404,13 +427,13 @@ def frames(p: Plan) -> Iterator[bytes]:
         else:
             before, after = head + b'"text":', b',"logprobs":null,"finish_reason":null}]}\n\n'
             last = head + b'"text":"","logprobs":null,"finish_reason":'
-        if p.content is None:
-            for w in words(p):
-                yield before + _encode(w) + after
-        else:  # in fragments, as tool-call arguments
-            doc, step = p.content, _ARGUMENT_PIECE_CHARS
-            for i in range(0, len(doc), step):
-                yield before + _encode(doc[i : i + step]) + after
+        if p.logprobs is None:
+            for piece in _text_pieces(p):
+                yield before + _encode(piece) + after
+        else:
+            top, after = p.logprobs, b'},"logprobs":{"content":[%s],"refusal":null},"finish_reason":null}]}\n\n'
+            for i, piece in enumerate(_text_pieces(p)):
+                yield before + _encode(piece) + after % logprob_entry(piece, position=i, top=top)
     # Concatenated, never %-formatted: ``head`` holds the client's model name.
     yield last + _encode(p.finish_reason) + b"}]}\n\n"
     if p.include_usage:

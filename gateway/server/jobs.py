@@ -245,7 +245,8 @@ class Jobs:
         job_id, record = found
         assert client.inbound is not None
         job = _encode(job_object(job_id, record))
-        return _json(202, client.inbound.pending(job_id=job_id, model=record.model, job=job))
+        pending = client.inbound.pending(job_id=job_id, model=record.model, job=job, created=int(record.created_at))
+        return _json(202, pending)
 
     async def _found_or_submitted(
         self, request: web.BaseRequest, kind: str, prepare: Prepare

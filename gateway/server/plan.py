@@ -216,6 +216,7 @@ class Planner:
         gateway does not keep it (a native target's upstream may)."""
         strip = fallbacks is not UNSET
         openai: bytes | GatewayError | None = None  # the request in OpenAI's form, when needed
+        plain: bytes | None = None  # that form without reasoning fields, for an OpenAI-dialect target
         models = named(model, fallbacks)
         targets: Targets = []
         for param, m in models:
@@ -243,7 +244,11 @@ class Planner:
                     f"Previous response with id '{previous}' not found.", param="previous_response_id"
                 )
             elif isinstance(openai, bytes):
-                translated = target_body(target, openai, body_model=model, param=param, strip=False, force_usage=False)
+                body_of = openai
+                if not target.provider.translated:
+                    # The translation carries earlier reasoning for Anthropic and Gemini only.
+                    plain = body_of = codec.without_reasoning(openai) if plain is None else plain
+                translated = target_body(target, body_of, body_model=model, param=param, strip=False, force_usage=False)
             if native is not None:
                 native = native._replace(twin=(target, translated))
                 targets.append((native, native_body(client, body, native, model=model, strip=strip)))

@@ -494,3 +494,25 @@ def test_gemini_signed_tool_ids_are_stripped_for_other_providers(gw: Proc, up: P
     assert r.status_code == 200, r.text
     (seen,) = _seen(up)
     assert "|ts:" not in seen["body"] and "call_7" in seen["body"]
+
+
+def test_anthropic_thinking_in_history_reaches_an_openai_target_without_reasoning(gw: Proc, up: Proc) -> None:
+    # Signed thinking sent back (as Anthropic asks in a tool loop): the Chat Completions
+    # API has no input for it, so an OpenAI-dialect target gets the turn's text only.
+    history: list[Any] = [
+        {"role": "user", "content": "Think, then answer."},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Let me think.", "signature": "c2lnbmVk"},
+                {"type": "text", "text": "Done."},
+            ],
+        },
+        {"role": "user", "content": "Again?"},
+    ]
+    _clear(up)
+    with _claude(gw) as client:
+        client.messages.create(model="up/gpt-x", max_tokens=4, messages=history)
+    (seen,) = _seen(up)
+    assistant = json.loads(seen["body"])["messages"][1]
+    assert assistant == {"role": "assistant", "content": "Done."}

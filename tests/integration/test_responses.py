@@ -272,7 +272,13 @@ def test_responses_previous_response_id_with_async_says_why(gw: Proc) -> None:
 
 
 def test_responses_unknown_top_level_fields_are_ignored(gw: Proc) -> None:
-    body = {"model": "mock/gpt-m", "input": "hi", "include": ["x"], "truncation": "auto", "whatever": {"a": [1]}}
+    body = {
+        "model": "mock/gpt-m",
+        "input": "hi",
+        "include": ["web_search_call.results"],
+        "truncation": "auto",
+        "whatever": {"a": [1]},
+    }
     r = httpx.post(gw.url + "/v1/responses", json=body, timeout=10)
     assert r.status_code == 200 and r.json()["status"] == "completed"
 
@@ -302,12 +308,15 @@ def test_responses_input_tokens(gw: Proc) -> None:
 
 def test_responses_async_job_is_polled_to_a_response(gw: Proc) -> None:
     with _client(gw) as client:
+        before = int(time.time())
         raw = client.responses.with_raw_response.create(
             model="up/gpt-x", input="hi", max_output_tokens=4, extra_headers={"x-bf-async": "true"}
         )
         assert raw.status_code == 202, raw.http_response.text
         pending = raw.parse()
         assert pending.status == "queued" and pending.output == [] and pending.model == "up/gpt-x"
+        # When the job was submitted, in Unix seconds, as OpenAI's created_at.
+        assert before <= pending.created_at <= time.time()
         job = (pending.model_extra or {})["extra_fields"]["async_job"]
         assert job["id"] == pending.id
         for _ in range(POLLS):

@@ -501,3 +501,39 @@ def test_screen_repeated_key_behind_a_number_json_refuses_is_still_found() -> No
     with pytest.raises(InvalidRequest) as exc:
         codec.decode_chat(body, strict=True)
     assert exc.value.code == "duplicate_key" and exc.value.param == "model"
+
+
+# --- without_reasoning -------------------------------------------------------------------
+
+
+def test_without_reasoning_drops_the_messages_reasoning_fields() -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "a", "reasoning": "r", "reasoning_signature": "s"},
+        {"role": "assistant", "content": None, "tool_calls": [], "reasoning": "r2"},
+    ]
+    body = codec.encode({"model": "m", "messages": messages, "reasoning_effort": "low"})
+    out = json.loads(codec.without_reasoning(body))
+    assert out == {
+        "model": "m",
+        "messages": [
+            messages[0],
+            {"role": "assistant", "content": "a"},
+            {"role": "assistant", "content": None, "tool_calls": []},
+        ],
+        "reasoning_effort": "low",
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low"},
+        # The mark elsewhere: a tool parameter, a top-level field another server reads.
+        {"messages": [{"role": "user", "content": "hi"}], "tools": [{"properties": {"reasoning": {}}}]},
+        {"messages": [{"role": "user", "content": "hi"}], "reasoning": {"effort": "low"}},
+    ],
+)
+def test_without_reasoning_leaves_other_bodies_as_they_are(fields: dict[str, Any]) -> None:
+    body = codec.encode({"model": "m", **fields})
+    assert codec.without_reasoning(body) is body

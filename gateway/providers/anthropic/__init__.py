@@ -146,7 +146,7 @@ class _Inbound:
     def model(self, entry: ListedModel) -> bytes:
         return sdk.model(entry)
 
-    def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
+    def pending(self, *, job_id: str, model: str, job: bytes, created: int) -> bytes:
         return sdk.pending(job_id=job_id, model=model, job=job)
 
     def to_openai(self, body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:

@@ -16,16 +16,23 @@ input: message items           messages of the same role (user, assistant, syste
 input: function_call           assistant tool_calls (consecutive calls, and the assistant
                                  text just before them, make one assistant message)
 input: function_call_output    a tool message (its call_id must name an earlier
-                                 function_call: else 400 at input[i].call_id)
+                                 function_call: else 400 at input[i].call_id); an output
+                                 of parts: input_text -> the tool message's text parts,
+                                 input_image / input_file -> parts (as a message's) of a
+                                 user message after the tool messages
 input: reasoning               the next assistant message's reasoning (text of its
                                  reasoning_text content, else of its summary) and
                                  reasoning_signature (encrypted_content); dropped when
-                                 no assistant item follows it
+                                 no assistant item follows it, and for OpenAI-dialect
+                                 targets (``codec.without_reasoning``)
 input: item_reference, other   400 at input[i].type
 tools (function)               tools: name, description, parameters, strict
 tools (built-in: web_search,   400 at tools[i].type
   file_search, computer_use...)
-tool_choice                    auto / none / required / {type: function, name}
+tool_choice                    auto / none / required / {type: function, name};
+                                 {type: allowed_tools, mode, tools}: tools filtered to
+                                 the allowed ones (a name not in tools: 400 at
+                                 tool_choice.tools[i]), tool_choice = mode
 text.format                    text: nothing; json_object, json_schema (name, schema,
                                  strict, description) -> response_format
 text.verbosity                 verbosity
@@ -36,12 +43,17 @@ temperature, top_p, user,      the same
 stream                         stream, stream_options.include_usage
 previous_response_id,          400: stored responses are not available yet
   conversation, prompt, background (x-bf-async instead)
-metadata, store, include,      not sent upstream; metadata and store are echoed
-  truncation, other fields
+include                        message.output_text.logprobs -> logprobs (top_logprobs
+                                 -> top_logprobs); the other values of OpenAI's list send
+                                 nothing; another value: 400 at include[i]
+truncation                     auto / disabled: not sent (auto is not done); another: 400
+metadata, store, other fields  not sent upstream; metadata and store are echoed
 
 Answers: the message's reasoning (or reasoning_content) -> a reasoning item first, its
 text as one summary_text part, reasoning_signature -> encrypted_content; the message's
-text -> a message item with output_text (refusal -> a refusal part), each tool call ->
+text -> a message item with output_text (its logprobs: the choice's logprobs.content,
+bytes filled when absent; in streams on each output_text.delta too; refusal -> a
+refusal part), each tool call ->
 a function_call item; finish_reason length -> status
 incomplete (max_output_tokens), content_filter -> incomplete (content_filter), else
 completed. Usage: input_tokens = prompt_tokens (details.cached_tokens), output_tokens =
@@ -88,8 +100,8 @@ class _Inbound:
     def model(self, entry: ListedModel) -> bytes:
         return _encode(Model(id=entry.id, owned_by=entry.provider))
 
-    def pending(self, *, job_id: str, model: str, job: bytes) -> bytes:
-        return pending(job_id=job_id, model=model, job=job)
+    def pending(self, *, job_id: str, model: str, job: bytes, created: int) -> bytes:
+        return pending(job_id=job_id, model=model, job=job, created=created)
 
     def to_openai(self, body: bytes, *, model: str, stream: bool, prior: bytes | None = None) -> bytes:
         return to_chat(body, model=model, stream=stream, prior=prior)

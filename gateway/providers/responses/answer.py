@@ -10,6 +10,7 @@ from msgspec import UNSET, Raw, UnsetType
 
 from gateway.errors import UpstreamProtocolError
 from gateway.providers.responses.wire import (
+    ChatLogprobs,
     ChatMessage,
     ChatUsage,
     Completion,
@@ -27,6 +28,7 @@ from gateway.providers.responses.wire import (
     Response,
     ResponseError,
     SummaryText,
+    TokenLogprob,
     Usage,
 )
 
@@ -124,7 +126,21 @@ def status(finish_reason: str | None) -> tuple[str, str | None]:
     return ("incomplete", reason) if reason else ("completed", None)
 
 
-def _message(msg: ChatMessage, item_status: str) -> MessageItem | None:
+def logprobs(chat: ChatLogprobs | None) -> list[TokenLogprob]:
+    """A chat choice's ``logprobs.content`` as the Responses API's logprobs: the same
+    entries, ``bytes`` filled where the provider sent none (a list is required there)."""
+    if chat is None or not chat.content:
+        return []
+    for lp in chat.content:
+        if lp.bytes is None:
+            lp.bytes = list(lp.token.encode())
+        for top in lp.top_logprobs:
+            if top.bytes is None:
+                top.bytes = list(top.token.encode())
+    return chat.content
+
+
+def _message(msg: ChatMessage, item_status: str, chat_logprobs: ChatLogprobs | None) -> MessageItem | None:
     content = msg.content
     parts: list[OutputText | Refusal] = []
     if isinstance(content, list):
@@ -133,7 +149,7 @@ def _message(msg: ChatMessage, item_status: str) -> MessageItem | None:
     else:
         text, refusal = content or "", msg.refusal
     if text:
-        parts.append(OutputText(text=text))
+        parts.append(OutputText(text=text, logprobs=logprobs(chat_logprobs)))
     if refusal:
         parts.append(Refusal(refusal=refusal))
     if not parts:
@@ -164,7 +180,7 @@ def from_chat(data: bytes, *, request: bytes) -> bytes:
         raise UpstreamProtocolError("OpenAI chat.completion has no choices[0].message")
     state, reason = status(choice.finish_reason)
     output: list[OutputItem] = []
-    text = _message(msg, "incomplete" if reason else "completed")
+    text = _message(msg, "incomplete" if reason else "completed", choice.logprobs)
     thought = msg.reasoning or msg.reasoning_content
     if thought or msg.reasoning_signature:
         # Cut short while still reasoning (nothing after it): the reasoning is what was cut.
@@ -209,9 +225,10 @@ def output_items(response_body: bytes) -> bytes:
     return bytes(_output.decode(response_body).output)
 
 
-def pending(*, job_id: str, model: str, job: bytes) -> bytes:
-    """An unfinished async job as a queued Response, which the SDK parses."""
+def pending(*, job_id: str, model: str, job: bytes, created: int) -> bytes:
+    """An unfinished async job as a queued Response, which the SDK parses; ``created``:
+    when it was submitted (Unix seconds)."""
     out = response(
-        Echo(model=model), id=job_id, created=0, status="queued", output=[], extra=Raw(b'{"async_job":%s}' % job)
+        Echo(model=model), id=job_id, created=created, status="queued", output=[], extra=Raw(b'{"async_job":%s}' % job)
     )
     return _encode(out)

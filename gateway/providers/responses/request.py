@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET
 
 from gateway import codec, screen
-from gateway.errors import InvalidRequest
 from gateway.providers.dialect import InboundHead
-from gateway.providers.responses.wire import Head, Item, Items, Part, ResponsesRequest, TextConfig, ToolDef
+from gateway.providers.responses import options
+from gateway.providers.responses.options import Message, bad, need
+from gateway.providers.responses.wire import Head, Item, Items, Part, ResponsesRequest
 
 _encode = msgspec.json.Encoder().encode
 _request = msgspec.json.Decoder(ResponsesRequest)
@@ -19,17 +20,12 @@ _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 # What the head reads must not repeat (codec.decode_request).
 _KEYS = screen.Keys(Head.__struct_fields__)
 _ROLES = ("user", "assistant", "system", "developer")
-Message = dict[str, object]
-
-
-def _bad(param: str, message: str, code: str = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code=code)
 
 
 def head(body: bytes, *, strict: bool) -> InboundHead:
     h = codec.decode_request(_head, body, keys=_KEYS if strict else None)
     if not isinstance(h.model, str) or not h.model:
-        raise _bad("model", "Field required")
+        raise bad("model", "Field required")
     return InboundHead(
         model=h.model,
         stream=bool(h.stream),
@@ -41,16 +37,10 @@ def head(body: bytes, *, strict: bool) -> InboundHead:
     )
 
 
-def _need(value: str | UnsetType | None, param: str) -> str:
-    if not isinstance(value, str):
-        raise _bad(param, "Field required")
-    return value
-
-
 def _text(part: Part, param: str) -> str:
     if part.type == "refusal":
-        return _need(part.refusal, f"{param}.refusal")
-    return _need(part.text, f"{param}.text")
+        return need(part.refusal, f"{param}.refusal")
+    return need(part.text, f"{param}.text")
 
 
 def _part(part: Part, param: str) -> Message:
@@ -67,7 +57,7 @@ def _part(part: Part, param: str) -> Message:
         if isinstance(part.file_id, str):
             # Only an OpenAI-dialect target reads a file id: the others' translations refuse it.
             return {"type": "file", "file": {"file_id": part.file_id}}
-        raise _bad(f"{param}.image_url", "an input_image needs image_url (a URL or a data URL) or file_id")
+        raise bad(f"{param}.image_url", "an input_image needs image_url (a URL or a data URL) or file_id")
     if kind == "input_file":
         if isinstance(part.file_data, str):
             file: Message = {"file_data": part.file_data}
@@ -77,13 +67,13 @@ def _part(part: Part, param: str) -> Message:
         if isinstance(part.file_id, str):
             return {"type": "file", "file": {"file_id": part.file_id}}
         if isinstance(part.file_url, str):
-            raise _bad(
+            raise bad(
                 f"{param}.file_url",
                 "files by URL are not fetched by this gateway; send the file inline as file_data (a base64 data URL)",
                 "unsupported_parameter",
             )
-        raise _bad(f"{param}.file_data", "an input_file needs file_data (a base64 data URL) or file_id")
-    raise _bad(
+        raise bad(f"{param}.file_data", "an input_file needs file_data (a base64 data URL) or file_id")
+    raise bad(
         f"{param}.type", f"content part type {kind!r} is not supported; use input_text, input_image or input_file"
     )
 
@@ -91,17 +81,17 @@ def _part(part: Part, param: str) -> Message:
 def _message(item: Item, param: str, out: list[Message]) -> None:
     role = item.role
     if role not in _ROLES:
-        raise _bad(f"{param}.role", "must be one of 'user', 'assistant', 'system', 'developer'")
+        raise bad(f"{param}.role", "must be one of 'user', 'assistant', 'system', 'developer'")
     content = item.content
     if content is UNSET:
-        raise _bad(f"{param}.content", "Field required")
+        raise bad(f"{param}.content", "Field required")
     if isinstance(content, list):
         parts = [_part(p, f"{param}.content[{j}]") for j, p in enumerate(content)]
         if role != "user":
             # Only user turns take images and files; the others are text.
             for j, p in enumerate(parts):
                 if p["type"] != "text":
-                    raise _bad(f"{param}.content[{j}].type", f"a {role} message holds text parts only")
+                    raise bad(f"{param}.content[{j}].type", f"a {role} message holds text parts only")
             out.append({"role": role, "content": "".join(str(p["text"]) for p in parts)})
             return
         out.append({"role": role, "content": parts})
@@ -113,13 +103,13 @@ def _function_call(item: Item, param: str, out: list[Message], calls: set[str], 
     """An assistant tool call: consecutive ones (and the text just before them) make one
     assistant turn, as chat answers hold them; ``join`` false (reasoning came between):
     a turn of its own."""
-    call_id = _need(item.call_id, f"{param}.call_id")
+    call_id = need(item.call_id, f"{param}.call_id")
     call = {
         "id": call_id,
         "type": "function",
         "function": {
-            "name": _need(item.name, f"{param}.name"),
-            "arguments": _need(item.arguments, f"{param}.arguments"),
+            "name": need(item.name, f"{param}.name"),
+            "arguments": need(item.arguments, f"{param}.arguments"),
         },
     }
     calls.add(call_id)
@@ -132,25 +122,28 @@ def _function_call(item: Item, param: str, out: list[Message], calls: set[str], 
     out.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
-def _function_output(item: Item, param: str, out: list[Message], calls: set[str]) -> None:
-    call_id = _need(item.call_id, f"{param}.call_id")
+def _function_output(item: Item, param: str, out: list[Message], calls: set[str], media: list[Message]) -> None:
+    """A tool message; its output's image and file parts, which a chat tool message
+    cannot hold, go to ``media``: a user message after the tool messages (``_items``)."""
+    call_id = need(item.call_id, f"{param}.call_id")
     if call_id not in calls:
-        raise _bad(
+        raise bad(
             f"{param}.call_id",
             f"no function_call with call_id {call_id!r} comes before this function_call_output in the input",
         )
     output = item.output
     if output is UNSET:
-        raise _bad(f"{param}.output", "Field required")
+        raise bad(f"{param}.output", "Field required")
     content: str | list[Message]
     if isinstance(output, str):
         content = output
     else:
         content = []
         for j, p in enumerate(output):
-            if p.type != "input_text":
-                raise _bad(f"{param}.output[{j}].type", "a function_call_output holds input_text parts only here")
-            content.append({"type": "text", "text": _need(p.text, f"{param}.output[{j}].text")})
+            part = _part(p, f"{param}.output[{j}]")
+            (content if part["type"] == "text" else media).append(part)
+        if not content:  # images or files only: they follow in the user message
+            content = ""
     out.append({"role": "tool", "tool_call_id": call_id, "content": content})
 
 
@@ -160,12 +153,12 @@ def _reasoning(item: Item, param: str, before: Message | None) -> Message | None
     the reasoning item just before it, if any. None: it holds nothing."""
     content = item.content
     if isinstance(content, list) and content:
-        texts = [_need(p.text, f"{param}.content[{j}].text") for j, p in enumerate(content)]
+        texts = [need(p.text, f"{param}.content[{j}].text") for j, p in enumerate(content)]
     elif isinstance(content, str) and content:
         texts = [content]
     else:
         summary = item.summary if item.summary is not UNSET else []
-        texts = [_need(p.text, f"{param}.summary[{j}].text") for j, p in enumerate(summary)]
+        texts = [need(p.text, f"{param}.summary[{j}].text") for j, p in enumerate(summary)]
     text = "\n\n".join(t for t in texts if t)
     signature = item.encrypted_content if isinstance(item.encrypted_content, str) else None
     if before is not None:
@@ -185,9 +178,13 @@ def _items(items: list[Item], out: list[Message], calls: set[str], *, where: str
     assistant turn that follows it (its thinking, for a target that replays it), and
     is dropped when another kind of item follows."""
     reasoning: Message | None = None
+    media: list[Message] = []  # function outputs' images and files, after their tool messages
     for i, item in enumerate(items):
         param = f"{where}[{i}]"
         kind = item.type
+        if media and kind != "function_call_output":
+            out.append({"role": "user", "content": media})
+            media = []
         if kind == "reasoning":
             reasoning = _reasoning(item, param, reasoning)
             continue
@@ -196,11 +193,11 @@ def _items(items: list[Item], out: list[Message], calls: set[str], *, where: str
         elif kind == "function_call":
             _function_call(item, param, out, calls, join=reasoning is None)
         elif kind == "function_call_output":
-            _function_output(item, param, out, calls)
+            _function_output(item, param, out, calls, media)
         elif kind == "item_reference":
-            raise _bad(f"{param}.type", "item references need stored responses, which this gateway does not keep yet")
+            raise bad(f"{param}.type", "item references need stored responses, which this gateway does not keep yet")
         else:
-            raise _bad(
+            raise bad(
                 f"{param}.type",
                 f"input item type {kind!r} is not supported; use message, function_call, function_call_output "
                 "or reasoning",
@@ -209,62 +206,8 @@ def _items(items: list[Item], out: list[Message], calls: set[str], *, where: str
             if out[-1]["role"] == "assistant":
                 out[-1].update(reasoning)
             reasoning = None
-
-
-def _tools(tools: list[ToolDef]) -> list[Message]:
-    out: list[Message] = []
-    for i, tool in enumerate(tools):
-        if tool.type != "function":
-            raise _bad(
-                f"tools[{i}].type",
-                f"built-in tool {tool.type!r} is not available through this gateway; declare a function tool instead",
-                "unsupported_parameter",
-            )
-        fn: Message = {"name": _need(tool.name, f"tools[{i}].name")}
-        if isinstance(tool.description, str):
-            fn["description"] = tool.description
-        if tool.parameters is not UNSET and bytes(tool.parameters) != b"null":
-            fn["parameters"] = tool.parameters
-        if isinstance(tool.strict, bool):
-            fn["strict"] = tool.strict
-        out.append({"type": "function", "function": fn})
-    return out
-
-
-def _tool_choice(req: ResponsesRequest, fields: Message) -> None:
-    choice = req.tool_choice
-    if choice is UNSET or choice is None:
-        return
-    if isinstance(choice, str):
-        if choice not in ("auto", "none", "required"):
-            raise _bad("tool_choice", "must be 'auto', 'none', 'required' or a function")
-        fields["tool_choice"] = choice
-    elif choice.type == "function":
-        fields["tool_choice"] = {"type": "function", "function": {"name": _need(choice.name, "tool_choice.name")}}
-    else:
-        raise _bad("tool_choice.type", f"tool_choice type {choice.type!r} is not supported; use 'function'")
-
-
-def _text_format(text: TextConfig, fields: Message) -> None:
-    fmt = text.format
-    if isinstance(text.verbosity, str):
-        fields["verbosity"] = text.verbosity
-    if fmt is UNSET or fmt is None or fmt.type == "text":
-        return
-    if fmt.type == "json_object":
-        fields["response_format"] = {"type": "json_object"}
-    elif fmt.type == "json_schema":
-        schema: Message = {"name": _need(fmt.name, "text.format.name")}
-        if fmt.schema is UNSET:
-            raise _bad("text.format.schema", "Field required")
-        schema["schema"] = fmt.schema
-        if isinstance(fmt.description, str):
-            schema["description"] = fmt.description
-        if isinstance(fmt.strict, bool):
-            schema["strict"] = fmt.strict
-        fields["response_format"] = {"type": "json_schema", "json_schema": schema}
-    else:
-        raise _bad("text.format.type", "must be 'text', 'json_object' or 'json_schema'")
+    if media:
+        out.append({"role": "user", "content": media})
 
 
 def _refuse_state(req: ResponsesRequest) -> None:
@@ -273,7 +216,7 @@ def _refuse_state(req: ResponsesRequest) -> None:
     # came another way: an async job (x-bf-async), a token count (input_tokens), or a
     # translated fallback of a target that continues its upstream's own stored responses.
     if isinstance(req.previous_response_id, str):
-        raise _bad(
+        raise bad(
             "previous_response_id",
             "previous_response_id cannot be used with x-bf-async, on input_tokens, or by a translated fallback "
             "of a model whose provider stores the responses itself; send the earlier input and output items in "
@@ -283,11 +226,11 @@ def _refuse_state(req: ResponsesRequest) -> None:
     for name in ("conversation", "prompt"):
         value = getattr(req, name)
         if value is not UNSET and bytes(value) != b"null":
-            raise _bad(
+            raise bad(
                 name, "stored conversations and prompts are not available on this gateway", "unsupported_parameter"
             )
     if req.background:
-        raise _bad(
+        raise bad(
             "background",
             "background responses are not available; send the request with the header x-bf-async: true "
             "and poll it with x-bf-async-id",
@@ -318,7 +261,7 @@ def to_chat(body: bytes, *, model: str, stream: bool, prior: bytes | None = None
     elif given is not UNSET:
         _items(given, messages, calls, where="input")
     if not any(m["role"] != "system" for m in messages):
-        raise _bad("input", "Field required: a text or at least one input item")
+        raise bad("input", "Field required: a text or at least one input item")
     fields: Message = {"model": model, "messages": messages}
     if stream:
         fields["stream"] = True
@@ -331,11 +274,11 @@ def to_chat(body: bytes, *, model: str, stream: bool, prior: bytes | None = None
             fields[name] = value
     if req.service_tier not in (UNSET, None, "auto", "default"):
         fields["service_tier"] = req.service_tier
-    if req.tools:
-        fields["tools"] = _tools(req.tools)
-    _tool_choice(req, fields)
+    options.tools(req, fields)
     if req.text is not UNSET and req.text is not None:
-        _text_format(req.text, fields)
+        options.text_format(req.text, fields)
+    options.include(req, fields)
+    options.truncation(req)
     if req.reasoning is not UNSET and req.reasoning is not None and isinstance(req.reasoning.effort, str):
         fields["reasoning_effort"] = req.reasoning.effort
     return _encode(fields)
@@ -345,7 +288,7 @@ def _items_of(data: bytes) -> list[Item]:
     try:
         return _item_list.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise _bad("previous_response_id", f"the stored conversation is not a list of items: {e}") from None
+        raise bad("previous_response_id", f"the stored conversation is not a list of items: {e}") from None
 
 
 def input_items(body: bytes) -> bytes:

@@ -23,6 +23,7 @@ from gateway.errors import UpstreamProtocolError
 from gateway.providers.responses import answer as _answer
 from gateway.providers.responses.wire import (
     ChatError,
+    ChatLogprobs,
     ChatMessage,
     ChatToolCall,
     ChatUsage,
@@ -33,6 +34,7 @@ from gateway.providers.responses.wire import (
     OutputText,
     Refusal,
     ResponseError,
+    TokenLogprob,
 )
 
 _encode = msgspec.json.Encoder().encode
@@ -49,12 +51,13 @@ _CODES = {"rate_limit_error": "rate_limit_exceeded", "invalid_request_error": "i
 class _Text:
     """The message item being streamed."""
 
-    __slots__ = ("id", "index", "parts")
+    __slots__ = ("id", "index", "logprobs", "parts")
 
     def __init__(self, index: int) -> None:
         self.id = _answer.new_id("msg_")
         self.index = index
         self.parts: list[str] = []
+        self.logprobs: list[TokenLogprob] = []  # the deltas', when the chunks carried them
 
 
 class _Reasoning:
@@ -176,7 +179,7 @@ class ResponsesStream:
                 continue
             for choice in chunk.choices[:1]:
                 if choice.delta is not UNSET:
-                    self._delta(choice.delta, out)
+                    self._delta(choice.delta, choice.logprobs, out)
                 if choice.finish_reason:
                     self._finish = choice.finish_reason
                     self._close_all(out)
@@ -192,7 +195,7 @@ class ResponsesStream:
         self._lifecycle(b"response.created", "in_progress", out)
         self._lifecycle(b"response.in_progress", "in_progress", out)
 
-    def _delta(self, delta: ChatMessage, out: list[bytes]) -> None:
+    def _delta(self, delta: ChatMessage, logprobs: ChatLogprobs | None, out: list[bytes]) -> None:
         thought = delta.reasoning or delta.reasoning_content
         if thought:
             self._reasoning_delta(thought, out)
@@ -200,7 +203,7 @@ class ResponsesStream:
             self._open_reasoning(out).signature.append(delta.reasoning_signature)
         text = delta.content if isinstance(delta.content, str) else None
         if text:
-            self._text_delta(text, out)
+            self._text_delta(text, logprobs, out)
         if delta.refusal:
             self._open_text(out)
             self._refusal.append(delta.refusal)
@@ -256,13 +259,19 @@ class ResponsesStream:
             self._event(b"response.output_item.added", b'"output_index":%d,"item":%s' % (text.index, item), out)
         return text
 
-    def _text_delta(self, delta: str, out: list[bytes]) -> None:
+    def _text_delta(self, delta: str, chat_logprobs: ChatLogprobs | None, out: list[bytes]) -> None:
         text = self._open_text(out)
         where = b'"item_id":"%s","output_index":%d,"content_index":0' % (text.id.encode(), text.index)
         if not text.parts:
             self._event(b"response.content_part.added", where + b',"part":' + _EMPTY_TEXT, out)
         text.parts.append(delta)
-        self._event(b"response.output_text.delta", where + b',"delta":%s,"logprobs":[]' % _encode(delta), out)
+        if chat_logprobs is None:
+            self._event(b"response.output_text.delta", where + b',"delta":%s,"logprobs":[]' % _encode(delta), out)
+            return
+        logprobs = _answer.logprobs(chat_logprobs)
+        text.logprobs += logprobs
+        body = b',"delta":%s,"logprobs":%s' % (_encode(delta), _encode(logprobs))
+        self._event(b"response.output_text.delta", where + body, out)
 
     def _call_delta(self, call: ChatToolCall, position: int, out: list[bytes]) -> None:
         key = call.index if call.index is not UNSET else position
@@ -309,8 +318,9 @@ class ResponsesStream:
         if text.parts:
             whole = "".join(text.parts)
             where = b'"item_id":"%s","output_index":%d,"content_index":0' % (text.id.encode(), text.index)
-            self._event(b"response.output_text.done", where + b',"text":%s,"logprobs":[]' % _encode(whole), out)
-            part = OutputText(text=whole)
+            part = OutputText(text=whole, logprobs=text.logprobs)
+            done = b',"text":%s,"logprobs":%s' % (_encode(whole), _encode(text.logprobs))
+            self._event(b"response.output_text.done", where + done, out)
             self._event(b"response.content_part.done", where + b',"part":' + _encode(part), out)
             parts.append(part)
         if self._refusal:

@@ -14,6 +14,8 @@ from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 MAX_ITEMS = 4096
 MAX_PARTS = 512
 MAX_TOOLS = 128
+# OpenAI has eight include values; a longer list only repeats them.
+MAX_INCLUDE = 64
 
 # --- the request --------------------------------------------------------------------
 
@@ -59,9 +61,18 @@ class ToolDef(Struct, kw_only=True):
     strict: bool | UnsetType | None = UNSET
 
 
-class NamedChoice(Struct, kw_only=True):
+class AllowedTool(Struct, kw_only=True):
     type: str
     name: str | UnsetType = UNSET
+
+
+class NamedChoice(Struct, kw_only=True):
+    """A function by ``name``, or ``allowed_tools`` (``mode`` and ``tools``)."""
+
+    type: str
+    name: str | UnsetType = UNSET
+    mode: str | UnsetType = UNSET
+    tools: Annotated[list[AllowedTool], Meta(max_length=MAX_TOOLS)] | UnsetType = UNSET
 
 
 class Format(Struct, kw_only=True):
@@ -99,6 +110,9 @@ class ResponsesRequest(Struct, kw_only=True):
     safety_identifier: str | UnsetType | None = UNSET
     prompt_cache_key: str | UnsetType | None = UNSET
     service_tier: str | UnsetType | None = UNSET
+    include: Annotated[list[str], Meta(max_length=MAX_INCLUDE)] | UnsetType | None = UNSET
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | UnsetType | None = UNSET
+    truncation: str | UnsetType | None = UNSET
     stream: bool | None = None
     previous_response_id: str | UnsetType | None = UNSET
     conversation: Raw | UnsetType = UNSET
@@ -165,9 +179,30 @@ class ChatMessage(Struct, kw_only=True):
     reasoning_signature: str | None = None  # Anthropic's thinking signature
 
 
+class TopLogprob(Struct, kw_only=True):
+    token: str
+    bytes: list[int] | None = None
+    logprob: float
+
+
+class TokenLogprob(Struct, kw_only=True):
+    """A chat answer's token log probability; with ``bytes`` filled (``answer.logprobs``)
+    it is the Responses API's ``Logprob``, fields in OpenAI's order."""
+
+    token: str
+    bytes: list[int] | None = None
+    logprob: float
+    top_logprobs: list[TopLogprob] = []
+
+
+class ChatLogprobs(Struct, kw_only=True):
+    content: list[TokenLogprob] | None = None
+
+
 class ChatChoice(Struct, kw_only=True):
     message: ChatMessage | UnsetType = UNSET
     delta: ChatMessage | UnsetType = UNSET
+    logprobs: ChatLogprobs | None = None
     finish_reason: str | None = None
 
 
@@ -212,7 +247,7 @@ class Completion(Struct, kw_only=True):
 class OutputText(Struct, kw_only=True, tag_field="type", tag="output_text"):
     text: str
     annotations: list[Raw] = []
-    logprobs: list[Raw] = []
+    logprobs: list[TokenLogprob] = []
 
 
 class Refusal(Struct, kw_only=True, tag_field="type", tag="refusal"):

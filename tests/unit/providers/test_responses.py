@@ -315,9 +315,10 @@ def test_responses_answer_unreadable_is_an_upstream_error() -> None:
 
 
 def test_responses_pending_job_is_a_queued_response() -> None:
-    data = json.loads(answer.pending(job_id="job-1", model="m", job=b'{"id":"job-1","status":"pending"}'))
+    job = b'{"id":"job-1","status":"pending"}'
+    data = json.loads(answer.pending(job_id="job-1", model="m", job=job, created=1700000000))
     r = Response.model_validate(data)
-    assert (r.id, r.status, r.output, r.model) == ("job-1", "queued", [], "m")
+    assert (r.id, r.status, r.output, r.model, r.created_at) == ("job-1", "queued", [], "m", 1700000000)
     assert data["extra_fields"] == {"async_job": {"id": "job-1", "status": "pending"}}
 
 

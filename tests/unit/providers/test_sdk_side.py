@@ -79,7 +79,9 @@ def test_model_lists_in_each_shape() -> None:
 
 @pytest.mark.parametrize("side", [A, G])
 def test_pending_job_carries_the_job(side: Inbound) -> None:
-    out = json.loads(side.pending(job_id="job-1", model="m", job=b'{"id":"job-1","status":"pending"}'))
+    out = json.loads(
+        side.pending(job_id="job-1", model="m", job=b'{"id":"job-1","status":"pending"}', created=1700000000)
+    )
     assert out["extra_fields"] == {"async_job": {"id": "job-1", "status": "pending"}}
     if side is A:
         assert out["id"] == "job-1" and out["content"] == [] and out["type"] == "message"
