@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import Proc, metric, serve_config
 from tests.integration.test_bad_input import access_line
 from tests.integration.test_responses_native import KEY, client, gw, up  # noqa: F401 (fixtures, named by the tests)
+from tests.integration.test_responses_stored import check_inherited_turns
 
 ROUTE = "/v1/responses/"
 
@@ -95,3 +96,9 @@ def test_responses_native_read_refused_key_cools_down(two_keys: Proc, up: Proc) 
         assert c.responses.retrieve(r.id).id == r.id
     assert metric(two_keys, "gateway_requests_total", route=ROUTE, provider="up", model="gpt-x", status="401") == 1
     assert metric(two_keys, "gateway_requests_total", route=ROUTE, provider="up", model="gpt-x", status="200") == 1
+
+
+def test_responses_native_input_items_include_the_inherited_turns(client: openai.OpenAI) -> None:  # noqa: F811
+    # gateway mock keeps its responses as OpenAI does: the listing, read through the
+    # gateway, is the upstream's.
+    check_inherited_turns(client, "up/gpt-x")
