@@ -41,8 +41,6 @@ SSE_HEADERS = {
 }
 
 
-
-
 def is_event_stream(content_type: str | None) -> bool:
     """Whether a reply may be relayed as a stream: it declares ``text/event-stream`` (with
     any parameters), or declares nothing and the framer judges its bytes."""
