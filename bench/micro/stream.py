@@ -56,7 +56,7 @@ def openai_stream() -> list[bytes]:
 FRAMES = openai_stream()
 TOKENIZERS = Tokenizers()
 FINISH = Finisher(
-    extra=lambda i, est: b'{"request_type":"chat_completion_stream","provider":"openai","chunk_index":%d}' % i,
+    extra=lambda i, est, last: b'{"request_type":"chat_completion_stream","provider":"openai","chunk_index":%d}' % i,
     cost=lambda u: b'{"input_tokens_cost":1e-05,"output_tokens_cost":2e-05,"total_cost":3e-05}',
     counted=lambda n: Usage(prompt_tokens=19, completion_tokens=n, total_tokens=19 + n),
 )
@@ -154,7 +154,7 @@ def native_responses() -> None:
     )
     sink = []
     write = sink.append
-    watch = NativeWatch(call, target)
+    watch = NativeWatch(call, target, b"")
     feed, region_of = Framer().feed, watch.region
     for chunk in EVENTS:
         region = feed(chunk)

@@ -216,11 +216,8 @@ class Call:
         the client's own key). Not a coroutine: the caller awaits the provider's own."""
         options = self.options
         timeouts = options.timeouts
-        if timeouts is not None and timeouts.request_s:
-            # The client's x-bf-request-timeout is a deadline from the request's arrival:
-            # an attempt after a retry, a fallback or a queue gets what is left of it.
-            left = self.t0 + timeouts.request_s - time.perf_counter()
-            timeouts = Timeouts(max(left, MIN_ATTEMPT_S), timeouts.stream_idle_s)
+        if timeouts is not None:
+            timeouts = self.timeouts_left()
         endpoint = self.endpoint
         if target.native:  # the Responses API's own: a token count, or the request
             endpoint = "responses_input_tokens" if endpoint == "count_tokens" else "responses"
@@ -234,6 +231,16 @@ class Call:
             extra=options.extra_headers,
             secret=options.direct_key,
         )
+
+    def timeouts_left(self) -> Timeouts | None:
+        """The client's timeouts for an attempt starting now. Its x-bf-request-timeout is
+        a deadline from the request's arrival: an attempt after a retry, a fallback or a
+        queue gets what is left of it."""
+        timeouts = self.options.timeouts
+        if timeouts is not None and timeouts.request_s:
+            left = self.t0 + timeouts.request_s - time.perf_counter()
+            timeouts = Timeouts(max(left, MIN_ATTEMPT_S), timeouts.stream_idle_s)
+        return timeouts
 
     def passthrough(self, target: Target) -> bool:
         """The client and the target speak the same dialect: bytes pass untranslated."""

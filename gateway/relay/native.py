@@ -8,7 +8,10 @@ or event stream comes back as the upstream's bytes, with two splices:
   ``output_tokens_details.reasoning_tokens``), accounted as a chat answer's (ledger,
   metrics, the caller's budgets);
 - the gateway's ``extra_fields``, on the Response (unary) or on the response of the
-  stream's terminal event (``response.completed``, ``.incomplete``, ``.failed``).
+  stream's terminal event (``response.completed``, ``.incomplete``, ``.failed``); with
+  x-bf-send-back-raw-request/-response, ``raw_request`` (the body sent upstream) and
+  ``raw_response`` (the upstream's Response as received: the whole answer, or the
+  terminal event's ``response``).
 
 Nothing else is decoded or re-encoded. A stream is watched per read by a frame count
 (for the ``sequence_number`` of an error event of the gateway's) and three byte searches
@@ -162,12 +165,13 @@ def answer(call: Call, target: Target, body: bytes, data: bytes) -> bytes:
 
 class _Watch:
     """What a native stream's relay learns: its terminal event, and the last region
-    relayed (where an error event of ours finds the next sequence_number)."""
+    relayed (where an error event of ours finds the next sequence_number). ``body``: the
+    request sent upstream (echoed with x-bf-send-back-raw-request)."""
 
-    __slots__ = ("call", "cost", "done", "estimated", "final", "last", "target")
+    __slots__ = ("body", "call", "cost", "done", "estimated", "final", "last", "target")
 
-    def __init__(self, call: Call, target: Target) -> None:
-        self.call, self.target = call, target
+    def __init__(self, call: Call, target: Target, body: bytes) -> None:
+        self.call, self.target, self.body = call, target, body
         self.done = False
         self.last = b""
         self.cost: bytes | None = None
@@ -202,7 +206,15 @@ class _Watch:
         head = _head(response, target.provider.name)
         usage_raw = _usage_of(head)
         self.cost, self.estimated = _account(call, target, usage_raw)
-        extra = encode(call.extra_fields(target, estimated=self.estimated))
+        options = call.options  # read once a stream, at its terminal event
+        extra = encode(
+            call.extra_fields(
+                target,
+                estimated=self.estimated,
+                raw_request=self.body if options.raw_request else None,
+                raw_response=response if options.raw_response else None,
+            )
+        )
         has_extra = head.extra_fields is not UNSET
         enriched = self.final = _enrich(response, usage_raw=usage_raw, cost=self.cost, extra=extra, has_extra=has_extra)
         at = data.rfind(response)
@@ -241,14 +253,15 @@ async def stream(
 ) -> web.StreamResponse:
     """Relays the upstream's Responses event stream (its first read ``first``) as it
     comes; ``headers``: the stream's own, before the provider's."""
-    target = call.targets[index][0]
+    target, body = call.targets[index]
+    assert isinstance(body, bytes)  # a target that refused the request was never sent
     provider = target.provider
     scrub, secret = provider.scrub, call.options.direct_key
     relayed = scrub.headers(reply.headers, secret=secret) if reply.headers else []
     out_headers = dict(headers)
     out_headers.update(answer_headers(provider.name, index, relayed))
     resp = web.StreamResponse(headers=out_headers)
-    watch = _Watch(call, target)
+    watch = _Watch(call, target, body)
     feed, region_of = Framer().feed, watch.region
     outcome = "client_gone"
     try:

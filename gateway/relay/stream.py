@@ -135,11 +135,22 @@ class _Pricer:
         return self._cost
 
 
-def _finisher(call: Call, target: Target, *, counting: bool, price: _Pricer) -> Finisher:
+def _finisher(call: Call, target: Target, body: bytes, *, counting: bool, price: _Pricer) -> Finisher:
     ledger = call.ledger
+    options = call.options  # read once a stream
+    raw_request = body if options.raw_request else None
+    raw_response = options.raw_response
 
-    def extra(chunk_index: int, estimated: bool) -> bytes:
-        return encode(call.extra_fields(target, chunk_index=chunk_index, estimated=estimated))
+    def extra(chunk_index: int, estimated: bool, last: bytes) -> bytes:
+        return encode(
+            call.extra_fields(
+                target,
+                chunk_index=chunk_index,
+                estimated=estimated,
+                raw_request=raw_request,
+                raw_response=last if raw_response and last else None,
+            )
+        )
 
     def cost(usage: Usage) -> bytes | None:
         return ledger.encode_cost(price(usage))
@@ -193,7 +204,8 @@ async def stream(call: Call, request: web.BaseRequest) -> web.StreamResponse:
 
 async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: int) -> web.StreamResponse:
     reply, chunks = opened.reply, opened.chunks
-    target = call.targets[index][0]
+    target, body = call.targets[index]
+    assert isinstance(body, bytes)  # a target that refused the request was never sent
     if target.native:  # a Responses API event stream, relayed as is
         return await native.stream(
             call, request, reply=reply, chunks=chunks, first=opened.first, index=index, headers=SSE_HEADERS
@@ -204,7 +216,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         else None
     )
     price = _Pricer(call, target)
-    finisher = _finisher(call, target, counting=counter is not None, price=price)
+    finisher = _finisher(call, target, body, counting=counter is not None, price=price)
     scrub, secret = target.provider.scrub, call.options.direct_key
 
     def redact(frames: bytes) -> bytes:

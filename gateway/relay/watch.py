@@ -182,11 +182,13 @@ class Finisher:
     def __init__(
         self,
         *,
-        extra: Callable[[int, bool], bytes],
+        extra: Callable[[int, bool, bytes], bytes],
         cost: Callable[[Usage], bytes | None],
         counted: Callable[[int], Usage],
     ) -> None:
-        self.extra = extra  # (chunk_index, usage_estimated) -> encoded extra_fields
+        # (chunk_index, usage_estimated, the upstream's last usage or finish chunk's data
+        # as it came: x-bf-send-back-raw-response) -> encoded extra_fields
+        self.extra = extra
         self.cost = cost  # usage -> encoded cost, None when the model is unpriced
         self.counted = counted  # completion tokens -> usage with the prompt counted
 
@@ -204,6 +206,7 @@ class StreamWatch:
         "_usage_sent",
         "error",
         "frames",
+        "last_data",
         "usage",
         "usage_raw",
     )
@@ -229,6 +232,9 @@ class StreamWatch:
         self.frames = 0  # data frames the upstream sent
         self.usage: Usage | None = None
         self.usage_raw: bytes = b""
+        # The data of the last usage or finish chunk the upstream sent, as it came (a
+        # reference, set once or twice a stream): the final chunk's raw_response.
+        self.last_data = b""
         # Set when a region held bytes that are not SSE; raised after what came before is sent.
         self.error: UpstreamProtocolError | None = None
 
@@ -299,6 +305,7 @@ class StreamWatch:
         if self._counter is not None:
             self._count(data)
         if has_usage(data):
+            self.last_data = data
             try:
                 chunk = _usage_chunk(data)
                 if chunk.usage is not UNSET:
@@ -320,6 +327,7 @@ class StreamWatch:
                 return out
             self._usage_sent = True  # passes as it came
         elif is_finish(data):
+            self.last_data = data
             out = self._release()
             self._held, self._held_usage = frame, False
             return out
@@ -374,7 +382,7 @@ class StreamWatch:
                 cost = fin.cost(usage)
                 if cost is not None:
                     held = add_cost(held, self.usage_raw, cost)
-            return splice_object(held, b"extra_fields", fin.extra(self._sent, estimated))
+            return splice_object(held, b"extra_fields", fin.extra(self._sent, estimated, self.last_data))
         if self._usage_sent:
             return b""
         cost = fin.cost(usage)
@@ -382,7 +390,7 @@ class StreamWatch:
         u = encode_counted(usage, cost) if self.usage is None else with_cost(self.usage_raw, cost)
         if held is not None and not self._client_usage:
             # Usage the client did not ask for goes on the finish chunk.
-            return with_usage(held, u, fin.extra(self._sent, estimated))
+            return with_usage(held, u, fin.extra(self._sent, estimated, self.last_data))
         # The client asked for a usage chunk the upstream did not send, or no finish
         # chunk is held to carry it: a usage chunk of the gateway's, after the finish.
         head = _chunk_head(data_of(held) or b"{}") if held is not None else _ChunkHead()
@@ -396,7 +404,7 @@ class StreamWatch:
             head.created,
             _encode(head.model),
             usage,
-            self._finish.extra(self._sent, estimated),
+            self._finish.extra(self._sent, estimated, self.last_data),
         )
 
     def flush_held(self) -> bytes:

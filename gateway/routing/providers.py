@@ -105,7 +105,16 @@ class Send(Protocol):
 
 
 class Resource(Protocol):
-    def __call__(self, method: str, path: str, *, key: int) -> Awaitable[Reply]: ...
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: int,
+        extra: tuple[tuple[str, str], ...] = (),
+        timeouts: Timeouts | None = None,
+        secret: str | None = None,
+    ) -> Awaitable[Reply]: ...
 
 
 class Provider:

@@ -8,7 +8,8 @@ a Response and its events, as the mock's other dialects do. Unlike a chat provid
 mock keeps what it answers (unless ``"store": false``), so a gateway passing the
 Responses API through to it natively finds ``previous_response_id`` working upstream:
 the gateway's own ``ResponseStates`` over a memory store of its own, bounded in bytes
-and forgetting the least recently used first. Every caller is one owner: the mock checks
+and forgetting the least recently used first (so ``input_items`` lists a continued
+response's whole conversation, as OpenAI does). Every caller is one owner: the mock checks
 one API key or none.
 """
 

@@ -396,6 +396,26 @@ class Planner:
             client=client,
         )
 
+    def stored(self, request: web.BaseRequest, target: Target, *, request_type: str, t0: float) -> Call:
+        """A read (a retrieval, a listing, a deletion, a cancel) of what ``target``'s
+        upstream keeps (``server.responses_routes``): no body, nothing to account; the
+        request's x-bf-* options as any call's."""
+        targets: Targets = [(target, b"")]
+        options = request_options(request, direct_keys=self.direct_keys)
+        if options is not NO_OPTIONS:
+            check_targets(options, targets)
+        return Call(
+            endpoint="responses",
+            request_type=request_type,
+            requested=target.model,
+            targets=targets,
+            body=b"",
+            t0=t0,
+            client_usage=False,
+            ledger=self._ledger,
+            options=options,
+        )
+
     def _call(
         self,
         request: web.BaseRequest,

@@ -15,6 +15,7 @@ auth is required; every answer or error is OpenAI's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from functools import partial
 from urllib.parse import quote, urlencode
@@ -22,10 +23,14 @@ from urllib.parse import quote, urlencode
 import msgspec
 from aiohttp import web
 
-from gateway.errors import InvalidRequest, MethodNotAllowed, NotFound
+from gateway.errors import InvalidRequest, MethodNotAllowed, NotFound, UpstreamStatusError
+from gateway.governance import Principal
 from gateway.providers.openai import DIALECT as OPENAI
+from gateway.relay.attempts import first_success
 from gateway.relay.call import answer_headers, status_error
 from gateway.routing.providers import Provider
+from gateway.routing.table import Target
+from gateway.server.access import GatewayRequest
 from gateway.server.dispatch import JSON, Routes
 from gateway.server.handlers import Handlers
 from gateway.server.responses_state import (
@@ -66,11 +71,12 @@ class StoredResponses:
             raise MethodNotAllowed(
                 f"Method {request.method} not allowed for {request.path}; allowed: {', '.join(allow)}", allow=allow
             )
-        caller = owner(await self._handlers.identify(request))
+        principal = await self._handlers.identify(request)
+        caller = owner(principal)
         states = self._states
         upstream = await states.upstream(caller, response_id)
         if upstream is not None:
-            return await self._relay(request, upstream, response_id=response_id, rest=rest)
+            return await self._relay(request, upstream, response_id=response_id, rest=rest, principal=principal)
         if rest == "cancel":
             await states.get(caller, response_id)  # the same 404 for what it does not keep
             # Only a background response can be cancelled (OpenAI's rule); the gateway runs
@@ -99,13 +105,25 @@ class StoredResponses:
         return web.Response(body=body, content_type=JSON)
 
     async def _relay(
-        self, request: web.BaseRequest, upstream: Upstream, *, response_id: str, rest: str
+        self,
+        request: web.BaseRequest,
+        upstream: Upstream,
+        *,
+        response_id: str,
+        rest: str,
+        principal: Principal | None,
     ) -> web.StreamResponse:
         """The request sent to the upstream that keeps the response; its answer relayed
-        (an error as every upstream's is). ``response_id`` was validated by the lookup."""
+        (an error as every upstream's is). ``response_id`` was validated by the lookup.
+
+        Made as a chat call to that provider is: its x-bf-* options (headers forwarded,
+        timeouts, a pinned or the client's own key), a key chosen, retried and cooled
+        down by the same attempt loop (``relay.attempts``), its concurrency slot; the
+        access log and ``gateway_requests_total`` name the provider and model."""
         provider = self._providers.get(upstream.provider)
         if provider is None or provider.resource is None:  # a provider since removed from the config
             raise not_found()
+        resource = provider.resource
         if request.method == "GET" and not rest and request.query.get("stream", "").lower() == "true":
             raise InvalidRequest(
                 "a stored response cannot be streamed again: retrieve it without stream",
@@ -114,21 +132,63 @@ class StoredResponses:
             )
         path = "/responses/" + quote(response_id, safe="") + ("/" + rest if rest else "")
         query = urlencode([(k, v) for k, v in request.query.items() if k in _PASSED])
-        key = provider.keys.choose(upstream.model)
-        reply = await provider.resource(request.method, path + ("?" + query if query else ""), key=key or 0)
+        if query:
+            path += "?" + query
+        method = request.method
+        target = Target(provider, upstream.model, False, True)
+        t0 = request.t0 if isinstance(request, GatewayRequest) and request.t0 is not None else time.perf_counter()
+        call = self._handlers.planner.stored(request, target, request_type=_REQUEST_TYPES[method, rest], t0=t0)
+        if principal is not None:
+            call.principal = principal.id
+        if isinstance(request, GatewayRequest):
+            request.call = call  # an error answer is logged with its provider too
+        options = call.options
+
+        async def read(target: Target, body: bytes, key: int) -> tuple[int, bytes, list[tuple[str, str]]]:
+            sent = time.perf_counter()
+            try:
+                reply = await resource(
+                    method,
+                    path,
+                    key=key,
+                    extra=options.extra_headers,
+                    timeouts=call.timeouts_left(),
+                    secret=options.direct_key,
+                )
+                try:
+                    data = await reply.read()
+                finally:
+                    reply.close()
+            finally:
+                call.upstream_s += time.perf_counter() - sent
+            scrub, secret = provider.scrub, options.direct_key
+            data, headers = scrub.body(data, secret=secret), scrub.headers(reply.headers, secret=secret)
+            if not 200 <= reply.status < 300:
+                raise status_error(provider.name, reply.status, data, headers)
+            return reply.status, data, headers
+
         try:
-            data = await reply.read()
-        finally:
-            reply.close()
-        scrub = provider.scrub
-        data, headers = scrub.body(data), scrub.headers(reply.headers)
-        if request.method == "DELETE" and (200 <= reply.status < 300 or reply.status == 404):
-            await self._states.forget(response_id)  # gone upstream: so is where it was
-        if not 200 <= reply.status < 300:
-            raise status_error(provider.name, reply.status, data, headers)
-        return web.Response(
-            status=reply.status, body=data, content_type=JSON, headers=answer_headers(provider.name, 0, headers)
-        )
+            (status, data, headers), index, limiter = await first_success(call, read)
+        except UpstreamStatusError as e:
+            if method == "DELETE" and e.status == 404:
+                await self._states.forget(response_id)  # gone upstream: so is where it was
+            raise
+        if limiter is not None:
+            limiter.release()
+        call.served_index = index
+        if method == "DELETE":
+            await self._states.forget(response_id)
+        headers = answer_headers(provider.name, 0, headers)
+        return web.Response(status=status, body=data, content_type=JSON, headers=headers)
+
+
+# Call.request_type of each read (method, what follows the id).
+_REQUEST_TYPES: dict[tuple[str, str], str] = {
+    ("GET", ""): "responses_retrieve",
+    ("DELETE", ""): "responses_delete",
+    ("GET", "input_items"): "responses_input_items",
+    ("POST", "cancel"): "responses_cancel",
+}
 
 
 def routes(stored: StoredResponses) -> Routes:

@@ -313,11 +313,20 @@ class ResponseStates:
                 param="previous_response_id",
                 code="invalid_value",
             )
+        chain = await self._chain(owner, previous_id, strict=True)
+        return _encode(_items(chain))
+
+    async def _chain(self, owner: str, first_id: str, *, strict: bool) -> list[StoredResponse]:
+        """The records of ``first_id`` and the responses it continued, newest first.
+        ``strict`` (a conversation to continue): a link gone, kept upstream or over the
+        bounds is a 400. Otherwise (a listing) the walk stops there, with what it has."""
         chain: list[StoredResponse] = []
         total = 0
-        at: str | None = previous_id
+        at: str | None = first_id
         while at is not None:
             if len(chain) == MAX_CHAIN:
+                if not strict:
+                    break
                 raise InvalidRequest(
                     f"the conversation of previous_response_id is longer than {MAX_CHAIN} responses; "
                     "start a new one with the context it needs",
@@ -326,16 +335,20 @@ class ResponseStates:
                 )
             record = await self._record(owner, at)
             if record is None:
-                if at == previous_id:
-                    message = f"Previous response with id '{previous_id}' not found."
+                if not strict:
+                    break
+                if at == first_id:
+                    message = f"Previous response with id '{first_id}' not found."
                 else:
                     message = (
-                        f"Previous response with id '{previous_id}' continues '{at}', which has expired or "
+                        f"Previous response with id '{first_id}' continues '{at}', which has expired or "
                         "was deleted: the conversation cannot be rebuilt."
                     )
                 raise PreviousResponseNotFound(message, param="previous_response_id")
             total += len(record)
             if total > self._max_conversation:
+                if not strict:
+                    break
                 raise InvalidRequest(
                     f"the conversation of previous_response_id is over {self._max_conversation} bytes "
                     "(responses.max_conversation_bytes); start a new one with the context it needs",
@@ -344,6 +357,8 @@ class ResponseStates:
                 )
             stored = _decode_stored(record)
             if stored.upstream is not None:  # its items are the upstream's, not here
+                if not strict:
+                    break
                 raise PreviousResponseNotFound(
                     f"Previous response with id '{at}' is kept by provider '{stored.upstream.provider}' (served "
                     "natively): continue it with a model of that provider.",
@@ -351,11 +366,7 @@ class ResponseStates:
                 )
             chain.append(stored)
             at = stored.previous_id
-        items: list[Raw] = []
-        for stored in reversed(chain):
-            items += _decode_items(stored.input)
-            items += _decode_head(stored.response).output
-        return _encode(items)
+        return chain
 
     async def kept_conversation(self, owner: str, previous_id: str) -> bytes | None:
         """``conversation`` when the gateway keeps ``owner``'s response ``previous_id``
@@ -395,11 +406,13 @@ class ResponseStates:
         limit: int = DEFAULT_LIMIT,
         order: Order = "desc",
     ) -> bytes:
-        """A page of the response's input items (``ResponseItemList``): in ``order``,
-        those strictly after the item ``after`` and before the item ``before``; at most
-        ``limit``, the first ones, or the last ones when only ``before`` is given (the
-        page just before the cursor). ``has_more``: items left beyond the page on the
-        side it was cut."""
+        """A page of the response's input items (``ResponseItemList``), as OpenAI lists
+        them: the conversation it continued (oldest first: each earlier request's input
+        items, then that response's output items; as far back as it is still kept), then
+        its own request's input items. In ``order``, those strictly after the item
+        ``after`` and before the item ``before``; at most ``limit``, the first ones, or
+        the last ones when only ``before`` is given (the page just before the cursor).
+        ``has_more``: items left beyond the page on the side it was cut."""
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", param="limit", code="invalid_value")
         if order not in ("asc", "desc"):
@@ -408,6 +421,8 @@ class ResponseStates:
         if stored is None:
             raise not_found()
         items = _decode_items(stored.input)
+        if stored.previous_id is not None:
+            items = _items(await self._chain(owner, stored.previous_id, strict=False)) + items
         if order == "desc":
             items.reverse()
         ids = [_decode_item_head(i).id for i in items]
@@ -451,6 +466,16 @@ class ResponseStates:
         if self._metrics is not None:
             self._metrics.store_errors += 1
         log.error("state store unavailable: stored response %s failed: %s", what, e)
+
+
+def _items(chain: list[StoredResponse]) -> list[Raw]:
+    """A conversation's items, oldest first, from its records newest first: each
+    request's input items, then its response's output items."""
+    items: list[Raw] = []
+    for stored in reversed(chain):
+        items += _decode_items(stored.input)
+        items += _decode_head(stored.response).output
+    return items
 
 
 def _position(ids: list[str | None], item_id: str, param: str) -> int:

@@ -238,17 +238,30 @@ class HTTPTransport:
             reply.watch_idle(b.idle_s)
         return reply
 
-    def resource(self, method: str, path: str, *, key: int) -> Awaitable[Reply]:
-        """``method`` (GET, DELETE) on something the upstream keeps, ``{base_url}{path}``
-        (``path``: already percent-encoded, its query too), with key ``key``; no body.
-        Over the process's session, as the model list: these are rare management calls,
-        not worth a pooled head per URL."""
+    def resource(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: int,
+        extra: tuple[tuple[str, str], ...] = (),
+        timeouts: Timeouts | None = None,
+        secret: str | None = None,
+    ) -> Awaitable[Reply]:
+        """``method`` (GET, DELETE, POST without a body) on something the upstream keeps,
+        ``{base_url}{path}`` (``path``: already percent-encoded, its query too), with key
+        ``key`` (or the client's own, ``secret``), the client's forwarded headers
+        (``extra``) and timeouts, as ``send`` takes them. Over the process's session, as
+        the model list: these are rare management calls, not worth a pooled head per URL."""
+        headers = self._keys[key] if secret is None else self._wire.request_headers(api_key=secret, extra=self._extra)
+        if extra:
+            headers = {**headers, **dict(extra)}
         return send(
             self._session,
             method,
             self._base + path,
-            headers=self._keys[key],
-            timeout=self._unary,
+            headers=headers,
+            timeout=self._timeout(False, timeouts),
             provider=self.name,
             ssl=self._ssl,
             max_body_bytes=self._max_bytes,

@@ -78,8 +78,17 @@ def test_mock_responses_previous_response_id_continues(client: openai.OpenAI) ->
     assert second.previous_response_id == first.id
     third = client.responses.create(model="gpt-x", input="And again?", previous_response_id=second.id)
     assert third.output_text
+    # The whole conversation, as OpenAI lists it: newest first by default.
     items = client.responses.input_items.list(third.id)
-    assert [i.type for i in items.data] == ["message"]
+    assert [(i.type, i.role) for i in items.data] == [  # type: ignore[union-attr]
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+    ]
+    assert items.data[0].content[0].text == "And again?"  # type: ignore[union-attr]
+    assert items.data[-1].content[0].text == "My name is Ada."  # type: ignore[union-attr]
     with pytest.raises(openai.BadRequestError) as e:
         client.responses.create(model="gpt-x", input="x", previous_response_id="resp_unknown0")
     assert e.value.code == "previous_response_not_found"

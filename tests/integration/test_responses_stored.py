@@ -191,3 +191,40 @@ def test_stored_response_cancel_is_refused_as_synchronous(gw: Proc) -> None:
             client.responses.cancel("resp_" + "0" * 48)
     got = httpx.get(f"{gw.url}/v1/responses/{r.id}/cancel")
     assert (got.status_code, got.headers["allow"]) == (405, "POST")
+
+
+def item_texts(items: list[Any]) -> list[tuple[str, str]]:
+    """(role, text) of each listed message item."""
+    return [(i.role, "".join(c.text for c in i.content)) for i in items]
+
+
+def check_inherited_turns(client: openai.OpenAI, model: str) -> None:
+    """Three turns chained by previous_response_id: the last one's input items are the
+    whole conversation, as OpenAI lists them, in both orders and across pages."""
+    first = client.responses.create(model=model, input="one")
+    second = client.responses.create(model=model, input="two", previous_response_id=first.id)
+    third = client.responses.create(model=model, input="three", previous_response_id=second.id)
+    expected = [
+        ("user", "one"),
+        ("assistant", first.output_text),
+        ("user", "two"),
+        ("assistant", second.output_text),
+        ("user", "three"),
+    ]
+    assert item_texts(client.responses.input_items.list(third.id, order="asc").data) == expected
+    assert item_texts(client.responses.input_items.list(third.id).data) == expected[::-1]  # desc by default
+    page = client.responses.input_items.list(third.id, order="asc", limit=2)
+    assert item_texts(page.data) == expected[:2] and page.has_more
+    # The SDK's own pagination (after=<last id>) walks the inherited items too.
+    assert item_texts(list(client.responses.input_items.list(third.id, order="asc", limit=2))) == expected
+    before = client.responses.input_items.list(third.id, order="asc", extra_query={"before": page.data[1].id})
+    assert item_texts(before.data) == expected[:1]
+    # The first turn gone: listed from the turns still kept.
+    client.responses.delete(first.id)
+    assert item_texts(client.responses.input_items.list(third.id, order="asc").data) == expected[2:]
+
+
+@pytest.mark.parametrize("model", ["up/gpt-x", "mock/gpt-m"])
+def test_stored_input_items_include_the_inherited_turns(gw: Proc, model: str) -> None:
+    with _client(gw) as client:
+        check_inherited_turns(client, model)

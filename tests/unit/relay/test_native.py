@@ -20,7 +20,7 @@ def delta(n: int) -> bytes:
 
 def watch() -> _Watch:
     # Neither is touched before a terminal event.
-    return _Watch(cast(Any, None), cast(Any, None))
+    return _Watch(cast(Any, None), cast(Any, None), b"")
 
 
 @pytest.mark.parametrize("group", [1, 2, 5])

@@ -32,7 +32,7 @@ BODIES: dict[Endpoint, dict[str, Any]] = {
 ENDPOINTS: tuple[Endpoint, ...] = ("chat", "text")
 
 
-def extra(chunk_index: int, estimated: bool) -> bytes:
+def extra(chunk_index: int, estimated: bool, _last: bytes) -> bytes:
     return b'{"chunk_index":%d,"est":%s}' % (chunk_index, b"true" if estimated else b"false")
 
 
