@@ -34,6 +34,7 @@ from msgspec import UNSET, Raw, Struct, UnsetType
 from gateway.accounting.usage import CompletionDetails, PromptDetails, Usage, encode
 from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError
 from gateway.relay.call import Call, answer_headers
+from gateway.relay.pipe import ClientPipe, pump
 from gateway.relay.shutdown import SHUTDOWN_WRITE_S, is_shutdown, shutting_down
 from gateway.relay.sse import Framer
 from gateway.relay.watch import add_cost
@@ -272,10 +273,16 @@ async def stream(
             if region:
                 await write(region_of(region))
             call.ledger.metrics.first_token(provider.name, time.perf_counter() - call.t0)
-            async for chunk in chunks:
-                region = feed(chunk)
+            pipe = ClientPipe(request)
+            to_pipe = pipe.write
+
+            def step(data: bytes) -> None:
+                """One upstream read to the client (relay.pipe: in the upstream's data_received)."""
+                region = feed(data)
                 if region:
-                    await write(region_of(region))
+                    to_pipe(region_of(region))
+
+            await pump(reply, chunks, step, pipe)
             if not watch.done:
                 raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before its final event")
             outcome = "completed"
