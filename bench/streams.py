@@ -40,11 +40,22 @@ from pathlib import Path
 
 import uvloop
 
-from bench.load import LOADGEN_CPU, MESSAGES, SERVER_CPU, cpu_seconds
+from bench.load import CLK_TCK, LOADGEN_CPU, MESSAGES, SERVER_CPU, cpu_seconds
 from bench.targets import Target, free_port, python_module, spawn
 
 SERVERS = ("direct", "pipe", "gateway")
 CPU0_SATURATED = 0.9  # share of CPU 0 busy past which the mock's pace is suspect
+NOISY = 0.1  # share of CPU 1 taken by other processes worth a note
+
+
+def cpu_busy_s(cpu: int) -> float:
+    """Seconds CPU ``cpu`` has been busy (anything but idle and iowait), from /proc/stat."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                ticks = [int(x) for x in line.split()[1:]]
+                return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK
+    return float("nan")
 
 
 class Stream(asyncio.Protocol):
@@ -53,7 +64,7 @@ class Stream(asyncio.Protocol):
     def __init__(self, request: bytes, gaps: list[float], done: asyncio.Future[None]) -> None:
         self.request, self.gaps, self.done = request, gaps, done
         self.events, self.ok, self.tail = 0, False, b""
-        self.last = 0.0
+        self.last = self.ttft = 0.0
         self.head: bytes | None = None
         self.transport: asyncio.Transport | None = None
 
@@ -71,6 +82,8 @@ class Stream(asyncio.Protocol):
             now = time.perf_counter()
             if self.events:  # the first event's wait is the time to first token, not a gap
                 self.gaps.append(now - self.last)
+            else:
+                self.ttft = now - self.last
             self.gaps.extend([0.0] * (n - 1 if self.events else 0))
             self.events += n
             self.last = now
@@ -96,15 +109,24 @@ class Run:
     server_cpu_s: float = 0.0
     mock_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
+    cpu0_all_s: float = 0.0  # CPU 0 busy, everything on it (other users of the machine too)
+    cpu1_all_s: float = 0.0  # CPU 1 busy, everything on it
     p50_itl_ms: float = float("nan")
     p99_itl_ms: float = float("nan")
     max_itl_ms: float = float("nan")
+    p99_ttft_ms: float = float("nan")  # request sent to first event
     notes: list[str] = field(default_factory=list)
 
     @property
     def cpu0_busy(self) -> float:
         """Share of CPU 0 (mock + client) busy over the run."""
         return (self.mock_cpu_s + self.client_cpu_s) / self.wall_s if self.wall_s else float("nan")
+
+    @property
+    def cpu1_others(self) -> float:
+        """Share of CPU 1 taken by anything but the server under test (the machine's noise)."""
+        other = self.cpu1_all_s - (0.0 if self.server == "direct" else self.server_cpu_s)
+        return max(0.0, other) / self.wall_s if self.wall_s else float("nan")
 
 
 def request_bytes(target: Target, chunks: int, itl_ms: float) -> bytes:
@@ -155,20 +177,33 @@ async def _drive(
 
 
 def run_streams(
-    target: Target, server: str, *, n: int, chunks: int, itl_ms: float, mock_pid: int, timeout_s: float | None = None
+    target: Target,
+    server: str,
+    *,
+    n: int,
+    chunks: int,
+    itl_ms: float,
+    mock_pid: int,
+    ramp_s: float | None = None,
+    timeout_s: float | None = None,
 ) -> Run:
-    """N concurrent streams of ``chunks`` chunks through ``target``; CPU of the server
+    """N concurrent streams of ``chunks`` chunks through ``target``, their starts spread
+    evenly over ``ramp_s`` (default: one inter-token interval); CPU of the server
     (``target.pid``), of the mock and of this client around the run."""
     host, port = target.url.removeprefix("http://").split(":")
     request = request_bytes(target, chunks, itl_ms)
-    spread_s = max(itl_ms, 1.0) / 1000
-    timeout_s = timeout_s or 30.0 + (chunks + 1) * itl_ms / 1000 * 3 + n * 0.01
-    cpu_srv, cpu_mock, cpu_me, wall = cpu_seconds(target.pid), cpu_seconds(mock_pid), time.process_time(), time.perf_counter()
+    spread_s = max(itl_ms, 1.0) / 1000 if ramp_s is None else ramp_s
+    timeout_s = timeout_s or 30.0 + spread_s + (chunks + 1) * itl_ms / 1000 * 3 + n * 0.01
+
+    def snapshot() -> list[float]:
+        pids = (cpu_seconds(target.pid), cpu_seconds(mock_pid), time.process_time())
+        return [*pids, cpu_busy_s(LOADGEN_CPU), cpu_busy_s(SERVER_CPU), time.perf_counter()]
+
+    before = snapshot()
     streams, gaps = uvloop.run(_drive(host, int(port), request, n, spread_s, timeout_s))
-    run = Run(server, n, chunks, itl_ms, wall_s=time.perf_counter() - wall)
-    run.server_cpu_s = cpu_seconds(target.pid) - cpu_srv
-    run.mock_cpu_s = cpu_seconds(mock_pid) - cpu_mock
-    run.client_cpu_s = time.process_time() - cpu_me
+    d = [b - a for a, b in zip(before, snapshot(), strict=True)]
+    run = Run(server, n, chunks, itl_ms, wall_s=d[5], server_cpu_s=d[0], mock_cpu_s=d[1], client_cpu_s=d[2])
+    run.cpu0_all_s, run.cpu1_all_s = d[3], d[4]
     gaps.sort()
     run.events = sum(s.events for s in streams)
     run.failed = n - sum(s.ok for s in streams)
@@ -176,8 +211,13 @@ def run_streams(
         run.p50_itl_ms = gaps[len(gaps) // 2] * 1000
         run.p99_itl_ms = gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))] * 1000
         run.max_itl_ms = gaps[-1] * 1000
-    if run.cpu0_busy > CPU0_SATURATED:
-        run.notes.append(f"CPU 0 {run.cpu0_busy:.0%} busy: the mock may not keep the pace")
+    ttfts = sorted(s.ttft for s in streams if s.events)
+    if ttfts:
+        run.p99_ttft_ms = ttfts[min(len(ttfts) - 1, int(len(ttfts) * 0.99))] * 1000
+    if run.cpu0_all_s / max(run.wall_s, 1e-9) > CPU0_SATURATED:
+        run.notes.append(f"CPU 0 {run.cpu0_all_s / max(run.wall_s, 1e-9):.0%} busy: the mock may not keep the pace")
+    if run.cpu1_others > NOISY:
+        run.notes.append(f"others took {run.cpu1_others:.0%} of CPU 1")
     return run
 
 
@@ -199,7 +239,9 @@ def servers(folder: Path, wanted: tuple[str, ...]) -> Iterator[tuple[dict[str, T
             out["direct"] = mock
         if "pipe" in wanted:
             port = free_port()
-            argv = python_module("bench.pipe", "--port", str(port), "--upstream", f"127.0.0.1:{mock.url.rsplit(':', 1)[1]}")
+            argv = python_module(
+                "bench.pipe", "--port", str(port), "--upstream", f"127.0.0.1:{mock.url.rsplit(':', 1)[1]}"
+            )
             out["pipe"] = start("pipe", argv, port, SERVER_CPU)
             out["pipe"].model = "gpt-x"
         if "gateway" in wanted:
@@ -245,12 +287,17 @@ def cost(args: argparse.Namespace) -> dict[str, object]:
     for name in args.servers:
         per_round = []
         for i in range(args.runs):
-            a, b = (next(r for r in runs[i * 2 * len(args.servers) :] if r.server == name and r.chunks == k) for k in (k1, k2))
+            a, b = (
+                next(r for r in runs[i * 2 * len(args.servers) :] if r.server == name and r.chunks == k)
+                for k in (k1, k2)
+            )
             slope = (b.server_cpu_s - a.server_cpu_s) / max(1, b.events - a.events)
             per_stream = (a.server_cpu_s - slope * a.events) / a.streams
             per_round.append((slope * 1e6, b.server_cpu_s / max(1, b.events) * 1e6, per_stream * 1e6))
         med = [statistics.median(x) for x in zip(*per_round, strict=True)]
-        rows.append({"server": name, "slope_us": med[0], "raw_us": med[1], "per_stream_us": med[2], "rounds": per_round})
+        rows.append(
+            {"server": name, "slope_us": med[0], "raw_us": med[1], "per_stream_us": med[2], "rounds": per_round}
+        )
     return {"mode": "cost", "runs": [asdict(r) | {"cpu0_busy": r.cpu0_busy} for r in runs], "rows": rows}
 
 
@@ -264,7 +311,15 @@ def capacity(args: argparse.Namespace) -> dict[str, object]:
         for n in args.levels:
             if not [x for x in live if x != "direct"]:
                 break
-            level = {name: run_streams(ts[name], name, n=n, chunks=args.tokens, itl_ms=args.itl_ms, mock_pid=mock) for name in live}
+            # Starts spread over half a stream: full concurrency for the second half, and new
+            # streams arriving at twice the steady rate N / duration, not in one burst.
+            ramp = args.ramp_s if args.ramp_s is not None else (args.tokens + 1) * args.itl_ms / 2000
+            level = {
+                name: run_streams(
+                    ts[name], name, n=n, chunks=args.tokens, itl_ms=args.itl_ms, mock_pid=mock, ramp_s=ramp
+                )
+                for name in live
+            }
             runs += level.values()
             base = level.get("direct")
             for name, r in level.items():
@@ -284,16 +339,21 @@ def report(result: dict[str, object]) -> str:
     runs = result["runs"]
     lines = [
         f"{'server':<8} {'N':>5} {'K':>4} {'events':>7} {'fail':>4} {'wall s':>6} {'srv CPU s':>9} "
-        f"{'µs/event':>8} {'CPU0 busy':>9} {'p50 itl':>7} {'p99 itl':>7} {'+p99':>6}  notes"
+        f"{'µs/event':>8} {'CPU0 ours/all':>13} {'p50 itl':>7} {'p99 itl':>7} {'+p99':>6} {'p99 ttft':>8}  notes"
     ]
-    direct = {(r["streams"], r["chunks"]): r for r in runs if r["server"] == "direct"}  # type: ignore[index, union-attr]
+    d = None  # direct's run of the same round: each round runs direct first
     for r in runs:  # type: ignore[union-attr]
-        d = direct.get((r["streams"], r["chunks"]))
+        if r["server"] == "direct":
+            d = r
+        elif d is not None and (d["streams"], d["chunks"]) != (r["streams"], r["chunks"]):
+            d = None
         added = r["p99_itl_ms"] - d["p99_itl_ms"] if d else float("nan")
+        per_event = r["server_cpu_s"] / max(1, r["events"]) * 1e6
+        cpu0 = f"{r['cpu0_busy']:>6.0%}/{r['cpu0_all_s'] / max(r['wall_s'], 1e-9):<6.0%}"
         lines.append(
-            f"{r['server']:<8} {r['streams']:>5} {r['chunks']:>4} {r['events']:>7} {r['failed']:>4} {r['wall_s']:>6.1f} "
-            f"{r['server_cpu_s']:>9.2f} {r['server_cpu_s'] / max(1, r['events']) * 1e6:>8.1f} {r['cpu0_busy']:>9.0%} "
-            f"{r['p50_itl_ms']:>7.1f} {r['p99_itl_ms']:>7.1f} {added:>6.1f}  {'; '.join(r['notes'])}"
+            f"{r['server']:<8} {r['streams']:>5} {r['chunks']:>4} {r['events']:>7} {r['failed']:>4} "
+            f"{r['wall_s']:>6.1f} {r['server_cpu_s']:>9.2f} {per_event:>8.1f} {cpu0} {r['p50_itl_ms']:>7.1f} "
+            f"{r['p99_itl_ms']:>7.1f} {added:>6.1f} {r['p99_ttft_ms']:>8.1f}  {'; '.join(r['notes'])}"
         )
     lines.append("")
     if result["mode"] == "cost":
@@ -302,7 +362,9 @@ def report(result: dict[str, object]) -> str:
         lines.append(f"{'server':<8} {'µs/event (slope)':>16} {'µs/event (raw)':>14} {'µs/stream':>9} {'x pipe':>6}")
         for name, r in rows.items():
             ratio = r["slope_us"] / pipe["slope_us"] if pipe and pipe["slope_us"] and name != "direct" else float("nan")
-            lines.append(f"{name:<8} {r['slope_us']:>16.1f} {r['raw_us']:>14.1f} {r['per_stream_us']:>9.0f} {ratio:>6.2f}")
+            lines.append(
+                f"{name:<8} {r['slope_us']:>16.1f} {r['raw_us']:>14.1f} {r['per_stream_us']:>9.0f} {ratio:>6.2f}"
+            )
         lines.append("(direct: the mock's own CPU, on CPU 0; slope = CPU per event with the per-stream work cancelled)")
     else:
         for name, n in result["max_streams"].items():  # type: ignore[union-attr]
@@ -321,6 +383,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=1, help="cost: rounds; medians reported (default 1)")
     p.add_argument("--levels", default="250,500,1000,1500,2000", help="capacity: concurrent streams, rising")
     p.add_argument("--tokens", type=int, default=200, help="capacity: chunks per stream (default 200)")
+    p.add_argument("--ramp-s", type=float, default=None, help="capacity: start spread (default: half a stream)")
     p.add_argument("--max-added-ms", type=float, default=5.0, help="capacity: bound on added p99 gap (ms)")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args()
