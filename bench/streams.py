@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -44,6 +45,7 @@ from bench.load import CLK_TCK, LOADGEN_CPU, MESSAGES, SERVER_CPU, cpu_seconds
 from bench.targets import Target, free_port, python_module, spawn
 
 SERVERS = ("direct", "pipe", "gateway")
+PEERS = ("litellm", "portkey")
 CPU0_SATURATED = 0.9  # share of CPU 0 busy past which the mock's pace is suspect
 NOISY = 0.1  # share of CPU 1 taken by other processes worth a note
 
@@ -142,7 +144,8 @@ def request_bytes(target: Target, chunks: int, itl_ms: float) -> bytes:
     host = target.url.removeprefix("http://")
     head = (
         f"POST {target.path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in target.headers.items())
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
 
@@ -256,6 +259,12 @@ def servers(folder: Path, wanted: tuple[str, ...]) -> Iterator[tuple[dict[str, T
             )
             out["gateway"] = start("gateway", argv, port, SERVER_CPU)
             out["gateway"].model = "up/gpt-4o-mini"
+        for peer in (x for x in wanted if x in PEERS):  # installed on first use (bench/compare/peers.py)
+            from bench.compare import peers
+
+            t = getattr(peers, f"start_{peer}")(port=free_port(), upstream_url=mock.url, cpu=SERVER_CPU)
+            stack.callback(t.stop)
+            out[peer] = t
         yield out, mock.pid
 
 
@@ -273,7 +282,7 @@ def _warm(targets: dict[str, Target], mock_pid: int) -> None:
             raise SystemExit(f"{name}: {run.failed} of 20 warm-up streams failed; see its log")
 
 
-def cost(args: argparse.Namespace) -> dict[str, object]:
+def cost(args: argparse.Namespace) -> dict[str, Any]:
     """Per-event CPU: every server at each K, ``--runs`` rounds, servers alternating."""
     k1, k2 = args.chunks
     runs: list[Run] = []
@@ -301,7 +310,7 @@ def cost(args: argparse.Namespace) -> dict[str, object]:
     return {"mode": "cost", "runs": [asdict(r) | {"cpu0_busy": r.cpu0_busy} for r in runs], "rows": rows}
 
 
-def capacity(args: argparse.Namespace) -> dict[str, object]:
+def capacity(args: argparse.Namespace) -> dict[str, Any]:
     """Raise N until a server's added p99 inter-token delay passes the bound or a stream fails."""
     runs: list[Run] = []
     best: dict[str, int] = {name: 0 for name in args.servers if name != "direct"}
@@ -335,14 +344,14 @@ def capacity(args: argparse.Namespace) -> dict[str, object]:
     return {"mode": "capacity", "runs": [asdict(r) | {"cpu0_busy": r.cpu0_busy} for r in runs], "max_streams": best}
 
 
-def report(result: dict[str, object]) -> str:
+def report(result: dict[str, Any]) -> str:
     runs = result["runs"]
     lines = [
         f"{'server':<8} {'N':>5} {'K':>4} {'events':>7} {'fail':>4} {'wall s':>6} {'srv CPU s':>9} "
         f"{'µs/event':>8} {'CPU0 ours/all':>13} {'p50 itl':>7} {'p99 itl':>7} {'+p99':>6} {'p99 ttft':>8}  notes"
     ]
     d = None  # direct's run of the same round: each round runs direct first
-    for r in runs:  # type: ignore[union-attr]
+    for r in runs:
         if r["server"] == "direct":
             d = r
         elif d is not None and (d["streams"], d["chunks"]) != (r["streams"], r["chunks"]):
@@ -357,7 +366,7 @@ def report(result: dict[str, object]) -> str:
         )
     lines.append("")
     if result["mode"] == "cost":
-        rows = {r["server"]: r for r in result["rows"]}  # type: ignore[union-attr]
+        rows = {r["server"]: r for r in result["rows"]}
         pipe = rows.get("pipe")
         lines.append(f"{'server':<8} {'µs/event (slope)':>16} {'µs/event (raw)':>14} {'µs/stream':>9} {'x pipe':>6}")
         for name, r in rows.items():
@@ -367,7 +376,7 @@ def report(result: dict[str, object]) -> str:
             )
         lines.append("(direct: the mock's own CPU, on CPU 0; slope = CPU per event with the per-stream work cancelled)")
     else:
-        for name, n in result["max_streams"].items():  # type: ignore[union-attr]
+        for name, n in result["max_streams"].items():
             lines.append(f"max concurrent streams, {name}: {n}")
     return "\n".join(lines)
 
@@ -376,7 +385,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=("cost", "capacity"))
     p.add_argument("--quick", action="store_true", help="tiny run: checks it works, figures meaningless")
-    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, of: " + ", ".join(SERVERS))
+    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, of: " + ", ".join(SERVERS + PEERS))
     p.add_argument("--streams", type=int, default=200, help="cost: concurrent streams (default 200)")
     p.add_argument("--chunks", default="20,100", help="cost: two chunk counts K1,K2 (default 20,100)")
     p.add_argument("--itl-ms", type=float, default=None, help="ms between chunks (cost 20, capacity 50)")
