@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test soak lint install install-test bench bench-gateway clean
+.PHONY: run test soak lint install install-test bench bench-gateway bench-streams clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench: install-test
 bench-gateway: install-test
 	$(BIN)/python -m bench.micro
 	$(BIN)/python -m bench.load --duration 3
+
+# CPU per relayed stream event (direct, the TCP-pipe floor, the gateway) and concurrent
+# paced streams per core (~6 min).
+bench-streams: install-test
+	$(BIN)/python -m bench.streams cost --streams 200 --chunks 20,100 --itl-ms 20 --runs 3
+	$(BIN)/python -m bench.streams capacity --levels 250,500,750,1000,1500,2000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,49 @@
+"""CI runs the stream benchmark quickly: real processes (the mock, the pipe, the gateway)
+and the real client; the figures are meaningless at this size, but every server must relay
+every event and every figure must be produced."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def _run(mode: str, out: Path) -> tuple[dict[str, Any], str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.streams", mode, "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(out.read_text()), r.stdout
+
+
+@pytest.mark.timeout(120)
+def test_bench_streams_cost_quick_relays_every_event(tmp_path: Path) -> None:
+    result, stdout = _run("cost", tmp_path / "cost.json")
+    runs = result["runs"]
+    assert {r["server"] for r in runs} == {"direct", "pipe", "gateway"}
+    # --quick: 10 streams of 3 and of 8 chunks; a stream is its chunks plus the role,
+    # finish, usage and [DONE] frames.
+    for r in runs:
+        assert r["failed"] == 0 and r["events"] == r["streams"] * (r["chunks"] + 4), r
+        assert r["p50_itl_ms"] > 0 and r["wall_s"] > 0
+    assert [row["server"] for row in result["rows"]] == ["direct", "pipe", "gateway"]
+    assert "x pipe" in stdout
+
+
+@pytest.mark.timeout(120)
+def test_bench_streams_capacity_quick_reports_each_server(tmp_path: Path) -> None:
+    result, stdout = _run("capacity", tmp_path / "capacity.json")
+    assert set(result["max_streams"]) == {"pipe", "gateway"}
+    assert all(r["failed"] == 0 for r in result["runs"])
+    assert "max concurrent streams, gateway:" in stdout
