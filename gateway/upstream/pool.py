@@ -100,12 +100,18 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
+            reply = self.reply
+            if reply is not None:
+                reply._flush()  # the good bytes before the bad ones
             cause = e.__context__  # what a callback of ours raised (a cap)
             if isinstance(cause, UpstreamError):
                 self._error(cause)
             else:
                 self._error(UpstreamProtocolError(f"{self._origin.name} sent a malformed HTTP response: {e}"))
             return
+        reply = self.reply
+        if reply is not None and reply._pending:
+            reply._flush()
         # A head not yet complete: its bytes are held by the parser.
         if self.head_bytes is not None and self.head_bytes > MAX_HEAD_BYTES:
             cap = MAX_HEAD_BYTES

@@ -49,6 +49,7 @@ class PoolReply:
         "_idle_s",
         "_held",
         "_max_bytes",
+        "_pending",
         "_queue",
         "_queued",
         "_sink",
@@ -82,6 +83,7 @@ class PoolReply:
         self._writable: Callable[[], bool] | None = None
         self._held = False
         self._stopped: BaseException | None = None  # what the sink raised
+        self._pending: list[bytes] = []  # a read's body parts, for the sink
 
     def watch_idle(self, idle_s: float | None) -> None:
         """Fail the body if nothing arrives for ``idle_s``: one timer per response,
@@ -165,6 +167,7 @@ class PoolReply:
             sink(data)
         except Exception as e:
             self._sink = None
+            self._pending.clear()
             self._stopped = e
             self._conn.pause()  # nothing more is read for it: the reply is closed next
             self._waiter.wake()
@@ -232,9 +235,10 @@ class PoolReply:
 
     # Called by the connection.
     def _feed(self, data: bytes) -> None:
-        sink = self._sink
-        if sink is not None:
-            self._to_sink(sink, data)
+        if self._sink is not None:
+            # llhttp reports each HTTP chunk apart: what one socket read holds goes to the
+            # sink at once (``_flush``, after the read is parsed), one step, one write.
+            self._pending.append(data)
             return
         if self._stopped is not None:
             return  # the relay stopped reading it: the rest is dropped
@@ -244,7 +248,16 @@ class PoolReply:
             self._conn.pause()
         self._waiter.wake()
 
+    def _flush(self) -> None:
+        """What the last read held, to the sink (the connection calls it after each read)."""
+        pending, sink = self._pending, self._sink
+        if pending and sink is not None:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            self._to_sink(sink, data)
+
     def _finish(self) -> None:
+        self._flush()
         self._done = True
         if self._timer is not None:
             self._timer.cancel()
