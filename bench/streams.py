@@ -225,8 +225,9 @@ def run_streams(
 
 
 @contextmanager
-def servers(folder: Path, wanted: tuple[str, ...]) -> Iterator[tuple[dict[str, Target], int]]:
-    """The mock on CPU 0 and each wanted server on CPU 1; yields them and the mock's pid."""
+def servers(folder: Path, wanted: tuple[str, ...], upstream: str = "mock") -> Iterator[tuple[dict[str, Target], int]]:
+    """The upstream (``gateway mock``, or the lean ``bench.pacer``) on CPU 0 and each wanted
+    server on CPU 1; yields them and the upstream's pid."""
     with ExitStack() as stack:
 
         def start(name: str, argv: list[str], port: int, cpu: int) -> Target:
@@ -235,7 +236,12 @@ def servers(folder: Path, wanted: tuple[str, ...]) -> Iterator[tuple[dict[str, T
             return t
 
         port = free_port()
-        mock = start("mock", python_module("gateway", "mock", "--port", str(port)), port, LOADGEN_CPU)
+        argv = (
+            python_module("bench.pacer", "--port", str(port))
+            if upstream == "pacer"
+            else python_module("gateway", "mock", "--port", str(port))
+        )
+        mock = start(upstream, argv, port, LOADGEN_CPU)
         mock.model = "gpt-x"
         out: dict[str, Target] = {}
         if "direct" in wanted:
@@ -286,7 +292,10 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     """Per-event CPU: every server at each K, ``--runs`` rounds, servers alternating."""
     k1, k2 = args.chunks
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="gateway-streams-") as tmp, servers(Path(tmp), args.servers) as (ts, mock):
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-streams-") as tmp,
+        servers(Path(tmp), args.servers, args.upstream) as (ts, mock),
+    ):
         _warm(ts, mock)
         for _ in range(args.runs):
             for k in (k1, k2):
@@ -314,7 +323,10 @@ def capacity(args: argparse.Namespace) -> dict[str, Any]:
     """Raise N until a server's added p99 inter-token delay passes the bound or a stream fails."""
     runs: list[Run] = []
     best: dict[str, int] = {name: 0 for name in args.servers if name != "direct"}
-    with tempfile.TemporaryDirectory(prefix="gateway-streams-") as tmp, servers(Path(tmp), args.servers) as (ts, mock):
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-streams-") as tmp,
+        servers(Path(tmp), args.servers, args.upstream) as (ts, mock),
+    ):
         _warm(ts, mock)
         live = [name for name in args.servers]
         for n in args.levels:
@@ -394,6 +406,12 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=200, help="capacity: chunks per stream (default 200)")
     p.add_argument("--ramp-s", type=float, default=None, help="capacity: start spread (default: half a stream)")
     p.add_argument("--max-added-ms", type=float, default=5.0, help="capacity: bound on added p99 gap (ms)")
+    p.add_argument(
+        "--upstream",
+        choices=("mock", "pacer"),
+        default=None,
+        help="the paced upstream: gateway mock, or bench.pacer (lean: same frames; default: cost mock, capacity pacer)",
+    )
     p.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args()
     args.servers = tuple(s for s in args.servers.split(",") if s)
@@ -401,6 +419,8 @@ def main() -> None:
     args.levels = [int(n) for n in args.levels.split(",")]
     if args.itl_ms is None:
         args.itl_ms = 20.0 if args.mode == "cost" else 50.0
+    if args.upstream is None:
+        args.upstream = "mock" if args.mode == "cost" else "pacer"
     if args.quick:
         args.streams, args.chunks, args.itl_ms, args.runs, args.levels, args.tokens = 10, (3, 8), 2.0, 1, [10, 20], 10
     _prepare()
