@@ -46,6 +46,10 @@ from bench.targets import Target, free_port, python_module, spawn
 
 SERVERS = ("direct", "pipe", "gateway")
 PEERS = ("litellm", "portkey")
+# The gateway with an upstream of another dialect (the client speaks OpenAI; the gateway
+# translates the request and each event back): its own mock, paced by its flags and
+# sized by the request's max_tokens (the translated request carries no "mock" field).
+TRANSLATED = {"anthropic": "anthropic/claude-x", "gemini": "gemini/gemini-x"}
 CPU0_SATURATED = 0.9  # share of CPU 0 busy past which the mock's pace is suspect
 NOISY = 0.1  # share of CPU 1 taken by other processes worth a note
 
@@ -132,15 +136,16 @@ class Run:
 
 
 def request_bytes(target: Target, chunks: int, itl_ms: float) -> bytes:
-    body = json.dumps(
-        {
-            "model": target.model,
-            "messages": MESSAGES,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "mock": {"tokens": chunks, "itl_ms": itl_ms},
-        }
-    ).encode()
+    fields: dict[str, Any] = {
+        "model": target.model,
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "mock": {"tokens": chunks, "itl_ms": itl_ms},
+    }
+    if target.name in TRANSLATED:
+        fields["max_tokens"] = chunks
+    body = json.dumps(fields).encode()
     host = target.url.removeprefix("http://")
     head = (
         f"POST {target.path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -199,7 +204,8 @@ def run_streams(
     timeout_s = timeout_s or 30.0 + spread_s + (chunks + 1) * itl_ms / 1000 * 3 + n * 0.01
 
     def snapshot() -> list[float]:
-        pids = (cpu_seconds(target.pid), cpu_seconds(mock_pid), time.process_time())
+        upstream = target.upstream_pid or mock_pid
+        pids = (cpu_seconds(target.pid), cpu_seconds(upstream), time.process_time())
         return [*pids, cpu_busy_s(LOADGEN_CPU), cpu_busy_s(SERVER_CPU), time.perf_counter()]
 
     before = snapshot()
@@ -225,7 +231,9 @@ def run_streams(
 
 
 @contextmanager
-def servers(folder: Path, wanted: tuple[str, ...], upstream: str = "mock") -> Iterator[tuple[dict[str, Target], int]]:
+def servers(
+    folder: Path, wanted: tuple[str, ...], upstream: str = "mock", itl_ms: float = 20.0
+) -> Iterator[tuple[dict[str, Target], int]]:
     """The upstream (``gateway mock``, or the lean ``bench.pacer``) on CPU 0 and each wanted
     server on CPU 1; yields them and the upstream's pid."""
     with ExitStack() as stack:
@@ -253,18 +261,30 @@ def servers(folder: Path, wanted: tuple[str, ...], upstream: str = "mock") -> It
             )
             out["pipe"] = start("pipe", argv, port, SERVER_CPU)
             out["pipe"].model = "gpt-x"
-        if "gateway" in wanted:
-            config = folder / "gateway.json"
-            provider = {"base_url": mock.url + "/v1", "keys": [{"value": "sk-bench"}], "pricing_provider": "openai"}
-            provider["max_connections"] = 100_000  # type: ignore[assignment]  # the default 1000 would cap N
-            config.write_text(json.dumps({"default_provider": "up", "providers": {"up": provider}}))
+        paced: Target | None = None
+        if any(x in TRANSLATED for x in wanted):
+            port = free_port()
+            argv = python_module("gateway", "mock", "--port", str(port), "--tokens", "100000", "--itl-ms", str(itl_ms))
+            paced = start("paced-mock", argv, port, LOADGEN_CPU)
+        for name in (x for x in wanted if x == "gateway" or x in TRANSLATED):
+            providers = {"up": {"base_url": mock.url + "/v1", "pricing_provider": "openai"}}
+            if paced is not None:
+                providers["anthropic"] = {"dialect": "anthropic", "base_url": paced.url}
+                providers["gemini"] = {"dialect": "gemini", "base_url": paced.url}
+            for provider in providers.values():
+                provider["keys"] = [{"value": "sk-bench"}]  # type: ignore[assignment]
+                provider["max_connections"] = 100_000  # type: ignore[assignment]  # the default 1000 would cap N
+            config = folder / f"{name}.json"
+            config.write_text(json.dumps({"default_provider": "up", "providers": providers}))
             port = free_port()
             argv = python_module(
                 *("gateway", "--log-level", "WARNING", "serve", "--workers", "1"),
                 *("--config", str(config), "--port", str(port)),
             )
-            out["gateway"] = start("gateway", argv, port, SERVER_CPU)
-            out["gateway"].model = "up/gpt-4o-mini"
+            out[name] = start(name, argv, port, SERVER_CPU)
+            out[name].model = TRANSLATED.get(name, "up/gpt-4o-mini")
+            if name in TRANSLATED and paced is not None:
+                out[name].upstream_pid = paced.pid
         for peer in (x for x in wanted if x in PEERS):  # installed on first use (bench/compare/peers.py)
             from bench.compare import peers
 
@@ -281,7 +301,7 @@ def _prepare() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _warm(targets: dict[str, Target], mock_pid: int) -> None:
+def _warm(targets: dict[str, Target], mock_pid: int, folder: Path | None = None) -> None:
     for name, t in targets.items():
         run = run_streams(t, name, n=20, chunks=5, itl_ms=1, mock_pid=mock_pid, timeout_s=30)
         if run.failed:
@@ -294,7 +314,7 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[Run] = []
     with (
         tempfile.TemporaryDirectory(prefix="gateway-streams-") as tmp,
-        servers(Path(tmp), args.servers, args.upstream) as (ts, mock),
+        servers(Path(tmp), args.servers, args.upstream, args.itl_ms) as (ts, mock),
     ):
         _warm(ts, mock)
         for _ in range(args.runs):
@@ -325,7 +345,7 @@ def capacity(args: argparse.Namespace) -> dict[str, Any]:
     best: dict[str, int] = {name: 0 for name in args.servers if name != "direct"}
     with (
         tempfile.TemporaryDirectory(prefix="gateway-streams-") as tmp,
-        servers(Path(tmp), args.servers, args.upstream) as (ts, mock),
+        servers(Path(tmp), args.servers, args.upstream, args.itl_ms) as (ts, mock),
     ):
         _warm(ts, mock)
         live = [name for name in args.servers]
@@ -397,7 +417,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=("cost", "capacity"))
     p.add_argument("--quick", action="store_true", help="tiny run: checks it works, figures meaningless")
-    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, of: " + ", ".join(SERVERS + PEERS))
+    p.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated, of: " + ", ".join(SERVERS + PEERS + tuple(TRANSLATED)),
+    )
     p.add_argument("--streams", type=int, default=200, help="cost: concurrent streams (default 200)")
     p.add_argument("--chunks", default="20,100", help="cost: two chunk counts K1,K2 (default 20,100)")
     p.add_argument("--itl-ms", type=float, default=None, help="ms between chunks (cost 20, capacity 50)")

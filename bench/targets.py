@@ -37,6 +37,7 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     startup_s: float = 0.0  # spawn to first healthy answer
+    upstream_pid: int | None = None  # its own upstream, when not the run's shared mock
 
     @property
     def pid(self) -> int:
