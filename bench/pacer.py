@@ -8,7 +8,8 @@ the mock streams (role chunk, ``--tokens`` content chunks, the finish chunk, the
 chunk, ``[DONE]``; HTTP/1.1 chunked, keep-alive) from an asyncio Protocol: the frames
 are built once, each stream is one object whose next write is one ``call_at`` timer, and
 a write is one ``transport.write`` of prebuilt bytes. ``"mock": {"tokens", "itl_ms"}``
-in the request body sets a stream's length and pace, as with the mock. Anything else
+in the request body sets a stream's length and pace, as with the mock (``--tokens``,
+``--itl-ms``: for a request without it, as a peer gateway that drops unknown fields sends). Anything else
 (``GET /health`` included) is answered 200 ``{}``. ``Connection: close`` is honoured. Not a product: a bench instrument.
 
     .venv/bin/python -m bench.pacer --port 9000
@@ -40,6 +41,9 @@ _TOKENS = re.compile(rb'"tokens"\s*:\s*(\d+)')
 _ITL = re.compile(rb'"itl_ms"\s*:\s*([0-9.]+)')
 _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 _CLOSE = re.compile(rb"\r\nconnection:\s*close", re.IGNORECASE)
+
+
+DEFAULTS = [20, 0.0]  # tokens, seconds between them: for a request without a "mock" field
 
 
 def chunked(frame: bytes) -> bytes:
@@ -89,8 +93,8 @@ class Upstream(asyncio.Protocol):
 
     def start(self, body: bytes) -> None:
         tokens, itl = _TOKENS.search(body), _ITL.search(body)
-        self.tokens = self.left = int(tokens.group(1)) if tokens else 20
-        self.itl = float(itl.group(1)) / 1000 if itl else 0.0
+        self.tokens = self.left = int(tokens.group(1)) if tokens else DEFAULTS[0]
+        self.itl = float(itl.group(1)) / 1000 if itl else DEFAULTS[1]
         self.transport.write(_HEAD + ROLE)  # type: ignore[union-attr]
         self.next = self.loop.time() + self.itl
         self.timer = self.loop.call_at(self.next, self.tick)
@@ -132,7 +136,11 @@ async def serve(port: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, required=True)
-    uvloop.run(serve(p.parse_args().port))
+    p.add_argument("--tokens", type=int, default=20, help='tokens a stream, without a "mock" field (default 20)')
+    p.add_argument("--itl-ms", type=float, default=0.0, help='ms between tokens, without a "mock" field (default 0)')
+    args = p.parse_args()
+    DEFAULTS[:] = [args.tokens, args.itl_ms / 1000]
+    uvloop.run(serve(args.port))
 
 
 if __name__ == "__main__":

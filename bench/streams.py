@@ -232,7 +232,7 @@ def run_streams(
 
 @contextmanager
 def servers(
-    folder: Path, wanted: tuple[str, ...], upstream: str = "mock", itl_ms: float = 20.0
+    folder: Path, wanted: tuple[str, ...], upstream: str = "mock", itl_ms: float = 20.0, tokens: int = 20
 ) -> Iterator[tuple[dict[str, Target], int]]:
     """The upstream (``gateway mock``, or the lean ``bench.pacer``) on CPU 0 and each wanted
     server on CPU 1; yields them and the upstream's pid."""
@@ -345,7 +345,7 @@ def capacity(args: argparse.Namespace) -> dict[str, Any]:
     best: dict[str, int] = {name: 0 for name in args.servers if name != "direct"}
     with (
         tempfile.TemporaryDirectory(prefix="gateway-streams-") as tmp,
-        servers(Path(tmp), args.servers, args.upstream, args.itl_ms) as (ts, mock),
+        servers(Path(tmp), args.servers, args.upstream, args.itl_ms, args.tokens) as (ts, mock),
     ):
         _warm(ts, mock)
         live = [name for name in args.servers]
