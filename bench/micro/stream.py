@@ -5,6 +5,12 @@ A 200-chunk OpenAI chat stream exactly as OpenAI sends it with include_usage (ev
 carries "usage":null; a usage-only chunk before [DONE]), one upstream read per chunk (the
 worst case) or coalesced into 4 reads (a loaded server). Figures are µs per chunk;
 compare each row with the bare pass-through of the same bytes.
+
+The translated rows relay the same answer between dialects, one read per event, as
+relay.stream does: an Anthropic or Gemini upstream's 200 events (bench.micro.dialects)
+framed and translated (relay.translate.UpstreamStream), then framed and watched as chat
+chunks; or the OpenAI stream framed and watched, then translated for an Anthropic,
+Gemini or Responses API client (relay.translate.client_stream).
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ from collections.abc import Callable
 import msgspec
 
 from bench.micro import Cases, main_for
-from bench.micro.fixtures import LEDGER, TABLE
+from bench.micro.dialects import anthropic_stream, gemini_stream
+from bench.micro.fixtures import LEDGER, TABLE, table_with
 from gateway.accounting.tokens import CompletionCounter, Tokenizers
 from gateway.accounting.usage import Usage
-from gateway.providers.responses import ResponsesStream
+from gateway.config import ProviderConfig
+from gateway.providers.registry import DIALECTS
+from gateway.relay import translate
 from gateway.relay.call import Call
 from gateway.relay.native import _Watch as NativeWatch
 from gateway.relay.sse import Framer
@@ -92,23 +101,65 @@ def relay(*, count: bool, reads: list[bytes] = FRAMES) -> Callable[[], None]:
 
 
 RESPONSES_REQUEST = b'{"model":"gpt-4o","input":"Tell me a story.","stream":true}'
+ANTHROPIC_REQUEST = (
+    b'{"model":"gpt-4o","max_tokens":1024,"messages":[{"role":"user","content":"Tell me a story."}],"stream":true}'
+)
+GEMINI_REQUEST = b'{"contents":[{"role":"user","parts":[{"text":"Tell me a story."}]}]}'
+UPSTREAMS = table_with(
+    anthropic=ProviderConfig(dialect="anthropic", base_url="https://api.anthropic.com"),
+    gemini=ProviderConfig(dialect="gemini", base_url="https://generativelanguage.googleapis.com"),
+)
 
 
-def responses() -> None:
-    """A Responses API client's stream (translated): the chat relay, then each region's
-    chunks as Responses events (an output_text.delta per content chunk)."""
-    sink = []
-    write = sink.append
-    watch = StreamWatch(client_usage=True, counter=None, finish=FINISH)
-    feed, process = Framer().feed, watch.process
-    to_client = ResponsesStream(request=RESPONSES_REQUEST).feed
-    for chunk in FRAMES:
-        region = feed(chunk)
-        if region:
-            out = process(region)
-            if out:
-                write(to_client(out))
-    watch.final_usage()
+def from_upstream(model: str, reads: list[bytes]) -> Callable[[], None]:
+    """An OpenAI client's stream from a provider of another dialect: each read framed and
+    translated into chat chunks, which are framed and watched as an OpenAI upstream's."""
+    target = UPSTREAMS.resolve(model)
+
+    def run() -> None:
+        sink = []
+        write = sink.append
+        watch = StreamWatch(client_usage=False, counter=None, finish=FINISH)
+        decode = translate.UpstreamStream(target)
+        translated, feed, process = decode.feed, Framer().feed, watch.process
+        for chunk in reads:
+            region = feed(translated(chunk))
+            if region:
+                out = process(region)
+                if out:
+                    write(out)
+        tail = decode.close()  # Gemini's usage chunk and [DONE] come out at EOF
+        if tail:
+            write(process(feed(tail)))
+        watch.final_usage()
+
+    return run
+
+
+def to_client(dialect: str, request: bytes) -> Callable[[], None]:
+    """A client of another dialect at its SDK route, the upstream speaking OpenAI: the
+    chat relay, then each region's chunks in the client's dialect."""
+    client = DIALECTS[dialect]
+
+    def run() -> None:
+        sink = []
+        write = sink.append
+        watch = StreamWatch(client_usage=True, counter=None, finish=FINISH)
+        feed, process = Framer().feed, watch.process
+        client_feed = translate.client_stream(client, request=request).feed
+        for chunk in FRAMES:
+            region = feed(chunk)
+            if region:
+                out = process(region)
+                if out:
+                    write(client_feed(out))
+        watch.final_usage()
+
+    return run
+
+
+ANTHROPIC_EVENTS = anthropic_stream()
+GEMINI_FRAMES = gemini_stream()
 
 
 def responses_events() -> list[bytes]:
@@ -187,7 +238,11 @@ CASES: Cases = {
     "frame + watch, upstream reports usage": relay(count=False),
     "frame + watch + count tokens (no usage)": relay(count=True),
     "frame + watch, 4 coalesced reads": relay(count=False, reads=COALESCED),
-    "frame + watch + Responses events (translated)": responses,
+    "(a) Anthropic events -> chat chunks": from_upstream("anthropic/claude-sonnet-4-5", ANTHROPIC_EVENTS),
+    "(b) Gemini frames -> chat chunks": from_upstream("gemini/gemini-2.5-flash", GEMINI_FRAMES),
+    "(c) chat chunks -> Anthropic events": to_client("anthropic", ANTHROPIC_REQUEST),
+    "(d) chat chunks -> Gemini frames": to_client("gemini", GEMINI_REQUEST),
+    "(e) chat chunks -> Responses events": to_client("responses", RESPONSES_REQUEST),
     "Responses events relayed natively (frame + watch)": native_responses,
     "extra_fields on every chunk: splice": splice_every_chunk,
     "extra_fields on every chunk: re-encode": reencode_every_chunk,

@@ -19,6 +19,7 @@ from gateway.errors import UpstreamProtocolError
 MAX_FRAME_BYTES = 1024 * 1024
 
 _SEP = b"\n\n"
+_CRLF_SEP = b"\r\n\r\n"
 
 
 class Framer:
@@ -30,8 +31,12 @@ class Framer:
 
     def feed(self, data: bytes) -> bytes:
         """The complete frames (each ending in a blank line) now available."""
-        if not self._pending and not self._crlf and data.endswith(_SEP):
-            return data  # the common read: whole frames, nothing held over
+        if not self._pending:  # the common read: whole frames, nothing held over
+            if not self._crlf:
+                if data.endswith(_SEP):
+                    return data
+            elif data.endswith(_CRLF_SEP):
+                return data.replace(b"\r\n", b"\n")
         buf = self._pending + data if self._pending else data
         if self._crlf:
             # A trailing "\r" may be the first half of "\r\n": keep it for the next read.

@@ -13,6 +13,7 @@ from msgspec import UNSET
 from gateway.providers.anthropic import usage as _usage
 from gateway.providers.anthropic.errors import decode_upstream, stream_error_type
 from gateway.providers.anthropic.schema import ChatMessage, ChatUsage, Completion, ToolCall
+from gateway.providers.chunktext import TextChunks
 
 _encode = msgspec.json.Encoder().encode
 _completion = msgspec.json.Decoder(Completion)
@@ -36,7 +37,7 @@ def _event(name: bytes, data: bytes) -> bytes:
 class MessagesStream:
     """Feed it whole OpenAI SSE frames; it returns Anthropic SSE events."""
 
-    __slots__ = ("_index", "_open", "_started", "_stop", "_tools", "_usage", "done")
+    __slots__ = ("_index", "_open", "_plain", "_started", "_stop", "_text_head", "_tools", "_usage", "done")
 
     def __init__(self) -> None:
         self._started = False
@@ -45,9 +46,15 @@ class MessagesStream:
         self._tools: dict[int, int] = {}  # OpenAI tool call index -> Anthropic block index
         self._stop: str | None = None
         self._usage: ChatUsage | None = None
+        self._plain = TextChunks()
+        self._text_head = b""  # the open text block's content_block_delta up to its text
         self.done = False
 
     def feed(self, frames: bytes) -> bytes:
+        if self._open == _TEXT and not self.done:
+            text = self._plain.frame_text(frames)
+            if text is not None:  # one ordinary content chunk, read without decoding it
+                return self._text_head + _encode(text) + b"}}\n\n"
         out: list[bytes] = []
         for frame in frames.split(_SEP)[:-1]:
             if self.done or not frame.startswith(b"data:"):
@@ -56,7 +63,12 @@ class MessagesStream:
             if data == _DONE:
                 self._end(out)
                 continue
+            text = self._plain.text(data) if self._started else None
+            if text is not None:  # the common chunk, read without decoding it
+                self._text(text, out)
+                continue
             chunk = decode_upstream(_completion, data, what="an OpenAI chat.completion.chunk")
+            self._plain.learn(data)
             err = chunk.error
             if err is not UNSET and err is not None:
                 body = b'{"type":"error","error":{"type":"%s","message":%s}}' % (
@@ -101,10 +113,18 @@ class MessagesStream:
         if not text and isinstance(delta.refusal, str):
             text = delta.refusal
         if text:
-            self._block(_TEXT, out)
-            out.append(self._block_delta(b'{"type":"text_delta","text":' + _encode(text) + b"}"))
+            self._text(text, out)
         for k, call in enumerate(delta.tool_calls or ()):
             self._tool_call(call, k, out)
+
+    def _text(self, text: str, out: list[bytes]) -> None:
+        if self._open != _TEXT:
+            self._block(_TEXT, out)
+            self._text_head = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+                b'"delta":{"type":"text_delta","text":' % self._index
+            )
+        out.append(self._text_head + _encode(text) + b"}}\n\n")
 
     def _block_delta(self, delta: bytes, index: int | None = None) -> bytes:
         at = self._index if index is None else index

@@ -23,6 +23,29 @@ _SEP = b"\n\n"
 _DONE = b"data: [DONE]\n\n"
 _OPEN = b'{"index":0,"delta":'
 _PLAIN_END = b',"finish_reason":null}]}\n\n'
+# The common event, a text delta, as the API writes it: a region that is exactly
+# TEXT_HEAD INDEX TEXT_MID STRING TEXT_END, on one data line, INDEX a JSON integer and
+# STRING one JSON string, is read from its bytes. Any other is decoded whole.
+_TEXT_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_MID = b',"delta":{"type":"text_delta","text":'
+_TEXT_END = b"}}\n\n"
+_TEXT_CLOSE = b"}" + _PLAIN_END
+_string = msgspec.json.Decoder(str).decode
+
+
+def _text_delta(region: bytes) -> str | None:
+    """The text of a region that is one text_delta event in the common spelling, else None."""
+    at = region.find(_TEXT_MID, len(_TEXT_HEAD))
+    index = region[len(_TEXT_HEAD) : at]
+    if at < 0 or not index.isdigit() or len(index) > 9 or (index[0] == 0x30 and len(index) > 1):
+        return None
+    end = len(region) - len(_TEXT_END)
+    if not region.endswith(_TEXT_END) or region.find(b"\n", at) != end + 2:
+        return None
+    try:
+        return _string(region[at + len(_TEXT_MID) : end])
+    except msgspec.DecodeError:
+        return None
 
 
 def _data(frame: bytes) -> bytes | None:
@@ -45,6 +68,7 @@ class ChatStream:
         "_head",
         "_id",
         "_model",
+        "_text_open",
         "_tools",
         "_usage",
         "done",
@@ -53,6 +77,7 @@ class ChatStream:
     def __init__(self, *, created: int) -> None:
         self._created = created
         self._head = b""  # b'data: {"id":...,"choices":[' once message_start is seen
+        self._text_open = b""  # a content chunk up to its text, with the head
         self._id = ""
         self._model = ""
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
@@ -62,6 +87,10 @@ class ChatStream:
         self.done = False
 
     def feed(self, frames: bytes) -> bytes:
+        if self._text_open and not self.done and frames.startswith(_TEXT_HEAD):
+            text = _text_delta(frames)
+            if text is not None:  # one text_delta event, read without decoding it
+                return self._text_open + _encode(text) + _TEXT_CLOSE
         out: list[bytes] = []
         for frame in frames.split(_SEP)[:-1]:
             data = _data(frame)
@@ -119,6 +148,7 @@ class ChatStream:
             self._created,
             _encode(msg.model),
         )
+        self._text_open = self._head + _OPEN + b'{"content":'
         out.append(self._chunk(b'{"role":"assistant","content":""}'))
 
     def _on_block_start(self, event: Event, out: list[bytes]) -> None:

@@ -13,6 +13,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from gateway.errors import UpstreamProtocolError
+from gateway.providers.chunktext import TextChunks
 from gateway.providers.gemini import chat_wire as oa
 from gateway.providers.gemini import convert
 from gateway.providers.gemini import wire as g
@@ -25,7 +26,7 @@ _TEXT_HEAD = b'data: {"candidates":[{"content":{"parts":[{"text":'
 
 
 class GenerateStream:
-    __slots__ = ("_calls", "_id", "_pending", "_text_tail", "_version")
+    __slots__ = ("_calls", "_id", "_pending", "_plain", "_text_tail", "_version")
 
     def __init__(self) -> None:
         self._id = ""
@@ -33,8 +34,13 @@ class GenerateStream:
         self._text_tail = b""  # closes a one-text-part frame, built from the first chunk
         self._calls: dict[tuple[int, int], list[str]] = {}  # (choice, tool index) -> [id, name, *fragments]
         self._pending: list[g.Candidate] = []  # finished candidates, held for the usage
+        self._plain = TextChunks()
 
     def feed(self, frames: bytes) -> bytes:
+        if self._text_tail and not self._pending:
+            text = self._plain.frame_text(frames)
+            if text is not None:  # one ordinary content chunk, read without decoding it
+                return _TEXT_HEAD + g.encode(text) + self._text_tail
         out: list[bytes] = []
         for frame in frames.split(b"\n\n"):
             payload = payload_of(frame) if frame else None
@@ -43,12 +49,17 @@ class GenerateStream:
             if payload == b"[DONE]":
                 self._flush(out, UNSET)
                 continue
+            text = self._plain.text(payload) if self._text_tail and not self._pending else None
+            if text is not None:  # the common chunk, read without decoding it
+                out.append(_TEXT_HEAD + g.encode(text) + self._text_tail)
+                continue
             try:
                 chunk = oa.decode_chunk(payload)
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
                 raise UpstreamProtocolError(
                     f"gemini dialect: a stream frame is not a chat completion chunk: {e}"
                 ) from None
+            self._plain.learn(payload)
             if chunk.error is not None:
                 self._flush(out, UNSET)
                 out.append(_error_frame(chunk.error))

@@ -18,6 +18,15 @@ from gateway.providers.gemini import convert
 from gateway.providers.gemini import wire as g
 
 _DONE = b"data: [DONE]\n\n"
+# The common frame, one text part for candidate 0, as the API writes it: read from its
+# bytes when it is exactly HEAD STRING END REST, STRING decodes as one JSON string and
+# "{" '"' REST as a frame holding no candidates and no error (END ends with the quote
+# opening REST's first field). Any other frame is decoded whole, as is one of these out
+# of the common state.
+_TEXT_HEAD = b'data: {"candidates": [{"content": {"parts": [{"text": '
+_TEXT_END = b'"}],"role": "model"},"index": 0}],"'
+_OPEN = b'{"index":0,"delta":{"content":'
+_string = msgspec.json.Decoder(str).decode
 _TAIL = b"]}\n\n"
 _PLAIN_TAIL = b'},"finish_reason":null}]}\n\n'
 _EMPTY_DELTA = oa.Delta()
@@ -44,6 +53,7 @@ class ChatStream:
     __slots__ = (
         "_calls",
         "_closed",
+        "_common",
         "_created",
         "_finished",
         "_model",
@@ -66,9 +76,14 @@ class ChatStream:
         self._n = 0  # tool calls in the whole response, for generated ids
         self._usage: g.UsageMetadata | None = None
         self._closed = False
+        self._common = False  # candidate 0 started, not finished: the common frame's state
         self.done = False
 
     def feed(self, frames: bytes) -> bytes:
+        if self._common and frames.startswith(_TEXT_HEAD):
+            chunk = self._text(frames)
+            if chunk:
+                return chunk
         out: list[bytes] = []
         for frame in frames.split(b"\n\n"):
             payload = payload_of(frame) if frame else None
@@ -90,7 +105,27 @@ class ChatStream:
                     gemini_status=status,
                 )
             self._frame(r, out)
+            self._common = 0 in self._started and 0 not in self._finished
         return b"".join(out)
+
+    def _text(self, region: bytes) -> bytes:
+        """The chunk of a region that is one common frame, as ``_frame`` would make it;
+        empty for any other region."""
+        at = region.find(_TEXT_END, len(_TEXT_HEAD))
+        # One line: a second line would not be the frame's data.
+        if at < 0 or region.find(b"\n", at) != len(region) - 2 or not region.endswith(b"\n\n"):
+            return b""
+        try:
+            text = _string(region[len(_TEXT_HEAD) : at + 1])
+            # A second frame in the region fails here: one object, then whitespace only.
+            r = g.decode_frame(b"{" + region[at + len(_TEXT_END) - 1 :])
+        except msgspec.DecodeError:
+            return b""
+        if not text or r.candidates is not UNSET or r.error is not UNSET:
+            return b""
+        if isinstance(r.usageMetadata, g.UsageMetadata):
+            self._usage = r.usageMetadata
+        return self._prefix + _OPEN + oa.encode(text) + _PLAIN_TAIL
 
     def _frame(self, r: g.StreamFrame, out: list[bytes]) -> None:
         if not self._prefix:

@@ -20,6 +20,7 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
 from gateway.errors import UpstreamProtocolError
+from gateway.providers.chunktext import TextChunks
 from gateway.providers.responses import answer as _answer
 from gateway.providers.responses.wire import (
     ChatError,
@@ -51,13 +52,14 @@ _CODES = {"rate_limit_error": "rate_limit_exceeded", "invalid_request_error": "i
 class _Text:
     """The message item being streamed."""
 
-    __slots__ = ("id", "index", "logprobs", "parts")
+    __slots__ = ("id", "index", "logprobs", "parts", "where")
 
     def __init__(self, index: int) -> None:
         self.id = _answer.new_id("msg_")
         self.index = index
         self.parts: list[str] = []
         self.logprobs: list[TokenLogprob] = []  # the deltas', when the chunks carried them
+        self.where = b'"item_id":"%s","output_index":%d,"content_index":0' % (self.id.encode(), index)
 
 
 class _Reasoning:
@@ -96,6 +98,7 @@ class ResponsesStream:
         "_finish",
         "_id",
         "_output",
+        "_plain",
         "_reasoning",
         "_refusal",
         "_seq",
@@ -120,6 +123,7 @@ class ResponsesStream:
         self._finish: str | None = None
         self._usage: ChatUsage | None = None
         self._extra: Raw | UnsetType = UNSET
+        self._plain = TextChunks()
         self.done = False
         # The finished Response (completed or incomplete), for a store to keep.
         self.final: bytes | None = None
@@ -158,6 +162,11 @@ class ResponsesStream:
 
     def feed(self, frames: bytes) -> bytes:
         out: list[bytes] = []
+        if self._started and not self.done:
+            text = self._plain.frame_text(frames)
+            if text is not None:  # one ordinary content chunk, read without decoding it
+                self._text_delta(text, None, out)
+                return out[0] if len(out) == 1 else b"".join(out)
         for frame in frames.split(_SEP)[:-1]:
             if self.done or not frame.startswith(b"data:"):
                 continue
@@ -165,12 +174,17 @@ class ResponsesStream:
             if data == _DONE:
                 self._end(out)
                 continue
+            text = self._plain.text(data) if self._started else None
+            if text is not None:  # the common chunk, read without decoding it
+                self._text_delta(text, None, out)
+                continue
             try:
                 chunk = _completion.decode(data)
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
                 raise UpstreamProtocolError(
                     f"upstream sent an OpenAI chat.completion.chunk that is not valid: {e}"
                 ) from None
+            self._plain.learn(data)
             if not self._started:
                 self._start(chunk.created, out)
             err = chunk.error
@@ -261,12 +275,16 @@ class ResponsesStream:
 
     def _text_delta(self, delta: str, chat_logprobs: ChatLogprobs | None, out: list[bytes]) -> None:
         text = self._open_text(out)
-        where = b'"item_id":"%s","output_index":%d,"content_index":0' % (text.id.encode(), text.index)
+        where = text.where
         if not text.parts:
             self._event(b"response.content_part.added", where + b',"part":' + _EMPTY_TEXT, out)
         text.parts.append(delta)
         if chat_logprobs is None:
-            self._event(b"response.output_text.delta", where + b',"delta":%s,"logprobs":[]' % _encode(delta), out)
+            out.append(
+                b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'
+                b'%s,"delta":%s,"logprobs":[]}\n\n' % (self._seq, where, _encode(delta))
+            )
+            self._seq += 1
             return
         logprobs = _answer.logprobs(chat_logprobs)
         text.logprobs += logprobs
