@@ -24,6 +24,7 @@ from gateway.relay import translate
 from gateway.relay.call import Call, status_error
 from gateway.routing.limits import Limiter, ProviderBusy
 from gateway.routing.table import Target
+from gateway.upstream.client import Reply
 
 T = TypeVar("T")
 # One attempt on one target with one key (index into the provider's KeyRing).
@@ -179,16 +180,21 @@ def backoff_s(cfg: RetryConfig, *, attempt: int, retry_after_s: float | None) ->
     return random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_initial_s * 2**attempt))
 
 
-async def exchange(call: Call, target: Target, body: bytes, key: int) -> tuple[bytes, list[tuple[str, str]]]:
-    """One upstream request and its whole answer: the body and the headers the client may
-    see, both scrubbed of the provider's keys; an error answer raised as the status error
-    (in OpenAI's form). The other whole-answer calls' start (``relay.embed``,
-    ``relay.count``); ``relay.unary._attempt`` does the same inline, one coroutine frame less on the
-    common request."""
+async def exchange(
+    call: Call, target: Target, opener: Callable[[], Awaitable[Reply]]
+) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """One upstream request (``opener``: sends it, e.g. ``call.send(...)`` or the
+    provider's ``resource(...)``) and its whole answer, the wait counted in
+    ``call.upstream_s``: the status, the body and the headers the client may see, the
+    headers scrubbed of the provider's keys; an error answer (its body scrubbed, then
+    translated from the target's dialect) raised as the status error, in OpenAI's form.
+    The start of the whole-answer calls other than chat's (``relay.embed``,
+    ``relay.count``, the stored responses' reads); ``relay.unary._attempt`` does the
+    same inline, one coroutine frame less on the common request."""
     provider = target.provider
     sent = time.perf_counter()
     try:
-        reply = await call.send(target, body, key, stream=False)
+        reply = await opener()
         try:
             data = await reply.read()
         finally:
@@ -202,4 +208,4 @@ async def exchange(call: Call, target: Target, body: bytes, key: int) -> tuple[b
         if provider.translated:
             data = translate.error(target, reply.status, data)
         raise status_error(provider.name, reply.status, data, headers)
-    return data, headers
+    return reply.status, data, headers

@@ -32,4 +32,5 @@ async def _attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[b
         # ``body``: the request in OpenAI's form, counted as the ledger counts a prompt.
         tokens = call.ledger.prompt_tokens(endpoint="chat", model=target.model, body=body)
         return client.inbound.count_answer(tokens), []
-    return await exchange(call, target, body, key)
+    _, data, headers = await exchange(call, target, lambda: call.send(target, body, key, stream=False))
+    return data, headers

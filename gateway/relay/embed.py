@@ -76,7 +76,7 @@ async def attempt(call: Call, target: Target, body: bytes, key: int) -> tuple[by
     """One attempt (``relay.unary``'s signature): the enriched answer and the upstream
     headers relayed to the client."""
     provider = target.provider
-    data, headers = await exchange(call, target, body, key)
+    _, data, headers = await exchange(call, target, lambda: call.send(target, body, key, stream=False))
     options = call.options
     translated = provider.wire.embedder is not None
     upstream_data = data

@@ -26,8 +26,8 @@ from aiohttp import web
 from gateway.errors import InvalidRequest, MethodNotAllowed, NotFound, UpstreamStatusError
 from gateway.governance import Principal
 from gateway.providers.openai import DIALECT as OPENAI
-from gateway.relay.attempts import first_success
-from gateway.relay.call import answer_headers, status_error
+from gateway.relay.attempts import exchange, first_success
+from gateway.relay.call import answer_headers
 from gateway.routing.providers import Provider
 from gateway.routing.table import Target
 from gateway.server.access import GatewayRequest
@@ -143,29 +143,18 @@ class StoredResponses:
         if isinstance(request, GatewayRequest):
             request.call = call  # an error answer is logged with its provider too
         options = call.options
+        scrub, secret = provider.scrub.body, options.direct_key
 
         async def read(target: Target, body: bytes, key: int) -> tuple[int, bytes, list[tuple[str, str]]]:
-            sent = time.perf_counter()
-            try:
-                reply = await resource(
-                    method,
-                    path,
-                    key=key,
-                    extra=options.extra_headers,
-                    timeouts=call.timeouts_left(),
-                    secret=options.direct_key,
-                )
-                try:
-                    data = await reply.read()
-                finally:
-                    reply.close()
-            finally:
-                call.upstream_s += time.perf_counter() - sent
-            scrub, secret = provider.scrub, options.direct_key
-            data, headers = scrub.body(data, secret=secret), scrub.headers(reply.headers, secret=secret)
-            if not 200 <= reply.status < 300:
-                raise status_error(provider.name, reply.status, data, headers)
-            return reply.status, data, headers
+            status, data, headers = await exchange(
+                call,
+                target,
+                lambda: resource(
+                    method, path, key=key, extra=options.extra_headers, timeouts=call.timeouts_left(), secret=secret
+                ),
+            )
+            # exchange scrubs an error's body only; a stored response is relayed scrubbed too.
+            return status, scrub(data, secret=secret), headers
 
         try:
             (status, data, headers), index, limiter = await first_success(call, read)

@@ -316,10 +316,14 @@ class ResponseStates:
         chain = await self._chain(owner, previous_id, strict=True)
         return _encode(_items(chain))
 
-    async def _chain(self, owner: str, first_id: str, *, strict: bool) -> list[StoredResponse]:
+    async def _chain(
+        self, owner: str, first_id: str, *, strict: bool, first: bytes | None = None
+    ) -> list[StoredResponse]:
         """The records of ``first_id`` and the responses it continued, newest first.
         ``strict`` (a conversation to continue): a link gone, kept upstream or over the
-        bounds is a 400. Otherwise (a listing) the walk stops there, with what it has."""
+        bounds is a 400. Otherwise (a listing) the walk stops there, with what it has.
+        ``first``: the record of ``first_id`` when the caller has read it already
+        (``_record``), so it is not read twice."""
         chain: list[StoredResponse] = []
         total = 0
         at: str | None = first_id
@@ -333,7 +337,7 @@ class ResponseStates:
                     param="previous_response_id",
                     code="conversation_too_long",
                 )
-            record = await self._record(owner, at)
+            record = first if not chain and first is not None else await self._record(owner, at)
             if record is None:
                 if not strict:
                     break
@@ -376,7 +380,7 @@ class ResponseStates:
         record = await self._record(owner, previous_id)
         if record is None or _decode_stored(record).upstream is not None:
             return None
-        return await self.conversation(owner, previous_id)
+        return _encode(_items(await self._chain(owner, previous_id, strict=True, first=record)))
 
     async def get(self, owner: str, response_id: str) -> bytes:
         """The Response object as it was answered; 404 when unknown, expired, deleted or

@@ -422,3 +422,38 @@ def test_responses_state_native_index_names_the_upstream_for_its_owner_only(stat
             await s.index("vk:a", response=response("resp_a/b", "x"), provider="up", model="gpt-x")
 
     states.run(scenario)
+
+
+def test_responses_state_kept_conversation_reads_each_link_once(redis_server: str) -> None:
+    """``kept_conversation`` (a native-first request continuing a response): the same
+    items as ``conversation``, None for a response the gateway does not keep, and one
+    Redis GET per link of the chain, as counted by the server (INFO commandstats): the
+    record read to decide is the one the conversation starts from."""
+    from redis.asyncio import Redis
+
+    async def scenario(make: Callable[..., ResponseStates]) -> None:
+        s = make()
+        r1 = await turn(s, "vk:a", "one")
+        r2 = await turn(s, "vk:a", "two", r1)
+        native = new_response_id()
+        assert await s.index("vk:a", response=response(native, "up"), provider="up", model="gpt-x")
+        assert await s.kept_conversation("vk:a", native) is None
+        assert await s.kept_conversation("vk:b", r2) is None  # another owner's
+        assert await s.kept_conversation("vk:a", new_response_id()) is None
+        assert await s.kept_conversation("vk:a", "msg_123") is None
+        admin = Redis.from_url(redis_server)
+        try:
+
+            async def gets() -> int:
+                stats: dict[str, dict[str, int]] = await admin.info("commandstats")
+                return stats.get("cmdstat_get", {}).get("calls", 0)
+
+            before = await gets()
+            kept = await s.kept_conversation("vk:a", r2)
+            assert await gets() - before == 2  # r2, then r1
+        finally:
+            await admin.aclose()
+        assert kept == await s.conversation("vk:a", r2)
+        assert texts(kept) == ["one", "answer-one", "two", "answer-two"]
+
+    States("redis", redis_server).run(scenario)
