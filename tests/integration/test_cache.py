@@ -128,6 +128,10 @@ def test_cache_sdk_stream_hit_is_identical_in_both_forms(gw: Proc, up: Proc) -> 
     before = _received(up)
     again, replayed = _stream_text(gw, h, "streamed")
     assert again == text
+    # Replayed chunk by chunk, as the upstream sent them.
+    assert [c.choices[0].delta.content for c in replayed if c.choices] == [
+        c.choices[0].delta.content for c in chunks if c.choices
+    ]
     assert _received(up) == before
     # The client asks for the usage chunk this time: the same entry, usage where it asked.
     with_usage, chunks = _stream_text(gw, h, "streamed", stream_options={"include_usage": True})
