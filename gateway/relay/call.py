@@ -111,7 +111,7 @@ class RequestOptions:
         return (
             f"RequestOptions(raw_request={self.raw_request!r}, raw_response={self.raw_response!r}, "
             f"timeouts={self.timeouts!r}, pinned_key={self.pinned_key!r}, "
-            f"extra_headers={self.extra_headers!r}, direct_key={secret}, cache={self.cache!r})"
+            f"extra_headers={self.extra_headers!r}, cache={self.cache!r}, direct_key={secret})"
         )
 
 
