@@ -69,6 +69,10 @@ EXCLUDED = (
 KEY_VERSION = "1"
 # Kept writes to a remote store waiting at once; past it answers are not kept (busy).
 MAX_PENDING_WRITES = 1000
+# After a store failure, how long requests skip the store (each a miss, its answer not
+# kept) before it is tried again: a hung Redis costs one deadline a second, not one per
+# request.
+STORE_RETRY_S = 1.0
 # Rule lookups remembered per (provider, model); the model is the client's choice.
 MAX_RULES = 4096
 _LENGTH = re.compile(rb'"finish_reason"\s*:\s*"length"')
@@ -234,7 +238,7 @@ class Cache:
     """The process's response cache for one config: its rules, its store (the process's,
     kept across reloads) and its counters."""
 
-    __slots__ = ("_cfg", "_pending", "_rules", "_store", "_store_down", "meters", "vectors")
+    __slots__ = ("_cfg", "_down_until", "_pending", "_rules", "_store", "_store_down", "meters", "vectors")
 
     def __init__(
         self, cfg: CacheConfig, store: CacheStore, *, meters: CacheMeters, vectors: Vectors | None = None
@@ -244,6 +248,7 @@ class Cache:
         self._rules: dict[tuple[str, str], Rule] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._store_down = False
+        self._down_until = 0.0  # time.monotonic() before which the store is not tried
         self.meters = meters
         meters.active = True
         meters.stats_source = store.stats
@@ -309,7 +314,12 @@ class Cache:
         # with hit_type "semantic", threshold and similarity in the debug.
         return ticket
 
+    def _skipping(self) -> bool:
+        return self._store_down and time.monotonic() < self._down_until
+
     async def _get(self, entry_id: str) -> Entry | None:
+        if self._skipping():
+            return None
         try:
             value = await self._store.get(entry_id)
         except StoreUnavailable as e:
@@ -328,6 +338,7 @@ class Cache:
         if not self._store_down:  # once per outage, not once per request
             log.warning("response cache store unavailable, requests go upstream: %s", e)
         self._store_down = True
+        self._down_until = time.monotonic() + STORE_RETRY_S
 
     async def keep_unary(self, ticket: CacheTicket, call: Call, data: bytes, *, target: Target) -> bytes:
         """``data`` (the answer as the relay made it) with its ``cache_debug``; kept when it
@@ -403,6 +414,9 @@ class Cache:
         await self._put(ticket, entry)
 
     async def _put(self, ticket: CacheTicket, entry: Entry) -> None:
+        if self._skipping():
+            self.meters.skipped["store_error"] += 1
+            return
         value = _encode_entry(entry)
         store = self._store
         if store.inline:
@@ -423,6 +437,7 @@ class Cache:
             self._failed(e)
             self.meters.skipped["store_error"] += 1
             return
+        self._store_down = False
         self.meters.stored += 1
 
     async def delete(self, entry_id: str) -> bool:

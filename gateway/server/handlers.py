@@ -228,7 +228,11 @@ class Handlers:
         assert ticket is not None and ticket.entry is not None
         if stream:
             paced = self.cache is not None and self.cache.config.stream_replay == "paced"
-            return await replay_stream(call, request, ticket, paced=paced)
+            try:
+                return await replay_stream(call, request, ticket, paced=paced)
+            except asyncio.CancelledError:
+                self._cancelled(request, call)
+                raise
         headers = {"Content-Type": JSON, PROVIDER_HEADER: ticket.entry.provider}
         return web.Response(body=unary_answer(call, ticket), headers=headers)
 
