@@ -18,6 +18,7 @@ from tests.conftest import Proc, RedisServer, free_port, metric, sdk_client, ser
 ADMIN = "admin-token-cache-0123456789"
 VK_A = "sk-bf-cache-alice-0123456789"
 VK_B = "sk-bf-cache-bob-0123456789ab"
+VK_C = "sk-bf-cache-carol-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,11 @@ def _config(up: Proc, **cache: Any) -> dict[str, Any]:
         "cache": {"enabled": True, **cache},
         "auth": {
             "admin_token": ADMIN,
-            "virtual_keys": [{"name": "alice", "value": VK_A}, {"name": "bob", "value": VK_B}],
+            "virtual_keys": [
+                {"name": "alice", "value": VK_A},
+                {"name": "bob", "value": VK_B},
+                {"name": "carol", "value": VK_C, "rate_limits": [{"tokens": 100000, "window": "1h"}]},
+            ],
         },
     }
 
@@ -43,6 +48,18 @@ def _config(up: Proc, **cache: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc = serve_config(_config(up, max_entry_bytes=8192), tmp_path_factory.mktemp("cache-gw"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_gw(up: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """Every request takes part, callers share namespaces, streams replay paced; one
+    model has the cache off."""
+    config = _config(
+        up, every_request=True, shared=True, stream_replay="paced", models={"up/gpt-off": {"enabled": False}}
+    )
+    proc = serve_config(config, tmp_path_factory.mktemp("cache-shared"))
     yield proc
     proc.stop()
 
@@ -248,6 +265,54 @@ def test_cache_virtual_keys_do_not_see_each_other(gw: Proc, up: Proc) -> None:
     assert _debug(_post(gw, _body("mine"), {**h, "x-bf-vk": VK_B}).json())["cache_hit"] is False
     assert _debug(_post(gw, _body("mine"), {**h, "x-bf-vk": VK_A}).json())["cache_hit"] is True
     assert _debug(_post(gw, _body("mine"), h).json())["cache_hit"] is False  # anonymous: its own
+
+
+def _tokens_used(gw: Proc, key: str) -> int:
+    view = httpx.get(f"{gw.url}/api/keys/{key}", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    return int(next(u["used"] for u in view["usage"] if u["kind"] == "tokens"))
+
+
+def test_cache_hit_charges_nothing(gw: Proc) -> None:
+    h = {**_ns(), "x-bf-vk": VK_C}
+    start = _tokens_used(gw, "carol")
+    miss = _post(gw, _body("charged once"), h).json()
+    spent = miss["usage"]["total_tokens"]
+    for _ in range(3):
+        hit = _post(gw, _body("charged once"), h).json()
+        assert _debug(hit)["cache_hit"] is True and hit["usage"]["total_tokens"] == spent
+    deadline = time.monotonic() + 2.0
+    while _tokens_used(gw, "carol") != start + spent:  # settled off the request's path
+        assert time.monotonic() < deadline, (start, spent, _tokens_used(gw, "carol"))
+        time.sleep(0.05)
+
+
+def test_cache_text_completions_hit_in_both_forms(gw: Proc, up: Proc) -> None:
+    h = _ns()
+    client = sdk_client(gw.url + "/v1")
+    first = client.completions.create(model="gpt-x", prompt="say something", extra_headers=h)
+    before = _received(up)
+    again = client.completions.create(model="gpt-x", prompt="say something", extra_headers=h)
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(model="gpt-x", prompt="say something", stream=True, extra_headers=h)
+        if c.choices
+    )
+    assert again.choices[0].text == first.choices[0].text == streamed
+    assert _received(up) == before
+
+
+def test_cache_shared_every_request_and_paced(shared_gw: Proc, up: Proc) -> None:
+    body = _body("everyone's", stream=True, mock={"itl_ms": 30, "tokens": 8})
+    first = _post(shared_gw, body, {"x-bf-vk": VK_A})  # no x-bf-cache-key: every_request
+    assert "[DONE]" in first.text
+    before = _received(up)
+    t0 = time.monotonic()
+    replay = _post(shared_gw, body, {"x-bf-vk": VK_B})  # another caller: shared
+    took = time.monotonic() - t0
+    assert _received(up) == before and '"cache_hit":true' in replay.text
+    assert took > 0.15  # paced: ~8 gaps of 30 ms, not at once
+    off = _post(shared_gw, _body("off", model="up/gpt-off"), {}).json()
+    assert "cache_debug" not in off["extra_fields"]  # the model's override turns it off
 
 
 def test_cache_invalidation_by_id_and_by_namespace(gw: Proc) -> None:
