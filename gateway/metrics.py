@@ -110,6 +110,65 @@ class ProviderMeters:
         self.busy = 0  # refused at its concurrency limit
 
 
+# The response cache's lookup latency: an in-process hit takes microseconds, a Redis one
+# a round trip (~0.1-1 ms), a store at its deadline up to 2 x store.timeout_s.
+CACHE_LOOKUP_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.5)
+# Why an answer was not kept (gateway_cache_skipped_total{reason}).
+CACHE_SKIPS = ("error", "incomplete", "length", "oversize", "no_store", "store_error", "busy")
+
+
+class CacheMeters:
+    """The response cache's counters (``relay.cache``); exposed once a cache is configured."""
+
+    __slots__ = ("active", "errors", "lookup", "lookups", "skipped", "stats_source", "stored")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.lookups: dict[tuple[str, str], int] = {}  # (hit type, "hit" | "miss")
+        self.stored = 0
+        self.skipped = dict.fromkeys(CACHE_SKIPS, 0)
+        self.errors = 0  # store operations that failed (each a miss or an answer not kept)
+        self.lookup = Histogram(CACHE_LOOKUP_BUCKETS)
+        # (entries, bytes, evictions) of the in-process store; None: kept elsewhere (Redis).
+        self.stats_source: Callable[[], tuple[int, int, int] | None] | None = None
+
+    def looked_up(self, kind: str, result: str, seconds: float) -> None:
+        key = (kind, result)
+        self.lookups[key] = self.lookups.get(key, 0) + 1
+        self.lookup.observe(seconds)
+
+    def families(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "gateway_cache_lookups", "Response cache lookups by hit type and result", labels=["type", "result"]
+        )
+        for (kind, result), n in sorted(self.lookups.items()):
+            lookups.add_metric([kind, result], n)
+        yield lookups
+        yield CounterMetricFamily("gateway_cache_stored", "Answers kept by the response cache", value=self.stored)
+        skipped = CounterMetricFamily(
+            "gateway_cache_skipped", "Answers the response cache did not keep, by reason", labels=["reason"]
+        )
+        for reason, n in self.skipped.items():
+            skipped.add_metric([reason], n)
+        yield skipped
+        yield CounterMetricFamily(
+            "gateway_cache_errors", "Response cache store operations that failed", value=self.errors
+        )
+        lookup = HistogramMetricFamily(
+            "gateway_cache_lookup_seconds", "Response cache lookups, key made to entry read", labels=[]
+        )
+        lookup.add_metric([], self.lookup.buckets(), self.lookup.total)
+        yield lookup
+        stats = self.stats_source() if self.stats_source is not None else None
+        if stats is not None:
+            entries, size, evictions = stats
+            yield GaugeMetricFamily("gateway_cache_entries", "Entries the in-process cache holds", value=entries)
+            yield GaugeMetricFamily("gateway_cache_bytes", "Bytes the in-process cache holds", value=size)
+            yield CounterMetricFamily(
+                "gateway_cache_evictions", "In-process cache entries forgotten for room", value=evictions
+            )
+
+
 class ConnectionStats:
     """Client connections of one process, kept by the server (``server.protocol``)."""
 
@@ -130,6 +189,7 @@ class Metrics(Collector):
         self.store_errors = 0  # state store (Redis) operations that failed
         self.log_rows_dropped = 0  # request log store rows lost (its queue full, or unwritable)
         self.jobs = dict.fromkeys(JOB_EVENTS, 0)
+        self.cache = CacheMeters()
         # Per request, recorded when its answer is written (see ``request``).
         self._answered: dict[tuple[str, str, str], _Answered] = {}  # (route, provider, model)
         self.durations: dict[tuple[str, str], Histogram] = {}  # (route, provider): the whole request
@@ -276,6 +336,8 @@ class Metrics(Collector):
             "Request log rows not stored (queue full, or a write failed)",
             value=self.log_rows_dropped,
         )
+        if self.cache.active:
+            yield from self.cache.families()
         yield from self._request_families()
 
     def _request_families(self) -> Iterator[Metric]:

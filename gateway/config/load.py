@@ -173,6 +173,7 @@ def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str], problems:
             problems.error(
                 f"{source}: aliases.{alias}: expected 'provider/model' with a configured provider, got {target!r}"
             )
+    _check_cache(cfg, source=source, problems=problems)
     return msgspec.structs.replace(
         cfg,
         providers=providers,
@@ -181,6 +182,25 @@ def _check(cfg: GatewayConfig, *, source: str, env: Mapping[str, str], problems:
         server=_server(cfg, env=env, problems=problems),
         logs=_logs(cfg, source=source, env=env, problems=problems),
     )
+
+
+def _check_cache(cfg: GatewayConfig, *, source: str, problems: Problems) -> None:
+    """What the cache section's types cannot say: its overrides name configured providers."""
+    c = cfg.cache
+    for name in c.providers:
+        if name not in cfg.providers:
+            problems.error(f"{source}: cache.providers.{name}: not a configured provider")
+    for name in c.models:
+        provider, sep, model = name.partition("/")
+        if not sep or not model or provider not in cfg.providers:
+            problems.error(f"{source}: cache.models.{name}: expected 'provider/model' with a configured provider")
+    if c.embedding_model is not None:
+        provider, sep, model = c.embedding_model.partition("/")
+        if not sep or not model or provider not in cfg.providers:
+            problems.error(
+                f"{source}: cache.embedding_model: expected 'provider/model' with a configured provider, "
+                f"got {c.embedding_model!r}"
+            )
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -315,6 +335,8 @@ RESTART_ONLY = (
     ("store", "prefix"),
     ("store", "timeout_s"),
     ("responses", "max_memory_bytes"),
+    ("cache", "store"),
+    ("cache", "max_bytes"),
     *(("logs", field) for field in LogsConfig.__struct_fields__),
 )
 

@@ -335,6 +335,51 @@ class LogsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     max_queued_rows: Annotated[int, Meta(ge=1000)] = 100_000
 
 
+class CacheRuleConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The cache settings one provider or one model overrides; unset: the section's."""
+
+    enabled: bool | None = None
+    ttl_s: Seconds | None = None
+    every_request: bool | None = None
+    threshold: Share | None = None
+
+
+class CacheConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The response cache (docs/cache.md): answers of chat and text completions kept by a
+    hash of the canonical request and given again without an upstream call."""
+
+    # Off by default; a provider or model override may turn it on for that target alone.
+    enabled: bool = False
+    # How long an answer is kept; a request may ask for another (x-bf-cache-ttl).
+    ttl_s: Seconds = 300.0
+    # True: every request takes part; False: only those that send x-bf-cache-key.
+    every_request: bool = False
+    # "auto": the state store's Redis when store.redis_url is set (shared by every process
+    # and replica), else in this process's memory. "memory": always in process.
+    store: Literal["auto", "memory"] = "auto"
+    # In process: what the kept answers may take of memory; past it the least recently
+    # used are forgotten. Restart to change.
+    max_bytes: Annotated[int, Meta(ge=1024 * 1024)] = 256 * 1024 * 1024
+    # One answer past this is not kept (a stream's frames counted together).
+    max_entry_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    # A stored stream replayed "at_once" (every frame as fast as the client reads) or
+    # "paced" (at the gaps the original frames came with).
+    stream_replay: Literal["at_once", "paced"] = "at_once"
+    # True: answers cut by the token cap (finish_reason "length") are kept too.
+    cache_length_finish: bool = False
+    # True: the namespace is the x-bf-cache-key alone, shared by every caller. False: each
+    # caller (virtual key, gateway token, or the credential sent) has its own.
+    shared: bool = False
+    # Semantic lookup (the nearest stored request by embedding): accepted and checked; the
+    # lookup itself needs the vector index, and until then only direct hits happen.
+    threshold: Share = 0.8
+    embedding_model: str | None = None  # "provider/model" serving embeddings
+    semantic_input: Literal["last_user", "conversation"] = "last_user"
+    providers: dict[str, CacheRuleConfig] = {}
+    # Keyed by "provider/model", the model as the provider names it (after aliases).
+    models: dict[str, CacheRuleConfig] = {}
+
+
 class GatewayConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -342,6 +387,7 @@ class GatewayConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     jobs: JobsConfig = JobsConfig()
     responses: ResponsesConfig = ResponsesConfig()
     logs: LogsConfig = LogsConfig()
+    cache: CacheConfig = CacheConfig()
     providers: dict[str, ProviderConfig] = {}
     # Where a bare model ("gpt-4o", no "provider/") goes.
     default_provider: str | None = None

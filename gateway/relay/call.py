@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
@@ -16,9 +16,12 @@ from gateway.errors import GatewayError, UpstreamStatusError
 from gateway.providers import Endpoint
 from gateway.providers.dialect import Dialect
 from gateway.routing.table import Target
-from gateway.schemas.response import ExtraFields
+from gateway.schemas.response import CacheDebug, ExtraFields
 from gateway.upstream.client import Reply, Timeouts
 from gateway.upstream.relayed import client_headers, retry_after_s
+
+if TYPE_CHECKING:
+    from gateway.relay.cache import CacheAsk, CacheTicket
 
 # Response headers named as the reference API names them.
 PROVIDER_HEADER = "x-bifrost-provider"
@@ -64,7 +67,7 @@ class RequestOptions:
     A plain class, not a Struct: ``direct_key`` is a secret, and a Struct's encoders and
     rich repr would show it. ``repr`` hides it."""
 
-    __slots__ = ("direct_key", "extra_headers", "pinned_key", "raw_request", "raw_response", "timeouts")
+    __slots__ = ("cache", "direct_key", "extra_headers", "pinned_key", "raw_request", "raw_response", "timeouts")
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class RequestOptions:
         pinned_key: str | None = None,
         extra_headers: tuple[tuple[str, str], ...] = (),
         direct_key: str | None = None,
+        cache: CacheAsk | None = None,
     ) -> None:
         # x-bf-send-back-raw-request/-response: the upstream's request and answer
         # echoed in extra_fields.
@@ -87,6 +91,8 @@ class RequestOptions:
         # ones (every target is on one provider, see server.options.check_targets). Held
         # for the request only: never logged, recorded or answered.
         self.direct_key = direct_key
+        # x-bf-cache-*: the response cache's namespace, TTL, type, threshold, no-store.
+        self.cache = cache
 
     def forwarding(self, headers: tuple[tuple[str, str], ...]) -> RequestOptions:
         """These options with ``headers`` forwarded upstream too."""
@@ -97,6 +103,7 @@ class RequestOptions:
             pinned_key=self.pinned_key,
             extra_headers=self.extra_headers + headers,
             direct_key=self.direct_key,
+            cache=self.cache,
         )
 
     def __repr__(self) -> str:
@@ -104,7 +111,7 @@ class RequestOptions:
         return (
             f"RequestOptions(raw_request={self.raw_request!r}, raw_response={self.raw_response!r}, "
             f"timeouts={self.timeouts!r}, pinned_key={self.pinned_key!r}, "
-            f"extra_headers={self.extra_headers!r}, direct_key={secret})"
+            f"extra_headers={self.extra_headers!r}, cache={self.cache!r}, direct_key={secret})"
         )
 
 
@@ -133,6 +140,8 @@ class Call:
         "targets",
         # the client's x-bf-* options
         "options",
+        # the request's part in the response cache (relay.cache; None: it takes none)
+        "cache",
         # what keeps the complete answer (None: nothing is kept)
         "keep",
         # the process's accounting, which the relay records into
@@ -182,6 +191,7 @@ class Call:
         # The client's own request at a drop-in route (what its answer may echo).
         self.client_body = client_body
         self.options = options
+        self.cache: CacheTicket | None = None
         self.keep: Keep | None = None
         # Held by the call, not imported: the relay has no other handle on the process's
         # metrics and pricing, and a module-level one would be shared mutable state.
@@ -276,6 +286,7 @@ class Call:
         estimated: bool = False,
         raw_request: bytes | None = None,
         raw_response: bytes | None = None,
+        cache_debug: CacheDebug | UnsetType = UNSET,
     ) -> ExtraFields:
         return ExtraFields(
             request_type=self.request_type,
@@ -287,6 +298,7 @@ class Call:
             usage_estimated=True if estimated else UNSET,
             raw_request=Raw(raw_request) if raw_request is not None else UNSET,
             raw_response=Raw(raw_response) if raw_response is not None else UNSET,
+            cache_debug=cache_debug,
         )
 
 

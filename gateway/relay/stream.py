@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from aiohttp import web
+from msgspec import UNSET
 
 from gateway.accounting.tokens import CompletionCounter
 from gateway.accounting.usage import Cost, Usage, encode
@@ -140,6 +141,7 @@ def _finisher(call: Call, target: Target, body: bytes, *, counting: bool, price:
     options = call.options  # read once a stream
     raw_request = body if options.raw_request else None
     raw_response = options.raw_response
+    debug = call.cache.debug if call.cache is not None else UNSET
 
     def extra(chunk_index: int, estimated: bool, last: bytes) -> bytes:
         return encode(
@@ -149,6 +151,7 @@ def _finisher(call: Call, target: Target, body: bytes, *, counting: bool, price:
                 estimated=estimated,
                 raw_request=raw_request,
                 raw_response=last if raw_response and last else None,
+                cache_debug=debug,
             )
         )
 
@@ -223,7 +226,13 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         return scrub.body(frames, secret=secret)
 
     watch = StreamWatch(client_usage=call.client_usage, counter=counter, finish=finisher, redact=redact)
-    feed = Framer().feed
+    feed: Callable[[bytes], bytes] = Framer().feed
+    ticket = call.cache  # read once a stream
+    recorder = None
+    if ticket is not None and ticket.keep:
+        # The regions the framer returns, kept for the response cache (relay.cache).
+        recorder = ticket.owner.recorder()
+        feed = recorder.wrap(feed)
     emit = process = watch.process
     shadow = translate.chat_stream(target) if call.passthrough(target) else None
     to_client = (
@@ -350,4 +359,8 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
         await chunks.aclose()
         # Charged for what passed, however the stream ended.
         _record(call, target, watch, outcome, price)
+        if recorder is not None and ticket is not None:
+            completed = outcome == "completed" and watch.error is None
+            usage = watch.final_usage()[0]
+            await ticket.owner.keep_stream(ticket, call, recorder, target=target, completed=completed, usage=usage)
     return resp

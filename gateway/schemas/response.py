@@ -18,6 +18,23 @@ class ResponseHead(Struct, kw_only=True):
     extra_fields: Raw | UnsetType = UNSET
 
 
+class CacheDebug(Struct, kw_only=True, omit_defaults=True):
+    """What the response cache did for a request, as the reference API names it: on a hit
+    the entry that answered and the target that first made it; on a miss the id the
+    answer is kept under (when it is kept)."""
+
+    cache_hit: bool
+    cache_id: str | UnsetType = UNSET
+    hit_type: str | UnsetType = UNSET  # "direct" (the same request), "semantic" (a near one)
+    requested_provider: str | UnsetType = UNSET
+    requested_model: str | UnsetType = UNSET
+    provider_used: str | UnsetType = UNSET
+    model_used: str | UnsetType = UNSET
+    input_tokens: int | UnsetType = UNSET  # semantic: the embedding's input tokens
+    threshold: float | UnsetType = UNSET  # semantic: the similarity asked for
+    similarity: float | UnsetType = UNSET  # semantic: the similarity found
+
+
 class ExtraFields(Struct, kw_only=True, omit_defaults=True):
     request_type: str
     provider: str
@@ -28,6 +45,7 @@ class ExtraFields(Struct, kw_only=True, omit_defaults=True):
     usage_estimated: bool | UnsetType = UNSET  # usage counted by the gateway, not reported
     raw_request: Raw | UnsetType = UNSET
     raw_response: Raw | UnsetType = UNSET
+    cache_debug: CacheDebug | UnsetType = UNSET
 
 
 class Model(Struct, kw_only=True):

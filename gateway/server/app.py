@@ -17,10 +17,11 @@ from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadabl
 from gateway.config.proxy import Proxy
 from gateway.governance import Governor, digest
 from gateway.metrics import ConnectionStats, Metrics, Mirror
+from gateway.relay.cache import Cache
 from gateway.relay.shutdown import LiveStreams
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
-from gateway.server import admin, logs_api
+from gateway.server import admin, cache_api, logs_api
 from gateway.server.access import AccessLogger, AccessSink
 from gateway.server.admin import Admin
 from gateway.server.body import BodyLimits
@@ -44,6 +45,7 @@ from gateway.server.responses_state import ResponseStates
 from gateway.server.routes import inference as inference_routes
 from gateway.server.workers import READY
 from gateway.state import MemoryStore, Store
+from gateway.state.cache import CacheStore, MemoryCache
 from gateway.state.sqlite import LogStore
 from gateway.upstream.client import new_session
 from gateway.upstream.http import HTTPTransport
@@ -127,6 +129,8 @@ class Gateway:
         self._listener: asyncio.base_events.Server | None = None
         self._pool: Pool | None = None
         self._store: Store | None = None
+        # The response cache's store, made with the first config that turns the cache on.
+        self._cache_store: CacheStore | None = None
         self._access: AccessSink | None = None
         self._logs: LogStore | None = None  # the request log store (logs.enabled)
         self._flusher: asyncio.Task[None] | None = None
@@ -154,6 +158,23 @@ class Gateway:
             return RedisStore(s.redis_url, prefix=s.prefix, timeout_s=s.timeout_s)
         return MemoryStore(max_response_bytes=self.cfg.responses.max_memory_bytes)
 
+    @staticmethod
+    def _new_cache_store(cfg: GatewayConfig) -> CacheStore:
+        c, s = cfg.cache, cfg.store
+        if c.store == "auto" and s.redis_url:
+            from gateway.state.cache_redis import RedisCache  # redis-py, only when used
+
+            return RedisCache(s.redis_url, prefix=s.prefix, timeout_s=s.timeout_s)
+        return MemoryCache(max_bytes=c.max_bytes)
+
+    def _cache(self, cfg: GatewayConfig, metrics: Metrics) -> Cache | None:
+        """The response cache ``cfg`` asks for, on the process's cache store."""
+        if not Cache.wanted(cfg.cache):
+            return None
+        if self._cache_store is None:
+            self._cache_store = self._new_cache_store(cfg)
+        return Cache(cfg.cache, self._cache_store, meters=metrics.cache)
+
     def _build(self, cfg: GatewayConfig) -> _Generation:
         """Everything ``cfg`` decides, on the process's session, pool, store and ledger."""
         session, ledger, store = self._session, self._ledger, self._store
@@ -174,6 +195,7 @@ class Gateway:
             direct_keys=cfg.auth.client_provider_keys,
             streams=self._streams,
         )
+        handlers.cache = cache = self._cache(cfg, ledger.metrics)
         jobs = Jobs(handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics)
         handlers.jobs = jobs.route
         exact, prefixes, drop_ins = inference_routes(handlers, table, max_body_bytes=cfg.server.max_body_bytes)
@@ -181,6 +203,9 @@ class Gateway:
             dropin.jobs = jobs.dropin
         if cfg.auth.admin_token and governor is not None:  # else /api/keys is a 404
             more, more_prefixes = admin.routes(Admin(cfg, governor=governor, metrics=ledger.metrics))
+            exact, prefixes = {**exact, **more}, {**prefixes, **more_prefixes}
+        if cfg.auth.admin_token and cache is not None:  # else /api/cache is a 404
+            more, more_prefixes = cache_api.routes(cache_api.CacheApi(admin_token=cfg.auth.admin_token, cache=cache))
             exact, prefixes = {**exact, **more}, {**prefixes, **more_prefixes}
         if cfg.auth.admin_token:  # else /api/logs is a 404; with the store off, logs_disabled
             exact = {**exact, **logs_api.routes(logs_api.LogsApi(admin_token=cfg.auth.admin_token, store=self._logs))}
@@ -356,6 +381,8 @@ class Gateway:
             self._metrics.mirror.flush()  # the last requests' counts stay in the sum
         if self._store is not None:
             await self._store.close()
+        if self._cache_store is not None:
+            await self._cache_store.close()
 
 
 async def _flush_every(mirror: Mirror, seconds: float) -> None:

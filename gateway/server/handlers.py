@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -14,7 +15,9 @@ from gateway.accounting.ledger import Ledger
 from gateway.accounting.usage import Usage
 from gateway.governance import Governor, Grant, Principal, credential, credentials, digest
 from gateway.providers import Endpoint
+from gateway.relay.cache import Cache
 from gateway.relay.call import PROVIDER_HEADER, Call, answer_headers
+from gateway.relay.hit import replay_stream, unary_answer
 from gateway.relay.shutdown import LiveStreams, shutting_down
 from gateway.relay.stream import stream as relay_stream
 from gateway.relay.unary import unary
@@ -34,6 +37,20 @@ from gateway.upstream.relayed import client_header_lines
 log = logging.getLogger("gateway.server")
 
 JobRoute = Callable[[web.BaseRequest, Endpoint], Awaitable[web.StreamResponse]]
+
+
+class Runner(Protocol):
+    """How a planned call is answered: relayed (``Handlers.run``), or from the cache."""
+
+    def __call__(self, request: GatewayRequest, call: Call, *, stream: bool) -> Awaitable[web.StreamResponse]: ...
+
+
+def _max_out(req: ChatCompletionRequest | CompletionRequest) -> int:
+    """The completion tokens a request bounds itself to (0: none given)."""
+    max_out = req.max_completion_tokens if isinstance(req, ChatCompletionRequest) else None
+    return max_out or req.max_tokens or 0
+
+
 _PROVIDER_HEADER = PROVIDER_HEADER.encode()
 
 
@@ -48,7 +65,7 @@ def owner_of(request: web.BaseRequest, principal: Principal | None) -> str:
 
 
 class Handlers:
-    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "jobs", "planner", "streams", "strict")
+    __slots__ = ("_governor", "_ledger", "_max_body", "_table", "cache", "jobs", "planner", "streams", "strict")
 
     def __init__(
         self,
@@ -77,6 +94,9 @@ class Handlers:
         self.planner = Planner(table, ledger=ledger, direct_keys=direct_keys)
         # The process's running streams (the app's, outliving a reload): a shutdown ends them.
         self.streams = streams
+        # The response cache (relay.cache), wired by the app; None: off, and the only
+        # thing the common request reads of it.
+        self.cache: Cache | None = None
 
     async def identify(self, request: web.BaseRequest) -> Principal | None:
         """The caller; None when no auth is configured (nothing to check). Callers on the
@@ -84,17 +104,26 @@ class Handlers:
         return await self._governor.identify(credentials(request.headers)) if self._governor is not None else None
 
     async def governed(
-        self, request: GatewayRequest, call: Call, principal: Principal | None, *, stream: bool, max_out: int
+        self,
+        request: GatewayRequest,
+        call: Call,
+        principal: Principal | None,
+        *,
+        stream: bool,
+        max_out: int,
+        run: Runner | None = None,
     ) -> web.StreamResponse:
-        """``run``, for a caller ``admit`` lets through; what it used is charged at the end."""
+        """``run`` (default: ``self.run``), for a caller ``admit`` lets through; what it used
+        is charged at the end (a cache hit: nothing)."""
         request.call = call  # a refusal is logged with its key, model and provider too
         if principal is not None:
             call.principal = principal.id
         grant = await self.admit(call, principal, max_out=max_out)
+        go = run or self.run
         if grant is None:
-            return await self.run(request, call, stream=stream)
+            return await go(request, call, stream=stream)
         try:
-            return await self.run(request, call, stream=stream)
+            return await go(request, call, stream=stream)
         finally:
             self.settle(grant, call)
 
@@ -162,12 +191,79 @@ class Handlers:
         """Not a coroutine: the caller awaits ``run``'s (or ``governed``'s) own, one frame less."""
         stream = bool(req.stream)
         call = self.planner.openai(request, body, req, endpoint=endpoint, t0=t0, stream=stream)
+        if self.cache is not None:
+            return self._cached(request, call, req, principal=principal, stream=stream)
         if principal is None:  # no auth configured: no extra coroutine frame on the hot path
             return self.run(request, call, stream=stream)
-        max_out = req.max_completion_tokens if isinstance(req, ChatCompletionRequest) else None
-        if not max_out:
-            max_out = req.max_tokens or 0
-        return self.governed(request, call, principal, stream=stream, max_out=max_out)
+        return self.governed(request, call, principal, stream=stream, max_out=_max_out(req))
+
+    async def _cached(
+        self,
+        request: GatewayRequest,
+        call: Call,
+        req: ChatCompletionRequest | CompletionRequest,
+        *,
+        principal: Principal | None,
+        stream: bool,
+    ) -> web.StreamResponse:
+        """The call with the response cache on: answered from it on a hit (governance
+        still decides whether the caller may ask, and charges nothing), relayed and kept
+        on a miss."""
+        cache = self.cache
+        assert cache is not None
+        ticket = await cache.lookup(call, caller=owner_of(request, principal))
+        run: Runner = self.run
+        if ticket is not None:
+            call.cache = ticket
+            run = self._replay if ticket.entry is not None else self._run_kept
+        if principal is None:
+            return await run(request, call, stream=stream)
+        return await self.governed(request, call, principal, stream=stream, max_out=_max_out(req), run=run)
+
+    async def _replay(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
+        """A cache hit: no upstream call; nothing used, nothing charged."""
+        request.call = call
+        call.served_index = 0
+        ticket = call.cache
+        assert ticket is not None and ticket.entry is not None
+        if stream:
+            paced = self.cache is not None and self.cache.config.stream_replay == "paced"
+            try:
+                return await replay_stream(call, request, ticket, paced=paced)
+            except asyncio.CancelledError:
+                self._cancelled(request, call)
+                raise
+        headers = {"Content-Type": JSON, PROVIDER_HEADER: ticket.entry.provider}
+        return web.Response(body=unary_answer(call, ticket), headers=headers)
+
+    async def _run_kept(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
+        """A cache miss: relayed as ``run`` does, its answer kept (a stream keeps its
+        own, relay.stream)."""
+        if stream:
+            return await self.run(request, call, stream=True)
+        request.call = call
+        try:
+            data, index, relayed = await unary(call)
+        except asyncio.CancelledError:
+            self._cancelled(request, call)
+            raise
+        call.served_index = index
+        ticket = call.cache
+        assert ticket is not None
+        data = await ticket.owner.keep_unary(ticket, call, data, target=call.targets[index][0])
+        headers = {"Content-Type": JSON}
+        headers.update(answer_headers(call.targets[index][0].provider.name, index, relayed))
+        return web.Response(body=data, headers=headers)
+
+    def _cancelled(self, request: GatewayRequest, call: Call) -> None:
+        live = self.streams
+        if live is not None and live.stopping:
+            # The shutdown's grace ended with this call still running: a 503, the
+            # client is still there (streams under way end in-band, relay.stream).
+            raise shutting_down() from None
+        # The client went away mid-relay (aiohttp cancels the handler): recorded here,
+        # since aiohttp records no access for a cancelled handler.
+        record_abandoned(request, call)
 
     async def run(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """The call relayed, streamed or whole, with the response headers it earns."""
@@ -178,14 +274,7 @@ class Handlers:
                 return await relay_stream(call, request)
             data, index, relayed = await unary(call)
         except asyncio.CancelledError:
-            live = self.streams
-            if live is not None and live.stopping:
-                # The shutdown's grace ended with this call still running: a 503, the
-                # client is still there (streams under way end in-band, relay.stream).
-                raise shutting_down() from None
-            # The client went away mid-relay (aiohttp cancels the handler): recorded here,
-            # since aiohttp records no access for a cancelled handler.
-            record_abandoned(request, call)
+            self._cancelled(request, call)
             raise
         call.served_index = index
         provider = call.targets[index][0].provider.name

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.errors import Forbidden, GatewayError, InvalidRequest
 from gateway.governance import DIRECT_KEY_HEADER, PROVIDER_KEY_HEADERS, credential
+from gateway.relay.cache import CacheAsk
 from gateway.relay.call import NO_OPTIONS, RequestOptions
 from gateway.routing.table import Target
 from gateway.upstream.client import Timeouts
@@ -53,6 +54,21 @@ DENIED_EXTRA_HEADERS = frozenset(
 )
 
 
+# The response cache's (relay.cache).
+CACHE_KEY_HEADER = "x-bf-cache-key"
+CACHE_TTL_HEADER = "x-bf-cache-ttl"
+CACHE_NO_STORE_HEADER = "x-bf-cache-no-store"
+CACHE_TYPE_HEADER = "x-bf-cache-type"
+CACHE_THRESHOLD_HEADER = "x-bf-cache-threshold"
+CACHE_HEADERS = (CACHE_KEY_HEADER, CACHE_TTL_HEADER, CACHE_NO_STORE_HEADER, CACHE_TYPE_HEADER, CACHE_THRESHOLD_HEADER)
+# A namespace is hashed before it reaches a store; its length is bounded all the same
+# (it is held per request and in logs of errors).
+MAX_CACHE_KEY_CHARS = 256
+# A kept answer lives at most 30 days, as long as a kept Responses API answer.
+MAX_CACHE_TTL_S = 30 * 86400.0
+_TTL = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<unit>ms|s|m|h|d)?$")
+_TTL_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
 # What a header value forwarded as is may hold (names: aiohttp's parser admits tokens only).
 _NOT_VISIBLE = re.compile(rb"[^\t\x20-\x7e]")
 
@@ -74,7 +90,10 @@ def request_options(request: web.BaseRequest, *, direct_keys: bool) -> RequestOp
     pinned = request.headers.get(API_KEY_HEADER)
     extra = extra_headers(request)
     raw_request, raw_response = flag(request, RAW_REQUEST_HEADER), flag(request, RAW_RESPONSE_HEADER)
-    if not (raw_request or raw_response or limits or pinned is not None or extra or direct is not None):
+    cache = cache_ask(request)
+    if not (
+        raw_request or raw_response or limits or pinned is not None or extra or direct is not None or cache is not None
+    ):
         return NO_OPTIONS
     return RequestOptions(
         raw_request=raw_request,
@@ -83,6 +102,7 @@ def request_options(request: web.BaseRequest, *, direct_keys: bool) -> RequestOp
         pinned_key=pinned,
         extra_headers=extra,
         direct_key=direct,
+        cache=cache,
     )
 
 
@@ -210,6 +230,52 @@ def extra_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
             )
         out.append((forwarded, raw_value.decode("ascii")))
     return tuple(out)
+
+
+def _bad(name: str, why: str) -> InvalidRequest:
+    return InvalidRequest(f"header {name}: {why}", param=name, code="invalid_header")
+
+
+def cache_ask(request: web.BaseRequest) -> CacheAsk | None:
+    """The ``x-bf-cache-*`` headers, checked; None when none came."""
+    h = request.headers
+    if not any(name in h for name in CACHE_HEADERS):
+        return None
+    key = h.get(CACHE_KEY_HEADER)
+    if key is not None and not (
+        0 < len(key) <= MAX_CACHE_KEY_CHARS and key.isascii() and key.isprintable() and key.strip() == key
+    ):
+        raise _bad(CACHE_KEY_HEADER, f"expected 1 to {MAX_CACHE_KEY_CHARS} visible ASCII characters")
+    ttl_s = None
+    text = h.get(CACHE_TTL_HEADER)
+    if text is not None:
+        m = _TTL.match(text.strip().lower())
+        ttl_s = float(m.group("n")) * _TTL_UNITS[m.group("unit")] if m else -1.0
+        if not 0 < ttl_s <= MAX_CACHE_TTL_S:
+            raise _bad(CACHE_TTL_HEADER, f"expected a duration (30s, 5m, 2h, or seconds), at most 30d; got {text!r}")
+    no_store = h.get(CACHE_NO_STORE_HEADER)
+    if no_store is not None and no_store.lower() not in ("true", "false"):
+        raise _bad(CACHE_NO_STORE_HEADER, f"expected true or false, got {no_store!r}")
+    kind = h.get(CACHE_TYPE_HEADER)
+    if kind is not None and kind.lower() not in ("direct", "semantic"):
+        raise _bad(CACHE_TYPE_HEADER, f"expected direct or semantic, got {kind!r}")
+    threshold = None
+    text = h.get(CACHE_THRESHOLD_HEADER)
+    if text is not None:
+        try:
+            threshold = float(text)
+        except ValueError:
+            threshold = -1.0
+        if not 0 <= threshold <= 1:  # NaN fails too
+            raise _bad(CACHE_THRESHOLD_HEADER, f"expected a cosine similarity in [0, 1], got {text!r}")
+    return CacheAsk(
+        key=key,
+        ttl_s=ttl_s,
+        no_store=no_store is not None and no_store.lower() == "true",
+        direct=kind is None or kind.lower() == "direct",
+        semantic=kind is None or kind.lower() == "semantic",
+        threshold=threshold,
+    )
 
 
 def timeouts(request: web.BaseRequest) -> Timeouts | None:

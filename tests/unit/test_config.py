@@ -501,3 +501,31 @@ def test_load_responses_auto_by_default_for_the_openai_dialect_and_native_needs_
         )
         with pytest.raises(ConfigError, match=rf"providers\.a\.responses: '{mode}' needs dialect 'openai'"):
             load(bad, env={})
+
+
+def test_load_cache_section_checks_its_names(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path,
+        {
+            "providers": {"up": {"base_url": "http://127.0.0.1:1/v1"}},
+            "cache": {
+                "enabled": True,
+                "providers": {"nope": {"ttl_s": 5}},
+                "models": {"gpt-x": {"enabled": False}},
+                "embedding_model": "missing/text-embedding",
+            },
+        },
+    )
+    with pytest.raises(ConfigError) as e:
+        load(path, env={})
+    text = str(e.value)
+    assert "cache.providers.nope" in text and "cache.models.gpt-x" in text and "cache.embedding_model" in text
+
+
+def test_load_cache_section_bounds_its_values(tmp_path: Path) -> None:
+    for bad in ({"threshold": 1.5}, {"ttl_s": 0}, {"stream_replay": "slow"}, {"semantic_input": "all"}):
+        with pytest.raises(ConfigError, match="cache"):
+            load(write_json(tmp_path, {"cache": bad}), env={})
+    cfg = load(write_json(tmp_path, {"cache": {"enabled": True, "ttl_s": 30, "stream_replay": "paced"}}), env={})
+    assert cfg.cache.enabled and cfg.cache.ttl_s == 30 and cfg.cache.stream_replay == "paced"
+    assert not GatewayConfig().cache.enabled  # off by default

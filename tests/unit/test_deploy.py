@@ -228,6 +228,8 @@ def test_example_config_shows_every_setting() -> None:
         "keys": config.KeyConfig,
         "virtual_keys": config.VirtualKeyConfig,
         "prices": config.PriceConfig,
+        "cache": config.CacheConfig,
+        "cache.providers.*": config.CacheRuleConfig,
     }
     missing = [
         f"{section}.{field}"

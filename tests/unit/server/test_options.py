@@ -147,3 +147,48 @@ def test_request_options_forwarding_leaves_the_original_alone() -> None:
     o = options({"x-bf-api-key": "main", "x-bf-request-timeout": "5"})
     both = o.forwarding((("a", "1"),))
     assert (both.pinned_key, both.timeouts, both.extra_headers) == ("main", Timeouts(5.0, None), (("a", "1"),))
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("30s", 30.0), ("5m", 300.0), ("90", 90.0), ("1.5", 1.5), ("2h", 7200.0), ("500ms", 0.5), ("1d", 86400.0)],
+)
+def test_request_options_cache_ttl(value: str, seconds: float) -> None:
+    ask = options({"x-bf-cache-ttl": value}).cache
+    assert ask is not None and ask.ttl_s == seconds
+
+
+def test_request_options_cache_headers_read_together() -> None:
+    o = options(
+        {
+            "x-bf-cache-key": "team-a",
+            "x-bf-cache-no-store": "TRUE",
+            "x-bf-cache-type": "Semantic",
+            "x-bf-cache-threshold": "0.9",
+        }
+    )
+    ask = o.cache
+    assert ask is not None
+    assert (ask.key, ask.no_store, ask.direct, ask.semantic, ask.threshold) == ("team-a", True, False, True, 0.9)
+    both = options({"x-bf-cache-key": "k"}).cache
+    assert both is not None and both.direct and both.semantic and both.ttl_s is None and not both.no_store
+    assert options({}).cache is None
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("x-bf-cache-key", " padded"),
+        ("x-bf-cache-key", "k" * 257),
+        ("x-bf-cache-ttl", "-5"),
+        ("x-bf-cache-ttl", "5 minutes"),
+        ("x-bf-cache-ttl", "inf"),
+        ("x-bf-cache-threshold", "-0.1"),
+        ("x-bf-cache-threshold", "NaN"),
+        ("x-bf-cache-type", "both"),
+        ("x-bf-cache-no-store", "1"),
+    ],
+)
+def test_request_options_cache_refusals_name_the_header(header: str, value: str) -> None:
+    err = refusal({header: value})
+    assert isinstance(err, InvalidRequest) and err.param == header and err.code == "invalid_header"

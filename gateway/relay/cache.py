@@ -1,0 +1,477 @@
+"""The response cache: chat and text completions answered again from what an equal
+request was answered with, without an upstream call (docs/cache.md).
+
+A request takes part when the cache is on for its target and it sends
+``x-bf-cache-key`` (its namespace) or the config says every request does. Its direct
+key is a hash of the canonical request: the targets it resolved to (aliases applied),
+its endpoint, its namespace, its caller (unless ``shared``) and its body decoded and
+encoded again with sorted keys and no whitespace, without the fields that do not change
+the answer (``EXCLUDED``). Equal requests get equal keys whatever their key order,
+spacing or number formatting; a stream and a non-streaming request share one entry.
+
+What is kept is the answer in the OpenAI dialect before the gateway's additions: a
+unary body (no ``extra_fields``, usage without cost), or a stream's SSE regions as the
+upstream sent them (translated when its dialect is another) with the gaps between
+them. A hit is given back in the form asked for (``relay.replay``): usage as first
+reported, ``cost`` 0 (nothing was spent), ``extra_fields.cache_debug`` saying so.
+Only complete, successful answers are kept: no error, no cut stream, no
+``finish_reason: "length"`` unless configured, nothing over ``max_entry_bytes``.
+
+A store that cannot answer is a miss (and ``gateway_cache_errors_total``), never a
+failed request. Semantic lookup (the nearest stored request by embedding) plugs in at
+``Cache.lookup`` once a vector index is given (``Vectors``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+from msgspec import Raw, Struct
+
+from gateway.accounting.usage import Cost, Usage
+from gateway.config import CacheConfig, CacheRuleConfig
+from gateway.metrics import CacheMeters
+from gateway.relay.replay import assemble
+from gateway.routing.table import Target
+from gateway.schemas.response import CacheDebug
+from gateway.state.cache import CacheStore
+from gateway.state.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from gateway.relay.call import Call
+
+log = logging.getLogger("gateway.cache")
+
+# Top-level request fields that do not change the answer: who asked (user,
+# safety_identifier, metadata), whether and how it streams (the form, not the answer),
+# whether the upstream keeps it, its prompt-cache routing hints, its latency tier; and
+# the gateway's own (model and fallbacks: their resolved targets go into the key instead).
+EXCLUDED = (
+    "model",
+    "fallbacks",
+    "stream",
+    "stream_options",
+    "user",
+    "safety_identifier",
+    "metadata",
+    "store",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "service_tier",
+)
+# Changed whenever what goes into a key or an entry changes: old entries then miss.
+KEY_VERSION = "1"
+# Kept writes to a remote store waiting at once; past it answers are not kept (busy).
+MAX_PENDING_WRITES = 1000
+# After a store failure, how long requests skip the store (each a miss, its answer not
+# kept) before it is tried again: a hung Redis costs one deadline a second, not one per
+# request.
+STORE_RETRY_S = 1.0
+# Rule lookups remembered per (provider, model); the model is the client's choice.
+MAX_RULES = 4096
+_LENGTH = re.compile(rb'"finish_reason"\s*:\s*"length"')
+_ERROR = b'"error"'
+
+_decode_any = msgspec.json.decode
+_sorted = msgspec.json.Encoder(order="sorted").encode
+_encode = msgspec.json.Encoder().encode
+_fields = msgspec.json.Decoder(dict[str, Raw]).decode
+_decode_usage = msgspec.json.Decoder(Usage).decode
+ZERO_COST = _encode(Cost(input_tokens_cost=0.0, output_tokens_cost=0.0, total_cost=0.0))
+
+
+class Vectors(Protocol):
+    """The vector index semantic lookup needs (``state.vectors.VectorIndex``)."""
+
+    async def add(self, entry_id: str, namespace: str, group: str, vector: Sequence[float], ttl_s: float) -> None: ...
+
+    async def nearest(self, group: str, vector: Sequence[float], threshold: float) -> tuple[str, float] | None: ...
+
+    async def remove(self, entry_id: str) -> None: ...
+
+    async def remove_namespace(self, namespace: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CacheAsk:
+    """What a request's ``x-bf-cache-*`` headers ask (``server.options``), checked."""
+
+    __slots__ = ("direct", "key", "no_store", "semantic", "threshold", "ttl_s")
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        ttl_s: float | None = None,
+        no_store: bool = False,
+        direct: bool = True,
+        semantic: bool = True,
+        threshold: float | None = None,
+    ) -> None:
+        self.key = key  # the namespace; None: the default one (every_request)
+        self.ttl_s = ttl_s
+        self.no_store = no_store  # read, never write
+        self.direct = direct
+        self.semantic = semantic
+        self.threshold = threshold
+
+    def __repr__(self) -> str:
+        return (
+            f"CacheAsk(key={self.key!r}, ttl_s={self.ttl_s!r}, no_store={self.no_store!r}, "
+            f"direct={self.direct!r}, semantic={self.semantic!r}, threshold={self.threshold!r})"
+        )
+
+
+class Rule:
+    """The cache settings of one target, overrides applied."""
+
+    __slots__ = ("enabled", "every_request", "threshold", "ttl_s")
+
+    def __init__(self, cfg: CacheConfig, *overrides: CacheRuleConfig | None) -> None:
+        self.enabled, self.ttl_s = cfg.enabled, cfg.ttl_s
+        self.every_request, self.threshold = cfg.every_request, cfg.threshold
+        for o in overrides:
+            if o is None:
+                continue
+            self.enabled = o.enabled if o.enabled is not None else self.enabled
+            self.ttl_s = o.ttl_s if o.ttl_s is not None else self.ttl_s
+            self.every_request = o.every_request if o.every_request is not None else self.every_request
+            self.threshold = o.threshold if o.threshold is not None else self.threshold
+
+
+class Entry(Struct, array_like=True):
+    """One kept answer (msgpack in the store)."""
+
+    stream: bool
+    body: bytes  # unary: the completion object, usage without cost, no extra_fields
+    frames: list[bytes]  # stream: the upstream's SSE regions, OpenAI dialect
+    gaps_s: list[float]  # stream: seconds before each region (the first: 0)
+    usage: bytes  # the usage accounted (JSON, no cost): a stream that carried none
+    provider: str  # the target that answered
+    model: str
+    text: bool  # a text completion (else chat)
+
+
+_encode_entry = msgspec.msgpack.Encoder().encode
+_decode_entry = msgspec.msgpack.Decoder(Entry).decode
+
+
+def namespace_id(key: str | None) -> str:
+    """The store's name for an ``x-bf-cache-key`` (any caller's): a digest, so a client's
+    string never reaches a store key."""
+    return hashlib.blake2b((key or "").encode(), digest_size=8).hexdigest()
+
+
+def canonical(body: bytes) -> bytes:
+    """The request body as the key sees it: decoded, the fields that do not change the
+    answer removed, encoded with sorted keys and no whitespace."""
+    obj = _decode_any(body)
+    if isinstance(obj, dict):
+        for name in EXCLUDED:
+            obj.pop(name, None)
+    return _sorted(obj)
+
+
+def direct_key(call: Call, *, namespace: str | None, caller: str | None) -> str:
+    """The entry id of ``call``'s answer: 32 hex digits."""
+    targets = [f"{t.provider.name}/{t.model}" for t, _ in call.targets]
+    head = _sorted([KEY_VERSION, call.endpoint, namespace or "", caller or "", targets])
+    return hashlib.blake2b(head + b"\n" + canonical(call.body), digest_size=16).hexdigest()
+
+
+class CacheTicket:
+    """One request's part in the cache: its entry id, what a hit found, whether its
+    answer is to be kept and for how long, and the ``cache_debug`` it reports."""
+
+    __slots__ = ("debug", "entry", "entry_id", "keep", "namespace", "owner", "ttl_s")
+
+    def __init__(self, owner: Cache, entry_id: str, namespace: str, *, ttl_s: float, keep: bool) -> None:
+        self.owner = owner
+        self.entry_id = entry_id
+        self.namespace = namespace
+        self.ttl_s = ttl_s
+        self.keep = keep
+        self.entry: Entry | None = None
+        self.debug = CacheDebug(cache_hit=False, cache_id=entry_id)
+
+
+class Recorder:
+    """A stream's regions as the framer returns them, with their gaps, up to a size."""
+
+    __slots__ = ("frames", "gaps_s", "last", "max_bytes", "over", "size")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.frames: list[bytes] = []
+        self.gaps_s: list[float] = []
+        self.last = 0.0
+        self.size = 0
+        self.max_bytes = max_bytes
+        self.over = False
+
+    def wrap(self, feed: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+        frames, gaps, clock = self.frames, self.gaps_s, time.perf_counter
+
+        def recording(data: bytes) -> bytes:
+            region = feed(data)
+            if region and not self.over:
+                now = clock()
+                gaps.append(now - self.last if frames else 0.0)
+                self.last = now
+                frames.append(region)
+                self.size += len(region)
+                if self.size > self.max_bytes:
+                    self.over = True
+                    frames.clear()
+            return region
+
+        return recording
+
+
+class Cache:
+    """The process's response cache for one config: its rules, its store (the process's,
+    kept across reloads) and its counters."""
+
+    __slots__ = ("_cfg", "_down_until", "_pending", "_rules", "_store", "_store_down", "meters", "vectors")
+
+    def __init__(
+        self, cfg: CacheConfig, store: CacheStore, *, meters: CacheMeters, vectors: Vectors | None = None
+    ) -> None:
+        self._cfg = cfg
+        self._store = store
+        self._rules: dict[tuple[str, str], Rule] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+        self._store_down = False
+        self._down_until = 0.0  # time.monotonic() before which the store is not tried
+        self.meters = meters
+        meters.active = True
+        meters.stats_source = store.stats
+        # The semantic lookup's index; None: direct lookups only.
+        self.vectors = vectors
+
+    @staticmethod
+    def wanted(cfg: CacheConfig) -> bool:
+        """Whether ``cfg`` turns the cache on for anything."""
+        rules = (*cfg.providers.values(), *cfg.models.values())
+        return cfg.enabled or any(r.enabled for r in rules)
+
+    @property
+    def config(self) -> CacheConfig:
+        return self._cfg
+
+    def recorder(self) -> Recorder:
+        return Recorder(self._cfg.max_entry_bytes)
+
+    def rule(self, target: Target) -> Rule:
+        name, model = target.provider.name, target.model
+        rule = self._rules.get((name, model))
+        if rule is None:
+            if len(self._rules) >= MAX_RULES:
+                self._rules.clear()
+            c = self._cfg
+            rule = self._rules[(name, model)] = Rule(c, c.providers.get(name), c.models.get(f"{name}/{model}"))
+        return rule
+
+    async def lookup(self, call: Call, *, caller: str) -> CacheTicket | None:
+        """The request's ticket, with the entry found on a hit; None when it takes no part:
+        the cache is off for its target, it sent no x-bf-cache-key and not every request
+        takes part, or it asks what a kept answer cannot give (raw echoes, its own key)."""
+        options = call.options
+        ask = options.cache
+        if options.raw_request or options.raw_response or options.direct_key is not None or not call.targets:
+            return None
+        rule = self.rule(call.targets[0][0])
+        if not rule.enabled or (ask is None and not rule.every_request):
+            return None
+        key = ask.key if ask is not None else None
+        t0 = time.perf_counter()
+        entry_id = direct_key(call, namespace=key, caller=None if self._cfg.shared else caller)
+        ttl_s = ask.ttl_s if ask is not None and ask.ttl_s is not None else rule.ttl_s
+        ticket = CacheTicket(self, entry_id, namespace_id(key), ttl_s=ttl_s, keep=ask is None or not ask.no_store)
+        target = call.targets[0][0]
+        ticket.debug.requested_provider = target.provider.name
+        ticket.debug.requested_model = call.requested
+        if ask is None or ask.direct:
+            found = await self._get(entry_id)
+            self.meters.looked_up("direct", "miss" if found is None else "hit", time.perf_counter() - t0)
+            if found is not None:
+                ticket.entry = found
+                ticket.keep = False
+                d = ticket.debug
+                d.cache_hit, d.hit_type, d.provider_used, d.model_used = True, "direct", found.provider, found.model
+                return ticket
+        # Semantic lookup plugs in here, when ``self.vectors`` is set and ``ask.semantic``:
+        # embed the request's text (config.semantic_input) with config.embedding_model,
+        # then ``self.vectors.nearest(group, vector, threshold)`` among entries of the same
+        # targets and parameters (``canonical`` without the messages) and, above the
+        # threshold (``ask.threshold`` or ``rule.threshold``), read that entry as above
+        # with hit_type "semantic", threshold and similarity in the debug.
+        return ticket
+
+    def _skipping(self) -> bool:
+        return self._store_down and time.monotonic() < self._down_until
+
+    async def _get(self, entry_id: str) -> Entry | None:
+        if self._skipping():
+            return None
+        try:
+            value = await self._store.get(entry_id)
+        except StoreUnavailable as e:
+            self._failed(e)
+            return None
+        self._store_down = False
+        if value is None:
+            return None
+        try:
+            return _decode_entry(value)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None  # written by another version: a miss, overwritten by this answer
+
+    def _failed(self, e: StoreUnavailable) -> None:
+        self.meters.errors += 1
+        if not self._store_down:  # once per outage, not once per request
+            log.warning("response cache store unavailable, requests go upstream: %s", e)
+        self._store_down = True
+        self._down_until = time.monotonic() + STORE_RETRY_S
+
+    async def keep_unary(self, ticket: CacheTicket, call: Call, data: bytes, *, target: Target) -> bytes:
+        """``data`` (the answer as the relay made it) with its ``cache_debug``; kept when it
+        is a complete answer that fits."""
+        fields = _fields(data)
+        extra = fields.get("extra_fields")
+        if extra is not None:
+            more = _fields(extra)
+            more["cache_debug"] = Raw(_encode(ticket.debug))
+            fields["extra_fields"] = Raw(_encode(more))
+        answer = _encode(fields)
+        if not ticket.keep:
+            self.meters.skipped["no_store"] += 1
+            return answer
+        if len(data) > self._cfg.max_entry_bytes:
+            self.meters.skipped["oversize"] += 1
+            return answer
+        if not self._cfg.cache_length_finish and _LENGTH.search(data):
+            self.meters.skipped["length"] += 1
+            return answer
+        fields.pop("extra_fields", None)
+        usage = fields.get("usage")
+        clean_usage = b""
+        if usage is not None and bytes(usage) != b"null":
+            u = _fields(usage)
+            u.pop("cost", None)
+            clean_usage = _encode(u)
+            fields["usage"] = Raw(clean_usage)
+        entry = Entry(
+            stream=False,
+            body=_encode(fields),
+            frames=[],
+            gaps_s=[],
+            usage=clean_usage,
+            provider=target.provider.name,
+            model=target.model,
+            text=call.endpoint == "text",
+        )
+        await self._put(ticket, entry)
+        return answer
+
+    async def keep_stream(
+        self, ticket: CacheTicket, call: Call, recorder: Recorder, *, target: Target, completed: bool, usage: Usage
+    ) -> None:
+        """A stream's frames kept, when it completed cleanly and fits."""
+        skipped = self.meters.skipped
+        if not ticket.keep:
+            skipped["no_store"] += 1
+            return
+        if not completed:
+            skipped["incomplete"] += 1
+            return
+        if recorder.over:
+            skipped["oversize"] += 1
+            return
+        frames = recorder.frames
+        if any(region.find(_ERROR) >= 0 for region in frames):
+            skipped["error"] += 1
+            return
+        if not self._cfg.cache_length_finish and any(_LENGTH.search(region) for region in frames):
+            skipped["length"] += 1
+            return
+        entry = Entry(
+            stream=True,
+            body=b"",
+            frames=frames,
+            gaps_s=recorder.gaps_s,
+            usage=_encode(usage),
+            provider=target.provider.name,
+            model=target.model,
+            text=call.endpoint == "text",
+        )
+        await self._put(ticket, entry)
+
+    async def _put(self, ticket: CacheTicket, entry: Entry) -> None:
+        if self._skipping():
+            self.meters.skipped["store_error"] += 1
+            return
+        value = _encode_entry(entry)
+        store = self._store
+        if store.inline:
+            await self._write(ticket, value)
+            return
+        if len(self._pending) >= MAX_PENDING_WRITES:
+            self.meters.skipped["busy"] += 1
+            return
+        # In the background: the client does not wait for a remote store's round trip.
+        task = asyncio.get_running_loop().create_task(self._write(ticket, value))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write(self, ticket: CacheTicket, value: bytes) -> None:
+        try:
+            await self._store.put(ticket.entry_id, ticket.namespace, value, ttl_s=ticket.ttl_s)
+        except StoreUnavailable as e:
+            self._failed(e)
+            self.meters.skipped["store_error"] += 1
+            return
+        self._store_down = False
+        self.meters.stored += 1
+
+    async def delete(self, entry_id: str) -> bool:
+        """Raises StoreUnavailable: the admin API says so."""
+        deleted = await self._store.delete(entry_id)
+        if self.vectors is not None:
+            await self.vectors.remove(entry_id)
+        return deleted
+
+    async def delete_namespace(self, key: str) -> int:
+        ns = namespace_id(key)
+        n = await self._store.delete_namespace(ns)
+        if self.vectors is not None:
+            await self.vectors.remove_namespace(ns)
+        return n
+
+    async def drain(self) -> None:
+        """Waits for the writes under way (a shutdown, a test)."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+def usage_of(entry: Entry) -> Usage:
+    """The usage an entry's answer was accounted with."""
+    return _decode_usage(entry.usage) if entry.usage else Usage()
+
+
+def completion_of(entry: Entry) -> dict[str, Any]:
+    """An entry's answer as a completion object (a stream's assembled), usage without
+    cost: a stream that carried none gets the usage it was accounted with."""
+    if not entry.stream:
+        body: dict[str, Any] = _decode_any(entry.body)
+        return body
+    body = assemble(entry.frames, text=entry.text)
+    if "usage" not in body and entry.usage:
+        body["usage"] = _decode_any(entry.usage)
+    return body

@@ -1,0 +1,96 @@
+"""A cache hit answered: the kept answer in the form the request asks for, its usage as
+first reported with ``cost`` 0, and ``extra_fields`` with ``cache_debug``. A stream is
+replayed through the same ``StreamWatch`` a relayed one passes, so usage lands where the
+client's ``stream_options`` want it, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from aiohttp import web
+from msgspec import UNSET, Raw
+
+from gateway.accounting.usage import Usage
+from gateway.relay.cache import ZERO_COST, CacheTicket, Entry, completion_of, usage_of
+from gateway.relay.call import PROVIDER_HEADER, Call
+from gateway.relay.replay import split_answer
+from gateway.relay.stream import SSE_HEADERS
+from gateway.relay.watch import Finisher, StreamWatch
+from gateway.schemas.response import ExtraFields
+
+_encode = msgspec.json.Encoder().encode
+_fields = msgspec.json.Decoder(dict[str, Raw]).decode
+
+
+def _extra(call: Call, ticket: CacheTicket, entry: Entry, *, chunk_index: int | None = None) -> bytes:
+    return _encode(
+        ExtraFields(
+            request_type=call.request_type,
+            provider=entry.provider,
+            model_requested=call.requested,
+            model_deployment=entry.model,
+            latency=call.latency_ms(),
+            chunk_index=UNSET if chunk_index is None else chunk_index,
+            cache_debug=ticket.debug,
+        )
+    )
+
+
+def unary_answer(call: Call, ticket: CacheTicket) -> bytes:
+    """The completion object of a hit, for a request that does not stream."""
+    entry = ticket.entry
+    assert entry is not None
+    fields = {k: Raw(_encode(v)) for k, v in completion_of(entry).items()} if entry.stream else _fields(entry.body)
+    usage = fields.get("usage")
+    if usage is not None and bytes(usage) != b"null":
+        u = _fields(usage)
+        u["cost"] = Raw(ZERO_COST)
+        fields["usage"] = Raw(_encode(u))
+    fields["extra_fields"] = Raw(_extra(call, ticket, entry))
+    return _encode(fields)
+
+
+async def replay_stream(
+    call: Call, request: web.BaseRequest, ticket: CacheTicket, *, paced: bool
+) -> web.StreamResponse:
+    """The hit as a stream: a kept stream's frames (at their original gaps when
+    ``paced``), or a kept unary answer split into chunks."""
+    entry = ticket.entry
+    assert entry is not None
+    if entry.stream:
+        frames, gaps = entry.frames, entry.gaps_s
+    else:
+        frames = split_answer(completion_of(entry), text=entry.text)
+        gaps = [0.0] * len(frames)
+    usage = usage_of(entry)
+
+    def extra(chunk_index: int, estimated: bool, last: bytes) -> bytes:
+        return _extra(call, ticket, entry, chunk_index=chunk_index)
+
+    def counted(frames_seen: int) -> Usage:
+        return usage  # a kept stream that carried no usage: what it was accounted with
+
+    watch = StreamWatch(
+        client_usage=call.client_usage, counter=None, finish=Finisher(extra=extra, cost=_zero, counted=counted)
+    )
+    headers = SSE_HEADERS.copy()
+    headers[PROVIDER_HEADER] = entry.provider
+    resp = web.StreamResponse(headers=headers)
+    try:
+        await resp.prepare(request)
+        write, process = resp.write, watch.process
+        for region, gap in zip(frames, gaps, strict=True):
+            if paced and gap > 0:
+                await asyncio.sleep(gap)
+            out = process(region)
+            if out:
+                await write(out)
+        await resp.write_eof()
+    except ConnectionError:
+        call.abandoned = True
+    return resp
+
+
+def _zero(usage: Usage) -> bytes:
+    return ZERO_COST
