@@ -34,7 +34,7 @@ from msgspec import UNSET, Raw, Struct, UnsetType
 from gateway.accounting.usage import CompletionDetails, PromptDetails, Usage, encode
 from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError
 from gateway.relay.call import Call, answer_headers
-from gateway.relay.pipe import ClientPipe, pump
+from gateway.relay.pipe import relay_regions
 from gateway.relay.shutdown import SHUTDOWN_WRITE_S, is_shutdown, shutting_down
 from gateway.relay.sse import Framer
 from gateway.relay.watch import add_cost
@@ -273,16 +273,7 @@ async def stream(
             if region:
                 await write(region_of(region))
             call.ledger.metrics.first_token(provider.name, time.perf_counter() - call.t0)
-            pipe = ClientPipe(request)
-            to_pipe = pipe.write
-
-            def step(data: bytes) -> None:
-                """One upstream read to the client (relay.pipe: in the upstream's data_received)."""
-                region = feed(data)
-                if region:
-                    to_pipe(region_of(region))
-
-            await pump(reply, chunks, step, pipe)
+            await relay_regions(request, reply, chunks, feed=feed, region=region_of)
             if not watch.done:
                 raise UpstreamProtocolError(f"provider '{provider.name}' closed the stream before its final event")
             outcome = "completed"

@@ -26,7 +26,7 @@ from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError, U
 from gateway.relay import native, translate
 from gateway.relay.attempts import first_success
 from gateway.relay.call import Call, answer_headers, status_error
-from gateway.relay.pipe import ClientPipe, pump
+from gateway.relay.pipe import relay_regions
 from gateway.relay.shutdown import SHUTDOWN_WRITE_S, is_shutdown, shutting_down
 from gateway.relay.sse import Framer
 from gateway.relay.watch import Finisher, StreamWatch
@@ -281,28 +281,7 @@ async def _relay(call: Call, request: web.BaseRequest, opened: _Opened, index: i
             if out:
                 await write(out)
             call.ledger.metrics.first_token(target.provider.name, time.perf_counter() - call.t0)
-            pipe = ClientPipe(request)
-            to_pipe = pipe.write
-
-            def step(data: bytes) -> None:
-                """One upstream read (OpenAI's chunks) to the client: relay.pipe calls it
-                in the upstream connection's data_received."""
-                region = feed(data)
-                if region:
-                    out = emit(region)
-                    if out:
-                        to_pipe(out)
-                if watch.error is not None:
-                    raise watch.error
-
-            if decode is None:
-                await pump(reply, chunks, step, pipe)
-            else:
-                translated = decode.feed
-                await pump(reply, chunks, lambda data: step(translated(data)), pipe)
-                tail = decode.close()  # Gemini's last chunk and [DONE] come out at EOF
-                if tail:
-                    step(tail)
+            await relay_regions(request, reply, chunks, feed=feed, region=emit, watch=watch, decode=decode)
             if shadow is not None:
                 tail = shadow.close()  # Gemini's last chunk and [DONE] come out at EOF
                 if tail:
