@@ -273,15 +273,18 @@ class SharedVectorIndex:
             await self._check_trim()
 
     async def _check_trim(self) -> None:
-        """Raises _Behind when changes after the last one read were trimmed away (Redis 7
-        reports the newest entry it deleted from the stream)."""
+        """Raises _Behind when the stream's oldest kept change is newer than the last one
+        read and changes were trimmed: some may have been missed (trimming does not move
+        Redis's max-deleted-entry-id, so the first kept entry is the witness). A follower
+        whose last change was itself just trimmed reloads without need: rare and safe."""
         try:
             async with asyncio.timeout(self._fresh_s):
                 info: Any = await self._rf.xinfo_stream(self._stream)
         except ResponseError:
             raise _Behind() from None
-        deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id") or b"0-0"
-        if _id(deleted if isinstance(deleted, bytes) else str(deleted).encode()) > _id(self._last_id):
+        first = info.get("first-entry")
+        trimmed = int(info.get("entries-added") or 0) > int(info.get("length") or 0)
+        if trimmed and first and _id(first[0]) > _id(self._last_id):
             raise _Behind()
 
     def _apply(self, event_id: bytes, f: dict[bytes, bytes]) -> None:

@@ -421,3 +421,30 @@ async def _found(index: SharedVectorIndex, entry_id: str) -> bool:
 
 async def _not_found(index: SharedVectorIndex) -> bool:
     return await index.nearest("g", [1.0, 0.0], 0.5) is None
+
+
+def test_vectors_shared_trimmed_stream_is_detected(redis_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower whose last read change was trimmed away knows it (then reloads)."""
+    import gateway.state.vectorshare as vectorshare
+
+    monkeypatch.setattr(vectorshare, "STREAM_MAXLEN", 100)
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+
+    async def main() -> None:
+        a = shared(redis_server, prefix)
+        b = shared(redis_server, prefix)
+        b._closing = True  # no follower: reads by hand
+        try:
+            for i in range(600):
+                await a.add(f"e{i}", "ns", "g", [1.0, float(i)], 60)
+            b._last_id = b"1-0"
+            with pytest.raises(vectorshare._Behind):
+                await b._check_trim()
+            await b._load()  # what the follower does next
+            assert len(b.local) == 600 and b.in_step
+            await b._check_trim()  # in step again: nothing lost after the load's point
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
