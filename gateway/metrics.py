@@ -187,6 +187,7 @@ class Metrics(Collector):
         self._providers: dict[str, ProviderMeters] = {}
         self.refused = dict.fromkeys(REFUSALS, 0)
         self.store_errors = 0  # state store (Redis) operations that failed
+        self.vector_errors = 0  # semantic cache vector index: Redis writes and stream reads that failed
         self.log_rows_dropped = 0  # request log store rows lost (its queue full, or unwritable)
         self.jobs = dict.fromkeys(JOB_EVENTS, 0)
         self.cache = CacheMeters()
@@ -330,6 +331,11 @@ class Metrics(Collector):
         yield jobs
         yield CounterMetricFamily(
             "gateway_store_errors", "State store operations that failed (Redis unreachable)", value=self.store_errors
+        )
+        yield CounterMetricFamily(
+            "gateway_cache_vector_errors",
+            "Semantic cache vector index operations on Redis that failed (lookups miss meanwhile)",
+            value=self.vector_errors,
         )
         yield CounterMetricFamily(
             "gateway_log_rows_dropped",
