@@ -301,7 +301,7 @@ def _prepare() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _warm(targets: dict[str, Target], mock_pid: int, folder: Path | None = None) -> None:
+def _warm(targets: dict[str, Target], mock_pid: int) -> None:
     for name, t in targets.items():
         run = run_streams(t, name, n=20, chunks=5, itl_ms=1, mock_pid=mock_pid, timeout_s=30)
         if run.failed:

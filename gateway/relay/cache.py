@@ -286,7 +286,8 @@ class Cache:
         ask = options.cache
         if options.raw_request or options.raw_response or options.direct_key is not None or not call.targets:
             return None
-        rule = self.rule(call.targets[0][0])
+        target = call.targets[0][0]
+        rule = self.rule(target)
         if not rule.enabled or (ask is None and not rule.every_request):
             return None
         key = ask.key if ask is not None else None
@@ -294,7 +295,6 @@ class Cache:
         entry_id = direct_key(call, namespace=key, caller=None if self._cfg.shared else caller)
         ttl_s = ask.ttl_s if ask is not None and ask.ttl_s is not None else rule.ttl_s
         ticket = CacheTicket(self, entry_id, namespace_id(key), ttl_s=ttl_s, keep=ask is None or not ask.no_store)
-        target = call.targets[0][0]
         ticket.debug.requested_provider = target.provider.name
         ticket.debug.requested_model = call.requested
         if ask is None or ask.direct:
