@@ -11,9 +11,10 @@ instructions counted are divided by the requests wrk completed in that window.
 
     python -m bench.callgrind --tree . --tree /tmp/gateway-base --rounds 2
 
-``--stream-tokens 20,120`` measures streamed requests instead (``"stream": true``, the mock
-sending that many content chunks), once per count, and prints the instructions per
-relayed chunk: the difference between the two counts' per-request figures divided by
+``--cache`` turns the response cache on, so every request after the first is answered
+from it (a direct hit). ``--stream-tokens 20,120`` measures streamed requests instead
+(``"stream": true``, the mock sending that many content chunks), once per count, and
+prints the instructions per relayed chunk: the difference between the two counts' per-request figures divided by
 the difference in chunks, so the per-request work cancels out.
 """
 
@@ -61,14 +62,23 @@ def _instructions(folder: Path, pid: int) -> int:
 
 
 def measure(
-    tree: Path, upstream: str, folder: Path, *, warmup_s: int, seconds: int, stream_tokens: int | None = None
+    tree: Path,
+    upstream: str,
+    folder: Path,
+    *,
+    warmup_s: int,
+    seconds: int,
+    stream_tokens: int | None = None,
+    cache: bool = False,
 ) -> float:
     """Instructions per request for the gateway in ``tree`` (a stream of ``stream_tokens``
-    content chunks when given)."""
+    content chunks when given; answered from the response cache when ``cache``: every
+    request after the first is a direct hit)."""
     config = folder / "gateway.json"
     config.write_text(
         json.dumps(
             {
+                **({"cache": {"enabled": True, "every_request": True}} if cache else {}),
                 "default_provider": "up",
                 "providers": {
                     "up": {
@@ -125,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=10, help="seconds of load before counting (default 10)")
     p.add_argument("--seconds", type=int, default=15, help="seconds counted (default 15)")
     p.add_argument("--keep", type=Path, help="keep the callgrind dumps in this directory (callgrind_annotate them)")
+    p.add_argument("--cache", action="store_true", help="the response cache on: every request is a direct hit")
     p.add_argument(
         "--stream-tokens",
         help="two chunk counts, e.g. 20,120: measure streams of each and print instructions per relayed chunk",
@@ -162,7 +173,15 @@ def main(argv: list[str] | None = None) -> int:
                         run = folder / f"run-{len(got)}-{trees.index(tree)}-{n or 0}"
                         run.mkdir()
                         got.append(
-                            measure(tree, mock.url, run, warmup_s=args.warmup, seconds=args.seconds, stream_tokens=n)
+                            measure(
+                                tree,
+                                mock.url,
+                                run,
+                                warmup_s=args.warmup,
+                                seconds=args.seconds,
+                                stream_tokens=n,
+                                cache=args.cache,
+                            )
                         )
                         what = f"a stream of {n} chunks" if n else "a request"
                         print(f"{tree}: {got[-1] / 1000:.1f}k instructions {what}", flush=True)

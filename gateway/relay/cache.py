@@ -66,7 +66,7 @@ EXCLUDED = (
     "service_tier",
 )
 # Changed whenever what goes into a key or an entry changes: old entries then miss.
-KEY_VERSION = "1"
+KEY_VERSION = "2"
 # Kept writes to a remote store waiting at once; past it answers are not kept (busy).
 MAX_PENDING_WRITES = 1000
 # After a store failure, how long requests skip the store (each a miss, its answer not
@@ -179,11 +179,42 @@ def canonical(body: bytes) -> bytes:
     return _sorted(obj)
 
 
+class _Digests:
+    """The digest of each recent body's canonical form, by the body's exact bytes: the
+    same bytes sent again (a retry, an evaluation rerun, the common hit) are not decoded
+    and encoded again. Bounded by the bytes of the bodies it holds; forgotten whole when
+    full (a dict, no order kept: ~1 µs a hit dearer than nothing, ~3 µs cheaper than the
+    decode)."""
+
+    __slots__ = ("_by_body", "_bytes", "_max_body", "_max_bytes")
+
+    def __init__(self, *, max_bytes: int = 4 * 1024 * 1024, max_body: int = 64 * 1024) -> None:
+        self._by_body: dict[bytes, bytes] = {}
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._max_body = max_body  # a larger body is decoded every time
+
+    def of(self, body: bytes) -> bytes:
+        digest = self._by_body.get(body)
+        if digest is None:
+            digest = hashlib.blake2b(canonical(body), digest_size=16).digest()
+            if len(body) <= self._max_body:
+                if self._bytes + len(body) > self._max_bytes:
+                    self._by_body.clear()
+                    self._bytes = 0
+                self._by_body[body] = digest
+                self._bytes += len(body)
+        return digest
+
+
+_digests = _Digests()
+
+
 def direct_key(call: Call, *, namespace: str | None, caller: str | None) -> str:
     """The entry id of ``call``'s answer: 32 hex digits."""
     targets = [f"{t.provider.name}/{t.model}" for t, _ in call.targets]
     head = _sorted([KEY_VERSION, call.endpoint, namespace or "", caller or "", targets])
-    return hashlib.blake2b(head + b"\n" + canonical(call.body), digest_size=16).hexdigest()
+    return hashlib.blake2b(head + b"\n" + _digests.of(call.body), digest_size=16).hexdigest()
 
 
 class CacheTicket:

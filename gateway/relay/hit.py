@@ -38,9 +38,30 @@ def _extra(call: Call, ticket: CacheTicket, entry: Entry, *, chunk_index: int | 
 
 
 def unary_answer(call: Call, ticket: CacheTicket) -> bytes:
-    """The completion object of a hit, for a request that does not stream."""
+    """The completion object of a hit, for a request that does not stream. A kept unary
+    answer (compact, its usage's exact bytes in ``entry.usage``, no cost, no
+    extra_fields: ``Cache.keep_unary``) has ``cost`` and ``extra_fields`` spliced into
+    its bytes; anything else is decoded and encoded again (``_rebuilt``)."""
     entry = ticket.entry
     assert entry is not None
+    body, usage = entry.body, entry.usage
+    if entry.stream or body[-1:] != b"}":
+        return _rebuilt(call, ticket, entry)
+    extra = _extra(call, ticket, entry)
+    end = len(body) - 1
+    if not usage:  # none reported (or null): as kept
+        return b"".join((body[:end], b',"extra_fields":', extra, b"}"))
+    at = body.rfind(usage)
+    if at < 0 or usage[-1:] != b"}":
+        return _rebuilt(call, ticket, entry)
+    close = at + len(usage) - 1  # the usage object's closing brace
+    sep = b'"cost":' if usage[:-1].rstrip().endswith(b"{") else b',"cost":'
+    return b"".join((body[:close], sep, ZERO_COST, body[close:end], b',"extra_fields":', extra, b"}"))
+
+
+def _rebuilt(call: Call, ticket: CacheTicket, entry: Entry) -> bytes:
+    """``unary_answer`` by decoding and encoding: a kept stream assembled, or a body
+    ``unary_answer`` cannot splice."""
     fields = {k: Raw(_encode(v)) for k, v in completion_of(entry).items()} if entry.stream else _fields(entry.body)
     usage = fields.get("usage")
     if usage is not None and bytes(usage) != b"null":

@@ -233,8 +233,13 @@ class Handlers:
             except asyncio.CancelledError:
                 self._cancelled(request, call)
                 raise
-        headers = {"Content-Type": JSON, PROVIDER_HEADER: ticket.entry.provider}
-        return web.Response(body=unary_answer(call, ticket), headers=headers)
+        provider = ticket.entry.provider
+        if fits(request):  # one write, as the relay's common answer
+            return Answer(
+                b"Content-Type: application/json\r\n%s: %s\r\n" % (_PROVIDER_HEADER, provider.encode()),
+                unary_answer(call, ticket),
+            )
+        return web.Response(body=unary_answer(call, ticket), headers={"Content-Type": JSON, PROVIDER_HEADER: provider})
 
     async def _run_kept(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """A cache miss: relayed as ``run`` does, its answer kept (a stream keeps its

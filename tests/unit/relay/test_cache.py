@@ -154,3 +154,65 @@ def test_cache_assemble_adds_up_streamed_deltas_and_tool_calls() -> None:
     assert out["choices"][0]["finish_reason"] == "tool_calls"
     assert out["usage"]["total_tokens"] == 3
     msgspec.json.encode(out)  # encodable as it stands
+
+
+def _hit(body: bytes, usage: bytes) -> tuple[Any, Any, Any]:
+    from gateway.relay.cache import CacheTicket, Entry
+
+    entry = Entry(
+        stream=False, body=body, frames=[], gaps_s=[], usage=usage, provider="up", model="gpt-x", text=False
+    )
+    ticket = CacheTicket(SimpleNamespace(), "id", "ns", ttl_s=1.0, keep=False)  # type: ignore[arg-type]
+    ticket.entry = entry
+    call = make_call([(_target(), b"{}")])
+    return call, ticket, entry
+
+
+@pytest.mark.parametrize(
+    ("body", "usage"),
+    [
+        (b'{"id":"a","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}', None),
+        (b'{"id":"a","usage":{"prompt_tokens":1,"details":{"cached_tokens":0}},"system_fingerprint":"x"}', None),
+        (b'{"id":"a","usage":{}}', None),
+        # nested values kept with the upstream's spacing (keep_unary encodes the top level only)
+        (b'{"id":"a","usage":{"prompt_tokens":1,"details":{ "cached_tokens" : 0 }}}', None),
+        (b'{"id":"a","usage":null}', b""),
+        (b'{"id":"a","choices":[{"message":{"content":"{\\"usage\\":1}"}}]}', b""),
+    ],
+)
+def test_cache_unary_hit_spliced_equals_decoded_and_encoded(
+    body: bytes, usage: bytes | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hit's answer built by splicing cost and extra_fields into the kept bytes is
+    the answer decoding and encoding them builds, byte for byte."""
+    from gateway.relay import hit
+    from gateway.relay.call import Call
+
+    monkeypatch.setattr(Call, "latency_ms", lambda self: 1.5)  # both answers built alike
+
+    if usage is None:
+        usage = bytes(msgspec.json.decode(body, type=dict[str, msgspec.Raw])["usage"])
+    call, ticket, entry = _hit(body, usage)
+    spliced = hit.unary_answer(call, ticket)
+    assert spliced == hit._rebuilt(call, ticket, entry)
+    out = json.loads(spliced)
+    assert out["extra_fields"]["cache_debug"]["cache_id"] == "id"
+    if usage not in (b"", b"null"):
+        assert out["usage"]["cost"] == {"input_tokens_cost": 0.0, "output_tokens_cost": 0.0, "total_cost": 0.0}
+
+
+def test_cache_key_digests_are_remembered_by_bytes_and_bounded() -> None:
+    """The canonical digest is remembered by the body's exact bytes (a reordered body is
+    computed, and equal); the bodies remembered never pass the byte bound."""
+    from gateway.relay.cache import _Digests
+
+    d = _Digests(max_bytes=1000, max_body=500)
+    first = d.of(BASE.encode())
+    assert d.of(BASE.encode()) is first  # remembered, not computed again
+    same = '{"temperature":0.5,"messages":[{"content":"hi","role":"user"}],"model":"gpt-x"}'
+    assert d.of(same.encode()) == first
+    for i in range(200):
+        d.of(BASE.replace("hi", f"hi {i}").encode())
+        assert d._bytes <= 1000 and sum(len(b) for b in d._by_body) == d._bytes
+    big = BASE.replace("hi", "x" * (501)).encode()
+    assert d.of(big) == d.of(big) and big not in d._by_body
