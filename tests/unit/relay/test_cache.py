@@ -159,9 +159,7 @@ def test_cache_assemble_adds_up_streamed_deltas_and_tool_calls() -> None:
 def _hit(body: bytes, usage: bytes) -> tuple[Any, Any, Any]:
     from gateway.relay.cache import CacheTicket, Entry
 
-    entry = Entry(
-        stream=False, body=body, frames=[], gaps_s=[], usage=usage, provider="up", model="gpt-x", text=False
-    )
+    entry = Entry(stream=False, body=body, frames=[], gaps_s=[], usage=usage, provider="up", model="gpt-x", text=False)
     ticket = CacheTicket(SimpleNamespace(), "id", "ns", ttl_s=1.0, keep=False)  # type: ignore[arg-type]
     ticket.entry = entry
     call = make_call([(_target(), b"{}")])
