@@ -18,8 +18,8 @@ Only complete, successful answers are kept: no error, no cut stream, no
 ``finish_reason: "length"`` unless configured, nothing over ``max_entry_bytes``.
 
 A store that cannot answer is a miss (and ``gateway_cache_errors_total``), never a
-failed request. Semantic lookup (the nearest stored request by embedding) plugs in at
-``Cache.lookup`` once a vector index is given (``Vectors``)."""
+failed request. Semantic lookup (the nearest kept request by embedding, after a direct
+miss) is ``relay.semantic``'s, given as ``Cache.semantic``."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from msgspec import Raw, Struct
@@ -45,6 +45,7 @@ from gateway.state.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from gateway.relay.call import Call
+    from gateway.relay.semantic import Semantic
 
 log = logging.getLogger("gateway.cache")
 
@@ -84,20 +85,6 @@ _encode = msgspec.json.Encoder().encode
 _fields = msgspec.json.Decoder(dict[str, Raw]).decode
 _decode_usage = msgspec.json.Decoder(Usage).decode
 ZERO_COST = _encode(Cost(input_tokens_cost=0.0, output_tokens_cost=0.0, total_cost=0.0))
-
-
-class Vectors(Protocol):
-    """The vector index semantic lookup needs (``state.vectors.VectorIndex``)."""
-
-    async def add(self, entry_id: str, namespace: str, group: str, vector: Sequence[float], ttl_s: float) -> None: ...
-
-    async def nearest(self, group: str, vector: Sequence[float], threshold: float) -> tuple[str, float] | None: ...
-
-    async def remove(self, entry_id: str) -> None: ...
-
-    async def remove_namespace(self, namespace: str) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class CacheAsk:
@@ -210,18 +197,42 @@ class _Digests:
 _digests = _Digests()
 
 
-def direct_key(call: Call, *, namespace: str | None, caller: str | None) -> str:
-    """The entry id of ``call``'s answer: 32 hex digits."""
+def key_head(call: Call, *, namespace: str | None, caller: str | None) -> bytes:
+    """What a key holds besides the body: the version, endpoint, namespace, caller and
+    the targets the request resolved to."""
     targets = [f"{t.provider.name}/{t.model}" for t, _ in call.targets]
-    head = _sorted([KEY_VERSION, call.endpoint, namespace or "", caller or "", targets])
+    return _sorted([KEY_VERSION, call.endpoint, namespace or "", caller or "", targets])
+
+
+def direct_key(call: Call, *, namespace: str | None, caller: str | None, head: bytes | None = None) -> str:
+    """The entry id of ``call``'s answer: 32 hex digits."""
+    if head is None:
+        head = key_head(call, namespace=namespace, caller=caller)
     return hashlib.blake2b(head + b"\n" + _digests.of(call.body), digest_size=16).hexdigest()
 
 
 class CacheTicket:
     """One request's part in the cache: its entry id, what a hit found, whether its
-    answer is to be kept and for how long, and the ``cache_debug`` it reports."""
+    answer is to be kept and for how long, and the ``cache_debug`` it reports; with
+    semantic lookup on, its threshold, its embedding and what the embedding cost."""
 
-    __slots__ = ("debug", "entry", "entry_id", "keep", "namespace", "owner", "ttl_s")
+    __slots__ = (
+        "cost",
+        "debug",
+        "entry",
+        "entry_id",
+        "group",
+        "head",
+        "keep",
+        "namespace",
+        "owner",
+        "semantic",
+        "spent_cost",
+        "spent_tokens",
+        "threshold",
+        "ttl_s",
+        "vector",
+    )
 
     def __init__(self, owner: Cache, entry_id: str, namespace: str, *, ttl_s: float, keep: bool) -> None:
         self.owner = owner
@@ -231,6 +242,16 @@ class CacheTicket:
         self.keep = keep
         self.entry: Entry | None = None
         self.debug = CacheDebug(cache_hit=False, cache_id=entry_id)
+        # A hit's usage.cost (JSON): nothing spent, or a semantic lookup's embedding.
+        self.cost = ZERO_COST
+        # Semantic lookup still to be made (after the caller is admitted): Cache.find_near.
+        self.semantic = False
+        self.threshold = 0.0
+        self.head = b""  # key_head: the group's too
+        self.vector: list[float] | None = None
+        self.group: str | None = None
+        self.spent_tokens = 0  # the embedding's input tokens and cost (None: unpriced)
+        self.spent_cost: float | None = None
 
 
 class Recorder:
@@ -269,10 +290,10 @@ class Cache:
     """The process's response cache for one config: its rules, its store (the process's,
     kept across reloads) and its counters."""
 
-    __slots__ = ("_cfg", "_down_until", "_pending", "_rules", "_store", "_store_down", "meters", "vectors")
+    __slots__ = ("_cfg", "_down_until", "_pending", "_rules", "_store", "_store_down", "meters", "semantic")
 
     def __init__(
-        self, cfg: CacheConfig, store: CacheStore, *, meters: CacheMeters, vectors: Vectors | None = None
+        self, cfg: CacheConfig, store: CacheStore, *, meters: CacheMeters, semantic: Semantic | None = None
     ) -> None:
         self._cfg = cfg
         self._store = store
@@ -283,8 +304,8 @@ class Cache:
         self.meters = meters
         meters.active = True
         meters.stats_source = store.stats
-        # The semantic lookup's index; None: direct lookups only.
-        self.vectors = vectors
+        # The semantic lookup (embedder and vector index); None: direct lookups only.
+        self.semantic = semantic
 
     @staticmethod
     def wanted(cfg: CacheConfig) -> bool:
@@ -323,7 +344,8 @@ class Cache:
             return None
         key = ask.key if ask is not None else None
         t0 = time.perf_counter()
-        entry_id = direct_key(call, namespace=key, caller=None if self._cfg.shared else caller)
+        head = key_head(call, namespace=key, caller=None if self._cfg.shared else caller)
+        entry_id = direct_key(call, namespace=key, caller=None, head=head)
         ttl_s = ask.ttl_s if ask is not None and ask.ttl_s is not None else rule.ttl_s
         ticket = CacheTicket(self, entry_id, namespace_id(key), ttl_s=ttl_s, keep=ask is None or not ask.no_store)
         ticket.debug.requested_provider = target.provider.name
@@ -337,13 +359,26 @@ class Cache:
                 d = ticket.debug
                 d.cache_hit, d.hit_type, d.provider_used, d.model_used = True, "direct", found.provider, found.model
                 return ticket
-        # Semantic lookup plugs in here, when ``self.vectors`` is set and ``ask.semantic``:
-        # embed the request's text (config.semantic_input) with config.embedding_model,
-        # then ``self.vectors.nearest(group, vector, threshold)`` among entries of the same
-        # targets and parameters (``canonical`` without the messages) and, above the
-        # threshold (``ask.threshold`` or ``rule.threshold``), read that entry as above
-        # with hit_type "semantic", threshold and similarity in the debug.
+        if self.semantic is not None and (ask is None or ask.semantic):
+            # Made by find_near once the caller is admitted: the embedding is a paid call.
+            ticket.semantic, ticket.head = True, head
+            ticket.threshold = ask.threshold if ask is not None and ask.threshold is not None else rule.threshold
         return ticket
+
+    async def find_near(self, ticket: CacheTicket, call: Call) -> None:
+        """The semantic lookup of a ticket that missed its direct key: on a hit the
+        nearest entry is the ticket's, else its answer is kept with its vector."""
+        semantic = self.semantic
+        assert semantic is not None and ticket.semantic
+        near = await semantic.find(ticket, call, head=ticket.head, get=self._get)
+        if near is None:
+            return
+        entry_id, found, similarity = near
+        ticket.entry = found
+        ticket.keep = False
+        d = ticket.debug
+        d.cache_hit, d.hit_type, d.provider_used, d.model_used = True, "semantic", found.provider, found.model
+        d.cache_id, d.similarity = entry_id, round(similarity, 6)  # the entry that answered
 
     def _skipping(self) -> bool:
         return self._store_down and time.monotonic() < self._down_until
@@ -470,19 +505,21 @@ class Cache:
             return
         self._store_down = False
         self.meters.stored += 1
+        if self.semantic is not None:
+            await self.semantic.remember(ticket)
 
     async def delete(self, entry_id: str) -> bool:
         """Raises StoreUnavailable: the admin API says so."""
         deleted = await self._store.delete(entry_id)
-        if self.vectors is not None:
-            await self.vectors.remove(entry_id)
+        if self.semantic is not None:
+            await self.semantic.vectors.remove(entry_id)
         return deleted
 
     async def delete_namespace(self, key: str) -> int:
         ns = namespace_id(key)
         n = await self._store.delete_namespace(ns)
-        if self.vectors is not None:
-            await self.vectors.remove_namespace(ns)
+        if self.semantic is not None:
+            await self.semantic.vectors.remove_namespace(ns)
         return n
 
     async def drain(self) -> None:

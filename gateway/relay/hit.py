@@ -1,7 +1,7 @@
 """A cache hit answered: the kept answer in the form the request asks for, its usage as
-first reported with ``cost`` 0, and ``extra_fields`` with ``cache_debug``. A stream is
-replayed through the same ``StreamWatch`` a relayed one passes, so usage lands where the
-client's ``stream_options`` want it, exactly once."""
+first reported with ``cost`` 0 (a semantic hit: its embedding's), and ``extra_fields``
+with ``cache_debug``. A stream is replayed through the same ``StreamWatch`` a relayed
+one passes, so usage lands where the client's ``stream_options`` want it, exactly once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiohttp import web
 from msgspec import UNSET, Raw
 
 from gateway.accounting.usage import Usage
-from gateway.relay.cache import ZERO_COST, CacheTicket, Entry, completion_of, usage_of
+from gateway.relay.cache import CacheTicket, Entry, completion_of, usage_of
 from gateway.relay.call import PROVIDER_HEADER, Call
 from gateway.relay.replay import split_answer
 from gateway.relay.stream import SSE_HEADERS
@@ -56,7 +56,7 @@ def unary_answer(call: Call, ticket: CacheTicket) -> bytes:
         return _rebuilt(call, ticket, entry)
     close = at + len(usage) - 1  # the usage object's closing brace
     sep = b'"cost":' if usage[:-1].rstrip().endswith(b"{") else b',"cost":'
-    return b"".join((body[:close], sep, ZERO_COST, body[close:end], b',"extra_fields":', extra, b"}"))
+    return b"".join((body[:close], sep, ticket.cost, body[close:end], b',"extra_fields":', extra, b"}"))
 
 
 def _rebuilt(call: Call, ticket: CacheTicket, entry: Entry) -> bytes:
@@ -66,7 +66,7 @@ def _rebuilt(call: Call, ticket: CacheTicket, entry: Entry) -> bytes:
     usage = fields.get("usage")
     if usage is not None and bytes(usage) != b"null":
         u = _fields(usage)
-        u["cost"] = Raw(ZERO_COST)
+        u["cost"] = Raw(ticket.cost)
         fields["usage"] = Raw(_encode(u))
     fields["extra_fields"] = Raw(_extra(call, ticket, entry))
     return _encode(fields)
@@ -92,8 +92,11 @@ async def replay_stream(
     def counted(frames_seen: int) -> Usage:
         return usage  # a kept stream that carried no usage: what it was accounted with
 
+    def cost(usage: Usage) -> bytes:
+        return ticket.cost  # nothing spent, or a semantic lookup's embedding
+
     watch = StreamWatch(
-        client_usage=call.client_usage, counter=None, finish=Finisher(extra=extra, cost=_zero, counted=counted)
+        client_usage=call.client_usage, counter=None, finish=Finisher(extra=extra, cost=cost, counted=counted)
     )
     headers = SSE_HEADERS.copy()
     headers[PROVIDER_HEADER] = entry.provider
@@ -111,7 +114,3 @@ async def replay_stream(
     except ConnectionError:
         call.abandoned = True
     return resp
-
-
-def _zero(usage: Usage) -> bytes:
-    return ZERO_COST

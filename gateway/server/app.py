@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp.web import BaseRequest, RequestHandler
@@ -17,7 +18,8 @@ from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadabl
 from gateway.config.proxy import Proxy
 from gateway.governance import Governor, digest
 from gateway.metrics import ConnectionStats, Metrics, Mirror
-from gateway.relay.cache import Cache
+from gateway.relay.cache import EXCLUDED, Cache
+from gateway.relay.semantic import Embedder, Semantic
 from gateway.relay.shutdown import LiveStreams
 from gateway.routing.providers import build
 from gateway.routing.table import ModelTable
@@ -30,6 +32,7 @@ from gateway.server.handlers import Handlers, routes
 from gateway.server.health import Health
 from gateway.server.jobs import PENDING_TTL_S, Jobs
 from gateway.server.jobs import routes as job_routes
+from gateway.server.plan import Planner
 from gateway.server.protocol import (
     FD_RESERVE,
     ConnectionLimits,
@@ -44,6 +47,9 @@ from gateway.server.responses_routes import routes as response_routes
 from gateway.server.responses_state import ResponseStates
 from gateway.server.routes import inference as inference_routes
 from gateway.server.workers import READY
+
+if TYPE_CHECKING:
+    from gateway.state.vectors import VectorIndex
 from gateway.state import MemoryStore, Store
 from gateway.state.cache import CacheStore, MemoryCache
 from gateway.state.sqlite import LogStore
@@ -131,6 +137,8 @@ class Gateway:
         self._store: Store | None = None
         # The response cache's store, made with the first config that turns the cache on.
         self._cache_store: CacheStore | None = None
+        # Its vector index (semantic lookup), made with the first config that asks for one.
+        self._vectors: VectorIndex | None = None
         self._access: AccessSink | None = None
         self._logs: LogStore | None = None  # the request log store (logs.enabled)
         self._flusher: asyncio.Task[None] | None = None
@@ -167,13 +175,29 @@ class Gateway:
             return RedisCache(s.redis_url, prefix=s.prefix, timeout_s=s.timeout_s)
         return MemoryCache(max_bytes=c.max_bytes)
 
-    def _cache(self, cfg: GatewayConfig, metrics: Metrics) -> Cache | None:
-        """The response cache ``cfg`` asks for, on the process's cache store."""
-        if not Cache.wanted(cfg.cache):
+    def _cache(self, cfg: GatewayConfig, metrics: Metrics, planner: Planner) -> Cache | None:
+        """The response cache ``cfg`` asks for, on the process's cache store; with its
+        semantic lookup when it names an embedding model (on the process's vector index:
+        shared through Redis when the entries are, else this process's)."""
+        c = cfg.cache
+        if not Cache.wanted(c):
             return None
         if self._cache_store is None:
             self._cache_store = self._new_cache_store(cfg)
-        return Cache(cfg.cache, self._cache_store, meters=metrics.cache)
+        semantic = None
+        model = c.embedding_model
+        if model is not None:
+            # numpy and the index: imported when semantic lookup is configured, not at start.
+            from gateway.state.vectors import EmbeddedVectorIndex, vector_index
+
+            if self._vectors is None:
+                if self._cache_store.inline:
+                    self._vectors = EmbeddedVectorIndex()
+                else:
+                    self._vectors = vector_index(cfg.store, metrics=metrics)
+            embedder = Embedder(model, lambda body: planner.internal_embeddings(body, model=model))
+            semantic = Semantic(embedder, self._vectors, mode=c.semantic_input, excluded=EXCLUDED, meters=metrics.cache)
+        return Cache(c, self._cache_store, meters=metrics.cache, semantic=semantic)
 
     def _build(self, cfg: GatewayConfig) -> _Generation:
         """Everything ``cfg`` decides, on the process's session, pool, store and ledger."""
@@ -195,7 +219,7 @@ class Gateway:
             direct_keys=cfg.auth.client_provider_keys,
             streams=self._streams,
         )
-        handlers.cache = cache = self._cache(cfg, ledger.metrics)
+        handlers.cache = cache = self._cache(cfg, ledger.metrics, handlers.planner)
         jobs = Jobs(handlers, store, cfg=cfg.jobs, max_body_bytes=cfg.server.max_body_bytes, metrics=ledger.metrics)
         handlers.jobs = jobs.route
         exact, prefixes, drop_ins = inference_routes(handlers, table, max_body_bytes=cfg.server.max_body_bytes)
@@ -383,6 +407,8 @@ class Gateway:
             await self._store.close()
         if self._cache_store is not None:
             await self._cache_store.close()
+        if self._vectors is not None:
+            await self._vectors.close()
 
 
 async def _flush_every(mirror: Mirror, seconds: float) -> None:

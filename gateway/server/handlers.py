@@ -215,7 +215,7 @@ class Handlers:
         run: Runner = self.run
         if ticket is not None:
             call.cache = ticket
-            run = self._replay if ticket.entry is not None else self._run_kept
+            run = self._replay if ticket.entry is not None else self._near if ticket.semantic else self._run_kept
         if principal is None:
             return await run(request, call, stream=stream)
         return await self.governed(request, call, principal, stream=stream, max_out=_max_out(req), run=run)
@@ -240,6 +240,19 @@ class Handlers:
                 unary_answer(call, ticket),
             )
         return web.Response(body=unary_answer(call, ticket), headers={"Content-Type": JSON, PROVIDER_HEADER: provider})
+
+    async def _near(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
+        """A direct miss with semantic lookup on, the caller admitted: the nearest kept
+        answer (a hit), else relayed and kept; the embedding charged either way."""
+        ticket = call.cache
+        assert ticket is not None and ticket.owner.semantic is not None
+        try:
+            await ticket.owner.find_near(ticket, call)
+            if ticket.entry is not None:
+                return await self._replay(request, call, stream=stream)
+            return await self._run_kept(request, call, stream=stream)
+        finally:
+            ticket.owner.semantic.charge(ticket, call)
 
     async def _run_kept(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """A cache miss: relayed as ``run`` does, its answer kept (a stream keeps its

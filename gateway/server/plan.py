@@ -13,6 +13,8 @@ turn that decided.
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 from msgspec import UNSET, UnsetType
 
@@ -394,6 +396,27 @@ class Planner:
             stream=False,
             client_usage=False,
             client=client,
+        )
+
+    def internal_embeddings(self, body: bytes, *, model: str) -> Call:
+        """An embeddings request the gateway makes itself (the response cache's semantic
+        lookup, ``cache.embedding_model``): routed as a client's, without its options.
+        Raises GatewayError when that model cannot take it."""
+        param = "cache.embedding_model"
+        target = self._table.resolve(model, param=param)
+        refused = unsupported(target, "embeddings", param)
+        upstream = refused or embeddings_body(target, body, body_model=model, param=param, strip=False)
+        if isinstance(upstream, GatewayError):
+            raise upstream
+        return Call(
+            endpoint="embeddings",
+            request_type="embedding",
+            requested=model,
+            targets=[(target, upstream)],
+            body=body,
+            t0=time.perf_counter(),
+            client_usage=False,
+            ledger=self._ledger,
         )
 
     def stored(self, request: web.BaseRequest, target: Target, *, request_type: str, t0: float) -> Call:

@@ -1,0 +1,215 @@
+"""The response cache's semantic lookup: a request that missed the direct key is answered
+with the kept answer of the nearest earlier request, by the embedding of its text, when
+that one is within the threshold (cosine similarity) and was made with everything else
+equal (docs/cache.md, "Semantic lookup").
+
+What is embedded (``cache.semantic_input``): the last user message (``last_user``), or
+every message as ``role: text`` lines (``conversation``); for a text completion, its
+prompt. What must be equal, the request's *group*: the targets, endpoint, namespace,
+caller and the canonical body (``relay.cache.canonical``) without the embedded part (the
+last user message's content, or every message, or the prompt). Comparing only within a
+group keeps a paraphrase of one question from being answered with another model's or
+another temperature's answer, or, with ``last_user``, in another conversation.
+
+The embedding is a real call through the configured ``embedding_model`` (any provider
+that serves embeddings, the mock included): retried and failed over as any request,
+counted and priced in the metrics, charged to the caller (``Semantic.charge``), and its
+cost is what a semantic hit's ``usage.cost`` reports. A failed embedding is a miss
+(``gateway_cache_lookups_total{type="semantic",result="error"}``), never a failed request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from msgspec import Struct
+
+from gateway.accounting.usage import Cost
+from gateway.errors import GatewayError
+from gateway.metrics import CacheMeters
+from gateway.relay.unary import unary
+
+if TYPE_CHECKING:
+    from gateway.relay.cache import CacheTicket, Entry
+    from gateway.relay.call import Call
+    from gateway.state.vectors import VectorIndex
+
+log = logging.getLogger("gateway.cache")
+
+Mode = Literal["last_user", "conversation"]
+# Text longer than this is not embedded (the request takes the direct lookup only): an
+# embedding model reads ~8k tokens at most, and a text cut short would compare its head.
+MAX_TEXT_CHARS = 32_768
+
+_decode_any = msgspec.json.decode
+_sorted = msgspec.json.Encoder(order="sorted").encode
+_encode = msgspec.json.Encoder().encode
+
+
+class _Item(Struct):
+    embedding: list[float]
+
+
+class _List(Struct):
+    data: list[_Item]
+
+
+_decode_list = msgspec.json.Decoder(_List).decode
+
+
+def _text_of(content: Any) -> str | None:
+    """A message's text: a string, or its text parts joined; None when it has none."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        return "\n".join(texts) if texts else None
+    return None
+
+
+def parts(body: bytes, *, endpoint: str, mode: Mode, excluded: tuple[str, ...]) -> tuple[str, bytes] | None:
+    """The text a request is embedded by and its group's canonical body; None when it has
+    no text to embed (only images, token ids, no user message) or too much."""
+    obj = _decode_any(body)
+    if not isinstance(obj, dict):
+        return None
+    for name in excluded:
+        obj.pop(name, None)
+    text: str | None = None
+    if endpoint == "text":
+        prompt = obj.pop("prompt", None)
+        if isinstance(prompt, str):
+            text = prompt
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+            text = "\n".join(prompt)
+    else:
+        messages = obj.get("messages")
+        if not isinstance(messages, list):
+            return None
+        if mode == "conversation":
+            lines = []
+            for m in messages:
+                said = _text_of(m.get("content")) if isinstance(m, dict) else None
+                if said is not None:
+                    lines.append(f"{m.get('role')}: {said}")
+            text = "\n".join(lines) if lines else None
+            obj.pop("messages")
+        else:
+            for m in reversed(messages):
+                if isinstance(m, dict) and m.get("role") == "user":
+                    text = _text_of(m.get("content"))
+                    m["content"] = None  # the rest of the conversation stays in the group
+                    break
+    if not text or len(text) > MAX_TEXT_CHARS:
+        return None
+    return text, _sorted(obj)
+
+
+class Embedder:
+    """Embeds a text through ``model`` (``cache.embedding_model``); ``make`` builds the
+    embeddings call for a request body (``server.plan.Planner.internal``)."""
+
+    __slots__ = ("_make", "model")
+
+    def __init__(self, model: str, make: Callable[[bytes], Call]) -> None:
+        self.model = model
+        self._make = make
+
+    async def embed(self, text: str) -> tuple[list[float], int, float | None]:
+        """The vector, the input tokens it was accounted with and its cost (None:
+        unpriced). Raises GatewayError (the embeddings call failed or its answer is not
+        a list of embeddings)."""
+        call = self._make(_encode({"model": self.model, "input": text}))
+        data, _, _ = await unary(call)
+        try:
+            items = _decode_list(data).data
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise GatewayError(f"embedding model {self.model!r} answered without a float vector: {e}") from None
+        if not items:
+            raise GatewayError(f"embedding model {self.model!r} answered with no vector")
+        return items[0].embedding, call.used_in, call.used_cost
+
+
+class Semantic:
+    """The semantic half of one ``Cache``: its embedder and the process's vector index."""
+
+    __slots__ = ("_embedder", "_excluded", "_meters", "_mode", "vectors")
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        vectors: VectorIndex,
+        *,
+        mode: Mode,
+        excluded: tuple[str, ...],
+        meters: CacheMeters,
+    ) -> None:
+        self._embedder = embedder
+        self.vectors = vectors
+        self._mode = mode
+        self._excluded = excluded
+        self._meters = meters
+
+    async def find(
+        self, ticket: CacheTicket, call: Call, *, head: bytes, get: Callable[[str], Any]
+    ) -> tuple[str, Entry, float] | None:
+        """The id, entry and similarity of the kept answer nearest ``call``'s text within
+        ``ticket.threshold``, else None; the vector and group are left on the ticket, for the
+        answer to be found by later requests once kept. ``get`` reads an entry."""
+        meters = self._meters
+        found = parts(call.body, endpoint=call.endpoint, mode=self._mode, excluded=self._excluded)
+        if found is None:
+            meters.looked_up("semantic", "skip", 0.0)
+            return None
+        text, group_body = found
+        t0 = time.perf_counter()
+        try:
+            vector, tokens, cost = await self._embedder.embed(text)
+        except GatewayError as e:
+            meters.looked_up("semantic", "error", time.perf_counter() - t0)
+            log.warning("semantic cache lookup skipped: the embedding failed: %s", e.message)
+            return None
+        ticket.spent_tokens, ticket.spent_cost = tokens, cost
+        if cost:
+            ticket.cost = _encode(Cost(input_tokens_cost=cost, output_tokens_cost=0.0, total_cost=cost))
+        group = hashlib.blake2b(head + b"\n" + group_body, digest_size=16).hexdigest()
+        ticket.vector, ticket.group = vector, group
+        debug = ticket.debug
+        debug.input_tokens, debug.threshold = tokens, ticket.threshold
+        try:
+            near = await self.vectors.nearest(group, vector, ticket.threshold)
+        except ValueError:  # a vector no vector may be compared with (zero length)
+            near = None
+        entry = None
+        if near is not None:
+            entry = await get(near[0])
+            if entry is None:  # evicted or expired in the store: its vector goes too
+                await self.vectors.remove(near[0])
+        meters.looked_up("semantic", "miss" if entry is None else "hit", time.perf_counter() - t0)
+        if entry is None or near is None:
+            return None
+        return near[0], entry, near[1]
+
+    async def remember(self, ticket: CacheTicket) -> None:
+        """A kept answer's vector added to the index (after its entry was stored)."""
+        if ticket.vector is None or ticket.group is None:
+            return
+        try:
+            await self.vectors.add(ticket.entry_id, ticket.namespace, ticket.group, ticket.vector, ticket.ttl_s)
+        except ValueError as e:  # another dimension than the group's: a changed model
+            log.warning("semantic cache: vector not indexed: %s", e)
+
+    @staticmethod
+    def charge(ticket: CacheTicket, call: Call) -> None:
+        """The embedding's tokens and cost added to what ``call`` is charged."""
+        tokens, cost = ticket.spent_tokens, ticket.spent_cost
+        call.used_in += tokens
+        call.used_tokens += tokens
+        # An unpriced embedding adds nothing known; an unpriced answer stays unknown.
+        if cost is not None and call.used_cost is not None:
+            call.used_cost += cost
