@@ -370,8 +370,8 @@ class CacheConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     # True: the namespace is the x-bf-cache-key alone, shared by every caller. False: each
     # caller (virtual key, gateway token, or the credential sent) has its own.
     shared: bool = False
-    # Semantic lookup (the nearest stored request by embedding): accepted and checked; the
-    # lookup itself needs the vector index, and until then only direct hits happen.
+    # Semantic lookup (relay.semantic), on when embedding_model is set: after a direct
+    # miss, the nearest kept request by embedding answers when at least this similar.
     threshold: Share = 0.8
     embedding_model: str | None = None  # "provider/model" serving embeddings
     semantic_input: Literal["last_user", "conversation"] = "last_user"
