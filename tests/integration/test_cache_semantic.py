@@ -221,3 +221,14 @@ def test_semantic_entry_found_by_another_gateway_through_redis(pair: list[Proc],
     r = httpx.delete(f"{pair[1].url}/api/cache?key={h['x-bf-cache-key']}", headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 200
     assert _debug(_ask(pair[0], REWORDED, {**h, "x-bf-cache-no-store": "true"}))["cache_hit"] is False
+
+
+def test_semantic_text_completion_hits_by_its_prompt(gw: Proc, up: Proc) -> None:
+    h = _ns()
+    client = sdk_client(gw.url + "/v1")
+    first = client.completions.create(model="gpt-4o-mini", prompt=ASKED, extra_headers=h)
+    chats = len([r for r in httpx.get(up.url + "/mock/requests").json() if r["path"].endswith("/completions")])
+    again = client.completions.create(model="gpt-4o-mini", prompt=REWORDED, extra_headers=h)
+    after = len([r for r in httpx.get(up.url + "/mock/requests").json() if r["path"].endswith("/completions")])
+    assert after == chats and again.choices[0].text == first.choices[0].text
+    assert (again.model_extra or {})["extra_fields"]["cache_debug"]["hit_type"] == "semantic"

@@ -1,0 +1,69 @@
+"""What the semantic lookup embeds of a request and which requests it compares it with
+(``relay.semantic.parts``); the lookup itself runs end to end in
+tests/integration/test_cache_semantic.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway.relay.cache import EXCLUDED
+from gateway.relay.semantic import MAX_TEXT_CHARS, parts
+
+
+def _parts(body: dict[str, Any], *, endpoint: str = "chat", mode: Any = "last_user") -> tuple[str, bytes] | None:
+    return parts(json.dumps(body).encode(), endpoint=endpoint, mode=mode, excluded=EXCLUDED)
+
+
+def _chat(*messages: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": list(messages), **more}
+
+
+SYSTEM = {"role": "system", "content": "Be brief."}
+
+
+def test_semantic_embeds_the_last_user_message_and_groups_by_the_rest() -> None:
+    first = {"role": "user", "content": "first question"}
+    got = _parts(_chat(SYSTEM, first, {"role": "assistant", "content": "a"}, {"role": "user", "content": "Q?"}))
+    assert got is not None and got[0] == "Q?"
+    other = _parts(_chat(SYSTEM, first, {"role": "assistant", "content": "a"}, {"role": "user", "content": "P?"}))
+    assert other is not None and other[1] == got[1]  # only the embedded text differs
+    earlier = _parts(_chat(SYSTEM, {"role": "user", "content": "Q?"}))
+    assert earlier is not None and earlier[1] != got[1]  # another conversation
+
+
+def test_semantic_group_ignores_what_the_key_ignores_but_not_parameters() -> None:
+    q = {"role": "user", "content": "Q?"}
+    base = _parts(_chat(q))
+    assert base is not None
+    assert _parts(_chat(q, stream=True, user="u", stream_options={"include_usage": True})) == base
+    other = _parts(_chat(q, temperature=0.1))
+    assert other is not None and other[1] != base[1]
+
+
+def test_semantic_text_parts_are_joined_and_images_alone_are_not_embedded() -> None:
+    content = [
+        {"type": "text", "text": "look at"},
+        {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "text", "text": "this"},
+    ]
+    got = _parts(_chat({"role": "user", "content": content}))
+    assert got is not None and got[0] == "look at\nthis"
+    assert _parts(_chat({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]})) is None
+    assert _parts(_chat(SYSTEM)) is None  # no user message
+    assert _parts(_chat({"role": "user", "content": "x" * (MAX_TEXT_CHARS + 1)})) is None
+
+
+def test_semantic_conversation_mode_embeds_every_message() -> None:
+    got = _parts(_chat(SYSTEM, {"role": "user", "content": "Q?"}), mode="conversation")
+    assert got is not None and got[0] == "system: Be brief.\nuser: Q?"
+    other = _parts(_chat({"role": "user", "content": "R?"}), mode="conversation")
+    assert other is not None and other[1] == got[1]  # the messages are all embedded, none grouped
+
+
+def test_semantic_text_completion_embeds_its_prompt() -> None:
+    got = _parts({"model": "m", "prompt": "say hi", "max_tokens": 5}, endpoint="text")
+    assert got is not None and got[0] == "say hi"
+    listed = _parts({"model": "m", "prompt": ["a", "b"], "max_tokens": 5}, endpoint="text")
+    assert listed is not None and listed == ("a\nb", got[1])
+    assert _parts({"model": "m", "prompt": [1, 2, 3]}, endpoint="text") is None  # token ids
