@@ -6,7 +6,7 @@ equal (docs/cache.md, "Semantic lookup").
 What is embedded (``cache.semantic_input``): the last user message (``last_user``), or
 every message as ``role: text`` lines (``conversation``); for a text completion, its
 prompt. What must be equal, the request's *group*: the targets, endpoint, namespace,
-caller and the canonical body (``relay.cache.canonical``) without the embedded part (the
+caller and the canonical body (``relay.cachekey.canonical``) without the embedded part (the
 last user message's content, or every message, or the prompt). Comparing only within a
 group keeps a paraphrase of one question from being answered with another model's or
 another temperature's answer, or, with ``last_user``, in another conversation.

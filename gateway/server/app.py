@@ -18,7 +18,8 @@ from gateway.config import ConfigError, GatewayConfig, from_env, load, reloadabl
 from gateway.config.proxy import Proxy
 from gateway.governance import Governor, digest
 from gateway.metrics import ConnectionStats, Metrics, Mirror
-from gateway.relay.cache import EXCLUDED, Cache
+from gateway.relay.cache import Cache
+from gateway.relay.cachekey import EXCLUDED
 from gateway.relay.semantic import Embedder, Semantic
 from gateway.relay.shutdown import LiveStreams
 from gateway.routing.providers import build

@@ -11,7 +11,8 @@ import msgspec
 import pytest
 
 from gateway.config import CacheConfig, CacheRuleConfig
-from gateway.relay.cache import Rule, canonical, direct_key
+from gateway.relay.cache import Rule
+from gateway.relay.cachekey import canonical, direct_key
 from gateway.relay.replay import assemble, split_answer
 from tests.unit.relay.calls import make_call
 
@@ -202,7 +203,7 @@ def test_cache_unary_hit_spliced_equals_decoded_and_encoded(
 def test_cache_key_digests_are_remembered_by_bytes_and_bounded() -> None:
     """The canonical digest is remembered by the body's exact bytes (a reordered body is
     computed, and equal); the bodies remembered never pass the byte bound."""
-    from gateway.relay.cache import _Digests
+    from gateway.relay.cachekey import _Digests
 
     d = _Digests(max_bytes=1000, max_body=500)
     first = d.of(BASE.encode())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.relay.cache import EXCLUDED
+from gateway.relay.cachekey import EXCLUDED
 from gateway.relay.semantic import MAX_TEXT_CHARS, parts
 
 
