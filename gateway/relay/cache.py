@@ -267,7 +267,7 @@ class Cache:
         ticket = CacheTicket(self, entry_id, namespace_id(key), ttl_s=ttl_s, keep=ask is None or not ask.no_store)
         ticket.debug.requested_provider = target.provider.name
         ticket.debug.requested_model = call.requested
-        if ask is None or ask.direct:
+        if ask is None or ask.direct or self.semantic is None:  # semantic asked, none configured: direct
             found = await self._get(entry_id)
             self.meters.looked_up("direct", "miss" if found is None else "hit", time.perf_counter() - t0)
             if found is not None:

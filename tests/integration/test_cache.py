@@ -404,3 +404,11 @@ def test_cache_hung_redis_costs_one_deadline_not_one_per_request(pair: list[Proc
         assert time.monotonic() - t0 < 1.2
     finally:
         redis.resume()
+
+
+def test_cache_type_semantic_without_an_embedding_model_takes_the_direct_lookup(gw: Proc, up: Proc) -> None:
+    h = _ns()
+    _post(gw, _body("only direct here"), h)
+    before = _received(up)
+    answer = _post(gw, _body("only direct here"), {**h, "x-bf-cache-type": "semantic"}).json()
+    assert _debug(answer)["hit_type"] == "direct" and _received(up) == before
