@@ -48,9 +48,6 @@ from gateway.server.responses_routes import routes as response_routes
 from gateway.server.responses_state import ResponseStates
 from gateway.server.routes import inference as inference_routes
 from gateway.server.workers import READY
-
-if TYPE_CHECKING:
-    from gateway.state.vectors import VectorIndex
 from gateway.state import MemoryStore, Store
 from gateway.state.cache import CacheStore, MemoryCache
 from gateway.state.sqlite import LogStore
@@ -58,6 +55,9 @@ from gateway.upstream.client import new_session
 from gateway.upstream.http import HTTPTransport
 from gateway.upstream.origin import limit_origins
 from gateway.upstream.pool import Pool
+
+if TYPE_CHECKING:
+    from gateway.state.vectors import VectorIndex
 
 log = logging.getLogger("gateway")
 

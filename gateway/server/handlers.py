@@ -244,10 +244,15 @@ class Handlers:
     async def _near(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """A direct miss with semantic lookup on, the caller admitted: the nearest kept
         answer (a hit), else relayed and kept; the embedding charged either way."""
+        request.call = call
         ticket = call.cache
         assert ticket is not None and ticket.owner.semantic is not None
         try:
-            await ticket.owner.find_near(ticket, call)
+            try:
+                await ticket.owner.find_near(ticket, call)
+            except asyncio.CancelledError:  # the client went away during the embedding
+                self._cancelled(request, call)
+                raise
             if ticket.entry is not None:
                 return await self._replay(request, call, stream=stream)
             return await self._run_kept(request, call, stream=stream)

@@ -232,3 +232,34 @@ def test_semantic_text_completion_hits_by_its_prompt(gw: Proc, up: Proc) -> None
     after = len([r for r in httpx.get(up.url + "/mock/requests").json() if r["path"].endswith("/completions")])
     assert after == chats and again.choices[0].text == first.choices[0].text
     assert (again.model_extra or {})["extra_fields"]["cache_debug"]["hit_type"] == "semantic"
+
+
+def test_semantic_client_gone_during_the_embedding_is_recorded(up: Proc, tmp_path: Any) -> None:
+    import json
+
+    (tmp_path / "slow").mkdir()
+    slow = start_mock(tmp_path / "slow", "--ttft-ms", "3000")  # its embeddings answer after 3 s
+    config = _config(up, embedding_model="slow/text-embedding-3-small")
+    config["providers"]["slow"] = {"base_url": slow.url + "/v1"}
+    proc = serve_config(config, tmp_path)
+    try:
+        rid = f"semantic-gone-{proc.port}"
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ASKED}]}
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up while the embedding runs
+            httpx.post(
+                proc.url + "/v1/chat/completions",
+                json=body,
+                headers={**_ns(), "x-request-id": rid},
+                timeout=httpx.Timeout(10, read=0.3),
+            )
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [json.loads(x) for x in proc.log.read_text().splitlines() if x.startswith('{"ts"')]
+            mine = [x for x in lines if x.get("request_id") == rid]
+            if mine or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert [(x["status"], x["error"]) for x in mine] == [(499, "client_closed")]
+    finally:
+        proc.stop()
+        slow.stop()
