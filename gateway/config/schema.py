@@ -374,6 +374,8 @@ class CacheConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     # miss, the nearest kept request by embedding answers when at least this similar.
     threshold: Share = 0.8
     embedding_model: str | None = None  # "provider/model" serving embeddings
+    # How long a request waits for its embedding before it goes upstream as a miss.
+    embedding_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0
     semantic_input: Literal["last_user", "conversation"] = "last_user"
     providers: dict[str, CacheRuleConfig] = {}
     # Keyed by "provider/model", the model as the provider names it (after aliases).

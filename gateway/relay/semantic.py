@@ -14,12 +14,14 @@ another temperature's answer, or, with ``last_user``, in another conversation.
 The embedding is a real call through the configured ``embedding_model`` (any provider
 that serves embeddings, the mock included): retried and failed over as any request,
 counted and priced in the metrics, charged to the caller (``Semantic.charge``), and its
-cost is what a semantic hit's ``usage.cost`` reports. A failed embedding is a miss
+cost is what a semantic hit's ``usage.cost`` reports. A failed embedding, or one not
+answered within ``cache.embedding_timeout_s``, is a miss
 (``gateway_cache_lookups_total{type="semantic",result="error"}``), never a failed request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -138,7 +140,7 @@ class Embedder:
 class Semantic:
     """The semantic half of one ``Cache``: its embedder and the process's vector index."""
 
-    __slots__ = ("_embedder", "_excluded", "_meters", "_mode", "vectors")
+    __slots__ = ("_embedder", "_excluded", "_meters", "_mode", "_timeout_s", "vectors")
 
     def __init__(
         self,
@@ -148,8 +150,10 @@ class Semantic:
         mode: Mode,
         excluded: tuple[str, ...],
         meters: CacheMeters,
+        timeout_s: float,
     ) -> None:
         self._embedder = embedder
+        self._timeout_s = timeout_s  # the embedding's deadline: past it, a miss
         self.vectors = vectors
         self._mode = mode
         self._excluded = excluded
@@ -169,10 +173,12 @@ class Semantic:
         text, group_body = found
         t0 = time.perf_counter()
         try:
-            vector, tokens, cost = await self._embedder.embed(text)
-        except GatewayError as e:
+            async with asyncio.timeout(self._timeout_s):
+                vector, tokens, cost = await self._embedder.embed(text)
+        except (GatewayError, TimeoutError) as e:
             meters.looked_up("semantic", "error", time.perf_counter() - t0)
-            log.warning("semantic cache lookup skipped: the embedding failed: %s", e.message)
+            why = e.message if isinstance(e, GatewayError) else f"no answer within {self._timeout_s} s"
+            log.warning("semantic cache lookup skipped: the embedding failed: %s", why)
             return None
         ticket.spent_tokens, ticket.spent_cost = tokens, cost
         if cost:

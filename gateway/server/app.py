@@ -197,7 +197,14 @@ class Gateway:
                 else:
                     self._vectors = vector_index(cfg.store, metrics=metrics)
             embedder = Embedder(model, lambda body: planner.internal_embeddings(body, model=model))
-            semantic = Semantic(embedder, self._vectors, mode=c.semantic_input, excluded=EXCLUDED, meters=metrics.cache)
+            semantic = Semantic(
+                embedder,
+                self._vectors,
+                mode=c.semantic_input,
+                excluded=EXCLUDED,
+                meters=metrics.cache,
+                timeout_s=c.embedding_timeout_s,
+            )
         return Cache(c, self._cache_store, meters=metrics.cache, semantic=semantic)
 
     def _build(self, cfg: GatewayConfig) -> _Generation:

@@ -234,14 +234,36 @@ def test_semantic_text_completion_hits_by_its_prompt(gw: Proc, up: Proc) -> None
     assert (again.model_extra or {})["extra_fields"]["cache_debug"]["hit_type"] == "semantic"
 
 
-def test_semantic_client_gone_during_the_embedding_is_recorded(up: Proc, tmp_path: Any) -> None:
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A mock whose embeddings answer after 3 s."""
+    proc = start_mock(tmp_path_factory.mktemp("semantic-slow"), "--ttft-ms", "3000")
+    yield proc
+    proc.stop()
+
+
+def _slow_gateway(up: Proc, slow: Proc, tmp_path: Any, **cache: Any) -> Proc:
+    config = _config(up, embedding_model="slow/text-embedding-3-small", **cache)
+    config["providers"]["slow"] = {"base_url": slow.url + "/v1"}
+    return serve_config(config, tmp_path)
+
+
+def test_semantic_embedding_past_its_deadline_is_a_miss(up: Proc, slow: Proc, tmp_path: Any) -> None:
+    proc = _slow_gateway(up, slow, tmp_path, embedding_timeout_s=0.3)
+    try:
+        t0 = time.monotonic()
+        answer = _ask(proc, ASKED, _ns())
+        assert time.monotonic() - t0 < 2.0  # not the embedding's 3 s
+        assert _debug(answer)["cache_hit"] is False
+        assert metric(proc, "gateway_cache_lookups_total", type="semantic", result="error") == 1
+    finally:
+        proc.stop()
+
+
+def test_semantic_client_gone_during_the_embedding_is_recorded(up: Proc, slow: Proc, tmp_path: Any) -> None:
     import json
 
-    (tmp_path / "slow").mkdir()
-    slow = start_mock(tmp_path / "slow", "--ttft-ms", "3000")  # its embeddings answer after 3 s
-    config = _config(up, embedding_model="slow/text-embedding-3-small")
-    config["providers"]["slow"] = {"base_url": slow.url + "/v1"}
-    proc = serve_config(config, tmp_path)
+    proc = _slow_gateway(up, slow, tmp_path, embedding_timeout_s=10)
     try:
         rid = f"semantic-gone-{proc.port}"
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ASKED}]}
@@ -262,4 +284,3 @@ def test_semantic_client_gone_during_the_embedding_is_recorded(up: Proc, tmp_pat
         assert [(x["status"], x["error"]) for x in mine] == [(499, "client_closed")]
     finally:
         proc.stop()
-        slow.stop()
