@@ -64,12 +64,22 @@ class _List(Struct):
 _decode_list = msgspec.json.Decoder(_List).decode
 
 
-def _text_of(content: Any) -> str | None:
-    """A message's text: a string, or its text parts joined; None when it has none."""
+def _take_text(message: Any) -> str | None:
+    """A message's text (a string, or its text parts joined), taken out of it: what is
+    left (its role, its images, its tool calls) stays in the group, so a question about
+    another image is never answered with this one's answer. None when it has no text."""
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
     if isinstance(content, str):
+        message["content"] = None
         return content
     if isinstance(content, list):
-        texts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        texts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+                part["text"] = None
         return "\n".join(texts) if texts else None
     return None
 
@@ -96,16 +106,14 @@ def parts(body: bytes, *, endpoint: str, mode: Mode, excluded: tuple[str, ...]) 
         if mode == "conversation":
             lines = []
             for m in messages:
-                said = _text_of(m.get("content")) if isinstance(m, dict) else None
+                said = _take_text(m)
                 if said is not None:
                     lines.append(f"{m.get('role')}: {said}")
             text = "\n".join(lines) if lines else None
-            obj.pop("messages")
         else:
             for m in reversed(messages):
                 if isinstance(m, dict) and m.get("role") == "user":
-                    text = _text_of(m.get("content"))
-                    m["content"] = None  # the rest of the conversation stays in the group
+                    text = _take_text(m)  # the rest of the conversation stays in the group
                     break
     if not text or len(text) > MAX_TEXT_CHARS:
         return None
@@ -114,7 +122,7 @@ def parts(body: bytes, *, endpoint: str, mode: Mode, excluded: tuple[str, ...]) 
 
 class Embedder:
     """Embeds a text through ``model`` (``cache.embedding_model``); ``make`` builds the
-    embeddings call for a request body (``server.plan.Planner.internal``)."""
+    embeddings call for a request body (``server.plan.Planner.internal_embeddings``)."""
 
     __slots__ = ("_make", "model")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from gateway.relay.cachekey import EXCLUDED
 from gateway.relay.semantic import MAX_TEXT_CHARS, parts
 
@@ -57,8 +59,23 @@ def test_semantic_text_parts_are_joined_and_images_alone_are_not_embedded() -> N
 def test_semantic_conversation_mode_embeds_every_message() -> None:
     got = _parts(_chat(SYSTEM, {"role": "user", "content": "Q?"}), mode="conversation")
     assert got is not None and got[0] == "system: Be brief.\nuser: Q?"
-    other = _parts(_chat({"role": "user", "content": "R?"}), mode="conversation")
-    assert other is not None and other[1] == got[1]  # the messages are all embedded, none grouped
+    other = _parts(
+        _chat({"role": "system", "content": "Be long."}, {"role": "user", "content": "R?"}), mode="conversation"
+    )
+    assert other is not None and other[1] == got[1]  # the texts are all embedded, not grouped
+    shorter = _parts(_chat({"role": "user", "content": "Q?"}), mode="conversation")
+    assert shorter is not None and shorter[1] != got[1]  # the conversation's shape is
+
+
+@pytest.mark.parametrize("mode", ["last_user", "conversation"])
+def test_semantic_images_stay_in_the_group(mode: Any) -> None:
+    def asked(url: str) -> tuple[str, bytes] | None:
+        content = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]
+        return _parts(_chat({"role": "user", "content": content}), mode=mode)
+
+    cat, dog = asked("https://x/cat.png"), asked("https://x/dog.png")
+    assert cat is not None and dog is not None and cat[0] == dog[0]  # the same words
+    assert cat[1] != dog[1]  # about another image: not compared
 
 
 def test_semantic_text_completion_embeds_its_prompt() -> None:
