@@ -1,13 +1,15 @@
 """The response cache's hits in the other form than the entry was made in, over real
 sockets, the official openai SDK as the client: a stream kept through a provider that
 speaks Anthropic's or Gemini's dialect (``gateway mock`` answering both), an answer of
-two choices (``n: 2``) and one with log probabilities, each kept in one form and given
-back in the other. A hit is proven by the upstream's own record (no new request) and by
-its content equal to what the first request got.
+two choices (``n: 2``) and one with log probabilities (a chat completion's, and a text
+completion's in its legacy shape), each kept in one form and given back in the other.
+A hit is proven by the upstream's own record (no new request) and by its content equal
+to what the first request got.
 
-``gateway mock`` answers one choice whatever ``n`` asks (it reads no ``n``), so the
-two-choice answers come from the suite's scripted upstream (``tests.faulty``), sent as
-OpenAI sends them: a stream's chunks of both choices interleaved, each under its index."""
+``gateway mock`` answers one choice whatever ``n`` asks (it reads no ``n``) and a text
+completion without log probabilities, so those answers come from the suite's scripted
+upstream (``tests.faulty``), sent as OpenAI sends them: a stream's chunks of both choices
+interleaved, each under its index; a text completion's logprobs as lists by token."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from tests.faulty import DONE, FaultyUpstream, Request, respond, respond_chunked
 
 KEY = "sk-cache-forms-upstream-0123456789"
 N_SCENARIO = "cache-forms-n2"
+TEXT_SCENARIO = "cache-forms-text"
 # Two choices of three words each, with log probabilities (the chosen token and one
 # alternative), as OpenAI answers ``n: 2, logprobs: true, top_logprobs: 2``.
 N_WORDS = (["red", " green", " blue"], ["one", " two", " three"])
@@ -73,6 +76,40 @@ def _n_completion() -> bytes:
     return msgspec.json.encode({**body, "usage": N_USAGE})
 
 
+TEXT_WORDS = ["Once", " upon", " a", " time"]
+TEXT_PROMPT = "Tell me a story"
+
+
+def _text_logprobs(position: int, offset: int) -> dict[str, Any]:
+    """A text completion's ``logprobs`` for one token, in the legacy shape: lists by token."""
+    token, logprob = TEXT_WORDS[position], -0.5 * (1 + position)
+    return {
+        "tokens": [token],
+        "token_logprobs": [logprob],
+        "top_logprobs": [{token: logprob, " maybe": logprob - 1}],
+        "text_offset": [offset],
+    }
+
+
+def _text_answer(*, stream: bool) -> list[bytes]:
+    """The text completion ``logprobs: 2`` gets: its stream's frames, or one body."""
+    head = {"id": "cmpl-text", "object": "text_completion", "created": 1, "model": "m"}
+    offsets = [len(TEXT_PROMPT) + len("".join(TEXT_WORDS[:i])) for i in range(len(TEXT_WORDS))]
+    usage = {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}
+    if not stream:
+        parts = [_text_logprobs(i, offset) for i, offset in enumerate(offsets)]
+        logprobs = {name: [v for part in parts for v in part[name]] for name in parts[0]}
+        choice = {"index": 0, "text": "".join(TEXT_WORDS), "logprobs": logprobs, "finish_reason": "stop"}
+        return [msgspec.json.encode({**head, "choices": [choice], "usage": usage})]
+    frames = [
+        {**head, "choices": [{"index": 0, "text": w, "logprobs": _text_logprobs(i, offsets[i]), "finish_reason": None}]}
+        for i, w in enumerate(TEXT_WORDS)
+    ]
+    frames.append({**head, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]})
+    frames.append({**head, "choices": [], "usage": usage})
+    return [b"data: " + msgspec.json.encode(f) + b"\n\n" for f in frames] + [DONE]
+
+
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc = start_mock(tmp_path_factory.mktemp("cache-forms-up"), "--api-key", KEY, "--record", "1000")
@@ -88,7 +125,14 @@ def gw(up: Proc, faulty: FaultyUpstream, tmp_path_factory: pytest.TempPathFactor
         else:
             await respond(writer, 200, _n_completion())
 
+    async def text(req: Request, writer: asyncio.StreamWriter) -> None:
+        if msgspec.json.decode(req.body).get("stream"):
+            await respond_chunked(writer, _text_answer(stream=True))
+        else:
+            await respond(writer, 200, _text_answer(stream=False)[0])
+
     faulty.scripts[N_SCENARIO] = two_choices
+    faulty.scripts[TEXT_SCENARIO] = text
     keys = [{"value": KEY}]
     config = {
         "providers": {
@@ -96,6 +140,7 @@ def gw(up: Proc, faulty: FaultyUpstream, tmp_path_factory: pytest.TempPathFactor
             "claude": {"dialect": "anthropic", "base_url": up.url, "keys": keys},
             "gem": {"dialect": "gemini", "base_url": up.url, "keys": keys},
             "two": {"base_url": faulty.url(N_SCENARIO) + "/v1"},
+            "text": {"base_url": faulty.url(TEXT_SCENARIO) + "/v1"},
         },
         "default_provider": "up",
         "cache": {"enabled": True},
@@ -109,8 +154,8 @@ def _received(up: Proc) -> int:
     return len(httpx.get(up.url + "/mock/requests").json())
 
 
-def _n_received(faulty: FaultyUpstream) -> int:
-    return sum(1 for scenario, _ in faulty.requests if scenario == N_SCENARIO)
+def _n_received(faulty: FaultyUpstream, name: str = N_SCENARIO) -> int:
+    return sum(1 for scenario, _ in faulty.requests if scenario == name)
 
 
 def _ns() -> dict[str, str]:
@@ -257,3 +302,38 @@ def test_cache_forms_logprobs_kept_unary_come_back_streamed(gw: Proc, up: Proc) 
     assert _debug(chunks[-1])["cache_hit"] is True
     assert _texts(chunks) == {0: whole.choices[0].message.content}
     assert _stream_logprobs(chunks) == kept
+
+
+def _complete(gw: Proc, headers: dict[str, str], *, stream: bool) -> Any:
+    return sdk_client(gw.url + "/v1").completions.create(
+        model="text/m", prompt=TEXT_PROMPT, logprobs=2, stream=stream, extra_headers=headers
+    )
+
+
+def test_cache_forms_text_completion_logprobs_kept_from_a_stream_come_back_unary(
+    gw: Proc, faulty: FaultyUpstream
+) -> None:
+    h = _ns()
+    first = list(_complete(gw, h, stream=True))
+    parts = [c.choices[0].logprobs.model_dump() for c in first if c.choices and c.choices[0].logprobs]
+    streamed = {name: [v for part in parts for v in part[name]] for name in parts[0]}
+    assert streamed["tokens"] == TEXT_WORDS  # the upstream's, relayed
+    before = _n_received(faulty, TEXT_SCENARIO)
+    whole = _complete(gw, h, stream=False)
+    assert _n_received(faulty, TEXT_SCENARIO) == before  # a hit
+    assert _debug(whole)["cache_hit"] is True
+    assert whole.choices[0].text == "".join(TEXT_WORDS)
+    assert whole.choices[0].logprobs is not None and whole.choices[0].logprobs.model_dump() == streamed
+
+
+def test_cache_forms_text_completion_logprobs_kept_unary_come_back_streamed(gw: Proc, faulty: FaultyUpstream) -> None:
+    h = _ns()
+    whole = _complete(gw, h, stream=False)
+    kept = whole.choices[0].logprobs.model_dump()
+    assert kept["tokens"] == TEXT_WORDS
+    before = _n_received(faulty, TEXT_SCENARIO)
+    chunks = list(_complete(gw, h, stream=True))
+    assert _n_received(faulty, TEXT_SCENARIO) == before  # a hit
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "".join(TEXT_WORDS)
+    parts = [c.choices[0].logprobs.model_dump() for c in chunks if c.choices and c.choices[0].logprobs]
+    assert {name: [v for part in parts for v in part[name]] for name in parts[0]} == kept
