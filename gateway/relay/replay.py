@@ -70,8 +70,12 @@ def assemble(frames: list[bytes], *, text: bool) -> dict[str, Any]:
             if c.get("finish_reason") is not None:
                 acc["finish_reason"] = c["finish_reason"]
             logprobs = c.get("logprobs")
-            if logprobs and logprobs.get("content"):
-                acc.setdefault("logprobs", []).extend(logprobs["content"])
+            if logprobs:
+                # Every list added up: a chat choice's content (and refusal), a text
+                # completion's tokens, token_logprobs, top_logprobs and text_offset.
+                for name, values in logprobs.items():
+                    if isinstance(values, list) and values:
+                        acc.setdefault("logprobs", {}).setdefault(name, []).extend(values)
             if text:
                 acc["parts"]["text"] = acc["parts"].get("text", "") + (c.get("text") or "")
                 continue
@@ -100,7 +104,7 @@ def assemble(frames: list[bytes], *, text: bool) -> dict[str, Any]:
 
 def _choice(index: int, acc: dict[str, Any], *, text: bool) -> dict[str, Any]:
     parts = acc["parts"]
-    logprobs = {"content": acc["logprobs"]} if "logprobs" in acc else None
+    logprobs = acc.get("logprobs")
     if text:
         text_part = parts.get("text", "")
         return {"index": index, "text": text_part, "logprobs": logprobs, "finish_reason": acc["finish_reason"]}
