@@ -44,6 +44,7 @@ from gateway.state.store import StoreUnavailable
 if TYPE_CHECKING:
     from gateway.relay.call import Call
     from gateway.relay.semantic import Semantic
+    from gateway.state.vectors import VectorIndex
 
 log = logging.getLogger("gateway.cache")
 
@@ -165,7 +166,7 @@ class CacheTicket:
         self.semantic = False
         self.threshold = 0.0
         self.head = b""  # key_head: the group's too
-        self.vector: list[float] | None = None
+        self.vector: Any = None  # normalised float32 (numpy), once embedded
         self.group: str | None = None
         self.spent_tokens = 0  # the embedding's input tokens and cost (None: unpriced)
         self.spent_cost: float | None = None
@@ -207,10 +208,26 @@ class Cache:
     """The process's response cache for one config: its rules, its store (the process's,
     kept across reloads) and its counters."""
 
-    __slots__ = ("_cfg", "_down_until", "_pending", "_rules", "_store", "_store_down", "meters", "semantic")
+    __slots__ = (
+        "_cfg",
+        "_down_until",
+        "_pending",
+        "_rules",
+        "_store",
+        "_store_down",
+        "_vectors",
+        "meters",
+        "semantic",
+    )
 
     def __init__(
-        self, cfg: CacheConfig, store: CacheStore, *, meters: CacheMeters, semantic: Semantic | None = None
+        self,
+        cfg: CacheConfig,
+        store: CacheStore,
+        *,
+        meters: CacheMeters,
+        semantic: Semantic | None = None,
+        vectors: VectorIndex | None = None,
     ) -> None:
         self._cfg = cfg
         self._store = store
@@ -223,6 +240,9 @@ class Cache:
         meters.stats_source = store.stats
         # The semantic lookup (embedder and vector index); None: direct lookups only.
         self.semantic = semantic
+        # The process's vector index, kept across reloads: entries deleted here leave it
+        # too, whether this config looks anything up in it or not.
+        self._vectors = vectors if vectors is not None else semantic.vectors if semantic is not None else None
 
     @staticmethod
     def wanted(cfg: CacheConfig) -> bool:
@@ -276,8 +296,9 @@ class Cache:
                 d = ticket.debug
                 d.cache_hit, d.hit_type, d.provider_used, d.model_used = True, "direct", found.provider, found.model
                 return ticket
-        if self.semantic is not None and (ask is None or ask.semantic):
-            # Made by find_near once the caller is admitted: the embedding is a paid call.
+        if self.semantic is not None and (ask is None or ask.semantic) and not self._skipping():
+            # Made by find_near once the caller is admitted: the embedding is a paid call
+            # (and none while the store is down: it could keep nothing found by it).
             ticket.semantic, ticket.head = True, head
             ticket.threshold = ask.threshold if ask is not None and ask.threshold is not None else rule.threshold
         return ticket
@@ -287,7 +308,7 @@ class Cache:
         nearest entry is the ticket's, else its answer is kept with its vector."""
         semantic = self.semantic
         assert semantic is not None and ticket.semantic
-        near = await semantic.find(ticket, call, head=ticket.head, get=self._get)
+        near = await semantic.find(ticket, call, head=ticket.head, get=self._get, store_up=self._store_up)
         if near is None:
             return
         entry_id, found, similarity = near
@@ -296,6 +317,10 @@ class Cache:
         d = ticket.debug
         d.cache_hit, d.hit_type, d.provider_used, d.model_used = True, "semantic", found.provider, found.model
         d.cache_id, d.similarity = entry_id, round(similarity, 6)  # the entry that answered
+
+    def _store_up(self) -> bool:
+        """Whether the store answered its last call (a miss read from it is a real one)."""
+        return not self._store_down
 
     def _skipping(self) -> bool:
         return self._store_down and time.monotonic() < self._down_until
@@ -428,15 +453,15 @@ class Cache:
     async def delete(self, entry_id: str) -> bool:
         """Raises StoreUnavailable: the admin API says so."""
         deleted = await self._store.delete(entry_id)
-        if self.semantic is not None:
-            await self.semantic.vectors.remove(entry_id)
+        if self._vectors is not None:
+            await self._vectors.remove(entry_id)
         return deleted
 
     async def delete_namespace(self, key: str) -> int:
         ns = namespace_id(key)
         n = await self._store.delete_namespace(ns)
-        if self.semantic is not None:
-            await self.semantic.vectors.remove_namespace(ns)
+        if self._vectors is not None:
+            await self._vectors.remove_namespace(ns)
         return n
 
     async def drain(self) -> None:

@@ -215,6 +215,12 @@ class Call:
         self.used_out = usage.completion_tokens
         self.used_tokens = usage.prompt_tokens + usage.completion_tokens
         self.used_cost = cost.total_cost if cost is not None else None  # unpriced: unknown, not 0
+        ticket = self.cache
+        if ticket is not None and ticket.spent_tokens:  # a semantic lookup's embedding, spent too
+            self.used_in += ticket.spent_tokens
+            self.used_tokens += ticket.spent_tokens
+            if self.used_cost is not None and ticket.spent_cost is not None:
+                self.used_cost += ticket.spent_cost
 
     def served_by(self) -> Target | None:
         """The target that answered, else the primary (whose error the client got)."""

@@ -51,10 +51,12 @@ def unary_answer(call: Call, ticket: CacheTicket) -> bytes:
     end = len(body) - 1
     if not usage:  # none reported (or null): as kept
         return b"".join((body[:end], b',"extra_fields":', extra, b"}"))
-    at = body.rfind(usage)
+    # As keep_unary wrote it (compact at the top level): found by its name too, so an
+    # empty usage is not found inside a later string ("arguments":"{}").
+    at = body.rfind(b'"usage":' + usage)
     if at < 0 or usage[-1:] != b"}":
         return _rebuilt(call, ticket, entry)
-    close = at + len(usage) - 1  # the usage object's closing brace
+    close = at + 8 + len(usage) - 1  # the usage object's closing brace
     sep = b'"cost":' if usage[:-1].rstrip().endswith(b"{") else b',"cost":'
     return b"".join((body[:close], sep, ticket.cost, body[close:end], b',"extra_fields":', extra, b"}"))
 

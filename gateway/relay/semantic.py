@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -62,6 +62,8 @@ class _List(Struct):
 
 
 _decode_list = msgspec.json.Decoder(_List).decode
+# The messages whose text ``conversation`` embeds; the others' text is compared exactly.
+_CONVERSATION_ROLES = ("user", "assistant", "tool")
 
 
 def _take_text(message: Any) -> str | None:
@@ -94,11 +96,14 @@ def parts(body: bytes, *, endpoint: str, mode: Mode, excluded: tuple[str, ...]) 
         obj.pop(name, None)
     text: str | None = None
     if endpoint == "text":
-        prompt = obj.pop("prompt", None)
+        if obj.get("echo"):
+            return None  # the answer repeats the prompt: only the same prompt may have it
+        prompt = obj.get("prompt")
         if isinstance(prompt, str):
-            text = prompt
+            text, obj["prompt"] = prompt, None
         elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-            text = "\n".join(prompt)
+            # One choice a prompt, in order: how many stays in the group.
+            text, obj["prompt"] = "\n".join(prompt), [None] * len(prompt)
     else:
         messages = obj.get("messages")
         if not isinstance(messages, list):
@@ -106,7 +111,9 @@ def parts(body: bytes, *, endpoint: str, mode: Mode, excluded: tuple[str, ...]) 
         if mode == "conversation":
             lines = []
             for m in messages:
-                said = _take_text(m)
+                # System and developer instructions stay in the group: the same
+                # question under other instructions is another request.
+                said = _take_text(m) if isinstance(m, dict) and m.get("role") in _CONVERSATION_ROLES else None
                 if said is not None:
                     lines.append(f"{m.get('role')}: {said}")
             text = "\n".join(lines) if lines else None
@@ -148,7 +155,7 @@ class Embedder:
 class Semantic:
     """The semantic half of one ``Cache``: its embedder and the process's vector index."""
 
-    __slots__ = ("_embedder", "_excluded", "_meters", "_mode", "_timeout_s", "vectors")
+    __slots__ = ("_embedder", "_excluded", "_failing", "_meters", "_mode", "_timeout_s", "vectors")
 
     def __init__(
         self,
@@ -166,14 +173,26 @@ class Semantic:
         self._mode = mode
         self._excluded = excluded
         self._meters = meters
+        self._failing = False  # the last embedding failed: logged once an outage
 
     async def find(
-        self, ticket: CacheTicket, call: Call, *, head: bytes, get: Callable[[str], Any]
+        self,
+        ticket: CacheTicket,
+        call: Call,
+        *,
+        head: bytes,
+        get: Callable[[str], Awaitable[Entry | None]],
+        store_up: Callable[[], bool],
     ) -> tuple[str, Entry, float] | None:
         """The id, entry and similarity of the kept answer nearest ``call``'s text within
         ``ticket.threshold``, else None; the vector and group are left on the ticket, for the
-        answer to be found by later requests once kept. ``get`` reads an entry."""
+        answer to be found by later requests once kept. ``get`` reads an entry,
+        ``store_up`` says whether the store answered its last read."""
         meters = self._meters
+        if not getattr(self.vectors, "in_step", True):
+            # A shared index out of step with Redis finds nothing: no embedding paid for.
+            meters.looked_up("semantic", "skip", 0.0)
+            return None
         found = parts(call.body, endpoint=call.endpoint, mode=self._mode, excluded=self._excluded)
         if found is None:
             meters.looked_up("semantic", "skip", 0.0)
@@ -185,24 +204,37 @@ class Semantic:
                 vector, tokens, cost = await self._embedder.embed(text)
         except (GatewayError, TimeoutError) as e:
             meters.looked_up("semantic", "error", time.perf_counter() - t0)
-            why = e.message if isinstance(e, GatewayError) else f"no answer within {self._timeout_s} s"
-            log.warning("semantic cache lookup skipped: the embedding failed: %s", why)
+            if not self._failing:  # once an outage, as the store's
+                why = e.message if isinstance(e, GatewayError) else f"no answer within {self._timeout_s} s"
+                log.warning("semantic cache lookups miss: the embedding failed: %s", why)
+            self._failing = True
             return None
+        self._failing = False
+        from gateway.state.vectors import unit  # numpy: loaded with the index
+
+        try:
+            v = unit(vector)  # float32: what the ticket holds while its answer is relayed
+        except ValueError:  # no direction (all zeros, not finite): nothing to compare
+            v = None
         ticket.spent_tokens, ticket.spent_cost = tokens, cost
         if cost:
             ticket.cost = _encode(Cost(input_tokens_cost=cost, output_tokens_cost=0.0, total_cost=cost))
-        group = hashlib.blake2b(head + b"\n" + group_body, digest_size=16).hexdigest()
-        ticket.vector, ticket.group = vector, group
         debug = ticket.debug
         debug.input_tokens, debug.threshold = tokens, ticket.threshold
-        try:
-            near = await self.vectors.nearest(group, vector, ticket.threshold)
-        except ValueError:  # a vector no vector may be compared with (zero length)
-            near = None
+        if v is None:
+            meters.looked_up("semantic", "miss", time.perf_counter() - t0)
+            return None
+        # The embedding model and mode are in the group: vectors of another model (a
+        # reload, a replica on another config) are never compared with these.
+        group = hashlib.blake2b(
+            b"\n".join((head, self._embedder.model.encode(), self._mode.encode(), group_body)), digest_size=16
+        ).hexdigest()
+        ticket.vector, ticket.group = v, group
+        near = await self.vectors.nearest(group, v, ticket.threshold)
         entry = None
         if near is not None:
             entry = await get(near[0])
-            if entry is None:  # evicted or expired in the store: its vector goes too
+            if entry is None and store_up():  # expired or evicted in the store: its vector goes too
                 await self.vectors.remove(near[0])
         meters.looked_up("semantic", "miss" if entry is None else "hit", time.perf_counter() - t0)
         if entry is None or near is None:
@@ -220,7 +252,9 @@ class Semantic:
 
     @staticmethod
     def charge(ticket: CacheTicket, call: Call) -> None:
-        """The embedding's tokens and cost added to what ``call`` is charged."""
+        """The embedding's tokens and cost added to what ``call`` is charged so far: what
+        a hit or a failed relay is charged (a relayed answer's ``Call.charge`` adds them
+        to its own usage)."""
         tokens, cost = ticket.spent_tokens, ticket.spent_cost
         call.used_in += tokens
         call.used_tokens += tokens

@@ -14,7 +14,7 @@ from gateway.errors import UpstreamError, UpstreamProtocolError
 from gateway.relay import embed, native, translate
 from gateway.relay.attempts import first_success, lone_attempt, note_failure
 from gateway.relay.call import Call, status_error
-from gateway.relay.watch import add_cost
+from gateway.relay.watch import add_cost, usage_at
 from gateway.routing.table import Target
 
 
@@ -64,6 +64,8 @@ def _plain(call: Call, target: Target, data: bytes, usage_raw: bytes) -> bytes:
     # find, not in: see server.options.request_options
     if cost is not None and usage_raw.find(b'"cost"') < 0 and usage_raw[-1:] == b"}":
         at = data.rfind(usage_raw)
+        if at >= 0 and usage_raw.find(b'"') < 0:  # "{}": maybe inside a later string too
+            at = usage_at(data, usage_raw)
         if at >= 0:
             close = at + len(usage_raw) - 1  # the usage object's closing brace
             sep = b'"cost":' if usage_raw[:-1].rstrip().endswith(b"{") else b',"cost":'

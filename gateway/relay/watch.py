@@ -149,9 +149,25 @@ def with_cost(usage_raw: bytes, cost: bytes | None) -> bytes:
     return b"".join((inner, b'"cost":' if inner.endswith(b"{") else b',"cost":', cost, b"}"))
 
 
+def usage_at(data: bytes, usage_raw: bytes) -> int:
+    """Where the usage object ``usage_raw`` starts in ``data`` (its last occurrence),
+    -1 when absent. An object without a quote (``{}``) may also sit inside a later string
+    (``"arguments":"{}"``): for one, only an occurrence after ``"usage":`` (or the whole of
+    ``data``) counts."""
+    at = data.rfind(usage_raw)
+    if at < 0 or usage_raw.find(b'"') >= 0 or not usage_raw.strip():  # with a key, not inside a string
+        return at
+    while at >= 0:
+        before = data[:at].rstrip()
+        if not before or (before.endswith(b":") and before[:-1].rstrip().endswith(b'"usage"')):
+            return at  # the bytes are the usage object itself, or its value
+        at = data.rfind(usage_raw, 0, at)
+    return -1
+
+
 def add_cost(frame_or_body: bytes, usage_raw: bytes, cost: bytes) -> bytes:
     """Add ``"cost"`` inside the usage object ``usage_raw`` found in the bytes."""
-    at = frame_or_body.rfind(usage_raw)
+    at = usage_at(frame_or_body, usage_raw)
     if at < 0 or not usage_raw.rstrip().endswith(b"}") or b'"cost"' in usage_raw:
         # No usage object, or the upstream reported its own cost (what it billed, e.g.
         # OpenRouter, or a gateway in front): that figure is kept, not duplicated.

@@ -196,6 +196,9 @@ class Gateway:
                     self._vectors = EmbeddedVectorIndex()
                 else:
                     self._vectors = vector_index(cfg.store, metrics=metrics)
+                    start = getattr(self._vectors, "start", None)
+                    if start is not None:  # shared: loaded from Redis before the first lookup
+                        start()
             embedder = Embedder(model, lambda body: planner.internal_embeddings(body, model=model))
             semantic = Semantic(
                 embedder,
@@ -205,7 +208,8 @@ class Gateway:
                 meters=metrics.cache,
                 timeout_s=c.embedding_timeout_s,
             )
-        return Cache(c, self._cache_store, meters=metrics.cache, semantic=semantic)
+        # The index too, semantic lookup on or not: invalidation removes its vectors.
+        return Cache(c, self._cache_store, meters=metrics.cache, semantic=semantic, vectors=self._vectors)
 
     def _build(self, cfg: GatewayConfig) -> _Generation:
         """Everything ``cfg`` decides, on the process's session, pool, store and ledger."""

@@ -248,16 +248,16 @@ class Handlers:
         ticket = call.cache
         assert ticket is not None and ticket.owner.semantic is not None
         try:
-            try:
-                await ticket.owner.find_near(ticket, call)
-            except asyncio.CancelledError:  # the client went away during the embedding
-                self._cancelled(request, call)
-                raise
-            if ticket.entry is not None:
-                return await self._replay(request, call, stream=stream)
-            return await self._run_kept(request, call, stream=stream)
-        finally:
-            ticket.owner.semantic.charge(ticket, call)
+            await ticket.owner.find_near(ticket, call)
+        except asyncio.CancelledError:  # the client went away during the embedding
+            self._cancelled(request, call)
+            raise
+        # Charged now, so a hit, a failed relay and a client gone are charged it too; a
+        # relayed answer's Call.charge adds it to the answer's usage.
+        ticket.owner.semantic.charge(ticket, call)
+        if ticket.entry is not None:
+            return await self._replay(request, call, stream=stream)
+        return await self._run_kept(request, call, stream=stream)
 
     async def _run_kept(self, request: GatewayRequest, call: Call, *, stream: bool) -> web.StreamResponse:
         """A cache miss: relayed as ``run`` does, its answer kept (a stream keeps its

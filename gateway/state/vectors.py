@@ -56,14 +56,16 @@ _INITIAL_ROWS = 16
 
 
 class VectorIndex(Protocol):
-    async def add(self, entry_id: str, namespace: str, group: str, vector: Sequence[float], ttl_s: float) -> None:
+    async def add(
+        self, entry_id: str, namespace: str, group: str, vector: Sequence[float] | Vector, ttl_s: float
+    ) -> None:
         """Adds (or replaces) an entry, live for ``ttl_s``. A vector of another dimension
         than the group's, or of zero or non-finite length, is a ValueError. A shared
         index that cannot reach its store keeps the entry locally and counts the failure;
         it never raises for it."""
         ...
 
-    async def nearest(self, group: str, vector: Sequence[float], threshold: float) -> tuple[str, float] | None:
+    async def nearest(self, group: str, vector: Sequence[float] | Vector, threshold: float) -> tuple[str, float] | None:
         """(entry id, cosine similarity) of the group's nearest live entry whose similarity
         is at least ``threshold``; None when there is none, or when a shared index is out
         of step with its store (a removal may have been missed)."""
@@ -185,7 +187,9 @@ class EmbeddedVectorIndex:
         g = self._groups.get(group)
         return g is not None and g.ann is not None
 
-    async def add(self, entry_id: str, namespace: str, group: str, vector: Sequence[float], ttl_s: float) -> None:
+    async def add(
+        self, entry_id: str, namespace: str, group: str, vector: Sequence[float] | Vector, ttl_s: float
+    ) -> None:
         self.put(entry_id, namespace, group, unit(vector), ttl_s)
 
     def put(self, entry_id: str, namespace: str, group: str, v: Vector, ttl_s: float) -> None:
@@ -211,7 +215,7 @@ class EmbeddedVectorIndex:
         if g.ann is None and not g.building and len(g.entries) >= self._ann_min:
             self._start_build(group, g)
 
-    async def nearest(self, group: str, vector: Sequence[float], threshold: float) -> tuple[str, float] | None:
+    async def nearest(self, group: str, vector: Sequence[float] | Vector, threshold: float) -> tuple[str, float] | None:
         self._expire(self._clock())
         g = self._groups.get(group)
         if g is None:

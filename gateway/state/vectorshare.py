@@ -40,7 +40,7 @@ import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.state.vectors import ANN_MIN_ENTRIES, DEFAULT_MAX_ENTRIES, EmbeddedVectorIndex, unit
+from gateway.state.vectors import ANN_MIN_ENTRIES, DEFAULT_MAX_ENTRIES, EmbeddedVectorIndex, Vector, unit
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -127,7 +127,9 @@ class SharedVectorIndex:
 
     # -- the interface ---------------------------------------------------------------
 
-    async def add(self, entry_id: str, namespace: str, group: str, vector: Sequence[float], ttl_s: float) -> None:
+    async def add(
+        self, entry_id: str, namespace: str, group: str, vector: Sequence[float] | Vector, ttl_s: float
+    ) -> None:
         self._start()
         v = unit(vector)
         self._local.put(entry_id, namespace, group, v, ttl_s)
@@ -144,7 +146,7 @@ class SharedVectorIndex:
         pipe.xadd(self._stream, fields, maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
         await self._try(pipe.execute())
 
-    async def nearest(self, group: str, vector: Sequence[float], threshold: float) -> tuple[str, float] | None:
+    async def nearest(self, group: str, vector: Sequence[float] | Vector, threshold: float) -> tuple[str, float] | None:
         self._start()
         if time.monotonic() >= self._fresh_until:
             return None
@@ -178,6 +180,11 @@ class SharedVectorIndex:
         await self._local.close()
         await self._r.aclose()
         await self._rf.aclose()
+
+    def start(self) -> None:
+        """Begins following Redis now rather than on the first call (lookups are answered
+        once the index is loaded: ``in_step``). Needs the running loop."""
+        self._start()
 
     # -- what tests and operators look at ----------------------------------------------
 

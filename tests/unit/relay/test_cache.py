@@ -176,6 +176,10 @@ def _hit(body: bytes, usage: bytes) -> tuple[Any, Any, Any]:
         # nested values kept with the upstream's spacing (keep_unary encodes the top level only)
         (b'{"id":"a","usage":{"prompt_tokens":1,"details":{ "cached_tokens" : 0 }}}', None),
         (b'{"id":"a","usage":null}', b""),
+        # an empty usage, and the same bytes later inside a string
+        (b'{"id":"a","usage":{},"choices":[{"message":{"tool_calls":[{"function":{"arguments":"{}"}}]}}]}', b"{}"),
+        # the same object as the usage nested after it
+        (b'{"id":"a","usage":{"n":1},"x":{"n":1}}', None),
         (b'{"id":"a","choices":[{"message":{"content":"{\\"usage\\":1}"}}]}', b""),
     ],
 )

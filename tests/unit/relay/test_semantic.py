@@ -56,15 +56,25 @@ def test_semantic_text_parts_are_joined_and_images_alone_are_not_embedded() -> N
     assert _parts(_chat({"role": "user", "content": "x" * (MAX_TEXT_CHARS + 1)})) is None
 
 
-def test_semantic_conversation_mode_embeds_every_message() -> None:
-    got = _parts(_chat(SYSTEM, {"role": "user", "content": "Q?"}), mode="conversation")
-    assert got is not None and got[0] == "system: Be brief.\nuser: Q?"
-    other = _parts(
-        _chat({"role": "system", "content": "Be long."}, {"role": "user", "content": "R?"}), mode="conversation"
-    )
-    assert other is not None and other[1] == got[1]  # the texts are all embedded, not grouped
-    shorter = _parts(_chat({"role": "user", "content": "Q?"}), mode="conversation")
-    assert shorter is not None and shorter[1] != got[1]  # the conversation's shape is
+def test_semantic_conversation_mode_embeds_the_turns_and_groups_the_instructions() -> None:
+    turns = [
+        {"role": "user", "content": "Q?"},
+        {"role": "assistant", "content": "A."},
+        {"role": "user", "content": "R?"},
+    ]
+    got = _parts(_chat(SYSTEM, *turns), mode="conversation")
+    assert got is not None and got[0] == "user: Q?\nassistant: A.\nuser: R?"
+    reworded = [
+        {"role": "user", "content": "Q!"},
+        {"role": "assistant", "content": "A!"},
+        {"role": "user", "content": "R!"},
+    ]
+    other = _parts(_chat(SYSTEM, *reworded), mode="conversation")
+    assert other is not None and other[1] == got[1]  # the turns' texts are embedded, not grouped
+    instructed = _parts(_chat({"role": "system", "content": "Be long."}, *turns), mode="conversation")
+    assert instructed is not None and instructed[1] != got[1]  # other instructions: not compared
+    shorter = _parts(_chat(SYSTEM, turns[0]), mode="conversation")
+    assert shorter is not None and shorter[1] != got[1]  # the conversation's shape is grouped
 
 
 @pytest.mark.parametrize("mode", ["last_user", "conversation"])
@@ -82,5 +92,8 @@ def test_semantic_text_completion_embeds_its_prompt() -> None:
     got = _parts({"model": "m", "prompt": "say hi", "max_tokens": 5}, endpoint="text")
     assert got is not None and got[0] == "say hi"
     listed = _parts({"model": "m", "prompt": ["a", "b"], "max_tokens": 5}, endpoint="text")
-    assert listed is not None and listed == ("a\nb", got[1])
+    joined = _parts({"model": "m", "prompt": "a\nb", "max_tokens": 5}, endpoint="text")
+    assert listed is not None and joined is not None and listed[0] == joined[0] == "a\nb"
+    assert listed[1] != joined[1]  # two prompts want two choices: not compared with one
     assert _parts({"model": "m", "prompt": [1, 2, 3]}, endpoint="text") is None  # token ids
+    assert _parts({"model": "m", "prompt": "say hi", "echo": True}, endpoint="text") is None  # echoes its own

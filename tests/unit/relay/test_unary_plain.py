@@ -88,6 +88,21 @@ def test_plain_equals_general_path(answer: bytes, priced: bool, model: str) -> N
     assert gateway_samples(metrics_b) == gateway_samples(metrics_a)
 
 
+@pytest.mark.parametrize("priced", [True, False])
+def test_plain_empty_usage_before_the_same_bytes_in_a_string(priced: bool) -> None:
+    """An empty usage object first and ``"{}"`` later inside a tool call's arguments: the
+    cost goes into the usage, the answer stays JSON, as on the general path."""
+    answer = b'{"id":"c6","usage":{},"choices":[{"message":{"tool_calls":[{"function":{"arguments":"{}"}}]}}]}'
+    call_a, target_a, _ = call_and_target(priced=priced)
+    head = codec.response_head(answer)
+    general, estimated = unary.account(call_a, target_a, answer, b"{}")
+    general = codec.enrich(general, head, call_a.extra_fields(target_a, estimated=estimated))
+    call_b, target_b, _ = call_and_target(priced=priced)
+    fused = without_latency(unary._plain(call_b, target_b, answer, b"{}"))
+    assert fused == without_latency(general)
+    assert fused["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == "{}"
+
+
 def test_plain_extra_fields_prefix_is_per_model_and_escaped() -> None:
     call, target, _ = call_and_target(priced=True)
     call.requested = 'odd "name"\\'

@@ -640,6 +640,13 @@ def test_splice_object_keeps_existing_members_byte_for_byte() -> None:
         (b'data: {"usage":{"a":1}}\n\n', b'{"a":1}', b'data: {"usage":{"a":1,"cost":7}}\n\n'),
         # The last occurrence is the usage object (it follows choices).
         (b'{"x":{"a":1},"usage":{"a":1}}', b'{"a":1}', b'{"x":{"a":1},"usage":{"a":1,"cost":7}}'),
+        # An empty usage first, the same bytes later inside a string: the usage gets it.
+        (
+            b'{"usage":{},"choices":[{"function":{"arguments":"{}"}}]}',
+            b"{}",
+            b'{"usage":{"cost":7},"choices":[{"function":{"arguments":"{}"}}]}',
+        ),
+        (b'{"usage" : {} ,"a":"{}"}', b"{}", b'{"usage" : {"cost":7} ,"a":"{}"}'),
     ],
 )
 def test_add_cost_inside_usage(body: bytes, usage_raw: bytes, want: bytes) -> None:
