@@ -284,3 +284,46 @@ def test_semantic_client_gone_during_the_embedding_is_recorded(up: Proc, slow: P
         assert [(x["status"], x["error"]) for x in mine] == [(499, "client_closed")]
     finally:
         proc.stop()
+
+
+def test_semantic_client_gone_during_the_relay_is_charged_the_embedding(up: Proc, slow: Proc, tmp_path: Any) -> None:
+    """The embedding was spent before the client went away: its 499 record says so."""
+    import json
+
+    config = _config(up)  # embeddings from the fast mock
+    config["providers"]["slow"] = {"base_url": slow.url + "/v1"}  # its chat answers after 3 s
+    proc = serve_config(config, tmp_path)
+    try:
+        rid = f"semantic-relay-gone-{proc.port}"
+        body = {"model": "slow/gpt-4o-mini", "messages": [{"role": "user", "content": ASKED}]}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                proc.url + "/v1/chat/completions",
+                json=body,
+                headers={**_ns(), "x-request-id": rid},
+                timeout=httpx.Timeout(10, read=0.5),
+            )
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [json.loads(x) for x in proc.log.read_text().splitlines() if x.startswith('{"ts"')]
+            mine = [x for x in lines if x.get("request_id") == rid]
+            if mine or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert [(x["status"], x["error"]) for x in mine] == [(499, "client_closed")]
+        assert mine[0]["tokens_in"] > 0 and mine[0]["cost_usd"] > 0  # the embedding
+    finally:
+        proc.stop()
+
+
+def test_semantic_no_embedding_while_the_store_is_down(pair: list[Proc], up: Proc, redis: RedisServer) -> None:
+    h = _ns()
+    redis.stop()
+    try:
+        assert _debug(_ask(pair[0], ASKED, h))["cache_hit"] is False  # the outage found
+        _, embeds = _counts(up)
+        for text in (REWORDED, OTHER):
+            assert _debug(_ask(pair[0], text, h))["cache_hit"] is False
+        assert _counts(up)[1] == embeds  # nothing it could keep was paid for
+    finally:
+        redis.start()

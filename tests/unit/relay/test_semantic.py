@@ -4,6 +4,7 @@ tests/integration/test_cache_semantic.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -97,3 +98,90 @@ def test_semantic_text_completion_embeds_its_prompt() -> None:
     assert listed[1] != joined[1]  # two prompts want two choices: not compared with one
     assert _parts({"model": "m", "prompt": [1, 2, 3]}, endpoint="text") is None  # token ids
     assert _parts({"model": "m", "prompt": "say hi", "echo": True}, endpoint="text") is None  # echoes its own
+
+
+class _Fixed:
+    """The embedding collaborator: one fixed vector for every text, under a model name
+    (the lookup's grouping and removal are under test, not the embeddings call)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    async def embed(self, text: str) -> tuple[list[float], int, float | None]:
+        return [1.0, 0.0, 0.0], 3, 0.001
+
+
+def _lookup(model: str, index: Any) -> Any:
+    from gateway.metrics import CacheMeters
+    from gateway.relay.semantic import Semantic
+
+    return Semantic(
+        _Fixed(model),  # type: ignore[arg-type]
+        index,
+        mode="last_user",
+        excluded=EXCLUDED,
+        meters=CacheMeters(),
+        timeout_s=1.0,
+    )
+
+
+def _ticket(entry_id: str) -> Any:
+    from types import SimpleNamespace
+
+    from gateway.relay.cache import CacheTicket
+
+    ticket = CacheTicket(SimpleNamespace(), entry_id, "ns", ttl_s=60.0, keep=True)  # type: ignore[arg-type]
+    ticket.threshold = 0.8
+    return ticket
+
+
+def test_semantic_vectors_of_another_embedding_model_are_never_compared() -> None:
+    asyncio.run(_another_model())
+
+
+async def _another_model() -> None:
+    from gateway.state.vectors import EmbeddedVectorIndex
+    from tests.unit.relay.calls import make_call
+
+    index = EmbeddedVectorIndex()
+    body = json.dumps(_chat({"role": "user", "content": "Q?"})).encode()
+    kept = object()
+
+    async def get(entry_id: str) -> Any:
+        return kept if entry_id == "first" else None
+
+    small, other = _lookup("up/small", index), _lookup("up/other", index)
+    first = _ticket("first")
+    assert await small.find(first, make_call([], body=body), head=b"h", get=get, store_up=lambda: True) is None
+    await small.remember(first)
+    found = await small.find(_ticket("again"), make_call([], body=body), head=b"h", get=get, store_up=lambda: True)
+    assert found is not None and found[0] == "first" and found[1] is kept
+    # The same vector from another model (a reload, a replica on another config): a miss.
+    assert await other.find(_ticket("x"), make_call([], body=body), head=b"h", get=get, store_up=lambda: True) is None
+
+
+def test_semantic_vector_removed_only_when_the_store_says_its_entry_is_gone() -> None:
+    asyncio.run(_removed_when_gone())
+
+
+async def _removed_when_gone() -> None:
+    from gateway.state.vectors import EmbeddedVectorIndex
+    from tests.unit.relay.calls import make_call
+
+    index = EmbeddedVectorIndex()
+    body = json.dumps(_chat({"role": "user", "content": "Q?"})).encode()
+    lookup = _lookup("up/small", index)
+
+    async def gone(entry_id: str) -> Any:
+        return None
+
+    first = _ticket("first")
+    await lookup.find(first, make_call([], body=body), head=b"h", get=gone, store_up=lambda: True)
+    await lookup.remember(first)
+    assert len(index) == 1
+    # The store did not answer (down, or skipped after a failure): the vector stays.
+    await lookup.find(_ticket("b"), make_call([], body=body), head=b"h", get=gone, store_up=lambda: False)
+    assert len(index) == 1
+    # The store answered that the entry is gone: its vector goes too.
+    await lookup.find(_ticket("c"), make_call([], body=body), head=b"h", get=gone, store_up=lambda: True)
+    assert len(index) == 0
