@@ -23,7 +23,10 @@ from bench.load import LOADGEN_CPU, SERVER_CPU, TOKENS, Cell, Scenario, run_wrk
 from bench.targets import Target, free_port, python_module, spawn
 
 SCENARIOS = (Scenario("unary", stream=False, upstream="fast"), Scenario("stream", stream=True, upstream="fast"))
-CONTENDERS = ("floor+pool", "gateway", "gateway cached")
+CONTENDERS = ("floor+pool", "gateway", "gateway cached", "gateway semantic")
+# Every request a semantic hit: the direct lookup skipped by header, the last user message
+# embedded through the mock (CPU 0) and found among the kept answers' vectors.
+SEMANTIC = {"x-bf-cache-type": "semantic"}
 
 
 def main() -> None:
@@ -53,7 +56,13 @@ def main() -> None:
         )
         floor.model = "gpt-x"
         targets = {"floor+pool": floor}
-        for name, cache in (("gateway", {}), ("gateway cached", {"cache": {"enabled": True, "every_request": True}})):
+        on = {"enabled": True, "every_request": True}
+        semantic = {**on, "embedding_model": "up/text-embedding-3-small"}
+        for name, cache in (
+            ("gateway", {}),
+            ("gateway cached", {"cache": on}),
+            ("gateway semantic", {"cache": semantic}),
+        ):
             provider = {"base_url": mock.url + "/v1", "keys": [{"value": "sk-bench"}], "pricing_provider": "openai"}
             config = folder / f"{name.replace(' ', '-')}.json"
             config.write_text(json.dumps({"default_provider": "up", "providers": {"up": provider}, **cache}))
@@ -64,6 +73,8 @@ def main() -> None:
             )
             targets[name] = start(name, argv, SERVER_CPU, port)
             targets[name].model = "up/gpt-4o-mini"
+            if name == "gateway semantic":
+                targets[name].headers = dict(SEMANTIC)
         for _ in range(args.rounds):
             for scenario in SCENARIOS:
                 for name in CONTENDERS:
@@ -75,7 +86,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps([c.__dict__ for c in cells], indent=1))
     head = ("scenario", "contender", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors")
-    print("{:<8} {:<15} {:>8} {:>7} {:>7} {:>10} {:>6}".format(*head))
+    print("{:<8} {:<16} {:>8} {:>7} {:>7} {:>10} {:>6}".format(*head))
     for scenario in SCENARIOS:
         for name in CONTENDERS:
             mine = [c for c in cells if c.scenario == scenario.name and c.contender == name]
@@ -83,7 +94,7 @@ def main() -> None:
             cpu = statistics.median(c.cpu_us_per_req for c in mine)
             errors = sum(c.errors for c in mine)
             print(
-                f"{scenario.name:<8} {name:<15} {med['rps']:>8.0f} {med['p50_ms']:>7.2f} {med['p99_ms']:>7.2f} "
+                f"{scenario.name:<8} {name:<16} {med['rps']:>8.0f} {med['p50_ms']:>7.2f} {med['p99_ms']:>7.2f} "
                 f"{cpu:>10.1f} {errors:>6}"
             )
     print(f"(CPU 0: the mock and wrk; CPU 1: the server; mock answers {TOKENS} tokens; {LOADGEN_CPU=})")

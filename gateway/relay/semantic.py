@@ -247,8 +247,10 @@ class Semantic:
             return
         try:
             await self.vectors.add(ticket.entry_id, ticket.namespace, ticket.group, ticket.vector, ticket.ttl_s)
-        except ValueError as e:  # another dimension than the group's: a changed model
+        except ValueError as e:  # another dimension than the group's
             log.warning("semantic cache: vector not indexed: %s", e)
+        except Exception:  # the answer is made: an index that fails costs its hits, not it
+            log.exception("semantic cache: vector not indexed")
 
     @staticmethod
     def charge(ticket: CacheTicket, call: Call) -> None:

@@ -205,6 +205,8 @@ class EmbeddedVectorIndex:
         while len(self._entries) >= self._max:
             self.discard(next(iter(self._entries)))
             self.evicted += 1
+        # Read again: the discards above may have emptied the group and dropped it.
+        g = self._groups.get(group)
         if g is None:
             g = self._groups[group] = _Group(v.shape[0])
         entry = _Entry(entry_id, namespace, group, now + ttl_s, g.next_key)

@@ -327,3 +327,15 @@ def test_semantic_no_embedding_while_the_store_is_down(pair: list[Proc], up: Pro
         assert _counts(up)[1] == embeds  # nothing it could keep was paid for
     finally:
         redis.start()
+
+
+def test_semantic_equal_requests_at_once_are_all_answered(gw: Proc) -> None:
+    """Equal requests missing together are all relayed and kept under one id (its
+    vector added again and again): every one answered, then a hit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = {**_ns(), "x-bf-cache-type": "semantic"}  # no direct hit to end the race early
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: _ask(gw, OTHER, h), range(64)))
+    assert len({a["choices"][0]["message"]["content"] for a in answers}) == 1
+    assert _debug(_ask(gw, OTHER, {**h, "x-bf-cache-type": "semantic"}))["hit_type"] == "semantic"

@@ -169,6 +169,26 @@ def test_vectors_eviction_bound_least_recently_used() -> None:
     asyncio.run(main())
 
 
+def test_vectors_entry_added_again_as_its_group_s_only_one() -> None:
+    """The same id added again (equal requests kept at once) when it is its group's only
+    entry, or when the eviction that makes room empties the group: the group is made
+    anew, and the entry can be found and removed."""
+
+    async def main() -> None:
+        index = EmbeddedVectorIndex(max_entries=1)
+        for _ in range(3):
+            await index.add("e", "ns", "g", [1.0, 0.0], 60)
+            assert await index.nearest("g", [1.0, 0.0], 0.9) == ("e", 1.0)
+        await index.add("f", "ns", "g", [0.0, 1.0], 60)  # evicts e, the group's only entry
+        assert await index.nearest("g", [0.0, 1.0], 0.9) == ("f", 1.0)
+        await index.remove("f")
+        await index.remove("e")
+        assert len(index) == 0 and await index.nearest("g", [0.0, 1.0], 0.1) is None
+        await index.close()
+
+    asyncio.run(main())
+
+
 def test_vectors_remove_namespace_embedded() -> None:
     async def main() -> None:
         index = EmbeddedVectorIndex()
