@@ -1,5 +1,5 @@
 """CI runs the cache-hit benchmark quickly: the floor, the gateway and the gateway with its
-cache on, real processes under wrk; the figures are meaningless at this size, but every
+cache on (direct and semantic hits), real processes under wrk; the figures are meaningless at this size, but every
 contender must answer every request of both scenarios."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def test_bench_cachehit_quick_answers_everything(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     cells = json.loads(out.read_text())
     assert {(c["scenario"], c["contender"]) for c in cells} == {
-        (s, n) for s in ("unary", "stream") for n in ("floor+pool", "gateway", "gateway cached")
+        (s, n) for s in ("unary", "stream") for n in ("floor+pool", "gateway", "gateway cached", "gateway semantic")
     }
     assert all(c["errors"] == 0 and c["rps"] > 0 for c in cells), cells
     assert "gateway cached" in r.stdout
