@@ -1,6 +1,7 @@
 """CI runs the cache-hit benchmark quickly: the floor, the gateway and the gateway with its
-cache on (direct and semantic hits), real processes under wrk; the figures are meaningless at this size, but every
-contender must answer every request of both scenarios."""
+cache on (direct and semantic hits), real processes under wrk; the figures are
+meaningless at this size, but every contender must answer every request of both
+scenarios."""
 
 from __future__ import annotations
 
