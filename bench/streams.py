@@ -223,6 +223,10 @@ def run_streams(
     ttfts = sorted(s.ttft for s in streams if s.events)
     if ttfts:
         run.p99_ttft_ms = ttfts[min(len(ttfts) - 1, int(len(ttfts) * 0.99))] * 1000
+    if server not in TRANSLATED and run.events != n * (chunks + 4):
+        # K chunks are K + 4 events: a server that drops or resizes the body's "mock" field, or
+        # streams that were cut, show here.
+        run.notes.append(f"{run.events} events, not {n} x {chunks + 4}")
     if run.cpu0_all_s / max(run.wall_s, 1e-9) > CPU0_SATURATED:
         run.notes.append(f"CPU 0 {run.cpu0_all_s / max(run.wall_s, 1e-9):.0%} busy: the mock may not keep the pace")
     if run.cpu1_others > NOISY:
@@ -244,8 +248,10 @@ def servers(
             return t
 
         port = free_port()
+        # The pacer's own length and pace are the run's, for a server that drops the body's
+        # "mock" field (Portkey does): every server's streams are then the same.
         argv = (
-            python_module("bench.pacer", "--port", str(port))
+            python_module("bench.pacer", "--port", str(port), "--tokens", str(tokens), "--itl-ms", str(itl_ms))
             if upstream == "pacer"
             else python_module("gateway", "mock", "--port", str(port))
         )

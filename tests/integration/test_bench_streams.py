@@ -7,10 +7,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+
+from bench.load import MESSAGES
+from bench.streams import servers
 
 ROOT = Path(__file__).parents[2]
 
@@ -49,3 +54,19 @@ def test_bench_streams_capacity_quick_reports_each_server(tmp_path: Path) -> Non
     for r in result["runs"]:
         assert r["failed"] == 0 and r["events"] == r["streams"] * (r["chunks"] + 4), r
     assert "max concurrent streams, gateway:" in stdout
+
+
+@pytest.mark.timeout(60)
+def test_bench_streams_pacer_paces_a_request_without_mock_field_like_the_run(tmp_path: Path) -> None:
+    # A peer that drops the body's "mock" field (Portkey) gets the pacer's command-line
+    # length and pace: they must be the run's, or that peer relays other streams than the rest.
+    with servers(tmp_path, ("direct",), "pacer", itl_ms=30.0, tokens=7) as (ts, _):
+        t = ts["direct"]
+        body = {"model": t.model, "messages": MESSAGES, "stream": True}
+        frames: list[float] = []
+        with httpx.stream("POST", t.url + "/v1/chat/completions", json=body, timeout=10) as r:
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    frames.append(time.perf_counter())
+    assert len(frames) == 7 + 4  # role, 7 tokens, finish, usage, [DONE]
+    assert frames[-1] - frames[0] >= 7 * 0.030 * 0.9
