@@ -51,7 +51,9 @@ def chunked(frame: bytes) -> bytes:
 
 
 ROLE = chunked(_CHUNK % (b'{"role":"assistant","content":""}', b"null"))
-TOKEN = chunked(_CHUNK % (b'{"content":" token"}', b"null"))
+# Two token texts of one length, alternating: LiteLLM ends a stream with an error after 100
+# identical content chunks in a row (its guard against a model stuck in a loop).
+TOKENS = (chunked(_CHUNK % (b'{"content":" token"}', b"null")), chunked(_CHUNK % (b'{"content":" Token"}', b"null")))
 FINISH = chunked(_CHUNK % (b"{}", b'"stop"'))
 DONE = chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n"
 
@@ -106,7 +108,7 @@ class Upstream(asyncio.Protocol):
             return
         if self.left:
             self.left -= 1
-            transport.write(TOKEN)
+            transport.write(TOKENS[self.left & 1])
             self.next += self.itl
             self.timer = self.loop.call_at(self.next, self.tick)
             return

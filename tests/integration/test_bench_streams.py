@@ -4,6 +4,7 @@ every event and every figure must be produced."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -70,3 +71,21 @@ def test_bench_streams_pacer_paces_a_request_without_mock_field_like_the_run(tmp
                     frames.append(time.perf_counter())
     assert len(frames) == 7 + 4  # role, 7 tokens, finish, usage, [DONE]
     assert frames[-1] - frames[0] >= 7 * 0.030 * 0.9
+
+
+@pytest.mark.timeout(60)
+def test_bench_pacer_never_repeats_a_content_chunk_back_to_back(tmp_path: Path) -> None:
+    # LiteLLM cuts a stream with "The model is repeating the same chunk" after 100 identical
+    # content chunks in a row: the pacer's 200-token streams must not look like a loop.
+    with servers(tmp_path, ("direct",), "pacer") as (ts, _):
+        t = ts["direct"]
+        body = {"model": t.model, "messages": MESSAGES, "stream": True, "mock": {"tokens": 150, "itl_ms": 0}}
+        contents: list[str] = []
+        with httpx.stream("POST", t.url + "/v1/chat/completions", json=body, timeout=10) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    for choice in json.loads(line[6:])["choices"]:
+                        if choice["delta"].get("content"):
+                            contents.append(choice["delta"]["content"])
+    assert len(contents) == 150
+    assert all(a != b for a, b in itertools.pairwise(contents))
