@@ -95,7 +95,7 @@ class Upstream(asyncio.Protocol):
 
     def start(self, body: bytes) -> None:
         tokens, itl = _TOKENS.search(body), _ITL.search(body)
-        self.tokens = self.left = int(tokens.group(1)) if tokens else DEFAULTS[0]
+        self.tokens = self.left = int(tokens.group(1) if tokens else DEFAULTS[0])
         self.itl = float(itl.group(1)) / 1000 if itl else DEFAULTS[1]
         self.transport.write(_HEAD + ROLE)  # type: ignore[union-attr]
         self.next = self.loop.time() + self.itl

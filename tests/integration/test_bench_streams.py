@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from bench.load import MESSAGES
-from bench.streams import servers
+from bench.streams import run_streams, servers
 
 ROOT = Path(__file__).parents[2]
 
@@ -89,3 +89,14 @@ def test_bench_pacer_never_repeats_a_content_chunk_back_to_back(tmp_path: Path) 
                             contents.append(choice["delta"]["content"])
     assert len(contents) == 150
     assert all(a != b for a, b in itertools.pairwise(contents))
+
+
+@pytest.mark.timeout(60)
+def test_bench_streams_run_names_streams_cut_by_its_timeout(tmp_path: Path) -> None:
+    # A stream the harness cuts at its timeout counts as failed; the run must say it was the
+    # harness, not the server, and that the streams came out short.
+    with servers(tmp_path, ("direct",), "pacer") as (ts, pacer):
+        run = run_streams(ts["direct"], "direct", n=2, chunks=5, itl_ms=1000, mock_pid=pacer, timeout_s=1.0)
+    assert run.failed == 2
+    assert "2 streams still open at the 1 s timeout, cut" in run.notes
+    assert any("not 2 x 9" in note for note in run.notes)
