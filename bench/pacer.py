@@ -51,7 +51,9 @@ def chunked(frame: bytes) -> bytes:
 
 
 ROLE = chunked(_CHUNK % (b'{"role":"assistant","content":""}', b"null"))
-TOKEN = chunked(_CHUNK % (b'{"content":" token"}', b"null"))
+# Two token texts of one length, alternating: LiteLLM ends a stream with an error after 100
+# identical content chunks in a row (its guard against a model stuck in a loop).
+TOKENS = (chunked(_CHUNK % (b'{"content":" token"}', b"null")), chunked(_CHUNK % (b'{"content":" Token"}', b"null")))
 FINISH = chunked(_CHUNK % (b"{}", b'"stop"'))
 DONE = chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n"
 
@@ -93,7 +95,7 @@ class Upstream(asyncio.Protocol):
 
     def start(self, body: bytes) -> None:
         tokens, itl = _TOKENS.search(body), _ITL.search(body)
-        self.tokens = self.left = int(tokens.group(1)) if tokens else DEFAULTS[0]
+        self.tokens = self.left = int(tokens.group(1) if tokens else DEFAULTS[0])
         self.itl = float(itl.group(1)) / 1000 if itl else DEFAULTS[1]
         self.transport.write(_HEAD + ROLE)  # type: ignore[union-attr]
         self.next = self.loop.time() + self.itl
@@ -106,7 +108,7 @@ class Upstream(asyncio.Protocol):
             return
         if self.left:
             self.left -= 1
-            transport.write(TOKEN)
+            transport.write(TOKENS[self.left & 1])
             self.next += self.itl
             self.timer = self.loop.call_at(self.next, self.tick)
             return

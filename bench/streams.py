@@ -157,7 +157,8 @@ def request_bytes(target: Target, chunks: int, itl_ms: float) -> bytes:
 
 async def _drive(
     host: str, port: int, request: bytes, n: int, spread_s: float, timeout_s: float
-) -> tuple[list[Stream], list[float]]:
+) -> tuple[list[Stream], list[float], int]:
+    """The streams, the gaps, and how many streams were still open at ``timeout_s`` (cut)."""
     loop = asyncio.get_running_loop()
     gaps: list[float] = []
     streams: list[Stream] = []
@@ -181,7 +182,7 @@ async def _drive(
     for s in streams:
         if s.transport is not None:
             s.transport.abort()
-    return streams, gaps
+    return streams, gaps, len(pending)
 
 
 def run_streams(
@@ -209,7 +210,7 @@ def run_streams(
         return [*pids, cpu_busy_s(LOADGEN_CPU), cpu_busy_s(SERVER_CPU), time.perf_counter()]
 
     before = snapshot()
-    streams, gaps = uvloop.run(_drive(host, int(port), request, n, spread_s, timeout_s))
+    streams, gaps, cut = uvloop.run(_drive(host, int(port), request, n, spread_s, timeout_s))
     d = [b - a for a, b in zip(before, snapshot(), strict=True)]
     run = Run(server, n, chunks, itl_ms, wall_s=d[5], server_cpu_s=d[0], mock_cpu_s=d[1], client_cpu_s=d[2])
     run.cpu0_all_s, run.cpu1_all_s = d[3], d[4]
@@ -223,6 +224,12 @@ def run_streams(
     ttfts = sorted(s.ttft for s in streams if s.events)
     if ttfts:
         run.p99_ttft_ms = ttfts[min(len(ttfts) - 1, int(len(ttfts) * 0.99))] * 1000
+    if cut:  # counted failed, but by the harness: a slow server's streams may not have failed
+        run.notes.append(f"{cut} streams still open at the {timeout_s:.0f} s timeout, cut")
+    if server not in TRANSLATED and run.events != n * (chunks + 4):
+        # K chunks are K + 4 events: a server that drops or resizes the body's "mock" field, or
+        # streams that were cut, show here.
+        run.notes.append(f"{run.events} events, not {n} x {chunks + 4}")
     if run.cpu0_all_s / max(run.wall_s, 1e-9) > CPU0_SATURATED:
         run.notes.append(f"CPU 0 {run.cpu0_all_s / max(run.wall_s, 1e-9):.0%} busy: the mock may not keep the pace")
     if run.cpu1_others > NOISY:
@@ -244,8 +251,10 @@ def servers(
             return t
 
         port = free_port()
+        # The pacer's own length and pace are the run's, for a server that drops the body's
+        # "mock" field (Portkey does): every server's streams are then the same.
         argv = (
-            python_module("bench.pacer", "--port", str(port))
+            python_module("bench.pacer", "--port", str(port), "--tokens", str(tokens), "--itl-ms", str(itl_ms))
             if upstream == "pacer"
             else python_module("gateway", "mock", "--port", str(port))
         )
