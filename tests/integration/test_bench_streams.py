@@ -42,7 +42,9 @@ def test_bench_streams_cost_quick_relays_every_event(tmp_path: Path) -> None:
     # finish, usage and [DONE] frames.
     for r in runs:
         assert r["failed"] == 0 and r["events"] == r["streams"] * (r["chunks"] + 4), r
-        assert r["p50_itl_ms"] > 0 and r["wall_s"] > 0
+        # Not > 0: on a loaded machine events coalesce into one read, and the median gap
+        # a client sees may be 0 (a timing outcome, not a harness fault).
+        assert r["p50_itl_ms"] >= 0 and r["wall_s"] > 0
     assert [row["server"] for row in result["rows"]] == ["direct", "pipe", "gateway"]
     assert "x pipe" in stdout
 
