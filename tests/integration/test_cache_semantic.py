@@ -6,6 +6,7 @@ proven by the upstream's record: no new chat request, one new embeddings request
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -260,58 +261,47 @@ def test_semantic_embedding_past_its_deadline_is_a_miss(up: Proc, slow: Proc, tm
         proc.stop()
 
 
-def test_semantic_client_gone_during_the_embedding_is_recorded(up: Proc, slow: Proc, tmp_path: Any) -> None:
-    import json
+def _given_up(proc: Proc, rid: str, model: str, *, read_s: float) -> dict[str, Any]:
+    """The access log record of request ``rid`` to ``model``, whose client gave up
+    waiting for its answer after ``read_s``."""
+    body = {"model": model, "messages": [{"role": "user", "content": ASKED}]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            proc.url + "/v1/chat/completions",
+            json=body,
+            headers={**_ns(), "x-request-id": rid},
+            timeout=httpx.Timeout(10, read=read_s),
+        )
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(x) for x in proc.log.read_text().splitlines() if x.startswith('{"ts"')]
+        mine = [x for x in lines if x.get("request_id") == rid]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(mine) == 1, mine
+    return mine[0]
 
+
+def test_semantic_client_gone_during_the_embedding_is_recorded(up: Proc, slow: Proc, tmp_path: Any) -> None:
     proc = _slow_gateway(up, slow, tmp_path, embedding_timeout_s=10)
     try:
-        rid = f"semantic-gone-{proc.port}"
-        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ASKED}]}
-        with pytest.raises(httpx.ReadTimeout):  # the client gives up while the embedding runs
-            httpx.post(
-                proc.url + "/v1/chat/completions",
-                json=body,
-                headers={**_ns(), "x-request-id": rid},
-                timeout=httpx.Timeout(10, read=0.3),
-            )
-        deadline = time.monotonic() + 10
-        while True:
-            lines = [json.loads(x) for x in proc.log.read_text().splitlines() if x.startswith('{"ts"')]
-            mine = [x for x in lines if x.get("request_id") == rid]
-            if mine or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert [(x["status"], x["error"]) for x in mine] == [(499, "client_closed")]
+        # The client gives up while the embedding runs.
+        record = _given_up(proc, f"semantic-gone-{proc.port}", "gpt-4o-mini", read_s=0.3)
+        assert (record["status"], record["error"]) == (499, "client_closed")
     finally:
         proc.stop()
 
 
 def test_semantic_client_gone_during_the_relay_is_charged_the_embedding(up: Proc, slow: Proc, tmp_path: Any) -> None:
     """The embedding was spent before the client went away: its 499 record says so."""
-    import json
-
     config = _config(up)  # embeddings from the fast mock
     config["providers"]["slow"] = {"base_url": slow.url + "/v1"}  # its chat answers after 3 s
     proc = serve_config(config, tmp_path)
     try:
-        rid = f"semantic-relay-gone-{proc.port}"
-        body = {"model": "slow/gpt-4o-mini", "messages": [{"role": "user", "content": ASKED}]}
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(
-                proc.url + "/v1/chat/completions",
-                json=body,
-                headers={**_ns(), "x-request-id": rid},
-                timeout=httpx.Timeout(10, read=0.5),
-            )
-        deadline = time.monotonic() + 10
-        while True:
-            lines = [json.loads(x) for x in proc.log.read_text().splitlines() if x.startswith('{"ts"')]
-            mine = [x for x in lines if x.get("request_id") == rid]
-            if mine or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert [(x["status"], x["error"]) for x in mine] == [(499, "client_closed")]
-        assert mine[0]["tokens_in"] > 0 and mine[0]["cost_usd"] > 0  # the embedding
+        record = _given_up(proc, f"semantic-relay-gone-{proc.port}", "slow/gpt-4o-mini", read_s=0.5)
+        assert (record["status"], record["error"]) == (499, "client_closed")
+        assert record["tokens_in"] > 0 and record["cost_usd"] > 0  # the embedding
     finally:
         proc.stop()
 
