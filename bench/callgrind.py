@@ -12,10 +12,12 @@ instructions counted are divided by the requests wrk completed in that window.
     python -m bench.callgrind --tree . --tree /tmp/gateway-base --rounds 2
 
 ``--cache`` turns the response cache on, so every request after the first is answered
-from it (a direct hit). ``--stream-tokens 20,120`` measures streamed requests instead
-(``"stream": true``, the mock sending that many content chunks), once per count, and
-prints the instructions per relayed chunk: the difference between the two counts' per-request figures divided by
-the difference in chunks, so the per-request work cancels out.
+from it (a direct hit); ``--semantic``, from it through a semantic lookup (every request
+embedded through the mock first). ``--stream-tokens 20,120`` measures streamed requests
+instead (``"stream": true``, the mock sending that many content chunks), once per count,
+and prints the instructions per relayed chunk: the difference between the two counts'
+per-request figures divided by the difference in chunks, so the per-request work cancels
+out.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bench.load import MESSAGES
 from bench.targets import ROOT, free_port, python_module, spawn
 
 GATEWAY_CPU, LOADGEN_CPU = 1, 0
+EMBEDDER = "up/text-embedding-3-small"  # --semantic: the mock's embeddings
 
 
 def _wrk(url: str, script: Path, seconds: int) -> int:
@@ -70,15 +73,20 @@ def measure(
     seconds: int,
     stream_tokens: int | None = None,
     cache: bool = False,
+    semantic: bool = False,
 ) -> float:
     """Instructions per request for the gateway in ``tree`` (a stream of ``stream_tokens``
     content chunks when given; answered from the response cache when ``cache``: every
-    request after the first is a direct hit)."""
+    request after the first is a direct hit; ``semantic``: a semantic hit, embedded
+    through the mock first)."""
     config = folder / "gateway.json"
     config.write_text(
         json.dumps(
             {
                 **({"cache": {"enabled": True, "every_request": True}} if cache else {}),
+                **(
+                    {"cache": {"enabled": True, "every_request": True, "embedding_model": EMBEDDER}} if semantic else {}
+                ),  # noqa: E501
                 "default_provider": "up",
                 "providers": {
                     "up": {
@@ -110,9 +118,10 @@ def measure(
         if stream_tokens is not None:
             fields.update(stream=True, mock={"tokens": stream_tokens})
         body = json.dumps(fields)
-        script.write_text(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
-        )
+        lua = f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
+        if semantic:  # the direct key skipped: every request embedded, then a semantic hit
+            lua += 'wrk.headers["x-bf-cache-type"] = "semantic"\n'
+        script.write_text(lua)
         url = target.url + "/v1/chat/completions"
         _wrk(url, script, warmup_s)
         subprocess.run(["callgrind_control", "-i", "on", str(target.pid)], check=True, capture_output=True)
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=int, default=15, help="seconds counted (default 15)")
     p.add_argument("--keep", type=Path, help="keep the callgrind dumps in this directory (callgrind_annotate them)")
     p.add_argument("--cache", action="store_true", help="the response cache on: every request is a direct hit")
+    p.add_argument("--semantic", action="store_true", help="every request a semantic hit (embedded through the mock)")
     p.add_argument(
         "--stream-tokens",
         help="two chunk counts, e.g. 20,120: measure streams of each and print instructions per relayed chunk",
@@ -181,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                                 seconds=args.seconds,
                                 stream_tokens=n,
                                 cache=args.cache,
+                                semantic=args.semantic,
                             )
                         )
                         what = f"a stream of {n} chunks" if n else "a request"

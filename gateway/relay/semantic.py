@@ -54,7 +54,10 @@ _encode = msgspec.json.Encoder().encode
 
 
 class _Item(Struct):
-    embedding: list[float]
+    # base64 of little-endian float32, decoded by msgspec (asked for: a quarter of the
+    # bytes, no float parsing, no Python float a dimension), or floats from a server that
+    # does not do base64.
+    embedding: bytes | list[float]
 
 
 class _List(Struct):
@@ -137,19 +140,32 @@ class Embedder:
         self.model = model
         self._make = make
 
-    async def embed(self, text: str) -> tuple[list[float], int, float | None]:
-        """The vector, the input tokens it was accounted with and its cost (None:
-        unpriced). Raises GatewayError (the embeddings call failed or its answer is not
-        a list of embeddings)."""
-        call = self._make(_encode({"model": self.model, "input": text}))
+    async def embed(self, text: str) -> tuple[Any, int, float | None]:
+        """The vector (float32, numpy), the input tokens it was accounted with and its
+        cost (None: unpriced). Raises GatewayError (the embeddings call failed or its
+        answer is not a list of embeddings)."""
+        call = self._make(_encode({"model": self.model, "input": text, "encoding_format": "base64"}))
         data, _, _ = await unary(call)
-        try:
-            items = _decode_list(data).data
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise GatewayError(f"embedding model {self.model!r} answered without a float vector: {e}") from None
+        return vector_of(data, model=self.model), call.used_in, call.used_cost
+
+
+def vector_of(data: bytes, *, model: str) -> Any:
+    """The first vector of an embeddings answer, float32 (numpy): base64 as asked for,
+    or floats from a server that answers them anyway. GatewayError when there is none."""
+    import numpy as np  # loaded with the vector index, not at start
+
+    try:
+        items = _decode_list(data).data
         if not items:
-            raise GatewayError(f"embedding model {self.model!r} answered with no vector")
-        return items[0].embedding, call.used_in, call.used_cost
+            raise ValueError("no vector")
+        got = items[0].embedding
+        if isinstance(got, bytes):
+            if not got or len(got) % 4:
+                raise ValueError(f"{len(got)} bytes is not a float32 vector")
+            return np.frombuffer(got, dtype="<f4")
+        return np.asarray(got, dtype=np.float32)
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
+        raise GatewayError(f"embedding model {model!r} answered without a vector: {e}") from None
 
 
 class Semantic:

@@ -329,3 +329,20 @@ def test_semantic_equal_requests_at_once_are_all_answered(gw: Proc) -> None:
         answers = list(pool.map(lambda _: _ask(gw, OTHER, h), range(64)))
     assert len({a["choices"][0]["message"]["content"] for a in answers}) == 1
     assert _debug(_ask(gw, OTHER, {**h, "x-bf-cache-type": "semantic"}))["hit_type"] == "semantic"
+
+
+def test_semantic_embeds_through_a_gemini_dialect_provider(up: Proc, tmp_path: Any) -> None:
+    """The embedding model may be any provider's: a Gemini-dialect one (its answer
+    translated, base64 as asked for) finds a paraphrase as the OpenAI dialect does."""
+    config = _config(up, embedding_model="gem/text-embedding-004")
+    config["providers"]["gem"] = {"dialect": "gemini", "base_url": up.url, "keys": [{"value": "k"}]}
+    proc = serve_config(config, tmp_path)
+    try:
+        h = _ns()
+        _ask(proc, ASKED, h)
+        paths = [r["path"] for r in httpx.get(up.url + "/mock/requests").json()]
+        assert paths[-2].endswith(":batchEmbedContents"), paths[-3:]  # embedded in Gemini's dialect
+        debug = _debug(_ask(proc, REWORDED, h))
+        assert debug["hit_type"] == "semantic" and debug["similarity"] >= 0.8
+    finally:
+        proc.stop()

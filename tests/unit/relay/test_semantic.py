@@ -185,3 +185,29 @@ async def _removed_when_gone() -> None:
     # The store answered that the entry is gone: its vector goes too.
     await lookup.find(_ticket("c"), make_call([], body=body), head=b"h", get=gone, store_up=lambda: True)
     assert len(index) == 0
+
+
+@pytest.mark.parametrize(
+    "embedding",
+    [
+        '"AACAPwAAAEAAAEBA"',  # base64 of float32 1, 2, 3 (little-endian), as asked for
+        "[1.0, 2.0, 3.0]",  # floats from a server that ignores encoding_format
+    ],
+)
+def test_semantic_vector_read_from_base64_or_floats(embedding: str) -> None:
+    from gateway.relay.semantic import vector_of
+
+    data = b'{"object":"list","data":[{"object":"embedding","index":0,"embedding":%s}]}' % embedding.encode()
+    assert vector_of(data, model="m").tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"data":[]}', b'{"data":[{"embedding":"AACA"}]}', b'{"data":[{"embedding":""}]}', b'{"error":{}}', b"[1]"],
+)
+def test_semantic_no_vector_is_a_gateway_error(data: bytes) -> None:
+    from gateway.errors import GatewayError
+    from gateway.relay.semantic import vector_of
+
+    with pytest.raises(GatewayError, match="answered without a vector"):
+        vector_of(data, model="m")
