@@ -86,7 +86,7 @@ def measure(
                 **({"cache": {"enabled": True, "every_request": True}} if cache else {}),
                 **(
                     {"cache": {"enabled": True, "every_request": True, "embedding_model": EMBEDDER}} if semantic else {}
-                ),  # noqa: E501
+                ),
                 "default_provider": "up",
                 "providers": {
                     "up": {
