@@ -4,12 +4,13 @@ that one is within the threshold (cosine similarity) and was made with everythin
 equal (docs/cache.md, "Semantic lookup").
 
 What is embedded (``cache.semantic_input``): the last user message (``last_user``), or
-every message as ``role: text`` lines (``conversation``); for a text completion, its
-prompt. What must be equal, the request's *group*: the targets, endpoint, namespace,
-caller and the canonical body (``relay.cachekey.canonical``) without the embedded part (the
-last user message's content, or every message, or the prompt). Comparing only within a
-group keeps a paraphrase of one question from being answered with another model's or
-another temperature's answer, or, with ``last_user``, in another conversation.
+the user, assistant and tool messages as ``role: text`` lines (``conversation``); for a
+text completion, its prompt. What must be equal, the request's *group*: the targets,
+endpoint, namespace, caller, embedding model and mode, and the canonical body
+(``relay.cachekey.canonical``) without the embedded text (images, tool calls, roles,
+instructions and the number of prompts stay). Comparing only within a group keeps a
+paraphrase of one question from being answered with another model's or another
+temperature's answer, or, with ``last_user``, in another conversation.
 
 The embedding is a real call through the configured ``embedding_model`` (any provider
 that serves embeddings, the mock included): retried and failed over as any request,

@@ -197,7 +197,7 @@ class Gateway:
                 else:
                     self._vectors = vector_index(cfg.store, metrics=metrics)
                     start = getattr(self._vectors, "start", None)
-                    if start is not None:  # shared: loaded from Redis before the first lookup
+                    if start is not None:  # shared: loading from Redis now; lookups answered once loaded
                         start()
             embedder = Embedder(model, lambda body: planner.internal_embeddings(body, model=model))
             semantic = Semantic(
