@@ -249,7 +249,8 @@ class Handlers:
         assert ticket is not None and ticket.owner.semantic is not None
         try:
             await ticket.owner.find_near(ticket, call)
-        except asyncio.CancelledError:  # the client went away during the embedding
+        except asyncio.CancelledError:  # the client went away during the lookup
+            ticket.owner.semantic.charge(ticket, call)  # an embedding answered is spent (0 if none)
             self._cancelled(request, call)
             raise
         # Charged now, so a hit, a failed relay and a client gone are charged it too; a
